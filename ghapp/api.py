@@ -1,0 +1,252 @@
+"""The orchestrator API: ask for a deployment, read it, list them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ghapp import deploys
+from ghapp.engine import utcnow
+from ghapp.github.client import DispatchRejected, GitHubUnavailable
+from ghapp.models import DeploymentList, DeploymentRequest
+from ghapp.store import IdempotencyConflict
+
+if TYPE_CHECKING:
+    from ghapp.app import Services
+
+log = logging.getLogger("ghapp.api")
+MAX_BODY = 1024 * 1024
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """An error answer: `{"error", "message"}` plus details."""
+    headers = extra.pop("headers", None)
+    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _authorized(request: Request) -> bool:
+    expected = _services(request).settings.orchestrator_token or ""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
+    )
+
+
+def _unauthorized() -> JSONResponse:
+    return error(
+        401,
+        "unauthorized",
+        "missing or wrong bearer token (Authorization: Bearer $ORCHESTRATOR_TOKEN)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def callback_allowed(url: str, allowed: list[str]) -> bool:
+    """Whether a callback URL's host (and port, where the entry names one) is allowed."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for entry in allowed:
+        wanted = urlsplit("//" + entry.strip().lower())
+        try:
+            wanted_port = wanted.port
+        except ValueError:
+            continue
+        if wanted.hostname == host and wanted_port in (None, port):
+            return True
+    return False
+
+
+def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
+        for e in exc.errors()
+    ]
+
+
+async def create_deployment(request: Request) -> Response:
+    """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
+    if not _authorized(request):
+        return _unauthorized()
+    services = _services(request)
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    try:
+        body = DeploymentRequest.model_validate(payload)
+    except ValidationError as exc:
+        return error(
+            422, "invalid_request", "the body breaks the schema", errors=_field_errors(exc)
+        )
+    settings = services.settings
+    callback_url = body.callback_url or settings.orchestrator_callback_url
+    if callback_url is None:
+        return error(
+            422,
+            "invalid_request",
+            "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
+            errors=[{"field": "callback_url", "message": "required"}],
+        )
+    if not callback_allowed(callback_url, settings.callback_allowed_hosts):
+        return error(
+            422,
+            "invalid_request",
+            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
+            errors=[{"field": "callback_url", "message": "host not allowed"}],
+        )
+    key = request.headers.get("idempotency-key")
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    if key is None:
+        return await _dispatch(services, body, callback_url, None, request_hash)
+    if len(key) > 200:
+        return error(422, "invalid_request", "Idempotency-Key is longer than 200 characters")
+    # One dispatch per key in this process; the unique constraint covers other replicas.
+    lock = services.idempotency_locks.get(key)
+    if lock is None:
+        lock = services.idempotency_locks[key] = asyncio.Lock()
+    async with lock:
+        try:
+            existing = await services.store.by_idempotency_key(key)
+            if existing is not None:
+                if existing[1] != request_hash:
+                    raise IdempotencyConflict(key)
+                return JSONResponse(existing[0].public().model_dump(mode="json"), 200)
+            return await _dispatch(services, body, callback_url, key, request_hash)
+        except IdempotencyConflict:
+            return error(
+                409, "idempotency_conflict", "this Idempotency-Key was used with another body"
+            )
+
+
+async def _dispatch(
+    services: Services,
+    body: DeploymentRequest,
+    callback_url: str,
+    key: str | None,
+    request_hash: str,
+) -> Response:
+    deployment_id = "dep_" + uuid.uuid4().hex[:24]
+    github = services.github
+    ref = body.ref
+    try:
+        if ref is None:
+            installation = await github.installation_for(body.repository)
+            ref = await github.default_branch(body.repository, installation)
+        dispatched = await github.dispatch(body.repository, body.workflow, ref, body.inputs)
+    except DispatchRejected as exc:
+        transition = deploys.rejected_deployment(
+            deployment_id,
+            body,
+            ref=ref or "(default branch)",
+            callback_url=callback_url,
+            message=str(exc),
+            now=utcnow(),
+        )
+        record = await services.store.create(
+            transition.record,
+            idempotency_key=key,
+            request_hash=request_hash,
+            enqueue_callback=True,
+        )
+        services.notify_verdict(record)
+        log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})
+        return JSONResponse(record.public().model_dump(mode="json"), 202)
+    except GitHubUnavailable as exc:
+        log.warning("GitHub unavailable for dispatch", extra={"error": str(exc)})
+        return error(
+            503,
+            "github_unavailable",
+            f"GitHub could not take the dispatch: {exc}",
+            headers={"Retry-After": "30"},
+        )
+    record = deploys.new_deployment(
+        deployment_id,
+        body,
+        ref=ref,
+        callback_url=callback_url,
+        installation_id=dispatched.installation_id,
+        run_id=dispatched.run_id,
+        html_url=dispatched.html_url,
+        now=utcnow(),
+    )
+    record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
+    log.info(
+        "dispatched",
+        extra={
+            "deployment_id": record.id,
+            "repository": record.repository,
+            "run_id": dispatched.run_id,
+        },
+    )
+    return JSONResponse(record.public().model_dump(mode="json"), 202)
+
+
+async def get_deployment(request: Request) -> Response:
+    """GET /api/v1/deployments/{id}."""
+    if not _authorized(request):
+        return _unauthorized()
+    record = await _services(request).store.get(request.path_params["deployment_id"])
+    if record is None:
+        return error(404, "not_found", "no such deployment")
+    return JSONResponse(record.public().model_dump(mode="json"))
+
+
+async def list_deployments(request: Request) -> Response:
+    """GET /api/v1/deployments?repository=&state=&limit= (newest first)."""
+    if not _authorized(request):
+        return _unauthorized()
+    params = request.query_params
+    try:
+        limit = int(params.get("limit", "50"))
+        if not 1 <= limit <= 500:
+            raise ValueError
+    except ValueError:
+        return error(
+            422,
+            "invalid_request",
+            "limit must be an integer from 1 to 500",
+            errors=[{"field": "limit", "message": "must be 1..500"}],
+        )
+    state = params.get("state")
+    if state is not None and state not in ("dispatched", "in_progress", "completed"):
+        return error(
+            422,
+            "invalid_request",
+            "state must be dispatched, in_progress or completed",
+            errors=[{"field": "state", "message": "unknown state"}],
+        )
+    records = await _services(request).store.recent(
+        repository=params.get("repository"), state=state, limit=limit
+    )
+    body = DeploymentList(deployments=[r.public() for r in records])
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+routes = [
+    Route("/api/v1/deployments", create_deployment, methods=["POST"]),
+    Route("/api/v1/deployments", list_deployments, methods=["GET"]),
+    Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
+]

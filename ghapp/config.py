@@ -1,0 +1,160 @@
+"""Settings: every variable of DESIGN.md's table, from the environment and `.env`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """ghapp's configuration; names follow Probot's where Probot has one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    app_id: str | None = None
+    private_key: str | None = Field(default=None, repr=False)
+    private_key_path: Path | None = None
+    webhook_secret: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    webhook_path: str = "/api/github/webhooks"
+    github_api_url: str = "https://api.github.com"
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+    orchestrator_token: str | None = Field(default=None, repr=False)
+    orchestrator_callback_url: str | None = None
+    callback_secret: str | None = Field(default=None, repr=False)
+    callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    database_url: str = "sqlite:///ghapp.db"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["pretty", "json"] | None = None
+    poll_after: float = Field(default=60, gt=0)
+    run_lookup_timeout: float = Field(default=600, gt=0)
+    run_timeout: float = Field(default=21600, gt=0)
+    callback_retry_base: float = Field(default=2, gt=0)
+    callback_retry_max_interval: float = Field(default=600, gt=0)
+    callback_retry_for: float = Field(default=86400, gt=0)
+    delivery_log_days: float = Field(default=3, ge=0)
+    auto_redeliver: bool = False
+
+    @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("github_api_url", "orchestrator_callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://...")
+        return value
+
+    @field_validator("private_key")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        # Platforms that cannot hold multi-line variables pass the PEM with literal \n.
+        value = value.replace("\\n", "\n").strip() + "\n"
+        if "-----BEGIN" not in value:
+            raise ValueError("is not a PEM private key (no -----BEGIN line)")
+        return value
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _pem_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _default_allowed_hosts(self) -> Settings:
+        if not self.callback_allowed_hosts and self.orchestrator_callback_url:
+            netloc = urlsplit(self.orchestrator_callback_url).netloc.rsplit("@", 1)[-1]
+            self.callback_allowed_hosts = [netloc.lower()]
+        return self
+
+    def app_private_key(self) -> str:
+        """The App's PEM private key, inline or read from PRIVATE_KEY_PATH."""
+        if self.private_key:
+            return self.private_key
+        if self.private_key_path:
+            return self.private_key_path.read_text()
+        raise SettingsError("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
+
+    def require_for_serve(self) -> None:
+        """Raise SettingsError naming the first setting `ghapp serve` cannot do without."""
+        if not self.app_id:
+            raise SettingsError("APP_ID: required to serve (the GitHub App's id)")
+        if not self.private_key and not self.private_key_path:
+            raise SettingsError("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
+        if not self.webhook_secret:
+            raise SettingsError("WEBHOOK_SECRET: required (the App's webhook secret)")
+        if not self.orchestrator_token:
+            raise SettingsError("ORCHESTRATOR_TOKEN: required to serve")
+        if not self.callback_secret:
+            raise SettingsError("CALLBACK_SECRET: required to serve")
+        _check_key_loads(self.app_private_key())
+
+    def effective_log_format(self) -> str:
+        """`pretty` on a terminal, `json` otherwise, unless LOG_FORMAT says."""
+        if self.log_format:
+            return self.log_format
+        return "pretty" if sys.stderr.isatty() else "json"
+
+
+def _check_key_loads(pem: str) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"PRIVATE_KEY: the key does not load ({exc})") from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's report into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}") from None

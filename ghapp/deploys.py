@@ -1,0 +1,372 @@
+"""The deployment state machine: given a deployment and an event, the new deployment and the
+actions to take. Pure code: no I/O, no clock (time comes in with the events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, get_args
+
+from pydantic import Field
+
+from ghapp.models import (
+    CallbackInfo,
+    Deployment,
+    DeploymentRequest,
+    FailedJob,
+    Reason,
+    Run,
+    Verdict,
+)
+
+# Internal progress, finer than the public `state`: `concluding` means GitHub said the run
+# completed and ghapp is gathering what the verdict needs (jobs, logs, the deployed URL).
+Phase = Literal["dispatched", "in_progress", "concluding", "completed"]
+
+_STATUS_RANK = {
+    "requested": 0,
+    "pending": 0,
+    "waiting": 0,
+    "queued": 0,
+    "in_progress": 1,
+    "completed": 2,
+}
+_REASONS = frozenset(get_args(Reason))
+
+
+class DeploymentRecord(Deployment):
+    """A Deployment plus what ghapp needs to drive it; stored whole, served as Deployment."""
+
+    installation_id: int | None = None
+    phase: Phase = "dispatched"
+    dispatched_at: datetime
+    last_heard_at: datetime
+    head_sha: str | None = None
+    correlation_id: str | None = None
+    deployed_url_seen: str | None = None
+    reruns: list[Run] = Field(default_factory=list)
+    ambiguity: str | None = None
+    version: int = Field(default=0, exclude=True)
+
+    def public(self) -> Deployment:
+        """The resource as the orchestrator sees it."""
+        return Deployment.model_validate(self.model_dump(include=set(Deployment.model_fields)))
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunObserved:
+    """GitHub told us about the run: a workflow_run webhook or a poll answer."""
+
+    run_id: int
+    attempt: int
+    status: str
+    conclusion: str | None
+    html_url: str | None
+    head_sha: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class EnvironmentObserved:
+    """A deployment_status of the run: its environment URL once it succeeded."""
+
+    run_id: int
+    state: str
+    environment_url: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DeployedUrlFound:
+    """The fallback lookup of the run's environment URL finished (url may be None)."""
+
+    url: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FailureGathered:
+    """The failed jobs of a failed run were read, with the one-line summary."""
+
+    failed_jobs: list[FailedJob]
+    summary: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DeadlinesChecked:
+    """A clock tick: give up on a run never found, or on a run going on too long."""
+
+    at: datetime
+    run_lookup_timeout: float
+    run_timeout: float
+
+
+Event = RunObserved | EnvironmentObserved | DeployedUrlFound | FailureGathered | DeadlinesChecked
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatherFailure:
+    """Read the run's failed jobs (and their logs) to build a failure verdict."""
+
+    run_id: int
+    attempt: int
+    conclusion: str
+
+
+@dataclass(frozen=True)
+class FindDeployedUrl:
+    """Look the environment URL up through the deployments API (no webhook gave it)."""
+
+    run_id: int
+    head_sha: str | None
+
+
+@dataclass(frozen=True)
+class SendCallback:
+    """Queue the verdict's callback in the outbox (in the same transaction as the verdict)."""
+
+
+Action = GatherFailure | FindDeployedUrl | SendCallback
+
+
+@dataclass
+class Transition:
+    """The outcome of one event: the record after it and what to do next."""
+
+    record: DeploymentRecord
+    actions: list[Action] = field(default_factory=list)
+    changed: bool = False
+
+
+# --- constructors -----------------------------------------------------------------------
+
+
+def new_deployment(
+    deployment_id: str,
+    request: DeploymentRequest,
+    *,
+    ref: str,
+    callback_url: str | None,
+    installation_id: int | None,
+    run_id: int | None,
+    html_url: str | None,
+    now: datetime,
+) -> DeploymentRecord:
+    """A deployment GitHub has just accepted."""
+    run = Run(id=run_id, attempt=1, html_url=html_url, status="queued") if run_id else None
+    return DeploymentRecord(
+        id=deployment_id,
+        repository=request.repository,
+        workflow=request.workflow,
+        ref=ref,
+        inputs=dict(request.inputs),
+        state="dispatched",
+        run=run,
+        callback=CallbackInfo(url=callback_url),
+        created_at=now,
+        updated_at=now,
+        installation_id=installation_id,
+        dispatched_at=now,
+        last_heard_at=now,
+    )
+
+
+def rejected_deployment(
+    deployment_id: str,
+    request: DeploymentRequest,
+    *,
+    ref: str,
+    callback_url: str | None,
+    message: str,
+    now: datetime,
+) -> Transition:
+    """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
+    record = new_deployment(
+        deployment_id,
+        request,
+        ref=ref,
+        callback_url=callback_url,
+        installation_id=None,
+        run_id=None,
+        html_url=None,
+        now=now,
+    )
+    verdict = Verdict(
+        status="failure",
+        reason="dispatch_rejected",
+        summary=f"GitHub refused to dispatch {request.workflow} on {request.repository}@{ref}: "
+        f"{message}",
+    )
+    return _complete(record, verdict, now)
+
+
+# --- the machine ------------------------------------------------------------------------
+
+
+def apply(record: DeploymentRecord, event: Event) -> Transition:
+    """Apply one event to a deployment; repeated and out-of-order events are harmless."""
+    if isinstance(event, RunObserved):
+        return _on_run(record, event)
+    if isinstance(event, EnvironmentObserved):
+        return _on_environment(record, event)
+    if isinstance(event, DeployedUrlFound):
+        return _on_deployed_url(record, event)
+    if isinstance(event, FailureGathered):
+        return _on_failure_gathered(record, event)
+    return _on_deadlines(record, event)
+
+
+def pending_actions(record: DeploymentRecord) -> list[Action]:
+    """The work a stored deployment still needs, so a restart can pick it up."""
+    if record.phase != "concluding" or record.run is None:
+        return []
+    return [_conclude_action(record, record.run)]
+
+
+def _on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
+    run = record.run
+    if run is not None and run.id != event.run_id:
+        return Transition(record)  # not our run: never report the wrong one
+    if record.phase == "completed":
+        if run is not None and event.attempt > run.attempt:
+            return _on_rerun(record, event)
+        return Transition(record)
+    if run is not None and event.attempt < run.attempt:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.last_heard_at = max(updated.last_heard_at, event.at)
+    current_rank = _STATUS_RANK.get(run.status or "", -1) if run else -1
+    new_rank = _STATUS_RANK.get(event.status, 0)
+    same_attempt = run is not None and event.attempt == run.attempt
+    if same_attempt and new_rank <= current_rank:
+        # A late or repeated event: it says nothing new, only that the run is alive.
+        return Transition(updated, changed=updated.last_heard_at != record.last_heard_at)
+    updated.run = _run_of(event, run)
+    updated.head_sha = event.head_sha or updated.head_sha
+    updated.updated_at = event.at
+    if event.status != "completed":
+        if new_rank >= 1:
+            updated.state = updated.phase = "in_progress"
+        return Transition(updated, changed=True)
+    updated.state = "in_progress"
+    updated.phase = "concluding"
+    if event.conclusion == "success" and updated.deployed_url_seen:
+        return _complete(updated, _success(updated, updated.deployed_url_seen), event.at)
+    return Transition(updated, [_conclude_action(updated, updated.run)], changed=True)
+
+
+def _on_environment(record: DeploymentRecord, event: EnvironmentObserved) -> Transition:
+    if record.run is None or record.run.id != event.run_id or record.phase == "completed":
+        return Transition(record)
+    if event.state != "success" or not event.environment_url:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.deployed_url_seen = event.environment_url
+    updated.last_heard_at = max(updated.last_heard_at, event.at)
+    updated.updated_at = event.at
+    if updated.phase == "concluding" and updated.run and updated.run.conclusion == "success":
+        return _complete(updated, _success(updated, event.environment_url), event.at)
+    return Transition(updated, changed=True)
+
+
+def _on_deployed_url(record: DeploymentRecord, event: DeployedUrlFound) -> Transition:
+    if record.phase != "concluding" or record.run is None or record.run.conclusion != "success":
+        return Transition(record)
+    url = record.deployed_url_seen or event.url
+    return _complete(record.model_copy(deep=True), _success(record, url), event.at)
+
+
+def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Transition:
+    if record.phase != "concluding" or record.run is None:
+        return Transition(record)
+    verdict = Verdict(
+        status="failure",
+        reason=verdict_reason(record.run.conclusion),
+        summary=event.summary,
+        failed_jobs=event.failed_jobs,
+    )
+    return _complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
+    if record.phase in ("completed", "concluding"):
+        return Transition(record)
+    if record.run is None:
+        if event.at - record.dispatched_at < timedelta(seconds=event.run_lookup_timeout):
+            return Transition(record)
+        detail = f" ({record.ambiguity})" if record.ambiguity else ""
+        verdict = Verdict(
+            status="failure",
+            reason="run_not_found",
+            summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
+            f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
+        )
+        return _complete(record.model_copy(deep=True), verdict, event.at)
+    if event.at - record.dispatched_at < timedelta(seconds=event.run_timeout):
+        return Transition(record)
+    verdict = Verdict(
+        status="failure",
+        reason="timed_out",
+        summary=f"Run {record.run.id} was still {record.run.status or 'running'} after "
+        f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
+    )
+    return _complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _conclude_action(record: DeploymentRecord, run: Run) -> Action:
+    if run.conclusion == "success":
+        return FindDeployedUrl(run_id=run.id, head_sha=record.head_sha)
+    return GatherFailure(run_id=run.id, attempt=run.attempt, conclusion=run.conclusion or "")
+
+
+def _success(record: DeploymentRecord, url: str | None) -> Verdict:
+    where = f" to {url}" if url else "; the run reported no environment URL"
+    run_id = record.run.id if record.run else "?"
+    return Verdict(
+        status="success",
+        summary=f"Deployed {record.repository}@{record.ref} (run {run_id}){where}.",
+        deployed_url=url,
+    )
+
+
+def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Transition:
+    record.verdict = verdict
+    record.state = record.phase = "completed"
+    record.completed_at = now
+    record.updated_at = now
+    return Transition(record, [SendCallback()], changed=True)
+
+
+def _run_of(event: RunObserved, previous: Run | None) -> Run:
+    return Run(
+        id=event.run_id,
+        attempt=event.attempt,
+        html_url=event.html_url or (previous.html_url if previous else None),
+        status=event.status,
+        conclusion=event.conclusion,
+    )
+
+
+def _on_rerun(record: DeploymentRecord, event: RunObserved) -> Transition:
+    # A manual re-run of a reported run: recorded on the deployment, never a second verdict.
+    known = next((r for r in record.reruns if r.attempt == event.attempt), None)
+    if known and _STATUS_RANK.get(known.status or "", -1) >= _STATUS_RANK.get(event.status, 0):
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.reruns = [r for r in updated.reruns if r.attempt != event.attempt]
+    updated.reruns.append(_run_of(event, record.run))
+    updated.updated_at = event.at
+    return Transition(updated, changed=True)
+
+
+def verdict_reason(conclusion: str | None) -> Reason:
+    """The verdict reason for a run conclusion that is not success."""
+    value = conclusion or "failure"
+    return value if value in _REASONS else "failure"  # type: ignore[return-value]

@@ -1,0 +1,155 @@
+"""Drives deployments: applies events durably and runs the actions the state machine asks for."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from ghapp import deploys, reports
+from ghapp.deploys import (
+    Action,
+    DeployedUrlFound,
+    DeploymentRecord,
+    Event,
+    FailureGathered,
+    FindDeployedUrl,
+    GatherFailure,
+    SendCallback,
+    Transition,
+)
+from ghapp.github.client import GitHubClient, GitHubUnavailable
+from ghapp.models import FailedJob
+from ghapp.store import SqlStore
+
+log = logging.getLogger("ghapp.engine")
+SAVE_RETRIES = 8
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Engine:
+    """Applies events to stored deployments and runs the resulting actions in the background."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        github: GitHubClient,
+        *,
+        on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
+        action_retry_base: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.github = github
+        self.on_verdict = on_verdict
+        self.action_retry_base = action_retry_base
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()
+
+    async def apply(
+        self, record: DeploymentRecord, event: Event, *, delivery_id: str | None = None
+    ) -> Transition | None:
+        """Apply an event and persist the result; None if the delivery was handled before."""
+        for _ in range(SAVE_RETRIES):
+            transition = deploys.apply(record, event)
+            if not transition.changed:
+                return transition
+            sends = any(isinstance(a, SendCallback) for a in transition.actions)
+            saved = await self.store.save(
+                transition.record, delivery_id=delivery_id, enqueue_callback=sends
+            )
+            if saved:
+                if sends:
+                    self.on_verdict(transition.record)
+                self.schedule(transition.record, transition.actions)
+                return transition
+            if delivery_id is not None and await self.store.delivery_seen(delivery_id):
+                return None
+            fresh = await self.store.get(record.id)
+            if fresh is None:
+                return None
+            record = fresh
+        raise RuntimeError(f"deployment {record.id}: too many concurrent updates")
+
+    def schedule(self, record: DeploymentRecord, actions: list[Action]) -> None:
+        """Start the slow actions (reading jobs and logs) as background tasks."""
+        for action in actions:
+            if isinstance(action, SendCallback) or record.id in self._in_flight:
+                continue
+            self._in_flight.add(record.id)
+            self._spawn(self._conclude(record.id, action))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _conclude(self, deployment_id: str, action: Action) -> None:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(GitHubUnavailable),
+                stop=stop_after_attempt(5),
+                wait=wait_exponential(multiplier=self.action_retry_base, max=60),
+                reraise=True,
+            ):
+                with attempt:
+                    record = await self.store.get(deployment_id)
+                    if record is None or record.phase != "concluding":
+                        return
+                    event = await self._gather(record, action)
+                    await self.apply(record, event)
+        except Exception:
+            # The deployment stays `concluding`; the next sweep tries again.
+            log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
+        finally:
+            self._in_flight.discard(deployment_id)
+
+    async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
+        installation = record.installation_id or await self.github.installation_for(
+            record.repository
+        )
+        if isinstance(action, FindDeployedUrl):
+            url = None
+            if action.head_sha:
+                url = await self.github.environment_url(
+                    record.repository, installation, action.head_sha, action.run_id
+                )
+            return DeployedUrlFound(url=url, at=utcnow())
+        assert isinstance(action, GatherFailure)
+        jobs = await self.github.jobs(
+            record.repository, installation, action.run_id, action.attempt
+        )
+        failed = reports.failed_jobs_of(jobs)
+        shown: list[FailedJob] = [
+            reports.failed_job(job) for job in failed[: reports.MAX_REPORTED_JOBS]
+        ]
+        summary = reports.run_summary(
+            action.conclusion,
+            shown,
+            [None] * len(shown),
+            omitted=max(len(failed) - len(shown), 0),
+        )
+        return FailureGathered(failed_jobs=shown, summary=summary, at=utcnow())
+
+    async def resume(self) -> int:
+        """Restart the pending actions of every stored deployment (after a restart)."""
+        count = 0
+        for record in await self.store.unfinished():
+            actions = deploys.pending_actions(record)
+            if actions:
+                self.schedule(record, actions)
+                count += 1
+        return count
+
+    async def close(self) -> None:
+        """Cancel background work; what it had not finished stays in the store."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

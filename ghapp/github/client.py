@@ -1,0 +1,277 @@
+"""GitHub REST client: App JWT, cached installation tokens, retries, and the calls ghapp makes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import gidgethub
+import gidgethub.aiohttp
+from cachetools import LRUCache, TLRUCache, TTLCache
+from gidgethub.apps import get_installation_access_token
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ghapp.github.retry import backoff, is_rate_limited, rate_limit_wait
+
+T = TypeVar("T")
+USER_AGENT = "ghapp"
+DISPATCH_API_VERSION = "2026-03-10"
+# Tokens live an hour; renew a few minutes early so none expires mid-request.
+TOKEN_RENEW_MARGIN = 300.0
+
+
+class GitHubUnavailable(Exception):
+    """GitHub could not be reached, or kept failing, after retries."""
+
+
+class DispatchRejected(Exception):
+    """GitHub refused the dispatch (no such workflow, ref or installation); says why."""
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """GitHub's answer to a dispatch: the run id when the server returns it."""
+
+    run_id: int | None
+    html_url: str | None
+    installation_id: int
+
+
+class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
+    """gidgethub's client with the retries GitHub's docs ask for."""
+
+    max_attempts = 5
+    retry_base = 1.0
+
+    async def handle_rate_limit_error(
+        self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
+    ) -> bool:
+        if attempt >= self.max_attempts:
+            return False
+        status = int(exception.status_code)
+        if is_rate_limited(status, exception.headers, str(exception)):
+            await self.sleep(rate_limit_wait(exception.headers, time.time()))
+            return True
+        if status >= 500:
+            await self.sleep(backoff(attempt, base=self.retry_base, cap=30.0))
+            return True
+        return False
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        # Connection failures mean the request never arrived, so even a POST may be sent again.
+        retryable: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
+        if method == "GET":
+            retryable += (TimeoutError, aiohttp.ClientPayloadError)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential_jitter(initial=self.retry_base, max=30.0),
+            reraise=True,
+        ):
+            with attempt:
+                return await super()._request(method, url, headers, body)
+        raise AssertionError("unreachable")
+
+
+class GitHubClient:
+    """The GitHub calls of one App, with its caches; one per process."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        app_id: str,
+        private_key: str,
+        api_url: str,
+        retry_base: float = 1.0,
+    ) -> None:
+        self.session = session
+        self.app_id = app_id
+        self.api_url = api_url.rstrip("/")
+        self._private_key = private_key
+        self._retry_base = retry_base
+        self._app = self._api(app_id=app_id, private_key=private_key)
+        self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(
+            maxsize=4096, ttu=lambda _k, v, _now: v[1] - TOKEN_RENEW_MARGIN, timer=time.time
+        )
+        self._installations: TTLCache[str, int] = TTLCache(maxsize=4096, ttl=3600)
+        self._default_branches: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=600)
+        # ETags of GET answers, so a repeated poll is a 304 that costs no rate limit.
+        self._etags: LRUCache[str, Any] = LRUCache(maxsize=2048)
+        self._token_locks: dict[int, asyncio.Lock] = {}
+
+    def _api(self, **kwargs: Any) -> _GitHubAPI:
+        api = _GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
+        api.retry_base = self._retry_base
+        return api
+
+    async def _guard(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except gidgethub.GitHubBroken as exc:
+            raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise GitHubUnavailable(f"GitHub could not be reached: {exc!r}") from exc
+        except gidgethub.BadRequest as exc:
+            if is_rate_limited(int(exc.status_code), exc.headers, str(exc)):
+                raise GitHubUnavailable(f"GitHub rate limit: {exc}") from exc
+            raise
+
+    # --- authentication ---------------------------------------------------------------
+
+    def remember_installation(self, repository: str, installation_id: int) -> None:
+        """Note a repository's installation, as webhooks tell it, to save a lookup."""
+        self._installations[repository.lower()] = installation_id
+
+    async def installation_for(self, repository: str) -> int:
+        """The App's installation on a repository (cached)."""
+        key = repository.lower()
+        cached = self._installations.get(key)
+        if cached is not None:
+            return cached
+        data = await self._guard(self._app.getitem(f"/repos/{repository}/installation"))
+        installation_id = int(data["id"])
+        self._installations[key] = installation_id
+        return installation_id
+
+    async def token(self, installation_id: int) -> str:
+        """An installation token, cached until shortly before it expires."""
+        cached = self._tokens.get(installation_id)
+        if cached is not None:
+            return cached[0]
+        lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None:
+                return cached[0]
+            data = await self._guard(
+                get_installation_access_token(
+                    self._app,
+                    installation_id=str(installation_id),
+                    app_id=self.app_id,
+                    private_key=self._private_key,
+                )
+            )
+            expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+            self._tokens[installation_id] = (data["token"], expires.timestamp())
+            return str(data["token"])
+
+    def forget_token(self, installation_id: int) -> None:
+        """Drop a token GitHub no longer accepts."""
+        self._tokens.pop(installation_id, None)
+
+    async def as_installation(
+        self, installation_id: int, call: Callable[[_GitHubAPI], Awaitable[T]]
+    ) -> T:
+        """Run calls with an installation token; a 401 renews the token and retries once."""
+        for attempt in (1, 2):
+            api = self._api(oauth_token=await self.token(installation_id), cache=self._etags)
+            try:
+                return await self._guard(call(api))
+            except gidgethub.BadRequest as exc:
+                if int(exc.status_code) != 401 or attempt == 2:
+                    raise
+                self.forget_token(installation_id)
+        raise AssertionError("unreachable")
+
+    # --- the calls ----------------------------------------------------------------------
+
+    async def default_branch(self, repository: str, installation_id: int) -> str:
+        """The repository's default branch (cached for ten minutes)."""
+        key = repository.lower()
+        cached = self._default_branches.get(key)
+        if cached is not None:
+            return cached
+        data = await self.as_installation(
+            installation_id, lambda gh: gh.getitem(f"/repos/{repository}")
+        )
+        branch = str(data["default_branch"])
+        self._default_branches[key] = branch
+        return branch
+
+    async def dispatch(
+        self, repository: str, workflow: str, ref: str, inputs: Mapping[str, Any]
+    ) -> Dispatched:
+        """Dispatch a workflow; the new API version answers with the run id."""
+        try:
+            installation_id = await self.installation_for(repository)
+        except gidgethub.BadRequest as exc:
+            if int(exc.status_code) == 404:
+                raise DispatchRejected(
+                    f"the App is not installed on {repository} (or the repository does not exist)"
+                ) from exc
+            raise
+        body = {"ref": ref, "inputs": dict(inputs)}
+        url = f"/repos/{repository}/actions/workflows/{workflow}/dispatches"
+        try:
+            data = await self.as_installation(
+                installation_id,
+                lambda gh: gh.post(
+                    url, data=body, extra_headers={"X-GitHub-Api-Version": DISPATCH_API_VERSION}
+                ),
+            )
+        except gidgethub.BadRequest as exc:
+            if int(exc.status_code) in (404, 422):
+                raise DispatchRejected(_message(exc)) from exc
+            raise
+        if isinstance(data, dict) and "workflow_run_id" in data:
+            return Dispatched(int(data["workflow_run_id"]), data.get("html_url"), installation_id)
+        return Dispatched(None, None, installation_id)
+
+    async def run(self, repository: str, installation_id: int, run_id: int) -> dict[str, Any]:
+        """One workflow run (conditional: an unchanged run answers 304 from the cache)."""
+        data = await self.as_installation(
+            installation_id, lambda gh: gh.getitem(f"/repos/{repository}/actions/runs/{run_id}")
+        )
+        return dict(data)
+
+    async def jobs(
+        self, repository: str, installation_id: int, run_id: int, attempt: int
+    ) -> list[dict[str, Any]]:
+        """Every job of one attempt of a run."""
+        url = f"/repos/{repository}/actions/runs/{run_id}/attempts/{attempt}/jobs?per_page=100"
+
+        async def collect(gh: _GitHubAPI) -> list[dict[str, Any]]:
+            return [job async for job in gh.getiter(url, iterable_key="jobs")]
+
+        return await self.as_installation(installation_id, collect)
+
+    async def environment_url(
+        self, repository: str, installation_id: int, head_sha: str, run_id: int
+    ) -> str | None:
+        """The environment URL of a successful deployment the run made, if any."""
+
+        async def find(gh: _GitHubAPI) -> str | None:
+            deployments = await gh.getitem(f"/repos/{repository}/deployments?sha={head_sha}")
+            for deployment in deployments:
+                statuses = await gh.getitem(deployment["statuses_url"])
+                for status in statuses:
+                    url = status.get("environment_url")
+                    if status.get("state") == "success" and url and _made_by_run(status, run_id):
+                        return str(url)
+            return None
+
+        return await self.as_installation(installation_id, find)
+
+
+def _made_by_run(status: Mapping[str, Any], run_id: int) -> bool:
+    # target_url/log_url point at the run's job page: .../actions/runs/<run_id>/job/<id>.
+    links = f"{status.get('target_url') or ''} {status.get('log_url') or ''}"
+    return f"/runs/{run_id}" in links or "/runs/" not in links
+
+
+def _message(exc: gidgethub.HTTPException) -> str:
+    text = str(exc) or exc.status_code.phrase
+    return f"{text} ({int(exc.status_code)})"

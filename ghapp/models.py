@@ -1,0 +1,157 @@
+"""Pydantic models of the public contract: requests, the Deployment resource, the verdict."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DeploymentState = Literal["dispatched", "in_progress", "completed"]
+VerdictStatus = Literal["success", "failure"]
+Reason = Literal[
+    "failure",
+    "cancelled",
+    "timed_out",
+    "startup_failure",
+    "action_required",
+    "stale",
+    "neutral",
+    "skipped",
+    "dispatch_rejected",
+    "run_not_found",
+]
+CallbackState = Literal["pending", "delivered", "failed"]
+
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_WORKFLOW = re.compile(r"^([A-Za-z0-9_.-]+\.ya?ml|[0-9]+)$")
+
+
+class DeploymentRequest(BaseModel):
+    """Body of `POST /api/v1/deployments`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str = Field(description="owner/name", examples=["acme/shop"])
+    workflow: str = Field(default="deploy.yml", description="workflow file name or id")
+    ref: str | None = Field(default=None, description="branch or tag; the default branch if absent")
+    inputs: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=25)
+    callback_url: str | None = Field(
+        default=None, description="ORCHESTRATOR_CALLBACK_URL if absent"
+    )
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not _REPOSITORY.match(value):
+            raise ValueError("must be 'owner/name' with exactly one '/'")
+        return value
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow(cls, value: str) -> str:
+        if not _WORKFLOW.match(value):
+            raise ValueError("must be a workflow file name such as 'deploy.yml', or its id")
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError("must be a branch or tag name without spaces")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http or https URL")
+        return value
+
+
+class Run(BaseModel):
+    """The workflow run a deployment is watching."""
+
+    id: int
+    attempt: int = 1
+    html_url: str | None = None
+    status: str | None = None
+    conclusion: str | None = None
+
+
+class FailedStep(BaseModel):
+    """The first step of a job that failed or was cancelled."""
+
+    number: int
+    name: str
+
+
+class Annotation(BaseModel):
+    """A check-run annotation of a failed job."""
+
+    path: str
+    start_line: int | None = None
+    annotation_level: str | None = None
+    message: str
+
+
+class FailedJob(BaseModel):
+    """A job of the run whose conclusion is not success, skipped or neutral."""
+
+    id: int
+    name: str
+    html_url: str | None = None
+    conclusion: str | None = None
+    failed_step: FailedStep | None = None
+    log_excerpt: str = ""
+    annotations: list[Annotation] = Field(default_factory=list)
+
+
+class Verdict(BaseModel):
+    """The outcome of a deployment, as the orchestrator receives it."""
+
+    status: VerdictStatus
+    reason: Reason | None = None
+    summary: str
+    deployed_url: str | None = None
+    failed_jobs: list[FailedJob] = Field(default_factory=list)
+
+
+class CallbackInfo(BaseModel):
+    """Where the verdict goes and how delivering it is going."""
+
+    url: str | None
+    state: CallbackState = "pending"
+    attempts: int = 0
+
+
+class Deployment(BaseModel):
+    """The Deployment resource: the GET body and the callback body."""
+
+    id: str
+    repository: str
+    workflow: str
+    ref: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    state: DeploymentState
+    run: Run | None = None
+    verdict: Verdict | None = None
+    callback: CallbackInfo
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+
+
+class DeploymentList(BaseModel):
+    """Body of `GET /api/v1/deployments`."""
+
+    deployments: list[Deployment]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the orchestrator API."""
+
+    error: str
+    message: str
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,74 @@
+"""Failure reports: which jobs of a run failed, at which step, and the line a person reads first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ghapp.models import FailedJob, FailedStep
+
+# Conclusions of a job that are not a failure of it (DESIGN.md: "Which jobs are reported").
+_NOT_FAILED = frozenset({"success", "skipped", "neutral"})
+_STEP_FAILED = frozenset({"failure", "cancelled"})
+# A run with a hundred failed matrix jobs: report the first ones fully and count the rest.
+MAX_REPORTED_JOBS = 10
+
+
+def failed_jobs_of(jobs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The jobs of a run to report: completed ones whose conclusion is a failure."""
+    return [job for job in jobs if job.get("conclusion") not in _NOT_FAILED]
+
+
+def failed_step_of(steps: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
+    """A job's first step that failed or was cancelled, or None if no step did."""
+    for step in steps or ():
+        if step.get("conclusion") in _STEP_FAILED:
+            return step
+    return None
+
+
+def failed_job(job: Mapping[str, Any]) -> FailedJob:
+    """A FailedJob from the jobs API's job object, before logs and annotations are read."""
+    step = failed_step_of(job.get("steps"))
+    return FailedJob(
+        id=int(job["id"]),
+        name=str(job.get("name") or job["id"]),
+        html_url=job.get("html_url"),
+        conclusion=job.get("conclusion"),
+        failed_step=FailedStep(number=int(step["number"]), name=str(step["name"]))
+        if step
+        else None,
+    )
+
+
+def job_summary(job: FailedJob, first_error: str | None) -> str:
+    """One line for one failed job: where it failed and the first error it printed."""
+    verb = {
+        "timed_out": "timed out",
+        "cancelled": "was cancelled",
+        "action_required": "is waiting for an approval",
+        "startup_failure": "failed to start",
+    }.get(job.conclusion or "", "failed")
+    if job.failed_step is None:
+        where = " before any step ran" if verb == "failed" else ""
+        line = f"Job '{job.name}' {verb}{where}"
+    else:
+        line = f"Job '{job.name}' {verb} at step '{job.failed_step.name}'"
+    return f"{line}: {first_error}" if first_error else f"{line}."
+
+
+def run_summary(
+    conclusion: str,
+    jobs: Sequence[FailedJob],
+    first_errors: Sequence[str | None],
+    *,
+    omitted: int = 0,
+) -> str:
+    """The verdict's summary: the first failed job's line, and how many others failed."""
+    if not jobs:
+        return f"The run ended with conclusion '{conclusion}' but no job failed."
+    line = job_summary(jobs[0], first_errors[0] if first_errors else None)
+    others = len(jobs) - 1 + omitted
+    if others:
+        line += f" ({others} other job{'s' if others > 1 else ''} failed too.)"
+    return line

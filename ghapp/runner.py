@@ -1,0 +1,42 @@
+"""Run an ASGI app with uvicorn inside the current event loop (demo and tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import uvicorn
+
+
+class BackgroundServer:
+    """A uvicorn server on a loopback port, started and stopped from async code."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        # Signals belong to whoever owns the process (pytest, the demo), not to this server.
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
+        self.host = host
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> str:
+        """Start serving; returns the base URL."""
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.host}:{port}"
+
+    async def stop(self) -> None:
+        """Shut down gracefully (the app's lifespan runs its clean-up)."""
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        await self._task
+        self._task = None

@@ -1,0 +1,70 @@
+"""Tables of the durable state; the migrations in `migrations/versions` create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# A deployment is stored whole as JSON (`doc`); the columns beside it are what queries select on.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("repository", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("phase", String(20), nullable=False),
+    Column("run_id", BigInteger, nullable=True),
+    Column("correlation_id", String(64), nullable=True),
+    Column("idempotency_key", String(200), nullable=True, unique=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_heard_at", Float, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("doc", Text, nullable=False),
+    Index("ix_deployments_run_id", "run_id"),
+    Index("ix_deployments_repository_created", "repository", "created_at"),
+    Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
+    Index("ix_deployments_created", "created_at"),
+)
+
+# Delivery ids of webhooks that changed a deployment: a constraint, so it holds across replicas.
+seen_deliveries = Table(
+    "seen_deliveries",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Index("ix_seen_deliveries_received", "received_at"),
+)
+
+# The callback outbox: one row per verdict, written in the verdict's own transaction.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("deployment_id", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    Index("ix_outbox_state_next", "state", "next_attempt_at"),
+)

@@ -1,0 +1,401 @@
+"""The durable store on SQLAlchemy Core: SQLite by default, PostgreSQL for several replicas."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ghapp.deploys import DeploymentRecord
+from ghapp.models import CallbackInfo
+from ghapp.store.schema import deployments, outbox, seen_deliveries
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed callback: which verdict goes where, and how many times it was tried."""
+
+    delivery_id: str
+    deployment_id: str
+    url: str | None
+    attempts: int
+    created_at: float
+    lease_until: float
+
+
+def async_url(database_url: str) -> str:
+    """The SQLAlchemy async URL for a DATABASE_URL of DESIGN.md's form."""
+    if database_url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + database_url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+asyncpg://" + database_url.removeprefix(prefix)
+    raise ValueError(f"unsupported DATABASE_URL {database_url!r}")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the poller read while a webhook writes; a crashed process loses no commit.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class SqlStore:
+    """Deployments, seen deliveries and the callback outbox in one SQL database."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = async_url(database_url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if not self.is_sqlite:
+            kwargs = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        """Bring the schema up to date (migrations run on every start)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        """Release the connections."""
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # --- deployments ----------------------------------------------------------------
+
+    async def create(
+        self,
+        record: DeploymentRecord,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        enqueue_callback: bool = False,
+    ) -> DeploymentRecord:
+        """Store a new deployment (and its callback when it is born completed)."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(deployments).values(
+                        **_columns(record),
+                        idempotency_key=idempotency_key,
+                        request_hash=request_hash,
+                        version=1,
+                    )
+                )
+                if enqueue_callback:
+                    await self._enqueue(conn, record)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = await self.by_idempotency_key(idempotency_key)
+            if existing is None:
+                raise
+            if existing[1] != request_hash:
+                raise IdempotencyConflict(idempotency_key) from None
+            return existing[0]
+        record.version = 1
+        return record
+
+    async def by_idempotency_key(self, key: str) -> tuple[DeploymentRecord, str | None] | None:
+        """The deployment an Idempotency-Key made, with the hash of its request body."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(_select_records().where(deployments.c.idempotency_key == key))
+            ).first()
+        return (_record(row), row.request_hash) if row else None
+
+    async def get(self, deployment_id: str) -> DeploymentRecord | None:
+        """One deployment by id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(_select_records().where(deployments.c.id == deployment_id))
+            ).first()
+        return _record(row) if row else None
+
+    async def by_run(self, run_id: int) -> DeploymentRecord | None:
+        """The deployment watching a run, if any (an indexed lookup)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(_select_records().where(deployments.c.run_id == run_id))
+            ).first()
+        return _record(row) if row else None
+
+    async def recent(
+        self, *, repository: str | None = None, state: str | None = None, limit: int = 50
+    ) -> list[DeploymentRecord]:
+        """Deployments newest first, optionally of one repository or state."""
+        query = _select_records()
+        if repository:
+            query = query.where(deployments.c.repository == repository)
+        if state:
+            query = query.where(deployments.c.state == state)
+        query = query.order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+        return [_record(row) for row in rows]
+
+    async def unfinished(self, *, heard_before: float | None = None) -> list[DeploymentRecord]:
+        """Deployments without a verdict, optionally only those silent since a time."""
+        query = _select_records().where(deployments.c.phase != "completed")
+        if heard_before is not None:
+            query = query.where(deployments.c.last_heard_at < heard_before)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(deployments.c.last_heard_at))).all()
+        return [_record(row) for row in rows]
+
+    async def save(
+        self,
+        record: DeploymentRecord,
+        *,
+        delivery_id: str | None = None,
+        enqueue_callback: bool = False,
+    ) -> bool:
+        """Write a changed deployment if nobody else changed it since it was read.
+
+        Returns False on a lost race (the caller reads again and re-applies its event).
+        The delivery id, the record and the callback commit together or not at all.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                if delivery_id is not None:
+                    await conn.execute(
+                        insert(seen_deliveries).values(
+                            delivery_id=delivery_id, received_at=time.time()
+                        )
+                    )
+                result = await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id == record.id, deployments.c.version == record.version)
+                    .values(**_columns(record), version=record.version + 1)
+                )
+                if result.rowcount != 1:
+                    await conn.rollback()
+                    return False
+                if enqueue_callback:
+                    await self._enqueue(conn, record)
+        except IntegrityError:
+            # The delivery id was recorded by someone else first: that one did the work.
+            return False
+        record.version += 1
+        return True
+
+    async def delivery_seen(self, delivery_id: str) -> bool:
+        """Whether a webhook delivery already changed a deployment."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(seen_deliveries.c.delivery_id).where(
+                        seen_deliveries.c.delivery_id == delivery_id
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def forget_deliveries(self, before: float) -> int:
+        """Drop delivery ids older than a time (GitHub redelivers for days, not forever)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(seen_deliveries).where(seen_deliveries.c.received_at < before)
+            )
+        return int(result.rowcount)
+
+    # --- outbox -----------------------------------------------------------------------
+
+    async def _enqueue(self, conn: AsyncConnection, record: DeploymentRecord) -> None:
+        now = time.time()
+        await conn.execute(
+            insert(outbox).values(
+                delivery_id=_callback_delivery_id(record.id),
+                deployment_id=record.id,
+                url=record.callback.url,
+                state="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+
+    async def claim_callbacks(
+        self, *, owner: str, lease_seconds: float, limit: int = 20
+    ) -> list[OutboxItem]:
+        """Lease the callbacks that are due, so no other worker sends them meanwhile."""
+        now = time.time()
+        until = now + lease_seconds
+        claimable = and_(
+            outbox.c.state == "pending",
+            outbox.c.next_attempt_at <= now,
+            or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
+        )
+        async with self.engine.begin() as conn:
+            due = (
+                await conn.execute(
+                    select(outbox.c.delivery_id)
+                    .where(claimable)
+                    .order_by(outbox.c.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+            if not due:
+                return []
+            ids = [row.delivery_id for row in due]
+            # The WHERE is checked again under the row lock: of two claimers, one wins each row.
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.delivery_id.in_(ids), claimable)
+                .values(lease_owner=owner, lease_until=until)
+            )
+            rows = (
+                await conn.execute(
+                    select(outbox).where(
+                        outbox.c.delivery_id.in_(ids),
+                        outbox.c.lease_owner == owner,
+                        outbox.c.lease_until == until,
+                    )
+                )
+            ).all()
+        return [
+            OutboxItem(
+                delivery_id=row.delivery_id,
+                deployment_id=row.deployment_id,
+                url=row.url,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                lease_until=until,
+            )
+            for row in rows
+        ]
+
+    async def finish_callback(
+        self,
+        item: OutboxItem,
+        *,
+        owner: str,
+        state: str,
+        next_attempt_at: float | None = None,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record one attempt's outcome and release the lease."""
+        values: dict[str, Any] = {
+            "state": state,
+            "attempts": outbox.c.attempts + 1,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_status": status,
+            "last_error": error,
+        }
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        if state == "delivered":
+            values["delivered_at"] = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.delivery_id == item.delivery_id, outbox.c.lease_owner == owner)
+                .values(**values)
+            )
+
+    async def resend_callback(self, deployment_id: str) -> bool:
+        """Queue a completed deployment's callback again (an operator's resend)."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.deployment_id == deployment_id)
+                .values(
+                    state="pending",
+                    next_attempt_at=now,
+                    created_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+        return bool(result.rowcount)
+
+    async def next_callback_due(self) -> float | None:
+        """When the earliest pending callback is due, if any."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == "pending")
+                )
+            ).scalar()
+        return float(value) if value is not None else None
+
+    async def outbox_depth(self) -> int:
+        """Callbacks not yet delivered nor given up."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
+                )
+            ).scalar()
+        return int(value or 0)
+
+
+def _callback_delivery_id(deployment_id: str) -> str:
+    # One verdict per deployment, so its id names the callback on every retry.
+    return "cb_" + deployment_id.removeprefix("dep_")
+
+
+def _upgrade(connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    location = resources.files("ghapp.store") / "migrations"
+    config.set_main_option("script_location", str(location))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _select_records() -> Any:
+    return select(
+        deployments.c.doc,
+        deployments.c.version,
+        deployments.c.request_hash,
+        outbox.c.state.label("cb_state"),
+        outbox.c.attempts.label("cb_attempts"),
+    ).select_from(deployments.outerjoin(outbox, outbox.c.deployment_id == deployments.c.id))
+
+
+def _record(row: Row[Any]) -> DeploymentRecord:
+    record = DeploymentRecord.model_validate_json(row.doc)
+    record.version = row.version
+    if row.cb_state is not None:
+        record.callback = CallbackInfo(
+            url=record.callback.url, state=row.cb_state, attempts=row.cb_attempts
+        )
+    return record
+
+
+def _columns(record: DeploymentRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "repository": record.repository,
+        "state": record.state,
+        "phase": record.phase,
+        "run_id": record.run.id if record.run else None,
+        "correlation_id": record.correlation_id,
+        "created_at": record.created_at.timestamp(),
+        "updated_at": record.updated_at.timestamp(),
+        "last_heard_at": record.last_heard_at.timestamp(),
+        "doc": record.model_dump_json(exclude={"version"}),
+    }

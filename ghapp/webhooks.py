@@ -1,0 +1,159 @@
+"""The webhook endpoint: verify, deduplicate, and move the deployment the event is about."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gidgethub import ValidationFailure
+from gidgethub.sansio import validate_event
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ghapp.deploys import EnvironmentObserved, RunObserved
+from ghapp.engine import utcnow
+
+if TYPE_CHECKING:
+    from ghapp.app import Services
+
+log = logging.getLogger("ghapp.webhooks")
+MAX_WEBHOOK_BODY = 25 * 1024 * 1024
+
+
+def verify_signature(body: bytes, signature: str | None, secrets: list[str]) -> bool:
+    """Whether X-Hub-Signature-256 matches the body under any configured secret."""
+    if not signature or not signature.startswith("sha256="):
+        return False
+    for secret in secrets:
+        try:
+            validate_event(body, signature=signature, secret=secret)
+        except ValidationFailure:
+            continue
+        return True
+    return False
+
+
+def _answer(status: int, outcome: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"outcome": outcome, **extra}, status)
+
+
+async def receive(request: Request) -> Response:
+    """POST $WEBHOOK_PATH, with DESIGN.md's checks in DESIGN.md's order."""
+    services: Services = request.app.state.services
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
+        return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_WEBHOOK_BODY:
+            return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    raw = bytes(body)
+    if not verify_signature(
+        raw, request.headers.get("x-hub-signature-256"), services.settings.webhook_secret
+    ):
+        log.warning("webhook signature rejected")
+        return _answer(401, "bad_signature", message="X-Hub-Signature-256 missing or wrong")
+    event = request.headers.get("x-github-event")
+    delivery_id = request.headers.get("x-github-delivery")
+    if not event or not delivery_id:
+        return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return _answer(400, "bad_request", message="the body is not JSON")
+    if not isinstance(payload, dict):
+        return _answer(400, "bad_request", message="the body is not a JSON object")
+    handler = HANDLERS.get(event)
+    if handler is None:
+        return _answer(202, "ignored", event=event)
+    return await handler(services, payload, delivery_id)
+
+
+async def _ping(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+    log.info("ping received", extra={"delivery_id": delivery_id, "hook_id": payload.get("hook_id")})
+    return _answer(200, "pong", zen=payload.get("zen"))
+
+
+def _remember_installation(services: Services, payload: dict[str, Any]) -> None:
+    installation = payload.get("installation") or {}
+    repository = (payload.get("repository") or {}).get("full_name")
+    if installation.get("id") and repository:
+        services.github.remember_installation(repository, int(installation["id"]))
+
+
+async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+    run = payload.get("workflow_run") or {}
+    # ghapp only ever dispatches, so runs started by pushes and PRs are not ours: no lookup.
+    if run.get("event") != "workflow_dispatch" or not isinstance(run.get("id"), int):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        return _answer(200, "not_ours")
+    _remember_installation(services, payload)
+    if await services.store.delivery_seen(delivery_id):
+        return _answer(200, "duplicate")
+    event = RunObserved(
+        run_id=run["id"],
+        attempt=int(run.get("run_attempt") or 1),
+        status=str(run.get("status") or payload.get("action") or ""),
+        conclusion=run.get("conclusion"),
+        html_url=run.get("html_url"),
+        head_sha=run.get("head_sha"),
+        at=utcnow(),
+    )
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    if transition is None:
+        return _answer(200, "duplicate")
+    log.info(
+        "workflow_run %s handled",
+        payload.get("action"),
+        extra={
+            "delivery_id": delivery_id,
+            "deployment_id": record.id,
+            "run_id": run["id"],
+            "repository": record.repository,
+            "state": transition.record.state,
+        },
+    )
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
+async def _deployment_status(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Response:
+    run = payload.get("workflow_run") or {}
+    status = payload.get("deployment_status") or {}
+    if not isinstance(run.get("id"), int):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        return _answer(200, "not_ours")
+    if await services.store.delivery_seen(delivery_id):
+        return _answer(200, "duplicate")
+    event = EnvironmentObserved(
+        run_id=run["id"],
+        state=str(status.get("state") or ""),
+        environment_url=status.get("environment_url") or None,
+        at=utcnow(),
+    )
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    if transition is None:
+        return _answer(200, "duplicate")
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
+async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+    _remember_installation(services, payload)
+    return _answer(200, "noted")
+
+
+HANDLERS = {
+    "ping": _ping,
+    "workflow_run": _workflow_run,
+    "deployment_status": _deployment_status,
+    "workflow_job": _noted,
+    "installation": _noted,
+    "installation_repositories": _noted,
+}
