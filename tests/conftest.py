@@ -1,0 +1,44 @@
+"""Shared fixtures: a database of each kind, the reference data folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
+POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
+
+
+async def reset_postgres(url: str) -> None:
+    """Empty the test database, so each test starts from the migrations."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A DATABASE_URL of each kind; PostgreSQL only where GHAPP_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ghapp.db'}"
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped")
+    await reset_postgres(url)
+    yield url
+
+
+@pytest.fixture
+def reference() -> Path:
+    """The shared GitHub reference data; tests using it skip where it is absent."""
+    if not REFERENCE.is_dir():
+        pytest.skip(f"GitHub reference data not found at {REFERENCE}")
+    return REFERENCE
