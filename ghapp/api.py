@@ -150,17 +150,13 @@ async def _dispatch(
 ) -> Response:
     deployment_id = "dep_" + uuid.uuid4().hex[:24]
     github = services.github
-    ref = body.ref
     try:
-        if ref is None:
-            installation = await github.installation_for(body.repository)
-            ref = await github.default_branch(body.repository, installation)
-        dispatched = await github.dispatch(body.repository, body.workflow, ref, body.inputs)
+        dispatched = await github.dispatch(body.repository, body.workflow, body.ref, body.inputs)
     except DispatchRejected as exc:
         transition = deploys.rejected_deployment(
             deployment_id,
             body,
-            ref=ref or "(default branch)",
+            ref=body.ref or "(default branch)",
             callback_url=callback_url,
             message=str(exc),
             now=utcnow(),
@@ -185,7 +181,7 @@ async def _dispatch(
     record = deploys.new_deployment(
         deployment_id,
         body,
-        ref=ref,
+        ref=dispatched.ref,
         callback_url=callback_url,
         installation_id=dispatched.installation_id,
         run_id=dispatched.run_id,

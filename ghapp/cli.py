@@ -24,6 +24,7 @@ def _serve(_args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
+        log_config=None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
         proxy_headers=True,
     )
     return 0

@@ -10,15 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ghapp.config import SettingsError, load_settings
+from ghapp.config import Settings, SettingsError, load_settings
 
-ENV_NAMES = (
-    "APP_ID PRIVATE_KEY PRIVATE_KEY_PATH WEBHOOK_SECRET WEBHOOK_PATH GITHUB_API_URL HOST PORT "
-    "ORCHESTRATOR_TOKEN ORCHESTRATOR_CALLBACK_URL CALLBACK_SECRET CALLBACK_ALLOWED_HOSTS "
-    "DATABASE_URL LOG_LEVEL LOG_FORMAT POLL_AFTER RUN_LOOKUP_TIMEOUT RUN_TIMEOUT "
-    "CALLBACK_RETRY_BASE CALLBACK_RETRY_MAX_INTERVAL CALLBACK_RETRY_FOR DELIVERY_LOG_DAYS "
-    "AUTO_REDELIVER"
-).split()
+ENV_NAMES = [name.upper() for name in Settings.model_fields]
 
 
 @pytest.fixture(autouse=True)

@@ -45,6 +45,7 @@ class Dispatched:
     run_id: int | None
     html_url: str | None
     installation_id: int
+    ref: str
 
 
 class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
@@ -202,9 +203,9 @@ class GitHubClient:
         return branch
 
     async def dispatch(
-        self, repository: str, workflow: str, ref: str, inputs: Mapping[str, Any]
+        self, repository: str, workflow: str, ref: str | None, inputs: Mapping[str, Any]
     ) -> Dispatched:
-        """Dispatch a workflow; the new API version answers with the run id."""
+        """Dispatch a workflow (on the default branch without a ref); answers with the run id."""
         try:
             installation_id = await self.installation_for(repository)
         except gidgethub.BadRequest as exc:
@@ -213,6 +214,8 @@ class GitHubClient:
                     f"the App is not installed on {repository} (or the repository does not exist)"
                 ) from exc
             raise
+        if ref is None:
+            ref = await self.default_branch(repository, installation_id)
         body = {"ref": ref, "inputs": dict(inputs)}
         url = f"/repos/{repository}/actions/workflows/{workflow}/dispatches"
         try:
@@ -227,8 +230,9 @@ class GitHubClient:
                 raise DispatchRejected(_message(exc)) from exc
             raise
         if isinstance(data, dict) and "workflow_run_id" in data:
-            return Dispatched(int(data["workflow_run_id"]), data.get("html_url"), installation_id)
-        return Dispatched(None, None, installation_id)
+            run_id = int(data["workflow_run_id"])
+            return Dispatched(run_id, data.get("html_url"), installation_id, ref)
+        return Dispatched(None, None, installation_id, ref)
 
     async def run(self, repository: str, installation_id: int, run_id: int) -> dict[str, Any]:
         """One workflow run (conditional: an unchanged run answers 304 from the cache)."""

@@ -1,0 +1,137 @@
+"""`ghapp demo`: the whole loop on this machine against the embedded GitHub simulator."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import tempfile
+import textwrap
+import time
+from typing import TextIO
+
+from ghapp.receiver import ReceivedCallback
+from ghapp.simulator import Job, Step, Workflow
+from ghapp.stack import Stack
+
+DEMO_TIMEOUT = 45.0
+
+
+def demo_workflows() -> dict[str, Workflow]:
+    """The two repositories of the demo: one deploy that works, one that cannot reach its host."""
+    setup = [Step("Set up job"), Step("Run actions/checkout@v4", command="actions/checkout@v4")]
+    build = [
+        Step(
+            "Build image",
+            command="docker build -t ghcr.io/acme/app:${GITHUB_SHA} .",
+            output=["#1 [internal] load build definition from Dockerfile", "#9 DONE 4.2s"],
+        ),
+        Step("Push image", command="docker push ghcr.io/acme/app:${GITHUB_SHA}"),
+    ]
+    shop = Workflow(
+        file="deploy.yml",
+        name="Deploy",
+        jobs=[
+            Job(
+                name="deploy",
+                environment="production",
+                environment_url="https://shop.example.com",
+                steps=[*setup, *build, Step("Deploy over SSH", command="./deploy.sh")],
+            )
+        ],
+    )
+    api = Workflow(
+        file="deploy.yml",
+        name="Deploy",
+        jobs=[
+            Job(
+                name="deploy",
+                environment="production",
+                environment_url="https://api.example.com",
+                steps=[
+                    *setup,
+                    *build,
+                    Step(
+                        "Deploy over SSH",
+                        command="./deploy.sh",
+                        fail=True,
+                        output=[
+                            "Pulling ghcr.io/acme/api on deploy@203.0.113.7",
+                            "ssh: connect to host 203.0.113.7 port 22: Connection refused",
+                        ],
+                        error="Process completed with exit code 255.",
+                    ),
+                ],
+            )
+        ],
+    )
+    return {"acme/shop": shop, "acme/api": api}
+
+
+def describe(callback: ReceivedCallback, out: TextIO) -> None:
+    """Print one verdict readably: one line with its status, then the details."""
+    deployment = callback.deployment
+    verdict = deployment.get("verdict") or {}
+    run = deployment.get("run") or {}
+    status = verdict.get("status", "?")
+    signature = "signature ok" if callback.signature_ok else "SIGNATURE WRONG"
+    head = f"  {status:<8} {deployment['repository']:<10} run {run.get('id')}"
+    if status == "success":
+        out.write(f"{head}  deployed to {verdict.get('deployed_url')}  [{signature}]\n")
+        return
+    out.write(f"{head}  reason={verdict.get('reason')}  [{signature}]\n")
+    out.write(f"           {verdict.get('summary')}\n")
+    for job in verdict.get("failed_jobs") or []:
+        step = job.get("failed_step") or {}
+        out.write(
+            f"           job '{job['name']}' step {step.get('number')} '{step.get('name')}'"
+            f"  {job.get('html_url')}\n"
+        )
+        excerpt = (job.get("log_excerpt") or "").strip()
+        if excerpt:
+            out.write(textwrap.indent(excerpt, "           | ") + "\n")
+
+
+async def run_demo(*, verbose: bool = False, out: TextIO = sys.stdout) -> int:
+    """Run the demo; 0 when both verdicts arrived, signed."""
+    if not verbose:
+        logging.getLogger("ghapp").setLevel(logging.WARNING)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ghapp-demo-") as tmp:
+        stack = await Stack.start(
+            f"sqlite:///{tmp}/ghapp.db", step_delay=0.15, callback_retry_base=1.0
+        )
+        try:
+            for repository, workflow in demo_workflows().items():
+                stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+            out.write(
+                "ghapp demo: everything runs on this machine; no GitHub account is used.\n"
+                f"  GitHub simulator    {stack.sim.api_url}  (job logs on {stack.sim.log_url})\n"
+                f"  ghapp               {stack.base_url}"
+                f"  (webhooks at {stack.settings.webhook_path})\n"
+                f"  orchestrator        {stack.receiver.url}\n\n"
+                "Deploying acme/shop (succeeds) and acme/api (its SSH step fails)...\n"
+            )
+            deployments = []
+            for repository in demo_workflows():
+                status, body = await stack.deploy(
+                    repository,
+                    inputs={"environment": "production"},
+                    headers={"Idempotency-Key": secrets.token_hex(8)},
+                )
+                if status != 202:
+                    raise RuntimeError(f"deploying {repository}: {status} {body}")
+                deployments.append(body)
+                run_id = (body.get("run") or {}).get("id")
+                out.write(f"  {body['id']}  {repository:<10} {body['state']}, run {run_id}\n")
+            out.write("\nVerdicts, as the orchestrator received them:\n")
+            callbacks = [await stack.receiver.wait_for(d["id"], DEMO_TIMEOUT) for d in deployments]
+            for callback in callbacks:
+                describe(callback, out)
+            out.write(f"\nDone in {time.monotonic() - started:.1f} s.\n")
+            return 0 if all(c.signature_ok for c in callbacks) else 1
+        except TimeoutError:
+            out.write("ghapp demo: no verdict arrived in time (run with --verbose to see why)\n")
+            return 1
+        finally:
+            await stack.close()

@@ -1,0 +1,94 @@
+"""A small orchestrator stand-in: receives callbacks, checks their signature, keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class ReceivedCallback:
+    """One callback request as it arrived."""
+
+    headers: dict[str, str]
+    body: bytes
+    signature_ok: bool
+    status: int
+
+    @property
+    def deployment(self) -> dict[str, Any]:
+        """The body parsed."""
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+@dataclass
+class CallbackReceiver:
+    """Answers callbacks with 204 (or with the statuses queued in `fail_with`)."""
+
+    secret: str
+    fail_with: list[int] = field(default_factory=list)
+    received: list[ReceivedCallback] = field(default_factory=list)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on a loopback port; returns the callback URL."""
+        app = web.Application()
+        app.router.add_post("/callbacks", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((host, port))
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://{host}:{sock.getsockname()[1]}/callbacks"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        given = request.headers.get("X-Ghapp-Signature-256", "")
+        status = self.fail_with.pop(0) if self.fail_with else 204
+        callback = ReceivedCallback(
+            headers=dict(request.headers),
+            body=body,
+            signature_ok=hmac.compare_digest(expected, given),
+            status=status,
+        )
+        async with self._arrived:
+            self.received.append(callback)
+            self._arrived.notify_all()
+        return web.Response(status=status)
+
+    def delivered(self) -> list[ReceivedCallback]:
+        """Callbacks this receiver accepted (answered 2xx)."""
+        return [c for c in self.received if 200 <= c.status < 300]
+
+    async def wait_for(self, deployment_id: str, timeout: float = 30.0) -> ReceivedCallback:
+        """The first accepted callback about a deployment, waiting for it if need be."""
+
+        def find() -> ReceivedCallback | None:
+            for callback in self.delivered():
+                if callback.deployment.get("id") == deployment_id:
+                    return callback
+            return None
+
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: find() is not None)
+        found = find()
+        assert found is not None
+        return found

@@ -1,0 +1,99 @@
+"""A whole ghapp set-up on loopback: the GitHub simulator, ghapp, and an orchestrator stand-in.
+
+The demo runs on it, and so do the end-to-end tests."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ghapp.app import create_app
+from ghapp.config import Settings
+from ghapp.receiver import CallbackReceiver
+from ghapp.runner import BackgroundServer
+from ghapp.simulator import Simulator
+
+
+@dataclass
+class Stack:
+    """The three parts, started together; ghapp can be stopped and started on its own."""
+
+    sim: Simulator
+    receiver: CallbackReceiver
+    settings: Settings
+    server: BackgroundServer | None = None
+    base_url: str = ""
+    session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(cls, database_url: str, *, step_delay: float = 0.0, **overrides: Any) -> Stack:
+        """Start the simulator, the stand-in and ghapp (settings overridable)."""
+        webhook_secret = secrets.token_hex(16)
+        sim = Simulator(app_id=424242, webhook_secret=webhook_secret, step_delay=step_delay)
+        await sim.start()
+        receiver = CallbackReceiver(secret=secrets.token_hex(16))
+        callback_url = await receiver.start()
+        values: dict[str, Any] = {
+            "app_id": str(sim.app_id),
+            "private_key": sim.private_key_pem,
+            "webhook_secret": [webhook_secret],
+            "github_api_url": sim.api_url,
+            "orchestrator_token": secrets.token_hex(16),
+            "orchestrator_callback_url": callback_url,
+            "callback_secret": receiver.secret,
+            "database_url": database_url,
+            "callback_retry_base": 0.05,
+        }
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)
+        stack = cls(sim=sim, receiver=receiver, settings=settings)
+        stack.session = aiohttp.ClientSession()
+        await stack.start_ghapp()
+        return stack
+
+    async def start_ghapp(self) -> str:
+        """Start (or start again) ghapp on the same database; webhooks go to it."""
+        self.server = BackgroundServer(create_app(self.settings))
+        self.base_url = await self.server.start()
+        self.sim.webhook_url = self.base_url + self.settings.webhook_path
+        return self.base_url
+
+    async def stop_ghapp(self) -> None:
+        """Stop ghapp only; the simulator and the stand-in go on."""
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The orchestrator's Authorization header."""
+        return {"Authorization": f"Bearer {self.settings.orchestrator_token}"}
+
+    async def deploy(
+        self, repository: str, *, headers: dict[str, str] | None = None, **body: Any
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /api/v1/deployments as the orchestrator; returns (status, JSON body)."""
+        assert self.session is not None
+        async with self.session.post(
+            f"{self.base_url}/api/v1/deployments",
+            json={"repository": repository, **body},
+            headers={**self.auth, **(headers or {})},
+        ) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        """GET an API path as the orchestrator."""
+        assert self.session is not None
+        async with self.session.get(f"{self.base_url}{path}", headers=self.auth) as response:
+            return response.status, await response.json()
+
+    async def close(self) -> None:
+        """Stop everything."""
+        await self.stop_ghapp()
+        if self.session is not None:
+            await self.session.close()
+        await self.receiver.stop()
+        await self.sim.stop()
