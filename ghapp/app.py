@@ -89,6 +89,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app_id=settings.app_id or "",
         private_key=settings.app_private_key(),
         api_url=settings.github_api_url,
+        retry_base=app.state.retry_base,
     )
     sender = CallbackSender(
         store,
@@ -100,7 +101,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             retry_for=settings.callback_retry_for,
         ),
     )
-    engine = Engine(store, github, on_verdict=lambda _r: sender.wake())
+    engine = Engine(
+        store, github, on_verdict=lambda _r: sender.wake(), action_retry_base=app.state.retry_base
+    )
     services = Services(settings, store, session, github, engine, sender)
     app.state.services = services
     workers = [asyncio.create_task(sender.run()), asyncio.create_task(_sweep(engine))]
@@ -117,8 +120,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.close()
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ghapp ASGI application for the given settings."""
+def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
+    """The ghapp ASGI application; `retry_base` scales every retry wait (tests shorten it)."""
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -127,4 +130,5 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings
+    app.state.retry_base = retry_base
     return app

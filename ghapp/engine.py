@@ -10,20 +10,19 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ghapp import deploys, reports
+from ghapp import deploys
 from ghapp.deploys import (
     Action,
     DeployedUrlFound,
     DeploymentRecord,
     Event,
-    FailureGathered,
     FindDeployedUrl,
     GatherFailure,
     SendCallback,
     Transition,
 )
+from ghapp.failures import FailureReporter
 from ghapp.github.client import GitHubClient, GitHubUnavailable
-from ghapp.models import FailedJob
 from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.engine")
@@ -50,6 +49,7 @@ class Engine:
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
+        self.reporter = FailureReporter(github, retry_base=action_retry_base)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
 
@@ -123,20 +123,9 @@ class Engine:
                 )
             return DeployedUrlFound(url=url, at=utcnow())
         assert isinstance(action, GatherFailure)
-        jobs = await self.github.jobs(
-            record.repository, installation, action.run_id, action.attempt
+        return await self.reporter.gather(
+            record.repository, installation, action.run_id, action.attempt, action.conclusion
         )
-        failed = reports.failed_jobs_of(jobs)
-        shown: list[FailedJob] = [
-            reports.failed_job(job) for job in failed[: reports.MAX_REPORTED_JOBS]
-        ]
-        summary = reports.run_summary(
-            action.conclusion,
-            shown,
-            [None] * len(shown),
-            omitted=max(len(failed) - len(shown), 0),
-        )
-        return FailureGathered(failed_jobs=shown, summary=summary, at=utcnow())
 
     async def resume(self) -> int:
         """Restart the pending actions of every stored deployment (after a restart)."""

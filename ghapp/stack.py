@@ -24,39 +24,52 @@ class Stack:
     sim: Simulator
     receiver: CallbackReceiver
     settings: Settings
+    retry_base: float = 1.0
     server: BackgroundServer | None = None
     base_url: str = ""
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     @classmethod
-    async def start(cls, database_url: str, *, step_delay: float = 0.0, **overrides: Any) -> Stack:
+    async def start(
+        cls,
+        database_url: str,
+        *,
+        step_delay: float = 0.0,
+        retry_base: float = 0.05,
+        **overrides: Any,
+    ) -> Stack:
         """Start the simulator, the stand-in and ghapp (settings overridable)."""
         webhook_secret = secrets.token_hex(16)
         sim = Simulator(app_id=424242, webhook_secret=webhook_secret, step_delay=step_delay)
-        await sim.start()
         receiver = CallbackReceiver(secret=secrets.token_hex(16))
-        callback_url = await receiver.start()
-        values: dict[str, Any] = {
-            "app_id": str(sim.app_id),
-            "private_key": sim.private_key_pem,
-            "webhook_secret": [webhook_secret],
-            "github_api_url": sim.api_url,
-            "orchestrator_token": secrets.token_hex(16),
-            "orchestrator_callback_url": callback_url,
-            "callback_secret": receiver.secret,
-            "database_url": database_url,
-            "callback_retry_base": 0.05,
-        }
-        values.update(overrides)
-        settings = Settings(_env_file=None, **values)
-        stack = cls(sim=sim, receiver=receiver, settings=settings)
-        stack.session = aiohttp.ClientSession()
-        await stack.start_ghapp()
+        stack = cls(sim=sim, receiver=receiver, settings=Settings(_env_file=None))
+        stack.retry_base = retry_base
+        try:
+            await sim.start()
+            callback_url = await receiver.start()
+            values: dict[str, Any] = {
+                "app_id": str(sim.app_id),
+                "private_key": sim.private_key_pem,
+                "webhook_secret": [webhook_secret],
+                "github_api_url": sim.api_url,
+                "orchestrator_token": secrets.token_hex(16),
+                "orchestrator_callback_url": callback_url,
+                "callback_secret": receiver.secret,
+                "database_url": database_url,
+                "callback_retry_base": retry_base,
+            }
+            values.update(overrides)
+            stack.settings = Settings(_env_file=None, **values)
+            stack.session = aiohttp.ClientSession()
+            await stack.start_ghapp()
+        except BaseException:
+            await stack.close()
+            raise
         return stack
 
     async def start_ghapp(self) -> str:
         """Start (or start again) ghapp on the same database; webhooks go to it."""
-        self.server = BackgroundServer(create_app(self.settings))
+        self.server = BackgroundServer(create_app(self.settings, retry_base=self.retry_base))
         self.base_url = await self.server.start()
         self.sim.webhook_url = self.base_url + self.settings.webhook_path
         return self.base_url

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import aiohttp
 import gidgethub
@@ -32,6 +33,14 @@ TOKEN_RENEW_MARGIN = 300.0
 
 class GitHubUnavailable(Exception):
     """GitHub could not be reached, or kept failing, after retries."""
+
+
+class LogsNotReady(Exception):
+    """GitHub has no log for the job yet (404 right after it completes)."""
+
+
+class LogUnavailable(Exception):
+    """GitHub will not give the job's log (no permission, deleted, expired for good)."""
 
 
 class DispatchRejected(Exception):
@@ -78,7 +87,9 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(retryable),
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=self.retry_base, max=30.0),
+            wait=wait_exponential_jitter(
+                multiplier=self.retry_base, max=30.0, jitter=self.retry_base
+            ),
             reraise=True,
         ):
             with attempt:
@@ -268,6 +279,41 @@ class GitHubClient:
             return None
 
         return await self.as_installation(installation_id, find)
+
+    async def job_log_url(self, repository: str, installation_id: int, job_id: int) -> str:
+        """The signed, short-lived URL of a job's log: GitHub's 302, not followed here."""
+        url = f"{self.api_url}/repos/{repository}/actions/jobs/{job_id}/logs"
+        for attempt in (1, 2):
+            headers = {
+                "Authorization": f"token {await self.token(installation_id)}",
+                "Accept": "application/vnd.github+json",
+                "User-Agent": USER_AGENT,
+            }
+            async with self.session.get(url, headers=headers, allow_redirects=False) as response:
+                await response.read()
+                status = response.status
+                if status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    return urljoin(url, response.headers["Location"])
+                if status == 401 and attempt == 1:
+                    self.forget_token(installation_id)
+                    continue
+                if status == 404:
+                    raise LogsNotReady(f"no log yet for job {job_id}")
+                if status >= 500 or is_rate_limited(status, response.headers):
+                    raise GitHubUnavailable(f"GitHub answered {status} for job {job_id}'s log")
+                raise LogUnavailable(f"GitHub answered {status} for job {job_id}'s log")
+        raise AssertionError("unreachable")
+
+    async def annotations(
+        self, repository: str, installation_id: int, check_run_id: int
+    ) -> list[dict[str, Any]]:
+        """The annotations of a job's check run."""
+        url = f"/repos/{repository}/check-runs/{check_run_id}/annotations?per_page=100"
+
+        async def collect(gh: _GitHubAPI) -> list[dict[str, Any]]:
+            return [item async for item in gh.getiter(url, iterable_key=None)]
+
+        return await self.as_installation(installation_id, collect)
 
 
 def _made_by_run(status: Mapping[str, Any], run_id: int) -> bool:

@@ -1,0 +1,110 @@
+"""Gather a failed run's report from GitHub: failed jobs, their log excerpts and annotations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import gidgethub
+
+from ghapp import reports
+from ghapp.deploys import FailureGathered
+from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
+from ghapp.github.joblogs import SignedUrlRefused, read_job_log
+from ghapp.github.logexcerpt import ExcerptBuilder
+from ghapp.models import Annotation, FailedJob
+
+log = logging.getLogger("ghapp.failures")
+MAX_ANNOTATIONS = 20
+_LEVEL_ORDER = {"failure": 0, "warning": 1, "notice": 2}
+# Several failed jobs are read side by side, but not so many that GitHub sees a burst.
+PARALLEL_JOBS = 4
+
+
+def sort_annotations(items: Sequence[Mapping[str, Any]]) -> list[Annotation]:
+    """Annotations as the verdict carries them: failures first, then warnings, then notices."""
+    ordered = sorted(items, key=lambda a: _LEVEL_ORDER.get(str(a.get("annotation_level")), 3))
+    return [
+        Annotation(
+            path=str(a.get("path") or ""),
+            start_line=a.get("start_line"),
+            annotation_level=a.get("annotation_level"),
+            message=str(a.get("message") or ""),
+        )
+        for a in ordered[:MAX_ANNOTATIONS]
+    ]
+
+
+def _check_run_id(job: Mapping[str, Any]) -> int:
+    # check_run_url ends with the check run's id, which is the job's id on GitHub.com.
+    path = urlsplit(str(job.get("check_run_url") or "")).path
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return int(last) if last.isdigit() else int(job["id"])
+
+
+class FailureReporter:
+    """Reads what a failure verdict needs; every GitHub call goes through the client."""
+
+    def __init__(self, github: GitHubClient, *, retry_base: float = 1.0) -> None:
+        self.github = github
+        self.retry_base = retry_base
+
+    async def gather(
+        self, repository: str, installation_id: int, run_id: int, attempt: int, conclusion: str
+    ) -> FailureGathered:
+        """The failed jobs of one run attempt, each with its excerpt, and the summary."""
+        jobs = await self.github.jobs(repository, installation_id, run_id, attempt)
+        failed = reports.failed_jobs_of(jobs)
+        shown = failed[: reports.MAX_REPORTED_JOBS]
+        limit = asyncio.Semaphore(PARALLEL_JOBS)
+
+        async def one(job: Mapping[str, Any]) -> tuple[FailedJob, str | None]:
+            async with limit:
+                return await self._job(repository, installation_id, job)
+
+        results = await asyncio.gather(*(one(job) for job in shown))
+        failed_jobs = [job for job, _ in results]
+        summary = reports.run_summary(
+            conclusion,
+            failed_jobs,
+            [first_error for _, first_error in results],
+            omitted=len(failed) - len(shown),
+        )
+        return FailureGathered(failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC))
+
+    async def _job(
+        self, repository: str, installation_id: int, job: Mapping[str, Any]
+    ) -> tuple[FailedJob, str | None]:
+        report = reports.failed_job(job)
+        steps = list(job.get("steps") or [])
+        number = report.failed_step.number if report.failed_step else None
+        first_error: str | None = None
+        try:
+            excerpt = await read_job_log(
+                self.github,
+                repository,
+                installation_id,
+                report.id,
+                lambda: ExcerptBuilder(steps=steps, failed_step_number=number),
+                retry_base=self.retry_base,
+            )
+            report.log_excerpt = excerpt.text
+            first_error = excerpt.first_error
+        except (LogsNotReady, LogUnavailable, SignedUrlRefused, GitHubUnavailable) as exc:
+            # A verdict without the log beats no verdict: say why the log is missing.
+            report.log_excerpt = f"(log unavailable: {exc})"
+            log.warning("job log unavailable", extra={"job_id": report.id, "error": str(exc)})
+        try:
+            raw = await self.github.annotations(repository, installation_id, _check_run_id(job))
+            report.annotations = sort_annotations(raw)
+        except (GitHubUnavailable, gidgethub.BadRequest) as exc:
+            log.warning("annotations unavailable", extra={"job_id": report.id, "error": str(exc)})
+        if first_error is None:
+            first_error = next(
+                (a.message for a in report.annotations if a.annotation_level == "failure"), None
+            )
+        return report, first_error
