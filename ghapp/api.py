@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from ghapp import deploys
 from ghapp.engine import utcnow
-from ghapp.github.client import DispatchRejected, GitHubUnavailable
+from ghapp.github.client import GitHubUnavailable
+from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.models import DeploymentList, DeploymentRequest
 from ghapp.store import IdempotencyConflict
 
@@ -149,9 +150,17 @@ async def _dispatch(
     request_hash: str,
 ) -> Response:
     deployment_id = "dep_" + uuid.uuid4().hex[:24]
-    github = services.github
+    # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
+    now = utcnow()
     try:
-        dispatched = await github.dispatch(body.repository, body.workflow, body.ref, body.inputs)
+        dispatched = await dispatch(
+            services.github,
+            body.repository,
+            body.workflow,
+            body.ref,
+            body.inputs,
+            correlation_id=deployment_id,
+        )
     except DispatchRejected as exc:
         transition = deploys.rejected_deployment(
             deployment_id,
@@ -159,7 +168,7 @@ async def _dispatch(
             ref=body.ref or "(default branch)",
             callback_url=callback_url,
             message=str(exc),
-            now=utcnow(),
+            now=now,
         )
         record = await services.store.create(
             transition.record,
@@ -186,7 +195,8 @@ async def _dispatch(
         installation_id=dispatched.installation_id,
         run_id=dispatched.run_id,
         html_url=dispatched.html_url,
-        now=utcnow(),
+        now=now,
+        correlation_id=dispatched.correlation_id,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     log.info(

@@ -21,6 +21,7 @@ from ghapp.config import Settings
 from ghapp.deploys import DeploymentRecord
 from ghapp.engine import Engine
 from ghapp.github.client import GitHubClient
+from ghapp.poller import Poller
 from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.app")
@@ -38,6 +39,7 @@ class Services:
     github: GitHubClient
     engine: Engine
     sender: CallbackSender
+    poller: Poller
     idempotency_locks: LRUCache[str, asyncio.Lock] = field(
         default_factory=lambda: LRUCache(maxsize=10_000)
     )
@@ -104,9 +106,15 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     engine = Engine(
         store, github, on_verdict=lambda _r: sender.wake(), action_retry_base=app.state.retry_base
     )
-    services = Services(settings, store, session, github, engine, sender)
+    poller = Poller(store, github, engine, settings)
+    services = Services(settings, store, session, github, engine, sender, poller)
     app.state.services = services
-    workers = [asyncio.create_task(sender.run()), asyncio.create_task(_sweep(engine))]
+    workers = [
+        asyncio.create_task(sender.run()),
+        asyncio.create_task(_sweep(engine)),
+        # Reconciliation runs first inside the poller: every unfinished deployment, at once.
+        asyncio.create_task(poller.run()),
+    ]
     resumed = await engine.resume()
     log.info("ghapp ready", extra={"resumed": resumed, "database": store.url.split(":")[0]})
     try:
@@ -115,6 +123,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await poller.close()
         await engine.close()
         await session.close()
         await store.close()

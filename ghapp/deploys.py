@@ -105,7 +105,22 @@ class DeadlinesChecked:
     run_timeout: float
 
 
-Event = RunObserved | EnvironmentObserved | DeployedUrlFound | FailureGathered | DeadlinesChecked
+@dataclass(frozen=True)
+class RunSearched:
+    """A search for an unidentified run found none it could choose, and says why."""
+
+    ambiguity: str | None
+    at: datetime
+
+
+Event = (
+    RunObserved
+    | EnvironmentObserved
+    | DeployedUrlFound
+    | FailureGathered
+    | DeadlinesChecked
+    | RunSearched
+)
 
 
 # --- actions ----------------------------------------------------------------------------
@@ -158,6 +173,7 @@ def new_deployment(
     run_id: int | None,
     html_url: str | None,
     now: datetime,
+    correlation_id: str | None = None,
 ) -> DeploymentRecord:
     """A deployment GitHub has just accepted."""
     run = Run(id=run_id, attempt=1, html_url=html_url, status="queued") if run_id else None
@@ -175,6 +191,7 @@ def new_deployment(
         installation_id=installation_id,
         dispatched_at=now,
         last_heard_at=now,
+        correlation_id=correlation_id,
     )
 
 
@@ -220,6 +237,8 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return _on_deployed_url(record, event)
     if isinstance(event, FailureGathered):
         return _on_failure_gathered(record, event)
+    if isinstance(event, RunSearched):
+        return _on_run_searched(record, event)
     return _on_deadlines(record, event)
 
 
@@ -293,6 +312,14 @@ def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tr
         failed_jobs=event.failed_jobs,
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _on_run_searched(record: DeploymentRecord, event: RunSearched) -> Transition:
+    if record.run is not None or record.ambiguity == event.ambiguity:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.ambiguity = event.ambiguity
+    return Transition(updated, changed=True)
 
 
 def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:

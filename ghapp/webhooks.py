@@ -90,6 +90,10 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         return _answer(200, "not_ours")
     record = await services.store.by_run(run["id"])
     if record is None:
+        repository = (payload.get("repository") or {}).get("full_name")
+        # A dispatch whose run GitHub did not name (GHES): this may be it.
+        if repository and await services.poller.on_unknown_run(run, repository):
+            return _answer(200, "run_identified")
         return _answer(200, "not_ours")
     _remember_installation(services, payload)
     if await services.store.delivery_seen(delivery_id):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 import aiohttp
 import gidgethub
@@ -41,20 +41,6 @@ class LogsNotReady(Exception):
 
 class LogUnavailable(Exception):
     """GitHub will not give the job's log (no permission, deleted, expired for good)."""
-
-
-class DispatchRejected(Exception):
-    """GitHub refused the dispatch (no such workflow, ref or installation); says why."""
-
-
-@dataclass(frozen=True)
-class Dispatched:
-    """GitHub's answer to a dispatch: the run id when the server returns it."""
-
-    run_id: int | None
-    html_url: str | None
-    installation_id: int
-    ref: str
 
 
 class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
@@ -93,8 +79,13 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
             reraise=True,
         ):
             with attempt:
-                return await super()._request(method, url, headers, body)
+                answer = await super()._request(method, url, headers, body)
+                self.observe(method, url, answer[0], answer[1])
+                return answer
         raise AssertionError("unreachable")
+
+    def observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        """Called with every answer (the client counts them); replaced per instance."""
 
 
 class GitHubClient:
@@ -123,10 +114,21 @@ class GitHubClient:
         # ETags of GET answers, so a repeated poll is a 304 that costs no rate limit.
         self._etags: LRUCache[str, Any] = LRUCache(maxsize=2048)
         self._token_locks: dict[int, asyncio.Lock] = {}
+        self.calls = 0
+        self.etag_hits = 0
+        self.observers: list[Callable[[str, str, int, Mapping[str, str]], None]] = []
+
+    def _observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        self.calls += 1
+        if status == 304:
+            self.etag_hits += 1
+        for observer in self.observers:
+            observer(method, url, status, headers)
 
     def _api(self, **kwargs: Any) -> _GitHubAPI:
         api = _GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
         api.retry_base = self._retry_base
+        api.observe = self._observe  # type: ignore[method-assign]
         return api
 
     async def _guard(self, call: Awaitable[T]) -> T:
@@ -213,37 +215,51 @@ class GitHubClient:
         self._default_branches[key] = branch
         return branch
 
-    async def dispatch(
-        self, repository: str, workflow: str, ref: str | None, inputs: Mapping[str, Any]
-    ) -> Dispatched:
-        """Dispatch a workflow (on the default branch without a ref); answers with the run id."""
-        try:
-            installation_id = await self.installation_for(repository)
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) == 404:
-                raise DispatchRejected(
-                    f"the App is not installed on {repository} (or the repository does not exist)"
-                ) from exc
-            raise
-        if ref is None:
-            ref = await self.default_branch(repository, installation_id)
-        body = {"ref": ref, "inputs": dict(inputs)}
+    async def post_dispatch(
+        self,
+        repository: str,
+        installation_id: int,
+        workflow: str,
+        body: Mapping[str, Any],
+        *,
+        versioned: bool,
+    ) -> dict[str, Any] | None:
+        """POST a workflow dispatch; the run details when GitHub returns them (200), else None."""
         url = f"/repos/{repository}/actions/workflows/{workflow}/dispatches"
+        headers = {"X-GitHub-Api-Version": DISPATCH_API_VERSION} if versioned else None
+        data = await self.as_installation(
+            installation_id, lambda gh: gh.post(url, data=dict(body), extra_headers=headers)
+        )
+        return dict(data) if isinstance(data, dict) and "workflow_run_id" in data else None
+
+    async def workflow_file(
+        self, repository: str, installation_id: int, workflow: str, ref: str
+    ) -> str | None:
+        """The text of a workflow file on a ref, or None if it cannot be read."""
+        path = f"/repos/{repository}/contents/.github/workflows/{workflow}?ref={quote(ref)}"
         try:
-            data = await self.as_installation(
-                installation_id,
-                lambda gh: gh.post(
-                    url, data=body, extra_headers={"X-GitHub-Api-Version": DISPATCH_API_VERSION}
-                ),
-            )
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) in (404, 422):
-                raise DispatchRejected(_message(exc)) from exc
-            raise
-        if isinstance(data, dict) and "workflow_run_id" in data:
-            run_id = int(data["workflow_run_id"])
-            return Dispatched(run_id, data.get("html_url"), installation_id, ref)
-        return Dispatched(None, None, installation_id, ref)
+            data = await self.as_installation(installation_id, lambda gh: gh.getitem(path))
+        except gidgethub.BadRequest:
+            return None
+        if not isinstance(data, dict) or data.get("encoding") != "base64":
+            return None
+        return base64.b64decode(data.get("content") or "").decode("utf-8", "replace")
+
+    async def dispatch_runs(
+        self, repository: str, installation_id: int, workflow: str, ref: str, since: str
+    ) -> list[dict[str, Any]]:
+        """Runs of a workflow started by dispatches on a ref since a time (newest first)."""
+        query = urlencode(
+            {"event": "workflow_dispatch", "branch": ref, "created": f">={since}", "per_page": 50}
+        )
+        url = f"/repos/{repository}/actions/workflows/{workflow}/runs?{query}"
+        data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
+        return list(data.get("workflow_runs") or [])
+
+    async def cancel_run(self, repository: str, installation_id: int, run_id: int) -> None:
+        """Ask GitHub to cancel a run (it answers 202; the run ends `cancelled`)."""
+        url = f"/repos/{repository}/actions/runs/{run_id}/cancel"
+        await self.as_installation(installation_id, lambda gh: gh.post(url, data={}))
 
     async def run(self, repository: str, installation_id: int, run_id: int) -> dict[str, Any]:
         """One workflow run (conditional: an unchanged run answers 304 from the cache)."""
@@ -321,7 +337,3 @@ def _made_by_run(status: Mapping[str, Any], run_id: int) -> bool:
     links = f"{status.get('target_url') or ''} {status.get('log_url') or ''}"
     return f"/runs/{run_id}" in links or "/runs/" not in links
 
-
-def _message(exc: gidgethub.HTTPException) -> str:
-    text = str(exc) or exc.status_code.phrase
-    return f"{text} ({int(exc.status_code)})"

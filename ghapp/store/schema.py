@@ -39,6 +39,7 @@ deployments = Table(
     Index("ix_deployments_repository_created", "repository", "created_at"),
     Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
     Index("ix_deployments_created", "created_at"),
+    Index("ix_deployments_correlation", "correlation_id"),
 )
 
 # Delivery ids of webhooks that changed a deployment: a constraint, so it holds across replicas.

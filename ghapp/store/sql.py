@@ -160,6 +160,74 @@ class SqlStore:
             rows = (await conn.execute(query.order_by(deployments.c.last_heard_at))).all()
         return [_record(row) for row in rows]
 
+    async def claim_for_poll(
+        self, *, owner: str, silent_since: float, lease_seconds: float, limit: int
+    ) -> list[DeploymentRecord]:
+        """Claim unfinished deployments silent since a time, so one worker polls each at once.
+
+        The claim lasts `lease_seconds`, which also spaces the polls of a quiet deployment.
+        """
+        now = time.time()
+        claimable = and_(
+            deployments.c.phase.in_(("dispatched", "in_progress")),
+            deployments.c.last_heard_at < silent_since,
+            or_(deployments.c.lease_until.is_(None), deployments.c.lease_until < now),
+        )
+        until = now + lease_seconds
+        async with self.engine.begin() as conn:
+            due = (
+                await conn.execute(
+                    select(deployments.c.id)
+                    .where(claimable)
+                    .order_by(deployments.c.last_heard_at)
+                    .limit(limit)
+                )
+            ).all()
+            if not due:
+                return []
+            ids = [row.id for row in due]
+            await conn.execute(
+                update(deployments)
+                .where(deployments.c.id.in_(ids), claimable)
+                .values(lease_owner=owner, lease_until=until)
+            )
+            rows = (
+                await conn.execute(
+                    _select_records().where(
+                        deployments.c.id.in_(ids),
+                        deployments.c.lease_owner == owner,
+                        deployments.c.lease_until == until,
+                    )
+                )
+            ).all()
+        return [_record(row) for row in rows]
+
+    async def unbound(self, repository: str) -> list[DeploymentRecord]:
+        """Unfinished deployments of a repository whose run is not identified yet."""
+        query = _select_records().where(
+            deployments.c.repository == repository,
+            deployments.c.run_id.is_(None),
+            deployments.c.phase != "completed",
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(deployments.c.created_at))).all()
+        return [_record(row) for row in rows]
+
+    async def past_deadline(
+        self, *, unbound_before: float, running_before: float
+    ) -> list[DeploymentRecord]:
+        """Unfinished deployments whose run was never found in time, or runs for too long."""
+        query = _select_records().where(
+            deployments.c.phase.in_(("dispatched", "in_progress")),
+            or_(
+                and_(deployments.c.run_id.is_(None), deployments.c.created_at < unbound_before),
+                deployments.c.created_at < running_before,
+            ),
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_record(row) for row in rows]
+
     async def save(
         self,
         record: DeploymentRecord,

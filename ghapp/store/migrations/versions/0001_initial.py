@@ -34,6 +34,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_deployments_phase_heard", "deployments", ["phase", "last_heard_at"])
     op.create_index("ix_deployments_created", "deployments", ["created_at"])
+    op.create_index("ix_deployments_correlation", "deployments", ["correlation_id"])
     op.create_table(
         "seen_deliveries",
         sa.Column("delivery_id", sa.String(64), primary_key=True),

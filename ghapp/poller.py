@@ -1,0 +1,203 @@
+"""Fallback polling, start-up reconciliation, deadlines, and finding runs GitHub did not name.
+
+Webhooks stay the main path: a deployment is polled only after POLL_AFTER seconds of silence,
+with conditional requests (a 304 costs no rate limit), at a bounded rate for the process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import gidgethub
+
+from ghapp import correlation
+from ghapp.config import Settings
+from ghapp.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
+from ghapp.engine import Engine, utcnow
+from ghapp.github.client import GitHubClient, GitHubUnavailable
+from ghapp.store import SqlStore
+
+log = logging.getLogger("ghapp.poller")
+# At most this many polls a second for the whole process, whatever the backlog.
+MAX_POLLS_PER_SECOND = 5.0
+DEADLINE_INTERVAL = 30.0
+
+
+def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
+    """A RunObserved from a workflow run object (REST answer or webhook payload)."""
+    return RunObserved(
+        run_id=int(run["id"]),
+        attempt=int(run.get("run_attempt") or 1),
+        status=str(run.get("status") or ""),
+        conclusion=run.get("conclusion"),
+        html_url=run.get("html_url"),
+        head_sha=run.get("head_sha"),
+        at=at,
+    )
+
+
+class Poller:
+    """One per process; claims work per deployment so several replicas share it."""
+
+    def __init__(
+        self, store: SqlStore, github: GitHubClient, engine: Engine, settings: Settings
+    ) -> None:
+        self.store = store
+        self.github = github
+        self.engine = engine
+        self.settings = settings
+        self.owner = f"poll-{uuid.uuid4().hex[:12]}"
+        self.tick = min(max(settings.poll_after / 4, 0.05), 5.0)
+        self.polls = 0
+        self.not_modified = 0
+        self._last_deadlines = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Reconcile at once, then poll silent deployments until cancelled."""
+        await self.reconcile()
+        while True:
+            try:
+                await self.poll_silent()
+                if time.monotonic() - self._last_deadlines >= min(
+                    DEADLINE_INTERVAL, self.settings.poll_after
+                ):
+                    await self.check_deadlines()
+            except Exception:
+                log.exception("poller pass failed")
+            await asyncio.sleep(self.tick)
+
+    async def reconcile(self) -> int:
+        """Check every unfinished deployment now: webhooks may have come while we were down."""
+        records = await self.store.claim_for_poll(
+            owner=self.owner,
+            silent_since=time.time() + 1,
+            lease_seconds=self.settings.poll_after,
+            limit=100_000,
+        )
+        await self._check_all(records)
+        return len(records)
+
+    async def poll_silent(self) -> int:
+        """Poll the deployments nothing was heard about for POLL_AFTER seconds."""
+        records = await self.store.claim_for_poll(
+            owner=self.owner,
+            silent_since=time.time() - self.settings.poll_after,
+            lease_seconds=self.settings.poll_after,
+            limit=max(int(MAX_POLLS_PER_SECOND * self.tick), 1),
+        )
+        await self._check_all(records)
+        return len(records)
+
+    async def _check_all(self, records: list[DeploymentRecord]) -> None:
+        for record in records:
+            started = time.monotonic()
+            with contextlib.suppress(Exception):
+                await self.check(record)
+            # Spread the polls out: a backlog must not become a burst against the API.
+            await asyncio.sleep(max(0.0, 1 / MAX_POLLS_PER_SECOND - (time.monotonic() - started)))
+
+    async def check(self, record: DeploymentRecord) -> None:
+        """Ask GitHub about one deployment's run (or look for the run if unknown)."""
+        installation = record.installation_id or await self.github.installation_for(
+            record.repository
+        )
+        try:
+            if record.run is None:
+                await self.find_run(record, installation)
+                return
+            before = self.github.etag_hits
+            run = await self.github.run(record.repository, installation, record.run.id)
+            self.polls += 1
+            self.not_modified += self.github.etag_hits - before
+            await self.engine.apply(record, run_event(run, utcnow()))
+        except (GitHubUnavailable, gidgethub.HTTPException) as exc:
+            log.warning("poll failed", extra={"deployment_id": record.id, "error": str(exc)})
+
+    async def find_run(self, record: DeploymentRecord, installation: int) -> bool:
+        """Search the dispatch's run by listing runs; bind it when the rules allow."""
+        since = (record.dispatched_at - correlation.CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        runs = await self.github.dispatch_runs(
+            record.repository, installation, record.workflow, record.ref, since
+        )
+        self.polls += 1
+        return await self.consider(record, runs)
+
+    async def consider(self, record: DeploymentRecord, runs: Sequence[Mapping[str, Any]]) -> bool:
+        """Bind a run from these to the deployment if it is surely its run."""
+        free = [run for run in runs if await self.store.by_run(int(run["id"])) is None]
+        rivals = [
+            other
+            for other in await self.store.unbound(record.repository)
+            if other.id != record.id
+            and other.workflow == record.workflow
+            and other.ref == record.ref
+            and other.correlation_id is None
+        ]
+        wanted = correlation.Wanted(
+            deployment_id=record.id,
+            workflow=record.workflow,
+            ref=record.ref,
+            dispatched_at=record.dispatched_at,
+            correlation_id=record.correlation_id,
+        )
+        found = correlation.match(wanted, free, rivals=len(rivals), now=utcnow())
+        if found.run is None:
+            await self.engine.apply(record, RunSearched(ambiguity=found.ambiguity, at=utcnow()))
+            return False
+        log.info(
+            "run identified",
+            extra={"deployment_id": record.id, "run_id": found.run["id"]},
+        )
+        await self.engine.apply(record, run_event(found.run, utcnow()))
+        return True
+
+    async def on_unknown_run(self, run: Mapping[str, Any], repository: str) -> bool:
+        """A webhook about a dispatched run no deployment watches: maybe a GHES dispatch's."""
+        unbound = await self.store.unbound(repository)
+        for record in unbound:
+            if record.correlation_id and await self.consider(record, [run]):
+                return True
+        if any(record.correlation_id is None for record in unbound):
+            # Without a correlation id only a listing can tell; give racing runs time to appear.
+            task = asyncio.create_task(self._search_later(repository))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return False
+
+    async def _search_later(self, repository: str) -> None:
+        await asyncio.sleep(correlation.SETTLE.total_seconds())
+        for record in await self.store.unbound(repository):
+            if record.correlation_id is None:
+                with contextlib.suppress(Exception):
+                    await self.check(record)
+
+    async def close(self) -> None:
+        """Cancel delayed searches."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def check_deadlines(self) -> int:
+        """Give up on runs never found in time and on runs going on too long."""
+        self._last_deadlines = time.monotonic()
+        now = time.time()
+        settings = self.settings
+        records = await self.store.past_deadline(
+            unbound_before=now - settings.run_lookup_timeout,
+            running_before=now - settings.run_timeout,
+        )
+        event = DeadlinesChecked(
+            at=datetime.now(UTC),
+            run_lookup_timeout=settings.run_lookup_timeout,
+            run_timeout=settings.run_timeout,
+        )
+        for record in records:
+            await self.engine.apply(record, event)
+        return len(records)

@@ -1,0 +1,162 @@
+"""Routing and answers in GitHub's style: JSON bodies, ``{message, documentation_url}`` errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ghapp.simulator.auth import TokenInfo
+
+JSON_TYPE = "application/json; charset=utf-8"
+DOCS = "https://docs.github.com/rest"
+
+
+@dataclass
+class RequestRecord:
+    """One request either origin received; ``fault`` names the fault that answered it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    origin: str
+    status: int | None = None
+    fault: str | None = None
+    time: float = field(default_factory=time.time)
+
+
+class ApiError(Exception):
+    """Raised by handlers to answer a GitHub-shaped error."""
+
+    def __init__(self, status: int, message: str, documentation_url: str = DOCS,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.documentation_url = documentation_url
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        """The error as an HTTP answer."""
+        body = {"message": self.message, "documentation_url": self.documentation_url}
+        return json_response(body, self.status, self.headers)
+
+
+def not_found(documentation_url: str = DOCS) -> ApiError:
+    """GitHub's 404."""
+    return ApiError(404, "Not Found", documentation_url)
+
+
+def json_response(data: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer with GitHub's content type."""
+    body = json.dumps(data).encode()
+    response = web.Response(body=body, status=status, headers=headers)
+    response.headers["Content-Type"] = JSON_TYPE
+    return response
+
+
+def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """An answer without a body (204, 202 bodies are ``{}`` instead)."""
+    response = web.Response(status=status, headers=headers)
+    response.headers["Content-Type"] = JSON_TYPE
+    return response
+
+
+@dataclass
+class Call:
+    """A routed request: path parameters and who is calling."""
+
+    request: web.Request
+    params: dict[str, str]
+    installation_id: int | None = None
+    token: TokenInfo | None = None
+    record: RequestRecord | None = None
+
+    def query(self, name: str) -> str | None:
+        """A query-string value."""
+        return self.request.query.get(name)
+
+    def int_param(self, name: str) -> int:
+        """A numeric path parameter (404 when it is not a number, like GitHub)."""
+        try:
+            return int(self.params[name])
+        except ValueError:
+            raise not_found() from None
+
+    async def body(self) -> dict[str, Any]:
+        """The JSON object body ({} when empty)."""
+        raw = await self.request.read()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "Problems parsing JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        return data
+
+    def page(self, default: int = 30) -> tuple[int, int]:
+        """``per_page`` (1..100) and ``page`` (from 1)."""
+        try:
+            per_page = int(self.query("per_page") or default)
+            page = int(self.query("page") or 1)
+        except ValueError:
+            raise ApiError(422, "Invalid pagination parameters") from None
+        return max(1, min(per_page, 100)), max(page, 1)
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Route:
+    """A method and path pattern; ``auth`` is ``jwt``, ``token``, ``any`` or ``none``."""
+
+    method: str
+    regex: re.Pattern[str]
+    handler: Handler
+    auth: str
+
+
+class Router:
+    """Path patterns like ``/repos/{owner}/{repo}/actions/runs/{run_id}``."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def route(self, method: str, pattern: str, auth: str = "token") -> Callable[[Handler], Handler]:
+        """Decorator that registers a handler."""
+        parts = re.split(r"(\{[a-z_]+(?::[^}]+)?\})", pattern)
+        regex = ""
+        for part in parts:
+            found = re.fullmatch(r"\{([a-z_]+)(?::([^}]+))?\}", part)
+            if found:
+                regex += f"(?P<{found.group(1)}>{found.group(2) or '[^/]+'})"
+            else:
+                regex += re.escape(part)
+        compiled = re.compile(f"^{regex}/?$")
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(method, compiled, handler, auth))
+            return handler
+
+        return register
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """The route, its parameters, and whether some route had this path at all."""
+        path_known = False
+        for route in self.routes:
+            found = route.regex.match(path)
+            if found:
+                path_known = True
+                if route.method == method or (method == "HEAD" and route.method == "GET"):
+                    return route, found.groupdict(), True
+        return None, {}, path_known
