@@ -36,13 +36,13 @@ def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
 
 
-def _services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def _authorized(request: Request) -> bool:
-    expected = _services(request).settings.orchestrator_token or ""
+def authorized(request: Request) -> bool:
+    expected = services_of(request).settings.orchestrator_token or ""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     return (
@@ -52,7 +52,7 @@ def _authorized(request: Request) -> bool:
     )
 
 
-def _unauthorized() -> JSONResponse:
+def unauthorized() -> JSONResponse:
     return error(
         401,
         "unauthorized",
@@ -86,9 +86,9 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def create_deployment(request: Request) -> Response:
     """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
-    if not _authorized(request):
-        return _unauthorized()
-    services = _services(request)
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
     raw = await request.body()
     if len(raw) > MAX_BODY:
         return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
@@ -212,9 +212,9 @@ async def _dispatch(
 
 async def get_deployment(request: Request) -> Response:
     """GET /api/v1/deployments/{id}."""
-    if not _authorized(request):
-        return _unauthorized()
-    record = await _services(request).store.get(request.path_params["deployment_id"])
+    if not authorized(request):
+        return unauthorized()
+    record = await services_of(request).store.get(request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     return JSONResponse(record.public().model_dump(mode="json"))
@@ -222,8 +222,8 @@ async def get_deployment(request: Request) -> Response:
 
 async def list_deployments(request: Request) -> Response:
     """GET /api/v1/deployments?repository=&state=&limit= (newest first)."""
-    if not _authorized(request):
-        return _unauthorized()
+    if not authorized(request):
+        return unauthorized()
     params = request.query_params
     try:
         limit = int(params.get("limit", "50"))
@@ -244,7 +244,7 @@ async def list_deployments(request: Request) -> Response:
             "state must be dispatched, in_progress or completed",
             errors=[{"field": "state", "message": "unknown state"}],
         )
-    records = await _services(request).store.recent(
+    records = await services_of(request).store.recent(
         repository=params.get("repository"), state=state, limit=limit
     )
     body = DeploymentList(deployments=[r.public() for r in records])
