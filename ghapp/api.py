@@ -7,10 +7,12 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import gidgethub
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -152,6 +154,7 @@ async def _dispatch(
     deployment_id = "dep_" + uuid.uuid4().hex[:24]
     # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
     now = utcnow()
+    started = time.perf_counter()
     try:
         dispatched = await dispatch(
             services.github,
@@ -187,6 +190,7 @@ async def _dispatch(
             f"GitHub could not take the dispatch: {exc}",
             headers={"Retry-After": "30"},
         )
+    services.metrics.dispatch_latency.observe(time.perf_counter() - started)
     record = deploys.new_deployment(
         deployment_id,
         body,
@@ -251,8 +255,56 @@ async def list_deployments(request: Request) -> Response:
     return JSONResponse(body.model_dump(mode="json"))
 
 
+async def cancel_deployment(request: Request) -> Response:
+    """POST /api/v1/deployments/{id}/cancel: cancel the run on GitHub; the verdict follows."""
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
+    record = await services.store.get(request.path_params["deployment_id"])
+    if record is None:
+        return error(404, "not_found", "no such deployment")
+    if record.state == "completed":
+        return error(409, "already_completed", "the deployment already has its verdict")
+    if record.run is None:
+        return error(
+            409, "run_unknown", "the run is not identified yet; try again in a few seconds"
+        )
+    installation = record.installation_id or await services.github.installation_for(
+        record.repository
+    )
+    try:
+        await services.github.cancel_run(record.repository, installation, record.run.id)
+    except GitHubUnavailable as exc:
+        return error(503, "github_unavailable", str(exc), headers={"Retry-After": "30"})
+    except gidgethub.BadRequest as exc:
+        if int(exc.status_code) == 409:
+            # The run finished meanwhile: its verdict is on the way.
+            return error(409, "already_completed", f"GitHub says the run ended: {exc}")
+        return error(502, "github_refused", f"GitHub refused to cancel the run: {exc}")
+    log.info("cancel requested", extra={"deployment_id": record.id, "run_id": record.run.id})
+    return JSONResponse(record.public().model_dump(mode="json"), 202)
+
+
+async def resend_callback(request: Request) -> Response:
+    """POST /api/v1/deployments/{id}/callback: deliver the verdict again (an operator's resend)."""
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
+    deployment_id = request.path_params["deployment_id"]
+    record = await services.store.get(deployment_id)
+    if record is None:
+        return error(404, "not_found", "no such deployment")
+    if record.state != "completed" or not await services.store.resend_callback(deployment_id):
+        return error(409, "not_completed", "the deployment has no verdict to send yet")
+    services.sender.wake()
+    record = await services.store.get(deployment_id) or record
+    return JSONResponse(record.public().model_dump(mode="json"), 202)
+
+
 routes = [
     Route("/api/v1/deployments", create_deployment, methods=["POST"]),
     Route("/api/v1/deployments", list_deployments, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
+    Route("/api/v1/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),
+    Route("/api/v1/deployments/{deployment_id}/callback", resend_callback, methods=["POST"]),
 ]

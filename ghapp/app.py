@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -21,6 +21,8 @@ from ghapp.config import Settings
 from ghapp.deploys import DeploymentRecord
 from ghapp.engine import Engine
 from ghapp.github.client import GitHubClient
+from ghapp.logsetup import register_secret
+from ghapp.metrics import Metrics
 from ghapp.poller import Poller
 from ghapp.store import SqlStore
 
@@ -40,13 +42,41 @@ class Services:
     engine: Engine
     sender: CallbackSender
     poller: Poller
+    metrics: Metrics
     idempotency_locks: LRUCache[str, asyncio.Lock] = field(
         default_factory=lambda: LRUCache(maxsize=10_000)
     )
 
-    def notify_verdict(self, _record: DeploymentRecord) -> None:
-        """A verdict was stored: wake the callback sender."""
+    def notify_verdict(self, record: DeploymentRecord) -> None:
+        """A verdict was stored: count it and wake the callback sender."""
+        if record.verdict is not None:
+            self.metrics.verdict(record.verdict.status, record.verdict.reason)
         self.sender.wake()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """GET /metrics: Prometheus text; state counts are read from the database at scrape time."""
+    services: Services = request.app.state.services
+    metrics = services.metrics
+    for state, count in (await services.store.count_by_state()).items():
+        metrics.deployments.labels(state).set(count)
+    metrics.outbox_depth.set(await services.store.outbox_depth())
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def _count_github_calls(
+    metrics: Metrics,
+) -> Callable[[str, int, Mapping[str, str], int | None], None]:
+    def observe(
+        url: str, status: int, headers: Mapping[str, str], installation: int | None
+    ) -> None:
+        metrics.github_call(url, status)
+        remaining = headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.isdigit():
+            metrics.rate_limit_remaining.labels(str(installation or "app")).set(int(remaining))
+
+    return observe
 
 
 async def healthz(_request: Request) -> Response:
@@ -83,6 +113,14 @@ async def _sweep(engine: Engine) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Defence in depth: even a careless log line cannot print these.
+    for secret in (
+        *settings.webhook_secret,
+        settings.callback_secret,
+        settings.orchestrator_token,
+        settings.app_private_key(),
+    ):
+        register_secret(secret)
     store = SqlStore(settings.database_url)
     await store.open()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -103,11 +141,18 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             retry_for=settings.callback_retry_for,
         ),
     )
+    metrics = Metrics()
+    github.observers.append(_count_github_calls(metrics))
+    sender.metrics = metrics
     engine = Engine(
-        store, github, on_verdict=lambda _r: sender.wake(), action_retry_base=app.state.retry_base
+        store,
+        github,
+        on_verdict=lambda record: services.notify_verdict(record),
+        action_retry_base=app.state.retry_base,
     )
     poller = Poller(store, github, engine, settings)
-    services = Services(settings, store, session, github, engine, sender, poller)
+    poller.metrics = metrics
+    services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services
     workers = [
         asyncio.create_task(sender.run()),
@@ -134,6 +179,7 @@ def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
         Route(settings.webhook_path, webhooks.receive, methods=["POST"]),
         *api.routes,
     ]

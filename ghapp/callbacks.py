@@ -10,10 +10,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
 
 from ghapp.github.retry import backoff
+from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
 
 log = logging.getLogger("ghapp.callbacks")
@@ -59,6 +61,7 @@ class CallbackSender:
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.owner = f"cb-{uuid.uuid4().hex[:12]}"
+        self.metrics = Metrics()
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -119,6 +122,12 @@ class CallbackSender:
             error = repr(exc)
         extra = {"deployment_id": item.deployment_id, "delivery_id": item.delivery_id}
         if status is not None and 200 <= status < 300:
+            self.metrics.callback_attempts.labels("delivered").inc()
+            seen = record.run_completed_seen_at
+            if seen is not None and item.attempts == 0:
+                self.metrics.verdict_latency.observe(
+                    max((datetime.now(UTC) - seen).total_seconds(), 0.0)
+                )
             await self.store.finish_callback(
                 item, owner=self.owner, state="delivered", status=status
             )
@@ -127,6 +136,9 @@ class CallbackSender:
         error = error or f"answered {status}"
         retry_at = self.policy.next_attempt(item.attempts + 1, item.created_at, time.time())
         state = "pending" if retry_at is not None else "failed"
+        self.metrics.callback_attempts.labels("failed").inc()
+        if retry_at is None:
+            self.metrics.callback_failures.inc()
         await self.store.finish_callback(
             item,
             owner=self.owner,

@@ -46,6 +46,8 @@ class DeploymentRecord(Deployment):
     deployed_url_seen: str | None = None
     reruns: list[Run] = Field(default_factory=list)
     ambiguity: str | None = None
+    # When ghapp learnt the run completed: the start of the verdict latency it reports.
+    run_completed_seen_at: datetime | None = None
     version: int = Field(default=0, exclude=True)
 
     def public(self) -> Deployment:
@@ -276,6 +278,7 @@ def _on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
         return Transition(updated, changed=True)
     updated.state = "in_progress"
     updated.phase = "concluding"
+    updated.run_completed_seen_at = event.at
     if event.conclusion == "success" and updated.deployed_url_seen:
         return _complete(updated, _success(updated, updated.deployed_url_seen), event.at)
     return Transition(updated, [_conclude_action(updated, updated.run)], changed=True)

@@ -23,6 +23,7 @@ from ghapp.deploys import (
 )
 from ghapp.failures import FailureReporter
 from ghapp.github.client import GitHubClient, GitHubUnavailable
+from ghapp.logsetup import bind
 from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.engine")
@@ -92,6 +93,10 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     async def _conclude(self, deployment_id: str, action: Action) -> None:
+        with bind(deployment_id=deployment_id):
+            await self._conclude_bound(deployment_id, action)
+
+    async def _conclude_bound(self, deployment_id: str, action: Action) -> None:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(GitHubUnavailable),

@@ -21,6 +21,7 @@ from ghapp.config import Settings
 from ghapp.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
 from ghapp.engine import Engine, utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
+from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.poller")
@@ -58,6 +59,7 @@ class Poller:
         self.not_modified = 0
         self._last_deadlines = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics = Metrics()
 
     async def run(self) -> None:
         """Reconcile at once, then poll silent deployments until cancelled."""
@@ -115,9 +117,12 @@ class Poller:
             before = self.github.etag_hits
             run = await self.github.run(record.repository, installation, record.run.id)
             self.polls += 1
-            self.not_modified += self.github.etag_hits - before
+            unchanged = self.github.etag_hits > before
+            self.not_modified += unchanged
+            self.metrics.polls.labels("not_modified" if unchanged else "changed").inc()
             await self.engine.apply(record, run_event(run, utcnow()))
         except (GitHubUnavailable, gidgethub.HTTPException) as exc:
+            self.metrics.polls.labels("error").inc()
             log.warning("poll failed", extra={"deployment_id": record.id, "error": str(exc)})
 
     async def find_run(self, record: DeploymentRecord, installation: int) -> bool:

@@ -4,6 +4,7 @@ The demo runs on it, and so do the end-to-end tests."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,13 @@ from ghapp.config import Settings
 from ghapp.receiver import CallbackReceiver
 from ghapp.runner import BackgroundServer
 from ghapp.simulator import Simulator
+from ghapp.simulator.auth import generate_private_key_pem
+
+
+@functools.cache
+def _app_key() -> str:
+    # One simulated App key per process: RSA generation is slow and the key is not a secret.
+    return generate_private_key_pem()
 
 
 @dataclass
@@ -40,7 +48,12 @@ class Stack:
     ) -> Stack:
         """Start the simulator, the stand-in and ghapp (settings overridable)."""
         webhook_secret = secrets.token_hex(16)
-        sim = Simulator(app_id=424242, webhook_secret=webhook_secret, step_delay=step_delay)
+        sim = Simulator(
+            app_id=424242,
+            private_key_pem=_app_key(),
+            webhook_secret=webhook_secret,
+            step_delay=step_delay,
+        )
         receiver = CallbackReceiver(secret=secrets.token_hex(16))
         stack = cls(sim=sim, receiver=receiver, settings=Settings(_env_file=None))
         stack.retry_base = retry_base

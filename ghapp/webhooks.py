@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
+from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ghapp.deploys import EnvironmentObserved, RunObserved
 from ghapp.engine import utcnow
+from ghapp.logsetup import bind
 
 if TYPE_CHECKING:
     from ghapp.app import Services
@@ -34,13 +36,31 @@ def verify_signature(body: bytes, signature: str | None, secrets: list[str]) -> 
     return False
 
 
-def _answer(status: int, outcome: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"outcome": outcome, **extra}, status)
+class Answer(JSONResponse):
+    """A webhook answer that remembers its outcome, for metrics and the delivery log."""
+
+    def __init__(self, status: int, outcome: str, **extra: Any) -> None:
+        super().__init__({"outcome": outcome, **extra}, status)
+        self.outcome = outcome
+        self.event: str | None = None
+        self.action: str | None = None
+
+
+_answer = Answer
 
 
 async def receive(request: Request) -> Response:
-    """POST $WEBHOOK_PATH, with DESIGN.md's checks in DESIGN.md's order."""
+    """POST $WEBHOOK_PATH: verify, parse, handle; every delivery is counted."""
     services: Services = request.app.state.services
+    started = time.perf_counter()
+    answer = await _receive(request, services)
+    services.metrics.webhook_received(answer.event, answer.action, answer.outcome)
+    services.metrics.webhook_handling_seconds.observe(time.perf_counter() - started)
+    return answer
+
+
+async def _receive(request: Request, services: Services) -> Answer:
+    """DESIGN.md's checks, in DESIGN.md's order."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
         return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
@@ -53,6 +73,7 @@ async def receive(request: Request) -> Response:
     if not verify_signature(
         raw, request.headers.get("x-hub-signature-256"), services.settings.webhook_secret
     ):
+        services.metrics.webhook_signature_failures.inc()
         log.warning("webhook signature rejected")
         return _answer(401, "bad_signature", message="X-Hub-Signature-256 missing or wrong")
     event = request.headers.get("x-github-event")
@@ -60,18 +81,23 @@ async def receive(request: Request) -> Response:
     if not event or not delivery_id:
         return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
     try:
-        payload = json.loads(raw)
+        payload = from_json(raw)
     except ValueError:
         return _answer(400, "bad_request", message="the body is not JSON")
     if not isinstance(payload, dict):
         return _answer(400, "bad_request", message="the body is not a JSON object")
     handler = HANDLERS.get(event)
     if handler is None:
-        return _answer(202, "ignored", event=event)
-    return await handler(services, payload, delivery_id)
+        answer = _answer(202, "ignored", event=event)
+    else:
+        with bind(delivery_id=delivery_id):
+            answer = await handler(services, payload, delivery_id)
+    answer.event = event
+    answer.action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    return answer
 
 
-async def _ping(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+async def _ping(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     log.info("ping received", extra={"delivery_id": delivery_id, "hook_id": payload.get("hook_id")})
     return _answer(200, "pong", zen=payload.get("zen"))
 
@@ -83,7 +109,7 @@ def _remember_installation(services: Services, payload: dict[str, Any]) -> None:
         services.github.remember_installation(repository, int(installation["id"]))
 
 
-async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     run = payload.get("workflow_run") or {}
     # ghapp only ever dispatches, so runs started by pushes and PRs are not ours: no lookup.
     if run.get("event") != "workflow_dispatch" or not isinstance(run.get("id"), int):
@@ -126,7 +152,7 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
 
 async def _deployment_status(
     services: Services, payload: dict[str, Any], delivery_id: str
-) -> Response:
+) -> Answer:
     run = payload.get("workflow_run") or {}
     status = payload.get("deployment_status") or {}
     if not isinstance(run.get("id"), int):
@@ -148,7 +174,7 @@ async def _deployment_status(
     return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
-async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Response:
+async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     _remember_installation(services, payload)
     return _answer(200, "noted")
 

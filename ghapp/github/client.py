@@ -116,19 +116,23 @@ class GitHubClient:
         self._token_locks: dict[int, asyncio.Lock] = {}
         self.calls = 0
         self.etag_hits = 0
-        self.observers: list[Callable[[str, str, int, Mapping[str, str]], None]] = []
+        # Called with (url, status, headers, installation id or None for App calls).
+        self.observers: list[Callable[[str, int, Mapping[str, str], int | None], None]] = []
 
-    def _observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
-        self.calls += 1
-        if status == 304:
-            self.etag_hits += 1
-        for observer in self.observers:
-            observer(method, url, status, headers)
+    def _observer(self, installation_id: int | None) -> Callable[..., None]:
+        def observe(method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+            self.calls += 1
+            if status == 304:
+                self.etag_hits += 1
+            for observer in self.observers:
+                observer(url, status, headers, installation_id)
 
-    def _api(self, **kwargs: Any) -> _GitHubAPI:
+        return observe
+
+    def _api(self, installation_id: int | None = None, **kwargs: Any) -> _GitHubAPI:
         api = _GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
         api.retry_base = self._retry_base
-        api.observe = self._observe  # type: ignore[method-assign]
+        api.observe = self._observer(installation_id)  # type: ignore[method-assign]
         return api
 
     async def _guard(self, call: Awaitable[T]) -> T:
@@ -191,7 +195,9 @@ class GitHubClient:
     ) -> T:
         """Run calls with an installation token; a 401 renews the token and retries once."""
         for attempt in (1, 2):
-            api = self._api(oauth_token=await self.token(installation_id), cache=self._etags)
+            api = self._api(
+                installation_id, oauth_token=await self.token(installation_id), cache=self._etags
+            )
             try:
                 return await self._guard(call(api))
             except gidgethub.BadRequest as exc:
@@ -308,6 +314,7 @@ class GitHubClient:
             async with self.session.get(url, headers=headers, allow_redirects=False) as response:
                 await response.read()
                 status = response.status
+                self._observer(installation_id)("GET", url, status, response.headers)
                 if status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                     return urljoin(url, response.headers["Location"])
                 if status == 401 and attempt == 1:

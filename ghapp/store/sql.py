@@ -407,6 +407,16 @@ class SqlStore:
             ).scalar()
         return float(value) if value is not None else None
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many deployments are in each public state."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(deployments.c.state, func.count()).group_by(deployments.c.state)
+                )
+            ).all()
+        return {str(state): int(count) for state, count in rows}
+
     async def outbox_depth(self) -> int:
         """Callbacks not yet delivered nor given up."""
         async with self.engine.connect() as conn:

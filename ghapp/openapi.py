@@ -1,0 +1,438 @@
+"""`GET /openapi.json`: the OpenAPI 3.1 description of ghapp's HTTP interface.
+
+The schemas come from the pydantic models of the contract (`ghapp.models`), so the description
+cannot drift from what the handlers validate and answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ghapp import __version__, models
+
+OPENAPI_VERSION = "3.1.0"
+REF_TEMPLATE = "#/components/schemas/{model}"
+DELIVERIES_PATH = "/api/v1/deliveries"
+
+
+class DeployKeyCreated(BaseModel):
+    """Answer of `POST /api/v1/repos/{owner}/{repo}/deploy-key`."""
+
+    secret_name: Literal["DEPLOY_SSH_KEY"] = Field(
+        description="the Actions secret that now holds the private key"
+    )
+    public_key: str = Field(
+        description="line for the server's authorized_keys",
+        examples=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... ghapp-deploy@acme/shop"],
+    )
+    fingerprint: str = Field(
+        description="SHA256 fingerprint as OpenSSH prints it", examples=["SHA256:abc..."]
+    )
+
+
+class Health(BaseModel):
+    """Answer of `GET /healthz`."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Answer of `GET /readyz`: ready, or what is wrong."""
+
+    status: Literal["ready", "unavailable"]
+    problems: dict[str, str] | None = Field(
+        default=None, description="what is not ready, by part (database, settings)"
+    )
+
+
+class WebhookAnswer(BaseModel):
+    """Answer of the webhook endpoint: what became of the delivery."""
+
+    model_config = ConfigDict(extra="allow")
+
+    outcome: str = Field(description="e.g. processed, duplicate, ignored, bad_signature")
+    message: str | None = None
+
+
+class DeliveryRecord(BaseModel):
+    """A webhook delivery as ghapp's local delivery log recorded it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    guid: str = Field(description="X-GitHub-Delivery")
+    event: str | None = None
+    action: str | None = None
+    status: int | None = Field(default=None, description="the HTTP status ghapp answered")
+    outcome: str | None = None
+
+
+class DeliveryList(BaseModel):
+    """Answer of `GET /api/v1/deliveries`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    deliveries: list[DeliveryRecord]
+
+
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (models.DeploymentRequest, "validation"),
+    (models.Deployment, "serialization"),
+    (models.DeploymentList, "serialization"),
+    (models.ErrorBody, "serialization"),
+    (DeployKeyCreated, "serialization"),
+    (Health, "serialization"),
+    (Readiness, "serialization"),
+    (WebhookAnswer, "serialization"),
+    (DeliveryList, "serialization"),
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=name)}
+
+
+def _components() -> dict[str, Any]:
+    """Every model's schema, with their nested `$defs` collected as components."""
+    _, top = models_json_schema(_MODELS, ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = top.get("$defs", {})
+    request = schemas["DeploymentRequest"]["properties"]
+    # Field validators are code, invisible to the JSON schema: state their rules as patterns.
+    request["repository"]["pattern"] = models._REPOSITORY.pattern
+    request["workflow"]["pattern"] = models._WORKFLOW.pattern
+    request["ref"]["anyOf"][0]["pattern"] = r"^\S+$"
+    request["callback_url"]["anyOf"][0]["pattern"] = r"^https?://[^/\s]+"
+    request["callback_url"]["anyOf"][0]["description"] = (
+        "its host must be in CALLBACK_ALLOWED_HOSTS"
+    )
+    return schemas
+
+
+def _json(name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(name)}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+_UNAUTHORIZED = _json(
+    "ErrorBody", "missing or wrong bearer token", headers=_WWW_AUTHENTICATE
+)
+_NOT_FOUND = _json("ErrorBody", "no such deployment")
+_DEPLOYMENT_ID = {
+    "name": "deployment_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "example": "dep_0123456789abcdef01234567",
+}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tag: str,
+    secured: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        **extra,
+        "responses": responses,
+    }
+    operation["security"] = _BEARER if secured else []
+    return operation
+
+
+def _orchestrator_paths() -> dict[str, Any]:
+    create = _operation(
+        "createDeployment",
+        "Deploy a repository: dispatch its workflow; the verdict comes as a callback",
+        {
+            "202": _json(
+                "Deployment",
+                "GitHub accepted the dispatch (state dispatched), or refused it (state "
+                "completed, verdict reason dispatch_rejected; its callback is sent too)",
+            ),
+            "200": _json(
+                "Deployment",
+                "replay: this Idempotency-Key was used with the same body; nothing dispatched",
+            ),
+            "400": _json("ErrorBody", "the body is not JSON"),
+            "401": _UNAUTHORIZED,
+            "409": _json("ErrorBody", "this Idempotency-Key was used with another body"),
+            "413": _json("ErrorBody", "the body is over 1 MiB"),
+            "422": _json(
+                "ErrorBody",
+                "the body breaks the schema, or callback_url's host is not allowed; "
+                "`errors` lists the fields",
+            ),
+            "503": _json(
+                "ErrorBody",
+                "GitHub could not be reached; nothing was recorded: retry with the same "
+                "Idempotency-Key",
+                headers=_RETRY_AFTER,
+            ),
+        },
+        tag="deployments",
+        parameters=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "the same key with the same body returns the same deployment",
+                "schema": {"type": "string", "maxLength": 200},
+            }
+        ],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": _ref("DeploymentRequest")}},
+        },
+    )
+    listing = _operation(
+        "listDeployments",
+        "List deployments, newest first",
+        {
+            "200": _json("DeploymentList", "the deployments"),
+            "401": _UNAUTHORIZED,
+            "422": _json("ErrorBody", "a query parameter is out of range"),
+        },
+        tag="deployments",
+        parameters=[
+            {"name": "repository", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "state",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["dispatched", "in_progress", "completed"]},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+            },
+        ],
+    )
+    read = _operation(
+        "getDeployment",
+        "Read one deployment",
+        {"200": _json("Deployment", "the deployment"), "401": _UNAUTHORIZED, "404": _NOT_FOUND},
+        tag="deployments",
+        parameters=[_DEPLOYMENT_ID],
+    )
+    cancel = _operation(
+        "cancelDeployment",
+        "Cancel the deployment's run on GitHub; the verdict (cancelled) follows as usual",
+        {
+            "202": _json("Deployment", "GitHub took the cancellation"),
+            "401": _UNAUTHORIZED,
+            "404": _NOT_FOUND,
+            "409": _json(
+                "ErrorBody",
+                "already completed (error already_completed), or the run is not known yet "
+                "(error run_unknown: try again in a few seconds)",
+            ),
+            "502": _json("ErrorBody", "GitHub refused the cancellation"),
+            "503": _json("ErrorBody", "GitHub could not be reached", headers=_RETRY_AFTER),
+        },
+        tag="deployments",
+        parameters=[_DEPLOYMENT_ID],
+    )
+    resend = _operation(
+        "resendCallback",
+        "Send the verdict's callback again (same X-Ghapp-Delivery)",
+        {
+            "202": _json("Deployment", "the callback is queued again"),
+            "401": _UNAUTHORIZED,
+            "404": _NOT_FOUND,
+            "409": _json("ErrorBody", "the deployment has no verdict yet"),
+        },
+        tag="deployments",
+        parameters=[_DEPLOYMENT_ID],
+    )
+    deploy_key = _operation(
+        "createDeployKey",
+        "Generate an SSH deploy key: the private half becomes the Actions secret "
+        "DEPLOY_SSH_KEY, the public half is returned",
+        {
+            "201": _json("DeployKeyCreated", "the key pair exists; the private key is not kept"),
+            "401": _UNAUTHORIZED,
+            "404": _json("ErrorBody", "no such repository, or the App is not installed on it"),
+            "503": _json("ErrorBody", "GitHub could not be reached", headers=_RETRY_AFTER),
+        },
+        tag="repositories",
+        parameters=[
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("owner", "repo")
+        ],
+    )
+    return {
+        "/api/v1/deployments": {"post": create, "get": listing},
+        "/api/v1/deployments/{deployment_id}": {"get": read},
+        "/api/v1/deployments/{deployment_id}/cancel": {"post": cancel},
+        "/api/v1/deployments/{deployment_id}/callback": {"post": resend},
+        "/api/v1/repos/{owner}/{repo}/deploy-key": {"post": deploy_key},
+    }
+
+
+def _deliveries_path() -> dict[str, Any]:
+    return {
+        DELIVERIES_PATH: {
+            "get": _operation(
+                "listDeliveries",
+                "Webhook deliveries ghapp received recently, with what became of them",
+                {"200": _json("DeliveryList", "the deliveries"), "401": _UNAUTHORIZED},
+                tag="operations",
+            )
+        }
+    }
+
+
+def _operations_paths(webhook_path: str) -> dict[str, Any]:
+    webhook = _operation(
+        "receiveWebhook",
+        "GitHub's webhook deliveries (signed with WEBHOOK_SECRET, X-Hub-Signature-256)",
+        {
+            "200": _json("WebhookAnswer", "processed, or a delivery seen before"),
+            "202": _json("WebhookAnswer", "accepted; an event ghapp ignores"),
+            "400": _json("WebhookAnswer", "X-GitHub-Event or X-GitHub-Delivery missing, or not JSON"),
+            "401": _json("WebhookAnswer", "X-Hub-Signature-256 missing or wrong"),
+            "413": _json("WebhookAnswer", "over 25 MiB"),
+        },
+        tag="github",
+        secured=False,
+        parameters=[
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            for name in ("X-Hub-Signature-256", "X-GitHub-Event", "X-GitHub-Delivery")
+        ],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    )
+    return {
+        webhook_path: {"post": webhook},
+        "/healthz": {
+            "get": _operation(
+                "healthz",
+                "Liveness: the process answers",
+                {"200": _json("Health", "alive")},
+                tag="operations",
+                secured=False,
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                "readyz",
+                "Readiness: the database answers and the App key loads",
+                {"200": _json("Readiness", "ready"), "503": _json("Readiness", "not ready")},
+                tag="operations",
+                secured=False,
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "metrics",
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                tag="operations",
+                secured=False,
+            )
+        },
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
+    paths = _orchestrator_paths()
+    if deliveries:
+        paths.update(_deliveries_path())
+    paths.update(_operations_paths(webhook_path))
+    schemas = _components()
+    if not deliveries:
+        schemas.pop("DeliveryList", None)
+        schemas.pop("DeliveryRecord", None)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "ghapp",
+            "version": __version__,
+            "summary": "A GitHub App server that deploys on request.",
+            "description": (
+                "The orchestrator asks for a deployment; ghapp dispatches the repository's "
+                "deploy workflow, watches the run, and calls back with a signed verdict "
+                "(X-Ghapp-Signature-256). Every /api/v1 call needs "
+                "`Authorization: Bearer $ORCHESTRATOR_TOKEN`."
+            ),
+        },
+        "tags": [
+            {"name": "deployments", "description": "the orchestrator API"},
+            {"name": "repositories", "description": "repository set-up"},
+            {"name": "operations", "description": "health, readiness, metrics"},
+            {"name": "github", "description": "what GitHub calls"},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "ORCHESTRATOR_TOKEN",
+                }
+            },
+        },
+    }
+
+
+def build_spec(
+    *, webhook_path: str = "/api/github/webhooks", deliveries: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy the caller may change)."""
+    return copy.deepcopy(_cached_spec(webhook_path, deliveries))
+
+
+def has_route(routes: list[BaseRoute], path: str, method: str = "GET") -> bool:
+    """Whether an app's routes serve `method path` (a route template, as in the spec)."""
+    return any(
+        isinstance(route, Route) and route.path == path and method in (route.methods or ())
+        for route in routes
+    )
+
+
+async def openapi_json(request: Request) -> Response:
+    """GET /openapi.json: the description of this server (no token needed to read it)."""
+    spec = _cached_spec(
+        request.app.state.settings.webhook_path,
+        has_route(request.app.routes, DELIVERIES_PATH),
+    )
+    return JSONResponse(spec)
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
