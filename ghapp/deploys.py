@@ -44,7 +44,6 @@ class DeploymentRecord(Deployment):
     head_sha: str | None = None
     correlation_id: str | None = None
     deployed_url_seen: str | None = None
-    reruns: list[Run] = Field(default_factory=list)
     ambiguity: str | None = None
     # When ghapp learnt the run completed: the start of the verdict latency it reports.
     run_completed_seen_at: datetime | None = None

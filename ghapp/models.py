@@ -141,6 +141,10 @@ class Deployment(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
+    reruns: list[Run] = Field(
+        default_factory=list,
+        description="manual re-runs of the reported run (attempt 2...): recorded, not reported",
+    )
 
 
 class DeploymentList(BaseModel):

@@ -4,8 +4,13 @@ The demo runs on it, and so do the end-to-end tests."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import os
 import secrets
+import signal
+import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +128,70 @@ class Stack:
             await self.session.close()
         await self.receiver.stop()
         await self.sim.stop()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settings_env(settings: Settings, port: int) -> dict[str, str]:
+    """The environment that makes `ghapp serve` run with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GHAPP_TEST")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        env[name.upper()] = str(value)
+    env.update(HOST="127.0.0.1", PORT=str(port), LOG_FORMAT="json")
+    return env
+
+
+class ProcessServer:
+    """`ghapp serve` as a real child process, for tests that kill it."""
+
+    def __init__(self, settings: Settings, log_path: str | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = settings_env(settings, self.port)
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 30.0) -> str:
+        """Start the process and wait until /healthz answers."""
+        log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115, ASYNC230 - for the child
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ghapp", "serve", env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+            while True:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"ghapp serve exited with {self.process.returncode}")
+                try:
+                    async with session.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return self.url
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        """SIGKILL: no clean-up runs, as when a machine dies."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait for a graceful exit."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                async with asyncio.timeout(15):
+                    await self.process.wait()
+            except TimeoutError:
+                await self.kill()

@@ -247,4 +247,5 @@ def test_public_view_hides_internal_fields() -> None:
         "created_at",
         "updated_at",
         "completed_at",
+        "reruns",
     }

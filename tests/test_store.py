@@ -139,9 +139,9 @@ async def test_expired_lease_is_claimed_again(store: SqlStore) -> None:
         now=NOW,
     )
     await store.create(transition.record, enqueue_callback=True)
-    assert len(await store.claim_callbacks(owner="dies", lease_seconds=0.05)) == 1
+    assert len(await store.claim_callbacks(owner="dies", lease_seconds=1.0)) == 1
     assert await store.claim_callbacks(owner="other", lease_seconds=30) == []
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.1)
     assert len(await store.claim_callbacks(owner="other", lease_seconds=30)) == 1
 
 
