@@ -53,7 +53,7 @@ class CallbackSender:
         *,
         secret: str,
         policy: RetryPolicy,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.session = session

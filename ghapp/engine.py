@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,8 @@ from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.engine")
 SAVE_RETRIES = 8
+# Renewed while the work goes on, so a replica that dies frees its work within this time.
+GATHER_LEASE = 30.0
 
 
 def utcnow() -> datetime:
@@ -53,6 +57,7 @@ class Engine:
         self.reporter = FailureReporter(github, retry_base=action_retry_base)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
+        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
 
     async def apply(
         self, record: DeploymentRecord, event: Event, *, delivery_id: str | None = None
@@ -97,6 +102,13 @@ class Engine:
             await self._conclude_bound(deployment_id, action)
 
     async def _conclude_bound(self, deployment_id: str, action: Action) -> None:
+        # Another replica may be gathering this verdict already: the lease decides.
+        if not await self.store.claim(
+            deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE
+        ):
+            self._in_flight.discard(deployment_id)
+            return
+        renew = asyncio.create_task(self._renew(deployment_id))
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(GitHubUnavailable),
@@ -114,7 +126,14 @@ class Engine:
             # The deployment stays `concluding`; the next sweep tries again.
             log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
         finally:
+            renew.cancel()
             self._in_flight.discard(deployment_id)
+
+    async def _renew(self, deployment_id: str) -> None:
+        while True:
+            await asyncio.sleep(GATHER_LEASE / 3)
+            with contextlib.suppress(Exception):
+                await self.store.claim(deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE)
 
     async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
         installation = record.installation_id or await self.github.installation_for(
@@ -135,7 +154,7 @@ class Engine:
     async def resume(self) -> int:
         """Restart the pending actions of every stored deployment (after a restart)."""
         count = 0
-        for record in await self.store.unfinished():
+        for record in await self.store.unfinished(phase="concluding"):
             actions = deploys.pending_actions(record)
             if actions:
                 self.schedule(record, actions)

@@ -37,6 +37,16 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
+async def postgres_url() -> str:
+    """An emptied PostgreSQL database, for tests that only make sense there."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set: this test needs PostgreSQL")
+    await reset_postgres(url)
+    return url
+
+
+@pytest.fixture
 def reference() -> Path:
     """The shared GitHub reference data; tests using it skip where it is absent."""
     if not REFERENCE.is_dir():

@@ -151,9 +151,13 @@ class SqlStore:
             rows = (await conn.execute(query.limit(limit))).all()
         return [_record(row) for row in rows]
 
-    async def unfinished(self, *, heard_before: float | None = None) -> list[DeploymentRecord]:
-        """Deployments without a verdict, optionally only those silent since a time."""
+    async def unfinished(
+        self, *, heard_before: float | None = None, phase: str | None = None
+    ) -> list[DeploymentRecord]:
+        """Deployments without a verdict (optionally in one phase, or silent since a time)."""
         query = _select_records().where(deployments.c.phase != "completed")
+        if phase is not None:
+            query = query.where(deployments.c.phase == phase)
         if heard_before is not None:
             query = query.where(deployments.c.last_heard_at < heard_before)
         async with self.engine.connect() as conn:
@@ -201,6 +205,24 @@ class SqlStore:
                 )
             ).all()
         return [_record(row) for row in rows]
+
+    async def claim(self, deployment_id: str, *, owner: str, lease_seconds: float) -> bool:
+        """Lease one deployment's slow work (gathering its verdict) for this worker."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deployments)
+                .where(
+                    deployments.c.id == deployment_id,
+                    or_(
+                        deployments.c.gather_until.is_(None),
+                        deployments.c.gather_until < now,
+                        deployments.c.gather_owner == owner,
+                    ),
+                )
+                .values(gather_owner=owner, gather_until=now + lease_seconds)
+            )
+        return bool(result.rowcount)
 
     async def unbound(self, repository: str) -> list[DeploymentRecord]:
         """Unfinished deployments of a repository whose run is not identified yet."""

@@ -1,0 +1,58 @@
+"""Two `ghapp serve` replicas on one PostgreSQL database behind a round-robin balancer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ghapp.balancer import RoundRobinBalancer
+from ghapp.demo import demo_workflows
+from ghapp.stack import ProcessServer, Stack
+
+DEPLOYMENTS = 50
+
+
+async def test_two_replicas_one_killed_exactly_one_callback_each(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    stack = await Stack.start(postgres_url, retry_base=0.05, poll_after=2)
+    await stack.stop_ghapp()  # the replicas below are real processes
+    for repository, workflow in demo_workflows().items():
+        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    replicas = [ProcessServer(stack.settings, str(tmp_path / f"r{n}.log")) for n in (1, 2)]
+    balancer = RoundRobinBalancer([])
+    try:
+        urls = await asyncio.gather(*(replica.start() for replica in replicas))
+        balancer.upstreams = list(urls)
+        stack.base_url = await balancer.start()
+        stack.sim.webhook_url = stack.base_url + stack.settings.webhook_path
+        stack.sim.step_delay = 0.3  # runs overlap the kill below
+        deployments = await asyncio.gather(
+            *(
+                stack.deploy(
+                    "acme/shop" if n % 2 else "acme/api", headers={"Idempotency-Key": f"k{n}"}
+                )
+                for n in range(DEPLOYMENTS)
+            )
+        )
+        assert all(status == 202 for status, _ in deployments)
+        await asyncio.sleep(0.5)
+        # Both replicas took webhooks before one of them dies mid-flight.
+        assert all(balancer.sent[url] > 0 for url in urls)
+        await replicas[0].kill()
+        ids = [body["id"] for _, body in deployments]
+        for deployment_id in ids:
+            await stack.receiver.wait_for(deployment_id, timeout=60)
+        await asyncio.sleep(1.0)  # a duplicate callback would have arrived by now
+        delivered = [c.deployment["id"] for c in stack.receiver.delivered()]
+        assert sorted(delivered) == sorted(ids), "each deployment exactly one callback"
+        for _, body in deployments:
+            callback = await stack.receiver.wait_for(body["id"])
+            expected = "success" if body["repository"] == "acme/shop" else "failure"
+            assert callback.deployment["verdict"]["status"] == expected
+            assert callback.deployment["run"]["id"] == body["run"]["id"]
+    finally:
+        await balancer.stop()
+        for replica in replicas:
+            await replica.kill()
+        await stack.close()
