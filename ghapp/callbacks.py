@@ -68,6 +68,11 @@ class CallbackSender:
         """A verdict was just stored: look at the outbox now instead of at the next tick."""
         self._wake.set()
 
+    async def close(self) -> None:
+        """Release the callbacks this worker holds, so another sends them at once."""
+        with contextlib.suppress(Exception):
+            await self.store.release_claims(self.owner)
+
     async def run(self, idle_wait: float = 1.0) -> None:
         """Deliver forever; cancel the task to stop."""
         while True:

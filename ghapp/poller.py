@@ -188,6 +188,8 @@ class Poller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.store.release_claims(self.owner)
 
     async def check_deadlines(self) -> int:
         """Give up on runs never found in time and on runs going on too long."""

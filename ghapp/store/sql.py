@@ -224,6 +224,25 @@ class SqlStore:
             )
         return bool(result.rowcount)
 
+    async def release_claims(self, owner: str) -> None:
+        """Give up every lease of a worker that stops, so others need not wait them out."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(deployments)
+                .where(deployments.c.gather_owner == owner)
+                .values(gather_owner=None, gather_until=None)
+            )
+            await conn.execute(
+                update(deployments)
+                .where(deployments.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
     async def unbound(self, repository: str) -> list[DeploymentRecord]:
         """Unfinished deployments of a repository whose run is not identified yet."""
         query = _select_records().where(
