@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 import gidgethub
 from pydantic import ValidationError
+from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -95,7 +95,8 @@ async def create_deployment(request: Request) -> Response:
     if len(raw) > MAX_BODY:
         return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
     try:
-        payload = json.loads(raw)
+        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
+        payload = from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
         return error(400, "invalid_json", f"the body is not JSON: {exc}")
     try:
@@ -124,8 +125,10 @@ async def create_deployment(request: Request) -> Response:
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if key is None:
         return await _dispatch(services, body, callback_url, None, request_hash)
-    if len(key) > 200:
-        return error(422, "invalid_request", "Idempotency-Key is longer than 200 characters")
+    if len(key) > 200 or not key.isprintable():
+        return error(
+            422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
+        )
     # One dispatch per key in this process; the unique constraint covers other replicas.
     lock = services.idempotency_locks.get(key)
     if lock is None:
@@ -269,10 +272,10 @@ async def cancel_deployment(request: Request) -> Response:
         return error(
             409, "run_unknown", "the run is not identified yet; try again in a few seconds"
         )
-    installation = record.installation_id or await services.github.installation_for(
-        record.repository
-    )
     try:
+        installation = record.installation_id or await services.github.installation_for(
+            record.repository
+        )
         await services.github.cancel_run(record.repository, installation, record.run.id)
     except GitHubUnavailable as exc:
         return error(503, "github_unavailable", str(exc), headers={"Retry-After": "30"})

@@ -24,14 +24,14 @@ Reason = Literal[
 ]
 CallbackState = Literal["pending", "delivered", "failed"]
 
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_WORKFLOW = re.compile(r"^([A-Za-z0-9_.-]+\.ya?ml|[0-9]+)$")
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_WORKFLOW = re.compile(r"[A-Za-z0-9_.-]+\.ya?ml|[0-9]+")
 
 
 class DeploymentRequest(BaseModel):
     """Body of `POST /api/v1/deployments`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     repository: str = Field(description="owner/name", examples=["acme/shop"])
     workflow: str = Field(default="deploy.yml", description="workflow file name or id")
@@ -44,14 +44,14 @@ class DeploymentRequest(BaseModel):
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if not _REPOSITORY.match(value):
+        if not _REPOSITORY.fullmatch(value):
             raise ValueError("must be 'owner/name' with exactly one '/'")
         return value
 
     @field_validator("workflow")
     @classmethod
     def _workflow(cls, value: str) -> str:
-        if not _WORKFLOW.match(value):
+        if not _WORKFLOW.fullmatch(value):
             raise ValueError("must be a workflow file name such as 'deploy.yml', or its id")
         return value
 
@@ -65,7 +65,9 @@ class DeploymentRequest(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is not None and (
+            not re.match(r"https?://[^/\s]+", value) or any(c.isspace() for c in value)
+        ):
             raise ValueError("must be an http or https URL")
         return value
 

@@ -113,7 +113,7 @@ class GitHubClient:
         self._default_branches: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=600)
         # ETags of GET answers, so a repeated poll is a 304 that costs no rate limit.
         self._etags: LRUCache[str, Any] = LRUCache(maxsize=2048)
-        self._token_locks: dict[int, asyncio.Lock] = {}
+        self._locks: LRUCache[str, asyncio.Lock] = LRUCache(maxsize=8192)
         self.calls = 0
         self.etag_hits = 0
         # Called with (url, status, headers, installation id or None for App calls).
@@ -159,18 +159,28 @@ class GitHubClient:
         cached = self._installations.get(key)
         if cached is not None:
             return cached
-        data = await self._guard(self._app.getitem(f"/repos/{repository}/installation"))
-        installation_id = int(data["id"])
-        self._installations[key] = installation_id
-        return installation_id
+        # A burst of deploys to one repository makes one lookup, not one each.
+        async with self._lock(f"installation:{key}"):
+            cached = self._installations.get(key)
+            if cached is not None:
+                return cached
+            data = await self._guard(self._app.getitem(f"/repos/{repository}/installation"))
+            installation_id = int(data["id"])
+            self._installations[key] = installation_id
+            return installation_id
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
 
     async def token(self, installation_id: int) -> str:
         """An installation token, cached until shortly before it expires."""
         cached = self._tokens.get(installation_id)
         if cached is not None:
             return cached[0]
-        lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
-        async with lock:
+        async with self._lock(f"token:{installation_id}"):
             cached = self._tokens.get(installation_id)
             if cached is not None:
                 return cached[0]
@@ -206,6 +216,10 @@ class GitHubClient:
                 self.forget_token(installation_id)
         raise AssertionError("unreachable")
 
+    async def as_app(self, call: Callable[[_GitHubAPI], Awaitable[T]]) -> T:
+        """Run calls as the App itself (JWT), e.g. the hook-deliveries API."""
+        return await self._guard(call(self._app))
+
     # --- the calls ----------------------------------------------------------------------
 
     async def default_branch(self, repository: str, installation_id: int) -> str:
@@ -214,12 +228,16 @@ class GitHubClient:
         cached = self._default_branches.get(key)
         if cached is not None:
             return cached
-        data = await self.as_installation(
-            installation_id, lambda gh: gh.getitem(f"/repos/{repository}")
-        )
-        branch = str(data["default_branch"])
-        self._default_branches[key] = branch
-        return branch
+        async with self._lock(f"branch:{key}"):
+            cached = self._default_branches.get(key)
+            if cached is not None:
+                return cached
+            data = await self.as_installation(
+                installation_id, lambda gh: gh.getitem(f"/repos/{repository}")
+            )
+            branch = str(data["default_branch"])
+            self._default_branches[key] = branch
+            return branch
 
     async def post_dispatch(
         self,

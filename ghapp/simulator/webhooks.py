@@ -69,8 +69,12 @@ class _Item:
     done: asyncio.Future[None]
 
 
+# GitHub delivers many webhooks at once; those of one run keep their order here (one lane).
+LANES = 8
+
+
 class WebhookSender:
-    """Sends webhooks one at a time, in the order they were queued."""
+    """Sends webhooks in order per run, several runs at once (one lane per run)."""
 
     def __init__(self, *, secret: Callable[[], str], url: Callable[[], str | None],
                  app_id: int, faults: Faults, next_id: Callable[[], int]) -> None:
@@ -83,26 +87,27 @@ class WebhookSender:
         self.deliveries: list[Delivery] = []
         self.held: list[_Item] = []
         self._reordered: dict[int, list[_Item]] = {}
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._queues: list[asyncio.Queue[_Item]] = [asyncio.Queue() for _ in range(LANES)]
+        self._workers: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Open the HTTP session and start the worker."""
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
-        self._worker = asyncio.create_task(self._run())
+        self._workers = [asyncio.create_task(self._run(queue)) for queue in self._queues]
 
     async def stop(self) -> None:
         """Stop the worker and close the session; queued deliveries are abandoned."""
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-            self._worker = None
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not item.done.done():
-                item.done.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        for queue in self._queues:
+            while not queue.empty():
+                item = queue.get_nowait()
+                if not item.done.done():
+                    item.done.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -121,12 +126,15 @@ class WebhookSender:
             stash.append(item)
             if outgoing.closes_run:
                 for queued in reversed(self._reordered.pop(run_id)):
-                    self._queue.put_nowait(queued)
+                    self._lane(queued).put_nowait(queued)
             else:
                 item.done.set_result(None)
         else:
-            self._queue.put_nowait(item)
+            self._lane(item).put_nowait(item)
         return item.done
+
+    def _lane(self, item: _Item) -> asyncio.Queue[_Item]:
+        return self._queues[(item.outgoing.run_id or 0) % LANES]
 
     def release(self) -> list[asyncio.Future[None]]:
         """Queue every held webhook, in the order they were held."""
@@ -134,23 +142,24 @@ class WebhookSender:
         futures = []
         for item in held:
             item.done = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(item)
+            self._lane(item).put_nowait(item)
             futures.append(item.done)
         return futures
 
     async def drain(self) -> None:
         """Wait until every queued webhook has been handled."""
-        await self._queue.join()
+        for queue in self._queues:
+            await queue.join()
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[_Item]) -> None:
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             try:
                 await self._handle(item)
             finally:
                 if not item.done.done():
                     item.done.set_result(None)
-                self._queue.task_done()
+                queue.task_done()
 
     async def _handle(self, item: _Item) -> None:
         out = item.outgoing

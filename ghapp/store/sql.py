@@ -59,10 +59,14 @@ class SqlStore:
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
-            kwargs = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+            # No pre-ping: it costs a round trip per checkout; a dead connection is replaced
+            # when it fails, and recycling bounds how stale one can get.
+            kwargs = {"pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # Reads need no transaction: autocommit saves a BEGIN and a ROLLBACK round trip each.
+        self.reader: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
@@ -75,7 +79,7 @@ class SqlStore:
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     # --- deployments ----------------------------------------------------------------
@@ -115,7 +119,9 @@ class SqlStore:
 
     async def by_idempotency_key(self, key: str) -> tuple[DeploymentRecord, str | None] | None:
         """The deployment an Idempotency-Key made, with the hash of its request body."""
-        async with self.engine.connect() as conn:
+        if not storable(key):
+            return None
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(_select_records().where(deployments.c.idempotency_key == key))
             ).first()
@@ -123,7 +129,9 @@ class SqlStore:
 
     async def get(self, deployment_id: str) -> DeploymentRecord | None:
         """One deployment by id."""
-        async with self.engine.connect() as conn:
+        if not storable(deployment_id):
+            return None
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(_select_records().where(deployments.c.id == deployment_id))
             ).first()
@@ -131,7 +139,7 @@ class SqlStore:
 
     async def by_run(self, run_id: int) -> DeploymentRecord | None:
         """The deployment watching a run, if any (an indexed lookup)."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(_select_records().where(deployments.c.run_id == run_id))
             ).first()
@@ -141,13 +149,15 @@ class SqlStore:
         self, *, repository: str | None = None, state: str | None = None, limit: int = 50
     ) -> list[DeploymentRecord]:
         """Deployments newest first, optionally of one repository or state."""
+        if not storable(repository or "") or not storable(state or ""):
+            return []
         query = _select_records()
         if repository:
             query = query.where(deployments.c.repository == repository)
         if state:
             query = query.where(deployments.c.state == state)
         query = query.order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [_record(row) for row in rows]
 
@@ -160,7 +170,7 @@ class SqlStore:
             query = query.where(deployments.c.phase == phase)
         if heard_before is not None:
             query = query.where(deployments.c.last_heard_at < heard_before)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query.order_by(deployments.c.last_heard_at))).all()
         return [_record(row) for row in rows]
 
@@ -250,7 +260,7 @@ class SqlStore:
             deployments.c.run_id.is_(None),
             deployments.c.phase != "completed",
         )
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query.order_by(deployments.c.created_at))).all()
         return [_record(row) for row in rows]
 
@@ -265,7 +275,7 @@ class SqlStore:
                 deployments.c.created_at < running_before,
             ),
         )
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
 
@@ -307,7 +317,7 @@ class SqlStore:
 
     async def delivery_seen(self, delivery_id: str) -> bool:
         """Whether a webhook delivery already changed a deployment."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     select(seen_deliveries.c.delivery_id).where(
@@ -440,7 +450,7 @@ class SqlStore:
 
     async def next_callback_due(self) -> float | None:
         """When the earliest pending callback is due, if any."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == "pending")
@@ -450,7 +460,7 @@ class SqlStore:
 
     async def count_by_state(self) -> dict[str, int]:
         """How many deployments are in each public state."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = (
                 await conn.execute(
                     select(deployments.c.state, func.count()).group_by(deployments.c.state)
@@ -460,13 +470,18 @@ class SqlStore:
 
     async def outbox_depth(self) -> int:
         """Callbacks not yet delivered nor given up."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     select(func.count()).select_from(outbox).where(outbox.c.state == "pending")
                 )
             ).scalar()
         return int(value or 0)
+
+
+def storable(value: str) -> bool:
+    """Whether a text can be compared in SQL at all (PostgreSQL refuses NUL characters)."""
+    return "\x00" not in value
 
 
 def _callback_delivery_id(deployment_id: str) -> str:
