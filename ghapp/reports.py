@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ _NOT_FAILED = frozenset({"success", "skipped", "neutral"})
 _STEP_FAILED = frozenset({"failure", "cancelled"})
 # A run with a hundred failed matrix jobs: report the first ones fully and count the rest.
 MAX_REPORTED_JOBS = 10
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def failed_jobs_of(jobs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -20,11 +22,15 @@ def failed_jobs_of(jobs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 
 def failed_step_of(steps: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any] | None:
-    """A job's first step that failed or was cancelled, or None if no step did."""
-    for step in steps or ():
-        if step.get("conclusion") in _STEP_FAILED:
-            return step
-    return None
+    """A job's first step (by number) that failed or was cancelled, or None if none did."""
+    ordered = sorted(steps or (), key=lambda step: step.get("number") or 0)
+    return next((step for step in ordered if step.get("conclusion") in _STEP_FAILED), None)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Text on one line, ANSI codes removed, at most `limit` characters."""
+    flat = " ".join(_ANSI.sub("", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def failed_job(job: Mapping[str, Any]) -> FailedJob:
@@ -51,10 +57,11 @@ def job_summary(job: FailedJob, first_error: str | None) -> str:
     }.get(job.conclusion or "", "failed")
     if job.failed_step is None:
         where = " before any step ran" if verb == "failed" else ""
-        line = f"Job '{job.name}' {verb}{where}"
+        line = f"Job '{one_line(job.name)}' {verb}{where}"
     else:
-        line = f"Job '{job.name}' {verb} at step '{job.failed_step.name}'"
-    return f"{line}: {first_error}" if first_error else f"{line}."
+        line = f"Job '{one_line(job.name)}' {verb} at step '{one_line(job.failed_step.name)}'"
+    message = one_line(first_error or "")
+    return f"{line}: {message}" if message else f"{line}."
 
 
 def run_summary(

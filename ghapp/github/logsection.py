@@ -1,6 +1,7 @@
-"""Bounded memory of one log section, and its rendering into the excerpt text.
+"""Step windows, bounded memory of one log section, and its rendering into the excerpt text.
 
-Internal helper of :mod:`ghapp.github.logexcerpt` (split out to keep that module readable).
+Internal helpers of :mod:`ghapp.github.logexcerpt` (split out to keep that module readable):
+the failing step's window from the jobs API's step times, and one section's bounded memory.
 A :class:`Section` numbers its lines 0, 1, 2, ... and keeps only what the excerpt can show:
 the first line, up to ``ERRORS_HEAD + ERRORS_TAIL`` error lines, the last ``max_lines`` lines up
 to and including the last error (``frozen``) and the last ``max_lines`` lines after it (``ring``).
@@ -13,7 +14,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 ERROR_MARK = b"##[error]"
 # Errors kept per section: the first ones (the summary quotes the first) and the last ones
@@ -23,9 +27,74 @@ ERRORS_TAIL = 25
 # An error line longer than this (characters) may be shortened so that every error fits.
 MIN_ERROR_CHARS = 120
 CUT_SUFFIX = b" bytes cut]"
+NEVER = b"\xff"  # above every timestamp: the end of an open-ended window
+_SHORTENED = " ...[cut]"  # ends an error line shortened so that every error fits
 
 # CSI (colours, cursor moves), OSC (titles, hyperlinks) and two-byte escapes.
 _ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The failing step's seconds, as ``YYYY-MM-DDTHH:MM:SS`` bytes comparable with log lines."""
+
+    lo: bytes  # F's first second
+    hi: bytes  # the second after F's last one (exclusive bound)
+    b_hi: bytes | None  # end of the shared first second, if an earlier step ended in it
+    e_lo: bytes | None  # start of the shared last second, if a later step started in it
+    k_start: int  # earlier steps that started in the shared first second
+    k_prev: int  # earlier steps that started in the second before it
+    prev_lo: bytes  # that second before it
+
+
+def _when(value: Any) -> datetime | None:
+    """An API time as an aware UTC datetime cut to the second, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _key(moment: datetime) -> bytes:
+    """A second as the first 19 bytes of a log line's timestamp."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S").encode("ascii")
+
+
+def step_window(steps: Sequence[Mapping[str, Any]], number: int) -> Window | None:
+    """The failing step's window and shared seconds, or None without usable times."""
+    failed = next((s for s in steps if s.get("number") == number), None)
+    start = _when(failed.get("started_at")) if failed else None
+    if failed is None or start is None:
+        return None
+    ran = []
+    for step in steps:
+        began = _when(step.get("started_at"))
+        if step is failed or began is None or step.get("conclusion") == "skipped":
+            continue  # skipped steps print nothing
+        ran.append((int(step.get("number") or 0), began, _when(step.get("completed_at")) or began))
+    earlier = [(b, e) for n, b, e in ran if n < number]
+    later = [b for n, b, _ in ran if n > number]
+    end = _when(failed.get("completed_at")) or (min(later) if later else None)
+    second = timedelta(seconds=1)
+    if end is not None and end < start:
+        end = start
+    b_hi = e_lo = None
+    k_start = k_prev = 0
+    if earlier and max(e for _, e in earlier) >= start:
+        shared_end = max(e for _, e in earlier) + second
+        b_hi = _key(min(shared_end, end + second) if end else shared_end)
+        k_start = sum(1 for b, _ in earlier if b >= start)
+        k_prev = sum(1 for b, _ in earlier if b == start - second)
+    if later and end is not None and min(later) <= end:
+        e_lo = _key(max(min(later), start))
+    hi = _key(end + second) if end else NEVER
+    prev_lo = _key(start - second) if b_hi else _key(start)
+    return Window(_key(start), hi, b_hi, e_lo, k_start, k_prev, prev_lo)
 
 
 def has_timestamp(line: bytes) -> bool:
@@ -213,22 +282,30 @@ def _select(
             size[i] = len(text_of(i).encode())
         return size[i]
 
-    def fits(candidate: list[int]) -> bool:
+    def cost(candidate: list[int]) -> tuple[int, int]:
         for i in candidate:
             measure(i)
-        lines, nbytes = _cost(sorted(candidate), end, size)
+        return _cost(sorted(candidate), end, size)
+
+    def fits(candidate: list[int]) -> bool:
+        lines, nbytes = cost(candidate)
         return lines <= max_lines and nbytes <= max_bytes
 
     kept = [i for i, _ in errors]
-    # Every error must show: shorten the longest error lines first, drop middle ones last.
-    while kept and not fits(kept):
+    # Every error must show: over the byte budget, shorten the longest error line (each step
+    # strictly shorter, so this ends); over the line budget, or with nothing left to shorten,
+    # drop a middle error (the last and the first are kept longest).
+    while kept:
+        lines, nbytes = cost(kept)
+        if lines <= max_lines and nbytes <= max_bytes:
+            break
         longest = max(kept, key=lambda i: len(shown[i]))
-        if len(shown[longest]) > MIN_ERROR_CHARS:
+        if nbytes > max_bytes and len(shown[longest]) > MIN_ERROR_CHARS + len(_SHORTENED):
             cut = max(MIN_ERROR_CHARS, len(shown[longest]) // 2)
-            shown[longest] = shown[longest][:cut] + " ...[cut]"
+            shown[longest] = shown[longest][:cut] + _SHORTENED
             size.pop(longest, None)
         elif len(kept) > 1:
-            del kept[(len(kept) - 1) // 2]  # keep the last error, then the first
+            del kept[(len(kept) - 1) // 2]
         else:
             break
     if 0 in avail and 0 not in kept and section.head is not None and fits([*kept, 0]):
@@ -276,9 +353,8 @@ def _assemble(kept: list[int], end: int, text_of: Callable[[int], str]) -> list[
 
 def _clamp(lines: list[str], max_lines: int, max_bytes: int) -> str:
     """Enforce the limits even when the budget cannot hold one error line and its markers."""
-    if len(lines) > max_lines:
-        lines = lines[-max_lines:]
-    data = "\n".join(lines).encode()
-    if len(data) > max_bytes:
-        data = data[:max_bytes]
+    lines = lines[-max_lines:]  # the end holds the last error: it goes last
+    while len(lines) > 1 and len("\n".join(lines).encode()) > max_bytes:
+        del lines[0]
+    data = "\n".join(lines).encode()[:max_bytes]
     return data.decode("utf-8", "ignore")
