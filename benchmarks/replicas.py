@@ -18,6 +18,7 @@ import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from ghapp.balancer import RoundRobinBalancer
@@ -79,14 +80,19 @@ async def measure(database: str, replicas: int, deployments: int) -> dict[str, A
             await stack.close()
 
 
-async def main(argv: list[str] | None = None) -> None:
+async def measure_all(database: str, deployments: int) -> list[dict[str, Any]]:
+    """One replica, then two."""
+    return [await measure(database, n, deployments) for n in (1, 2)]
+
+
+def main(argv: list[str] | None = None) -> None:
     """Measure one replica, then two, and print both."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    results = [await measure(args.database, n, args.deployments) for n in (1, 2)]
+    results = asyncio.run(measure_all(args.database, args.deployments))
     for row in results:
         print(
             f"{row['replicas']} replica(s): {row['deployments']} deployments in "
@@ -94,9 +100,8 @@ async def main(argv: list[str] | None = None) -> None:
             f"(median verdict at {row['median_verdict_s']} s)"
         )
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump(results, out, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
