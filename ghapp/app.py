@@ -15,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp import api, webhooks
+from ghapp import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
 from ghapp.callbacks import CallbackSender, RetryPolicy
 from ghapp.config import Settings
+from ghapp.delivery_log import DeliveryLog
 from ghapp.deploys import DeploymentRecord
 from ghapp.engine import Engine
 from ghapp.github.client import GitHubClient
+from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.poller import Poller
@@ -28,7 +30,7 @@ from ghapp.store import SqlStore
 
 log = logging.getLogger("ghapp.app")
 # How often stranded work (a verdict half-gathered when a task died) is picked up again.
-SWEEP_INTERVAL = 30.0
+SWEEP_INTERVAL = 10.0
 
 
 @dataclass
@@ -46,6 +48,11 @@ class Services:
     idempotency_locks: LRUCache[str, asyncio.Lock] = field(
         default_factory=lambda: LRUCache(maxsize=10_000)
     )
+    # Delivery ids this process handled: a shortcut only; the database's constraint decides.
+    recent_deliveries: LRUCache[str, bool] = field(
+        default_factory=lambda: LRUCache(maxsize=50_000)
+    )
+    delivery_log: DeliveryLog | None = None
 
     def notify_verdict(self, record: DeploymentRecord) -> None:
         """A verdict was stored: count it and wake the callback sender."""
@@ -160,6 +167,12 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         # Reconciliation runs first inside the poller: every unfinished deployment, at once.
         asyncio.create_task(poller.run()),
     ]
+    # The local delivery log, and redelivery of failed webhooks when AUTO_REDELIVER is on.
+    delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days)
+    services.delivery_log = delivery_log
+    delivery_log.start()
+    if settings.auto_redeliver:
+        workers.append(asyncio.create_task(AutoRedeliverer(github).run()))
     resumed = await engine.resume()
     log.info("ghapp ready", extra={"resumed": resumed, "database": store.url.split(":")[0]})
     try:
@@ -170,6 +183,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.gather(*workers, return_exceptions=True)
         await poller.close()
         await engine.close()
+        await sender.close()
+        await delivery_log.close()
         await session.close()
         await store.close()
 
@@ -182,6 +197,8 @@ def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route(settings.webhook_path, webhooks.receive, methods=["POST"]),
         *api.routes,
+        *deploykey_api.routes, *deliveries_api.routes,
+        *openapi.routes, *operator_page.routes,
     ]
     app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings

@@ -55,6 +55,113 @@ def _template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deliveries(args: argparse.Namespace) -> int:
+    from ghapp.commands.deliveries import run
+
+    return run(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from ghapp.commands.replay import run
+
+    return run(args)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from ghapp.commands.setup import run
+
+    return run(args)
+
+
+def _deploy_key(args: argparse.Namespace) -> int:
+    from ghapp.commands.deploykey import run
+
+    return run(args)
+
+
+def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    setup = commands.add_parser(
+        "setup",
+        help="create the GitHub App from manifest/app.yml and write its settings to .env",
+        description="Serves a local page that posts the App manifest to GitHub; after you "
+        "confirm there, writes APP_ID, PRIVATE_KEY_PATH (the key saved with mode 0600), "
+        "WEBHOOK_SECRET, GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET into the env file, keeping "
+        "its other lines.",
+    )
+    setup.add_argument("--webhook-url", help="public URL GitHub posts webhooks to (asked if unset)")
+    setup.add_argument("--org", help="create the App for this organisation, not your account")
+    setup.add_argument("--port", type=int, default=3001, help="local port (default 3001)")
+    setup.add_argument("--env-file", default=".env", help="env file to update (default .env)")
+    setup.add_argument("--github-url", default="https://github.com", help="GitHub (or GHES) URL")
+    setup.add_argument("--api-url", help="REST API URL (default: derived from --github-url)")
+    setup.add_argument("--name", help="the App's name (default: the manifest's)")
+    setup.add_argument("--manifest", help="another manifest file (default manifest/app.yml)")
+    setup.add_argument("--open", action="store_true", help="open the page in a browser")
+    setup.set_defaults(func=_setup)
+
+    key = commands.add_parser(
+        "deploy-key",
+        help="generate an SSH deploy key: private half to the DEPLOY_SSH_KEY Actions secret",
+        description="Generates an Ed25519 key pair, stores the private key as the repository's "
+        "Actions secret DEPLOY_SSH_KEY (it is never printed or kept) and prints the public key "
+        "for ~/.ssh/authorized_keys of the deploy user on the server.",
+    )
+    key.add_argument("repository", help="owner/name")
+    key.add_argument("--json", action="store_true", help="print JSON")
+    key.set_defaults(func=_deploy_key)
+
+    deliveries = commands.add_parser(
+        "deliveries", help="debug webhook deliveries: GitHub's record, and this server's log"
+    )
+    actions = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the App's delivery attempts, from GitHub")
+    listing.add_argument("--since", default="24h", help="window: 30m, 6h, 2d (default 24h)")
+    listing.add_argument("--failed", action="store_true", help="guids with no 2xx attempt only")
+    listing.add_argument("--event", help="only this event")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = actions.add_parser("show", help="one attempt: request headers, payload, response")
+    show.add_argument("id", help="the attempt's numeric id (ID column of list)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    again = actions.add_parser("redeliver", help="ask GitHub to send one attempt again")
+    again.add_argument("id", help="the attempt's numeric id")
+    failed = actions.add_parser(
+        "redeliver-failed",
+        help="redeliver every guid with no successful attempt (safe from cron)",
+        description="Groups GitHub's attempts since --since by guid and redelivers the newest "
+        "attempt of each guid none of whose attempts got a 2xx. Run twice, it sends nothing for "
+        "a guid whose redelivery succeeded; a guid whose redelivery failed (or has not been "
+        "attempted yet) is sent again.",
+    )
+    failed.add_argument("--since", default="24h", help="window: 30m, 6h, 2d (default 24h)")
+    failed.add_argument("--dry-run", action="store_true", help="list them, send nothing")
+    failed.add_argument("--max", type=int, help="at most this many redeliveries")
+    failed.add_argument("--json", action="store_true", help="print JSON")
+    local = actions.add_parser(
+        "local", help="the deliveries a running ghapp server received (its local log)"
+    )
+    local.add_argument("id", nargs="?", help="show one in full (log id or X-GitHub-Delivery)")
+    local.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    local.add_argument("--event", help="only this event")
+    local.add_argument("--outcome", help="only this outcome (handled, duplicate, bad_signature...)")
+    local.add_argument("--url", help="the server (default http://127.0.0.1:$PORT)")
+    local.add_argument("--json", action="store_true", help="print JSON")
+    for sub in (listing, show, again, failed, local):
+        sub.set_defaults(func=_deliveries)
+
+    replay = commands.add_parser(
+        "replay",
+        help="sign a saved payload with WEBHOOK_SECRET and post it to a running server",
+        description="FILE: a webhook payload (needs --event) or a saved delivery (from "
+        "`ghapp deliveries local ID --json` or `ghapp deliveries show ID --json`). ID: a delivery "
+        "of the server's local log, re-sent with its exact body. Either way it goes out under a "
+        "NEW X-GitHub-Delivery id, so the server's deduplication does not swallow it.",
+    )
+    replay.add_argument("target", metavar="ID|FILE", help="a local log id, or a JSON file")
+    replay.add_argument("--event", help="X-GitHub-Event (default: the saved delivery's)")
+    replay.add_argument("--url", help="where to post (default http://127.0.0.1:$PORT$WEBHOOK_PATH)")
+    replay.set_defaults(func=_replay)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -71,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     template = commands.add_parser("template", help="print a template")
     template.add_argument("name", choices=["deploy"], help="deploy: the deploy.yml workflow")
     template.set_defaults(func=_template)
+    _add_setup_and_debugging(commands)
     return parser
 
 

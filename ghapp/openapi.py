@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,24 +63,35 @@ class WebhookAnswer(BaseModel):
     message: str | None = None
 
 
-class DeliveryRecord(BaseModel):
-    """A webhook delivery as ghapp's local delivery log recorded it."""
+class DeliverySummary(BaseModel):
+    """A webhook delivery as ghapp's local delivery log keeps it (a list item)."""
 
-    model_config = ConfigDict(extra="allow")
+    id: str = Field(description="the log's own id")
+    delivery_id: str | None = Field(description="X-GitHub-Delivery (GitHub's GUID)")
+    received_at: datetime
+    event: str | None
+    action: str | None
+    signature: Literal["ok", "bad", "missing", "unchecked"]
+    outcome: str = Field(description="what ghapp made of it, e.g. processed, duplicate, ignored")
+    status: int = Field(description="the HTTP status ghapp answered")
+    duration_ms: float
+    body_size: int
+    truncated: bool = Field(description="the stored body was cut to the log's limit")
 
-    guid: str = Field(description="X-GitHub-Delivery")
-    event: str | None = None
-    action: str | None = None
-    status: int | None = Field(default=None, description="the HTTP status ghapp answered")
-    outcome: str | None = None
+
+class DeliveryDetail(DeliverySummary):
+    """One logged delivery in full: headers (credentials redacted) and body."""
+
+    headers: dict[str, str]
+    body: str | None = Field(description="the body as text, when it is UTF-8")
+    body_base64: str | None = Field(description="the body in base64, when it is not UTF-8")
 
 
 class DeliveryList(BaseModel):
     """Answer of `GET /api/v1/deliveries`."""
 
-    model_config = ConfigDict(extra="allow")
-
-    deliveries: list[DeliveryRecord]
+    deliveries: list[DeliverySummary]
+    enabled: bool = Field(description="false when DELIVERY_LOG_DAYS turns the log off")
 
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -92,6 +104,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (Readiness, "serialization"),
     (WebhookAnswer, "serialization"),
     (DeliveryList, "serialization"),
+    (DeliveryDetail, "serialization"),
 ]
 
 
@@ -132,9 +145,7 @@ _RETRY_AFTER = {
     }
 }
 _WWW_AUTHENTICATE = {"WWW-Authenticate": {"schema": {"type": "string"}}}
-_UNAUTHORIZED = _json(
-    "ErrorBody", "missing or wrong bearer token", headers=_WWW_AUTHENTICATE
-)
+_UNAUTHORIZED = _json("ErrorBody", "missing or wrong bearer token", headers=_WWW_AUTHENTICATE)
 _NOT_FOUND = _json("ErrorBody", "no such deployment")
 _DEPLOYMENT_ID = {
     "name": "deployment_id",
@@ -279,11 +290,23 @@ def _orchestrator_paths() -> dict[str, Any]:
             "201": _json("DeployKeyCreated", "the key pair exists; the private key is not kept"),
             "401": _UNAUTHORIZED,
             "404": _json("ErrorBody", "no such repository, or the App is not installed on it"),
+            "422": _json("ErrorBody", "owner or repo is not a valid name"),
+            "502": _json(
+                "ErrorBody",
+                "GitHub refused to store the secret (often: the installation lacks the "
+                "secrets: write permission); `github_status` says what GitHub answered",
+            ),
             "503": _json("ErrorBody", "GitHub could not be reached", headers=_RETRY_AFTER),
         },
         tag="repositories",
         parameters=[
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                # GitHub's own rule for owner and repository names.
+                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+            }
             for name in ("owner", "repo")
         ],
     )
@@ -296,16 +319,47 @@ def _orchestrator_paths() -> dict[str, Any]:
     }
 
 
-def _deliveries_path() -> dict[str, Any]:
+def _deliveries_paths() -> dict[str, Any]:
+    listing = _operation(
+        "listDeliveries",
+        "Webhook deliveries ghapp received recently (its local log), newest first",
+        {
+            "200": _json("DeliveryList", "the deliveries"),
+            "401": _UNAUTHORIZED,
+            "422": _json("ErrorBody", "a query parameter is out of range"),
+        },
+        tag="operations",
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+            },
+            {"name": "event", "in": "query", "schema": {"type": "string"}},
+            {"name": "outcome", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "signature",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["ok", "bad", "missing", "unchecked"]},
+            },
+        ],
+    )
+    one = _operation(
+        "getDelivery",
+        "One logged delivery in full, by the log's id or by X-GitHub-Delivery",
+        {
+            "200": _json("DeliveryDetail", "the delivery"),
+            "401": _UNAUTHORIZED,
+            "404": _json("ErrorBody", "no such delivery in the local log"),
+        },
+        tag="operations",
+        parameters=[
+            {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+    )
     return {
-        DELIVERIES_PATH: {
-            "get": _operation(
-                "listDeliveries",
-                "Webhook deliveries ghapp received recently, with what became of them",
-                {"200": _json("DeliveryList", "the deliveries"), "401": _UNAUTHORIZED},
-                tag="operations",
-            )
-        }
+        DELIVERIES_PATH: {"get": listing},
+        DELIVERIES_PATH + "/{delivery_id}": {"get": one},
     }
 
 
@@ -316,7 +370,9 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
         {
             "200": _json("WebhookAnswer", "processed, or a delivery seen before"),
             "202": _json("WebhookAnswer", "accepted; an event ghapp ignores"),
-            "400": _json("WebhookAnswer", "X-GitHub-Event or X-GitHub-Delivery missing, or not JSON"),
+            "400": _json(
+                "WebhookAnswer", "X-GitHub-Event or X-GitHub-Delivery missing, or not JSON"
+            ),
             "401": _json("WebhookAnswer", "X-Hub-Signature-256 missing or wrong"),
             "413": _json("WebhookAnswer", "over 25 MiB"),
         },
@@ -372,12 +428,12 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
 def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
     paths = _orchestrator_paths()
     if deliveries:
-        paths.update(_deliveries_path())
+        paths.update(_deliveries_paths())
     paths.update(_operations_paths(webhook_path))
     schemas = _components()
     if not deliveries:
-        schemas.pop("DeliveryList", None)
-        schemas.pop("DeliveryRecord", None)
+        for name in ("DeliveryList", "DeliverySummary", "DeliveryDetail"):
+            schemas.pop(name, None)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {

@@ -12,6 +12,7 @@ from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ghapp.delivery_log import record_webhook
 from ghapp.deploys import EnvironmentObserved, RunObserved
 from ghapp.engine import utcnow
 from ghapp.logsetup import bind
@@ -56,6 +57,16 @@ async def receive(request: Request) -> Response:
     answer = await _receive(request, services)
     services.metrics.webhook_received(answer.event, answer.action, answer.outcome)
     services.metrics.webhook_handling_seconds.observe(time.perf_counter() - started)
+    if services.delivery_log is not None:
+        record_webhook(
+            services.delivery_log,
+            request.headers,
+            getattr(request.state, "webhook_body", None),
+            outcome=answer.outcome,
+            action=answer.action,
+            status=answer.status_code,
+            started=started,
+        )
     return answer
 
 
@@ -70,6 +81,7 @@ async def _receive(request: Request, services: Services) -> Answer:
         if len(body) > MAX_WEBHOOK_BODY:
             return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
     raw = bytes(body)
+    request.state.webhook_body = raw  # for the delivery log
     if not verify_signature(
         raw, request.headers.get("x-hub-signature-256"), services.settings.webhook_secret
     ):
@@ -122,7 +134,7 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
             return _answer(200, "run_identified")
         return _answer(200, "not_ours")
     _remember_installation(services, payload)
-    if await services.store.delivery_seen(delivery_id):
+    if delivery_id in services.recent_deliveries:
         return _answer(200, "duplicate")
     event = RunObserved(
         run_id=run["id"],
@@ -134,6 +146,7 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         at=utcnow(),
     )
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
     if transition is None:
         return _answer(200, "duplicate")
     log.info(
@@ -160,7 +173,7 @@ async def _deployment_status(
     record = await services.store.by_run(run["id"])
     if record is None:
         return _answer(200, "not_ours")
-    if await services.store.delivery_seen(delivery_id):
+    if delivery_id in services.recent_deliveries:
         return _answer(200, "duplicate")
     event = EnvironmentObserved(
         run_id=run["id"],
@@ -169,6 +182,7 @@ async def _deployment_status(
         at=utcnow(),
     )
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
     if transition is None:
         return _answer(200, "duplicate")
     return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -34,6 +36,9 @@ deployments = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", Float, nullable=True),
+    # A separate lease for gathering a verdict, so a poll's lease never delays one.
+    Column("gather_owner", String(64), nullable=True),
+    Column("gather_until", Float, nullable=True),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
@@ -68,4 +73,26 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("delivered_at", Float, nullable=True),
     Index("ix_outbox_state_next", "state", "next_attempt_at"),
+)
+
+# The local delivery log (`ghapp.delivery_log`): the last deliveries received, for debugging.
+# Rows are written in batches by a background task, never on the webhook's own path.
+delivery_log = Table(
+    "delivery_log",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("delivery_id", String(100), nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("event", String(100), nullable=True),
+    Column("action", String(100), nullable=True),
+    Column("signature", String(16), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("body_size", Integer, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("ix_delivery_log_received", "received_at"),
+    Index("ix_delivery_log_delivery_id", "delivery_id"),
 )

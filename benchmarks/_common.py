@@ -1,0 +1,386 @@
+"""Shared pieces of the suite: machine facts, child processes, the simulator rig, statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ghapp.config import Settings
+from ghapp.simulator import Simulator
+from ghapp.simulator.auth import generate_private_key_pem
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("GHAPP_REFERENCE", REPO.parent / "shared" / "github-reference"))
+SERVER_CPUS = "0"  # the server under test (one worker)
+LOADGEN_CPUS = "1"  # the load generator
+BOTH_CPUS = "0,1"  # two server workers on a 2-core machine
+MIB = 1024 * 1024
+
+
+# --- facts and numbers ------------------------------------------------------------------
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's guess)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: date, cores, CPU, Python, commit."""
+    return {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain")),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "taskset": shutil.which("taskset") is not None,
+        "wrk": shutil.which("wrk") is not None,
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, Any]:
+    """n, median, p99, min, max and mean of durations in seconds, reported in milliseconds."""
+    if not seconds:
+        return {"n": 0}
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "min_ms": round(min(ms), 3),
+        "max_ms": round(max(ms), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def row(
+    metric: str, value: float | int | str | None, unit: str = "", target: str = "",
+    met: bool | None = None,
+) -> dict[str, Any]:
+    """One line of the printed table (and of the JSON's `rows`)."""
+    return {"metric": metric, "value": value, "unit": unit, "target": target, "met": met}
+
+
+def rss_mib(pid: int, field_name: str = "VmRSS") -> float | None:
+    """A process's resident memory from /proc/PID/status, in MiB (VmHWM: its peak)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def tree_pids(pid: int) -> list[int]:
+    """A process and its descendants (from /proc/PID/task/*/children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            for child in (task / "children").read_text().split():
+                found += tree_pids(int(child))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its descendants, all threads."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for one in tree_pids(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{one}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+# --- child processes --------------------------------------------------------------------
+
+
+class Children:
+    """Every process the suite starts, each in its own session, so all of it can be stopped."""
+
+    def __init__(self) -> None:
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.adopted: set[int] = set()
+
+    async def spawn(
+        self, argv: Sequence[str], *, env: dict[str, str] | None = None, cpus: str | None = None,
+        log_path: Path | None = None, stdout: int | None = None,
+    ) -> asyncio.subprocess.Process:
+        """Start a process (pinned with taskset when `cpus` is given and taskset exists)."""
+        command = list(argv)
+        if cpus and shutil.which("taskset"):
+            command = ["taskset", "-c", cpus, *command]
+        log = open(log_path or os.devnull, "ab")  # noqa: SIM115, ASYNC230 - for the child
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, env=env, cwd=REPO, start_new_session=True,
+                stdout=log if stdout is None else stdout, stderr=log,
+            )
+        finally:
+            log.close()
+        self.procs[proc.pid] = proc
+        return proc
+
+    def adopt(self, proc: asyncio.subprocess.Process | None) -> None:
+        """Also stop this process (started elsewhere, in our process group) at exit."""
+        if proc is not None:
+            self.adopted.add(proc.pid)
+
+    async def stop(self, proc: asyncio.subprocess.Process, timeout: float = 15.0) -> None:
+        """SIGTERM its whole session, wait, then SIGKILL what is left."""
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived their supervisor
+        self.procs.pop(proc.pid, None)
+
+    def kill_all(self) -> None:
+        """SIGKILL everything still running (at exit, on interrupt)."""
+        for pid in list(self.procs):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        for pid in list(self.adopted):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.procs.clear()
+        self.adopted.clear()
+
+
+CHILDREN = Children()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child: ours, the repository on PYTHONPATH, plus `extra`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+async def wait_http(url: str, timeout: float = 30.0, proc: Any = None) -> float:
+    """Poll a URL until it answers 200; the monotonic time it first did."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            if proc is not None and proc.returncode is not None:
+                raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return time.monotonic()
+            await asyncio.sleep(0.01)
+
+
+# --- the simulator rig ------------------------------------------------------------------
+
+
+@functools.cache
+def app_key() -> str:
+    """One simulated App key per process (RSA generation is slow)."""
+    return generate_private_key_pem()
+
+
+@dataclass
+class TimedReceiver:
+    """The orchestrator stand-in, timestamping each callback when its body has arrived."""
+
+    secret: str
+    url: str = ""
+    arrivals: dict[str, float] = field(default_factory=dict)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bad_signatures: int = 0
+    _events: dict[str, asyncio.Event] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        """Listen on a loopback port; returns the callback URL."""
+        app = web.Application()
+        app.router.add_post("/callbacks", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/callbacks"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        arrived = time.time()
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-Ghapp-Signature-256", "")):
+            self.bad_signatures += 1
+        deployment = json.loads(body)
+        key = str(deployment.get("id"))
+        self.arrivals.setdefault(key, arrived)
+        self.bodies.setdefault(key, deployment)
+        self._event(key).set()
+        return web.Response(status=204)
+
+    def _event(self, key: str) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    async def wait_for(self, deployment_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The first callback about a deployment, waiting for it if need be."""
+        async with asyncio.timeout(timeout):
+            await self._event(deployment_id).wait()
+        return self.bodies[deployment_id]
+
+
+@dataclass
+class Rig:
+    """The GitHub simulator and a timestamping callback receiver in this process; ghapp apart."""
+
+    sim: Simulator
+    receiver: TimedReceiver
+    settings: Settings
+    session: aiohttp.ClientSession
+    base_url: str = ""
+
+    @classmethod
+    async def start(cls, database: Path, **overrides: Any) -> Rig:
+        """Start the simulator and the receiver; settings for a ghapp on `database`."""
+        webhook_secret = secrets.token_hex(16)
+        sim = Simulator(app_id=424242, private_key_pem=app_key(), webhook_secret=webhook_secret)
+        receiver = TimedReceiver(secret=secrets.token_hex(16))
+        await sim.start()
+        try:
+            callback_url = await receiver.start()
+            values: dict[str, Any] = {
+                "app_id": str(sim.app_id),
+                "private_key": sim.private_key_pem,
+                "webhook_secret": [webhook_secret],
+                "github_api_url": sim.api_url,
+                "orchestrator_token": secrets.token_hex(16),
+                "orchestrator_callback_url": callback_url,
+                "callback_secret": receiver.secret,
+                "database_url": f"sqlite:///{database}",
+                "poll_after": 3600,
+                "log_level": "info",
+                "log_format": "json",
+            }
+            values.update(overrides)
+            settings = Settings(_env_file=None, **values)
+        except BaseException:
+            await receiver.stop()
+            await sim.stop()
+            raise
+        return cls(sim, receiver, settings, aiohttp.ClientSession())
+
+    def use(self, base_url: str) -> None:
+        """Point the orchestrator calls and the simulator's webhooks at this ghapp."""
+        self.base_url = base_url
+        self.sim.webhook_url = base_url + self.settings.webhook_path
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The orchestrator's Authorization header."""
+        return {"Authorization": f"Bearer {self.settings.orchestrator_token}"}
+
+    async def deploy(self, repository: str, **body: Any) -> dict[str, Any]:
+        """POST /api/v1/deployments; the Deployment (raises unless 202)."""
+        async with self.session.post(
+            f"{self.base_url}/api/v1/deployments",
+            json={"repository": repository, **body},
+            headers=self.auth,
+        ) as response:
+            answer: dict[str, Any] = await response.json()
+            if response.status != 202:
+                raise RuntimeError(f"deploy answered {response.status}: {answer}")
+            return answer
+
+    async def close(self) -> None:
+        """Stop the simulator, the receiver and the client session."""
+        await self.session.close()
+        await self.receiver.stop()
+        await self.sim.stop()
+
+
+def sqlite_count(database: Path, query: str) -> int:
+    """One integer from the SQLite database (read-only, from this process)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+    try:
+        value = conn.execute(query).fetchone()[0]
+    finally:
+        conn.close()
+    return int(value or 0)
+
+
+def python() -> str:
+    """The interpreter that runs the suite (and so the servers under test)."""
+    return sys.executable

@@ -1,0 +1,517 @@
+"""Webhook ingest: deliveries/s and latency p50/p99 of `workflow_run` webhooks, beside a ceiling.
+
+Method:
+
+* Body: a signed `workflow_run` delivery of exactly 19,296 bytes (the issue's size), built from
+  `shared/github-reference/webhooks/workflow_run.completed.1.json` (GitHub's documented example)
+  plus the `installation` object GitHub adds for an App, padded in `head_commit.message` to the
+  size; where the reference is absent, from the simulator's own `workflow_run` payload, padded the
+  same way. 1,000 distinct bodies (different run ids and mix) are signed in advance with
+  `WEBHOOK_SECRET` (the signature covers only the body) and sent in rotation; every request has
+  its own `X-GitHub-Delivery` (a per-run UUID prefix plus a counter), so none is a duplicate.
+* Mix (the realistic one, 1 in 20 ours): 95% `workflow_run.completed` of runs ghapp did not
+  dispatch (event `push` 60%, `pull_request` 25%, `schedule` 5%, someone's `workflow_dispatch`
+  5% of all deliveries), and 5% `workflow_run.in_progress` of ghapp's own deployments: real
+  deployments made first through ghapp's API against the simulator, with the simulator's webhooks
+  dropped (`sim.faults.drop_webhooks`) and its runs held (`sim.auto = False`), so the runs stay
+  unfinished. `in_progress` (not `completed`) is used for ours so every delivery of the run is
+  handled the same way all through the measurement: the first moves the deployment to
+  `in_progress`, the next ones are durable "heard from the run" updates (a write each: delivery
+  id + deployment row). A second mix, `dispatch-heavy` (full run only, one worker), makes every
+  foreign run a `workflow_dispatch` one, which costs ghapp a database lookup each.
+* Servers, each started fresh on 127.0.0.1 with `poll_after` 3600 s and JSON logs to a file:
+  `ghapp serve` (one worker); ghapp on `uvicorn --workers 2` (the factory in
+  `benchmarks/_servers.py`, since `ghapp serve` has no workers option); and the ceiling, a bare
+  Starlette endpoint on the same uvicorn that verifies the HMAC, checks the two headers and
+  `json.loads` the body (one and two workers). SQLite in a temporary directory; two workers share
+  the file.
+* Pinning: one worker on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`);
+  with two workers the server gets cores 0-1 and the load generator still core 1 (the machine
+  has two cores, so it shares one with a worker).
+* Load: `wrk -t1 -c32 -d10s --latency` with a Lua script that reads the pre-signed requests and
+  adds a unique delivery id per request (a 2 s warm-up run first); its `done` hook prints the
+  exact count, duration, errors and latency percentiles. Without wrk (or with
+  `GHAPP_BENCH_LOADGEN=python`), a Python aiohttp load
+  generator (`benchmarks/_loadgen.py`) sends the same requests; it is labelled `python-aiohttp`
+  and its numbers are not comparable (it saturates its core before the server does).
+* Also measured: the server's CPU time over the run (utime + stime of its processes, from
+  /proc), per delivery and as cores kept busy. On a machine where other processes compete for
+  the cores, deliveries/s drops but CPU per delivery mostly does not: it is the cost to compare.
+* ghapp's own delivery log (`delivery_log.duration_ms`, the time inside its webhook handler,
+  kept for the newest deliveries only) gives the handler time by outcome and run event, which
+  separates the cheap filter from the deliveries that reach the database. The load generator's
+  CPU use is recorded too (`loadgen_cpu_utilization`: near 1.0 would mean it was the limit).
+* Checks: non-2xx answers are counted (any makes the row suspect); for one ghapp worker the
+  `ghapp_webhooks_received_total` counters of `/metrics` give the outcomes (handled / not_ours /
+  duplicate), which must be about 5% / 95% / 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks._common import (
+    BOTH_CPUS,
+    CHILDREN,
+    LOADGEN_CPUS,
+    REFERENCE,
+    SERVER_CPUS,
+    Rig,
+    child_env,
+    cpu_seconds,
+    free_port,
+    python,
+    row,
+    rss_mib,
+    summary_ms,
+    tree_pids,
+    wait_http,
+)
+from ghapp.simulator import Job, Step, Workflow
+from ghapp.stack import settings_env
+
+NAME = "ingest"
+BODY_SIZE = 19_296
+DISTINCT_BODIES = 1_000
+FOREIGN_RUN_BASE = 8_100_000_000
+# Per 20 deliveries: 12 push, 5 pull_request, 1 schedule, 1 foreign workflow_dispatch, 1 ours.
+REALISTIC = ["push"] * 12 + ["pull_request"] * 5 + ["schedule", "workflow_dispatch"]
+DISPATCH_HEAVY = ["workflow_dispatch"] * 19
+PROBOT = 4_540.0
+OCTOKIT = 8_391.0
+REFERENCE_BARE = {1: 4_730.0, 2: 8_114.0}
+LUA = r"""
+local data_path, host, path, prefix = %(data)s, %(host)s, %(path)s, %(prefix)s
+local heads, bodies, n, counter = {}, {}, 0, 0
+local f = assert(io.open(data_path, "rb"))
+while true do
+  local line = f:read("*l")
+  if not line then break end
+  local event, sig256, sig1, len = string.match(line, "^(%%S+) (%%S+) (%%S+) (%%d+)$")
+  local body = f:read(tonumber(len))
+  f:read(1)
+  n = n + 1
+  heads[n] = "POST " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\n" ..
+    "User-Agent: GitHub-Hookshot/5e1d8b3\r\nAccept: */*\r\n" ..
+    "Content-Type: application/json\r\nContent-Length: " .. #body .. "\r\n" ..
+    "X-GitHub-Event: " .. event .. "\r\nX-GitHub-Hook-ID: 480000001\r\n" ..
+    "X-GitHub-Hook-Installation-Target-ID: 424242\r\n" ..
+    "X-GitHub-Hook-Installation-Target-Type: integration\r\n" ..
+    "X-Hub-Signature: " .. sig1 .. "\r\nX-Hub-Signature-256: " .. sig256 .. "\r\n" ..
+    "X-GitHub-Delivery: " .. prefix
+  bodies[n] = body
+end
+f:close()
+
+request = function()
+  counter = counter + 1
+  local i = (counter - 1) %% n + 1
+  return heads[i] .. string.format("%%012x", counter) .. "\r\n\r\n" .. bodies[i]
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,' ..
+    '"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,' ..
+    '"mean_us":%%.1f,"max_us":%%d}\n', summary.requests, summary.duration, e.connect, e.read,
+    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, latency.max))
+end
+"""
+
+
+# --- bodies -----------------------------------------------------------------------------
+
+
+def template() -> tuple[dict[str, Any], str]:
+    """A `workflow_run.completed` payload to vary, and where it came from."""
+    path = REFERENCE / "webhooks" / "workflow_run.completed.1.json"
+    if path.is_file():
+        payload: dict[str, Any] = json.loads(path.read_text())
+        payload["installation"] = {"id": 50_000_001, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbA=="}
+        return payload, f"reference {path.name}"
+    from ghapp.simulator import Simulator
+
+    sim = Simulator(webhook_secret="unused")
+    repo = sim.add_repository("acme/site")
+    workflow = repo.add_workflow(Workflow(file="ci.yml", name="CI"))
+    _run, events = sim.engine.create_run(repo, workflow, "main", {})
+    payload = copy.deepcopy(events[0].payload)
+    payload["action"] = "completed"
+    return payload, "simulator workflow_run payload (reference absent)"
+
+
+@dataclass(frozen=True)
+class Own:
+    """What a body about one of ghapp's own deployments must carry."""
+
+    run_ids: list[int]
+    repository: str
+    installation_id: int
+
+
+def make_body(
+    base: dict[str, Any], *, run_id: int, event: str, ours: Own | None,
+    repository: str | None = None,
+) -> bytes:
+    """One delivery's body, padded to BODY_SIZE bytes (compact JSON, as GitHub sends)."""
+    payload = copy.deepcopy(base)
+    run = payload["workflow_run"]
+    run.update(id=run_id, event=event, run_number=run_id % 100_000, check_suite_id=run_id + 7)
+    run["head_sha"] = hashlib.sha1(str(run_id).encode()).hexdigest()
+    run["head_commit"]["id"] = run["head_sha"]
+    if ours is None:
+        payload["action"] = "completed"
+        run.update(status="completed", conclusion="success")
+    else:
+        payload["action"] = "in_progress"
+        run.update(status="in_progress", conclusion=None)
+        payload["installation"]["id"] = ours.installation_id
+        repository = ours.repository
+    if repository is not None:
+        payload["repository"]["full_name"] = repository
+        payload["repository"]["name"] = repository.split("/")[1]
+    run["head_commit"]["message"] = "Deploy"
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    if size < BODY_SIZE:
+        run["head_commit"]["message"] += "\n\n" + "x" * (BODY_SIZE - size - 4)
+    # "\n\n" is four bytes once escaped, which the arithmetic above counts.
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def make_bodies(
+    base: dict[str, Any], own: Own, mix: list[str], count: int = DISTINCT_BODIES
+) -> list[bytes]:
+    """`count` bodies: per 20, one of ours and 19 foreign runs with the events of `mix`."""
+    bodies = []
+    for i in range(count):
+        slot = i % 20
+        if slot == 19 and own.run_ids:
+            run_id = own.run_ids[(i // 20) % len(own.run_ids)]
+            bodies.append(make_body(base, run_id=run_id, event="workflow_dispatch", ours=own))
+        else:
+            event = mix[slot % len(mix)]
+            bodies.append(make_body(base, run_id=FOREIGN_RUN_BASE + i, event=event, ours=None))
+    return bodies
+
+
+def write_requests(path: Path, bodies: list[bytes], secret: str) -> None:
+    """The request file both load generators read: `event sig256 sig1 length`, then the body."""
+    with path.open("wb") as out:
+        for body in bodies:
+            sig256 = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            sig1 = "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+            out.write(f"workflow_run {sig256} {sig1} {len(body)}\n".encode() + body + b"\n")
+
+
+# --- load -------------------------------------------------------------------------------
+
+
+def delivery_prefix() -> str:
+    """A UUID-shaped prefix, fresh per load run; the generator appends 12 hex digits."""
+    h = secrets.token_hex(10)
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-8{h[15:18]}-"
+
+
+def _lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid Lua string literal here
+
+
+async def load(
+    url: str, data: Path, tmp: Path, *, duration: int, connections: int = 32
+) -> dict[str, Any]:
+    """One load run against `url`; the WRKJSON numbers plus rate and the generator's name."""
+    host = url.split("/")[2]
+    path = "/" + url.split("/", 3)[3]
+    prefix = delivery_prefix()
+    if shutil.which("wrk") and os.environ.get("GHAPP_BENCH_LOADGEN", "wrk") == "wrk":
+        script = tmp / "ingest.lua"
+        script.write_text(
+            LUA % {"data": _lua_string(str(data)), "host": _lua_string(host),
+                   "path": _lua_string(path), "prefix": _lua_string(prefix)}
+        )
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+                "-s", str(script), url]
+        generator = "wrk"
+    else:
+        argv = [python(), "-m", "benchmarks._loadgen", url, str(data),
+                "--connections", str(connections), "--duration", str(duration),
+                "--prefix", prefix]
+        generator = "python-aiohttp (not comparable)"
+    before = os.times()
+    proc = await CHILDREN.spawn(
+        argv, env=child_env(), cpus=LOADGEN_CPUS, stdout=asyncio.subprocess.PIPE,
+        log_path=tmp / "loadgen.log",
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(duration + 60):
+        out = (await proc.stdout.read()).decode()
+        await proc.wait()
+    await CHILDREN.stop(proc)
+    after = os.times()  # the generator is the only child reaped in between
+    loadgen_cpu = (after.children_user - before.children_user
+                   + after.children_system - before.children_system)
+    match = re.search(r"^WRKJSON (\{.*\})$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{generator} printed no result:\n{out[-2000:]}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    seconds = result["duration_us"] / 1e6
+    errors = sum(result[k] for k in ("connect", "read", "write", "timeout"))
+    return {
+        "generator": generator,
+        "requests": result["requests"],
+        "seconds": round(seconds, 3),
+        "rate": round(result["requests"] / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p90_ms": round(result["p90_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "non_2xx": result["status"],
+        "socket_errors": errors,
+        "loadgen_cpu_utilization": round(loadgen_cpu / seconds, 2) if seconds else None,
+    }
+
+
+# --- servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A server under test: its process, URL and log."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+
+async def start_server(
+    kind: str, workers: int, env: dict[str, str], tmp: Path, settle: float = 1.0
+) -> Server:
+    """`ghapp` or `bare`, with one worker (ghapp: `ghapp serve`) or two (uvicorn --workers)."""
+    port = free_port()
+    env = child_env({**env, "HOST": "127.0.0.1", "PORT": str(port)})
+    log = tmp / f"{kind}-{workers}w.log"
+    if kind == "ghapp" and workers == 1:
+        argv = [python(), "-m", "ghapp", "serve"]
+    else:
+        argv = [python(), "-m", "uvicorn", "--factory", f"benchmarks._servers:{kind}",
+                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                "--log-level", "info" if kind == "ghapp" else "warning", "--proxy-headers"]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
+    proc = await CHILDREN.spawn(
+        argv, env=env, cpus=SERVER_CPUS if workers == 1 else BOTH_CPUS, log_path=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(url + "/readyz", timeout=60, proc=proc)
+    except BaseException:
+        await CHILDREN.stop(proc)
+        raise
+    if workers > 1:
+        await asyncio.sleep(settle)  # /readyz answered by one worker: let the other finish too
+    return Server(f"{kind}-{workers}w", proc, url, log)
+
+
+async def outcomes(url: str) -> dict[str, int]:
+    """Webhook outcomes counted by ghapp's /metrics (one worker's counters)."""
+    counts: dict[str, int] = {}
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("ghapp_webhooks_received_total{"):
+            found = re.search(r'outcome="([^"]+)"', line)
+            if found:
+                outcome = found.group(1)
+                counts[outcome] = counts.get(outcome, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def handler_times(database: Path, since: float, until: float) -> dict[str, Any] | None:
+    """Handler time by outcome and run event, from ghapp's own delivery log (a sample: it keeps
+    the newest rows only); None where the table cannot be read."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute(
+                "SELECT outcome, duration_ms, body FROM delivery_log "
+                "WHERE received_at BETWEEN ? AND ?", (since, until),
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    kinds: dict[str, list[float]] = {}
+    for outcome, duration_ms, body in rows:
+        try:
+            event = json.loads(body)["workflow_run"]["event"]
+        except (ValueError, KeyError, TypeError):
+            event = "?"
+        kinds.setdefault(f"{outcome} ({event})", []).append(duration_ms / 1000)
+    return {kind: summary_ms(values) for kind, values in sorted(kinds.items())}
+
+
+async def measure(
+    kind: str, workers: int, env: dict[str, str], data: Path, tmp: Path, *,
+    duration: int, warmup: int, path: str, server: Server | None = None,
+    database: Path | None = None,
+) -> dict[str, Any]:
+    """Start a server (or take `server`), warm it up, measure it, read outcomes and memory."""
+    server = server or await start_server(kind, workers, env, tmp, 1.0 if warmup else 0.2)
+    try:
+        before: dict[str, int] = {}
+        if kind == "ghapp" and workers == 1:
+            before = await outcomes(server.url)
+        if warmup:
+            await load(server.url + path, data, tmp, duration=warmup)
+        cpu_before = cpu_seconds(server.proc.pid)
+        since = time.time()
+        result = await load(server.url + path, data, tmp, duration=duration)
+        until = time.time()
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
+        result["server_cpu_s"] = round(cpu, 2)
+        result["cpu_us_per_delivery"] = round(cpu / max(result["requests"], 1) * 1e6)
+        result["cpu_utilization"] = round(cpu / max(result["seconds"], 1e-9), 2)
+        result["rss_mib"] = round(
+            sum(rss_mib(pid) or 0.0 for pid in tree_pids(server.proc.pid)), 1
+        )
+        if kind == "ghapp" and workers == 1:
+            after = await outcomes(server.url)
+            result["outcomes"] = {k: v - before.get(k, 0) for k, v in after.items()}
+    finally:
+        await CHILDREN.stop(server.proc)  # a graceful stop flushes the delivery log
+    if kind == "ghapp" and database is not None:
+        result["handler_ms"] = handler_times(database, since, until)
+    return result
+
+
+# --- the benchmark ----------------------------------------------------------------------
+
+
+async def own_deployments(rig: Rig, server: Server, count: int) -> Own:
+    """Real deployments through ghapp's API whose runs stay unfinished (webhooks dropped)."""
+    rig.sim.add_repository("acme/shop").add_workflow(
+        Workflow(file="deploy.yml", name="Deploy", jobs=[Job("deploy", steps=[Step("Deploy")])])
+    )
+    rig.sim.faults.drop_webhooks = True
+    rig.sim.auto = False
+    rig.use(server.url)
+    run_ids = []
+    for _ in range(count):
+        deployment = await rig.deploy("acme/shop", ref="main")
+        run_ids.append(int(deployment["run"]["id"]))
+    return Own(run_ids, "acme/shop", rig.sim.repos["acme/shop"].installation_id)
+
+
+async def run(quick: bool, tmp: Path) -> dict[str, Any]:
+    """Measure the ceiling and ghapp, one worker and two; rows and raw numbers."""
+    duration, warmup = (1, 0) if quick else (10, 2)
+    rig = await Rig.start(tmp / "ingest.db")  # `database` below
+    try:
+        env = settings_env(rig.settings, 0)
+        path = rig.settings.webhook_path
+        secret = rig.settings.webhook_secret[0]
+        results: dict[str, Any] = {}
+        # The first ghapp makes the deployments through its API, then is measured.
+        first = await start_server("ghapp", 1, env, tmp)
+        try:
+            own = await own_deployments(rig, first, 4 if quick else 20)
+        except BaseException:
+            await CHILDREN.stop(first.proc)
+            raise
+        base, source = template()
+        realistic = tmp / "realistic.req"
+        bodies = make_bodies(base, own, REALISTIC)
+        sizes = sorted({len(body) for body in bodies})
+        write_requests(realistic, bodies, secret)
+        database = tmp / "ingest.db"
+        results["ghapp-1w"] = await measure(
+            "ghapp", 1, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
+            server=first, database=database,
+        )
+        for kind, workers in [("bare", 1), ("bare", 2), ("ghapp", 2)]:
+            results[f"{kind}-{workers}w"] = await measure(
+                kind, workers, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
+                database=database,
+            )
+        results["ghapp-1w-dispatch-heavy"] = None
+        if not quick:
+            heavy = tmp / "dispatch-heavy.req"
+            write_requests(heavy, make_bodies(base, own, DISPATCH_HEAVY), secret)
+            results["ghapp-1w-dispatch-heavy"] = await measure(
+                "ghapp", 1, env, heavy, tmp, duration=duration, warmup=warmup, path=path,
+                database=database,
+            )
+    finally:
+        await rig.close()
+    return summarize(results, source, own, sizes)
+
+
+def summarize(
+    results: dict[str, Any], source: str, own: Own, sizes: list[int]
+) -> dict[str, Any]:
+    """The table rows and the comparisons the issue's targets ask for."""
+    generator = results["ghapp-1w"]["generator"]
+    comparable = generator == "wrk"
+    g1, g2 = results["ghapp-1w"]["rate"], results["ghapp-2w"]["rate"]
+    b1, b2 = results["bare-1w"]["rate"], results["bare-2w"]["rate"]
+    ratio = round(g1 / b1, 3) if b1 else None
+    rows = [row("load generator", generator)]
+    for name, result in results.items():
+        if result is None:
+            continue
+        suspect = "".join(
+            f" ({result[key]} {label})"
+            for key, label in (("non_2xx", "non-2xx"), ("socket_errors", "timeouts/socket errors"))
+            if result[key]
+        )
+        rows.append(row(f"{name} deliveries/s{suspect}", result["rate"], "/s"))
+        rows.append(row(f"{name} latency p50 / p99",
+                        f"{result['p50_ms']} / {result['p99_ms']}", "ms"))
+        rows.append(row(f"{name} server CPU per delivery (cores busy)",
+                        f"{result['cpu_us_per_delivery']} ({result['cpu_utilization']})", "us"))
+        if name == "ghapp-1w":
+            for kind, times in (result.get("handler_ms") or {}).items():
+                rows.append(row(f"{name} in-handler time, {kind}: median / p99",
+                                f"{times['median_ms']} / {times['p99_ms']}", "ms"))
+
+    def met(value: bool) -> bool | None:
+        return value if comparable else None
+
+    rows += [
+        row("ghapp 1 worker vs Probot 4,540/s", g1, "/s", ">= 4540", met(g1 >= PROBOT)),
+        row("ghapp 1 worker / bare Starlette 1 worker", ratio, "", ">= 0.90",
+            met(ratio is not None and ratio >= 0.9)),
+        row("ghapp 2 workers vs @octokit/webhooks 8,391/s", g2, "/s", ">= 8391",
+            met(g2 >= OCTOKIT)),
+        row("bare 2 workers / bare 1 worker", round(b2 / b1, 3) if b1 else None, ""),
+    ]
+    return {
+        "generator": generator,
+        "comparable": comparable,
+        "body_bytes": BODY_SIZE,
+        "body_bytes_range": [sizes[0], sizes[-1]],
+        "body_source": source,
+        "distinct_bodies": DISTINCT_BODIES,
+        "own_deployments": len(own.run_ids),
+        "results": results,
+        "ghapp_over_bare_1w": ratio,
+        "reference": {"probot": PROBOT, "octokit": OCTOKIT, "bare_starlette": REFERENCE_BARE},
+        "rows": rows,
+    }

@@ -1,0 +1,383 @@
+"""The local delivery log: the last webhook deliveries this server received, for debugging.
+
+The webhook path must stay fast, so `record` only appends a tuple to a bounded in-memory buffer;
+a background task writes the buffer to the database in batches and purges rows past the
+retention (`DELIVERY_LOG_DAYS` days, at most `keep` rows). A batch is at most `FLUSH_BATCH` rows
+and `FLUSH_BYTES` of bodies, one batch per `FLUSH_INTERVAL`: writing a 20 KiB row and purging it
+later costs about as much CPU as handling the webhook, so under a heavier load the log keeps a
+sample (refused deliveries first, then the newest) instead of slowing the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ghapp.store.schema import delivery_log
+
+log = logging.getLogger("ghapp.delivery_log")
+
+MAX_BODY = 1024 * 1024
+# A body whose signature failed came from anyone: keep less of it.
+MAX_UNSIGNED_BODY = 64 * 1024
+# A delivery waits at most FLUSH_INTERVAL in memory; a batch goes sooner once FLUSH_BATCH wait,
+# but never more than one batch per interval.
+FLUSH_INTERVAL = 0.5
+FLUSH_BATCH = 200
+FLUSH_BYTES = 512 * 1024
+PURGE_INTERVAL = 60.0
+# Bounds the buffer's memory should the database stall.
+BUFFER_BYTES = 64 * 1024 * 1024
+REDACTED_HEADERS = frozenset(
+    {"x-hub-signature", "x-hub-signature-256", "authorization", "cookie", "proxy-authorization"}
+)
+_SUMMARY_COLUMNS = [c for c in delivery_log.c if c.name not in ("headers", "body")]
+
+
+@dataclass(frozen=True)
+class LoggedDelivery:
+    """One received delivery as the log keeps it."""
+
+    id: str
+    delivery_id: str | None
+    received_at: float
+    event: str | None
+    action: str | None
+    signature: str
+    outcome: str
+    status: int
+    duration_ms: float
+    body_size: int
+    truncated: bool
+    headers: Mapping[str, str] | None = None
+    body: bytes | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON of a list item (no headers, no body)."""
+        stamp = datetime.fromtimestamp(self.received_at, UTC).isoformat(timespec="milliseconds")
+        return {
+            "id": self.id,
+            "delivery_id": self.delivery_id,
+            "received_at": stamp.replace("+00:00", "Z"),
+            "event": self.event,
+            "action": self.action,
+            "signature": self.signature,
+            "outcome": self.outcome,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "body_size": self.body_size,
+            "truncated": self.truncated,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        """The JSON of one delivery: the summary, headers, and the body (text or base64)."""
+        data = self.summary()
+        data["headers"] = dict(self.headers or {})
+        raw = self.body or b""
+        try:
+            data["body"], data["body_base64"] = raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            data["body"], data["body_base64"] = None, base64.b64encode(raw).decode("ascii")
+        return data
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    # PostgreSQL text cannot hold NUL; a JSON payload's `action` could carry one.
+    return value.replace("\x00", "")[:size] if value else None
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers with signatures and credentials replaced by `<redacted>`."""
+    return {
+        key: "<redacted>" if key.lower() in REDACTED_HEADERS else value
+        for key, value in headers.items()
+    }
+
+
+class _Pending(NamedTuple):
+    """A delivery as buffered: raw values, turned into a row only if it is written."""
+
+    received_at: float
+    delivery_id: str | None
+    event: str | None
+    action: str | None
+    signature: str
+    outcome: str
+    status: int
+    duration_ms: float
+    headers: Mapping[str, str]
+    body: bytes
+    body_size: int
+
+
+class DeliveryLog:
+    """A bounded buffer in front of the `delivery_log` table, with its flush and purge task."""
+
+    def __init__(self, engine: AsyncEngine, *, days: float = 3, keep: int = 1000) -> None:
+        self.engine = engine
+        self.retention = days * 86400
+        self.keep = keep
+        self.enabled = days > 0 and keep > 0
+        # Deliveries received but never written (sampled out under load, or the database failed).
+        self.dropped = 0
+        self._buffer: deque[_Pending] = deque()
+        self._buffered_bytes = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_purge = 0.0
+        self._written_since_purge = 0
+
+    # --- the hot path: no await, no I/O ------------------------------------------------
+
+    def record(
+        self,
+        *,
+        delivery_id: str | None,
+        event: str | None,
+        action: str | None,
+        signature: str,
+        outcome: str,
+        status: int,
+        duration_ms: float,
+        headers: Mapping[str, str],
+        body: bytes,
+        received_at: float | None = None,
+    ) -> None:
+        """Buffer one delivery (the body clipped to 1 MiB); nothing when the log is off."""
+        if not self.enabled:
+            return
+        limit = MAX_BODY if signature == "ok" else MAX_UNSIGNED_BODY
+        kept = body if len(body) <= limit else body[:limit]
+        if len(self._buffer) >= self.keep:
+            self._evict()
+        when = time.time() if received_at is None else received_at
+        self._buffer.append(
+            _Pending(
+                when,
+                delivery_id,
+                event,
+                action,
+                signature,
+                outcome,
+                status,
+                duration_ms,
+                headers,
+                kept,
+                len(body),
+            )
+        )
+        self._buffered_bytes += len(kept)
+        while self._buffered_bytes > BUFFER_BYTES:
+            self._evict()
+        if len(self._buffer) >= FLUSH_BATCH:
+            self._wake.set()
+
+    def _evict(self) -> None:
+        oldest = self._buffer.popleft()
+        self._buffered_bytes -= len(oldest.body)
+        self.dropped += 1
+
+    # --- the background side -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the flush-and-purge task."""
+        if self.enabled and self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        """Stop the task and write what is still buffered."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+            self._wake.clear()
+            started = loop.time()
+            try:
+                await self.flush()
+                if (
+                    self._written_since_purge >= self.keep
+                    or time.time() - self._last_purge >= PURGE_INTERVAL
+                ):
+                    await self.purge()
+            except Exception:
+                log.exception("delivery log flush failed")
+            # One batch per interval at most, whatever the load.
+            await asyncio.sleep(max(0.0, FLUSH_INTERVAL - (loop.time() - started)))
+
+    async def flush(self) -> int:
+        """Write one batch of the buffered deliveries (a sample when more wait); how many."""
+        async with self._lock:
+            taken, self._buffer = self._buffer, deque()
+            self._buffered_bytes = 0
+            if not taken:
+                return 0
+            chosen = _sample(list(taken), FLUSH_BATCH, FLUSH_BYTES)
+            self.dropped += len(taken) - len(chosen)
+            rows = [_row(entry) for entry in chosen]
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(insert(delivery_log), rows)
+            except Exception:
+                # A debugging aid must not pile up memory while the database is away.
+                self.dropped += len(rows)
+                raise
+            self._written_since_purge += len(rows)
+            return len(rows)
+
+    async def purge(self, now: float | None = None) -> int:
+        """Delete rows older than the retention, then all but the newest `keep`."""
+        now = time.time() if now is None else now
+        self._last_purge = now
+        self._written_since_purge = 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(delivery_log).where(delivery_log.c.received_at < now - self.retention)
+            )
+            removed = int(result.rowcount or 0)
+            cutoff = (
+                await conn.execute(
+                    select(delivery_log.c.received_at)
+                    .order_by(delivery_log.c.received_at.desc())
+                    .offset(self.keep - 1)
+                    .limit(1)
+                )
+            ).scalar()
+            if cutoff is not None:
+                result = await conn.execute(
+                    delete(delivery_log).where(delivery_log.c.received_at < cutoff)
+                )
+                removed += int(result.rowcount or 0)
+        return removed
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def recent(
+        self,
+        *,
+        limit: int = 50,
+        event: str | None = None,
+        outcome: str | None = None,
+        signature: str | None = None,
+    ) -> list[LoggedDelivery]:
+        """The newest deliveries first (the buffer is flushed first), without headers and body."""
+        await self.flush()
+        query = select(*_SUMMARY_COLUMNS).order_by(delivery_log.c.received_at.desc())
+        if event:
+            query = query.where(delivery_log.c.event == event)
+        if outcome:
+            query = query.where(delivery_log.c.outcome == outcome)
+        if signature:
+            query = query.where(delivery_log.c.signature == signature)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit))).mappings().all()
+        return [LoggedDelivery(**dict(row)) for row in rows]
+
+    async def get(self, key: str) -> LoggedDelivery | None:
+        """One delivery by its log id, or the newest with that X-GitHub-Delivery."""
+        await self.flush()
+        query = (
+            select(delivery_log)
+            .where(or_(delivery_log.c.id == key, delivery_log.c.delivery_id == key))
+            .order_by(delivery_log.c.received_at.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        values["headers"] = json.loads(values["headers"])
+        values["body"] = bytes(values["body"])
+        return LoggedDelivery(**values)
+
+
+def _sample(pending: list[_Pending], rows: int, size: int) -> list[_Pending]:
+    """What fits in `rows` rows and `size` bytes of bodies: refused ones first, then the newest."""
+    if len(pending) <= rows and sum(len(p.body) for p in pending) <= size:
+        return pending
+    order = sorted(range(len(pending)), key=lambda i: (pending[i].status >= 400, i), reverse=True)
+    chosen: list[int] = []
+    used = 0
+    for i in order:
+        if len(chosen) >= rows:
+            break
+        if chosen and used + len(pending[i].body) > size:
+            continue
+        chosen.append(i)
+        used += len(pending[i].body)
+    return [pending[i] for i in sorted(chosen)]
+
+
+def _row(p: _Pending) -> dict[str, Any]:
+    return {
+        "id": "dl_" + secrets.token_hex(8),
+        "delivery_id": _clip(p.delivery_id or p.headers.get("x-github-delivery"), 100),
+        "received_at": p.received_at,
+        "event": _clip(p.event or p.headers.get("x-github-event"), 100),
+        "action": _clip(p.action, 100),
+        "signature": p.signature,
+        "outcome": _clip(p.outcome, 64) or "",
+        "status": p.status,
+        "duration_ms": round(p.duration_ms, 3),
+        "body_size": p.body_size,
+        "truncated": len(p.body) < p.body_size,
+        "headers": json.dumps(redact_headers(p.headers)),
+        "body": p.body,
+    }
+
+
+def record_webhook(
+    delivery_log: DeliveryLog,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    outcome: str,
+    action: str | None,
+    status: int,
+    started: float,
+) -> None:
+    """Note one answered webhook; the signature verdict is read from ghapp's own outcome."""
+    if not delivery_log.enabled:
+        return
+    duration = time.perf_counter() - started
+    if outcome == "bad_signature":
+        signature = "missing" if not headers.get("x-hub-signature-256") else "bad"
+    elif outcome == "too_large":
+        signature = "unchecked"
+    else:
+        signature = "ok"
+    # The delivery id and event are read from the headers when (if) the entry is written.
+    delivery_log.record(
+        delivery_id=None,
+        event=None,
+        action=action,
+        signature=signature,
+        outcome=outcome,
+        status=status,
+        duration_ms=duration * 1000,
+        headers=headers,
+        body=body or b"",
+        received_at=time.time() - duration,
+    )

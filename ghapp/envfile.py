@@ -1,0 +1,106 @@
+"""Set keys in a `.env` file without disturbing its other lines."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+,-]*$")
+
+
+def quote(value: str) -> str:
+    """The value as a `.env` line writes it: bare when safe, else double-quoted."""
+    if _PLAIN.match(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _spans(lines: list[str]) -> list[tuple[str | None, int, int]]:
+    """(key or None, first line, end line) for each logical entry; quoted values may span lines."""
+    spans: list[tuple[str | None, int, int]] = []
+    index = 0
+    while index < len(lines):
+        match = _ASSIGNMENT.match(lines[index])
+        if match is None or lines[index].lstrip().startswith("#"):
+            spans.append((None, index, index + 1))
+            index += 1
+            continue
+        end = index + 1
+        value = match.group(2)
+        for quote_char in ('"', "'"):
+            if value.startswith(quote_char) and not _closes(value[1:], quote_char):
+                while end < len(lines) and not _closes(lines[end], quote_char):
+                    end += 1
+                end = min(end + 1, len(lines))
+        spans.append((match.group(1), index, end))
+        index = end
+    return spans
+
+
+def _closes(text: str, quote_char: str) -> bool:
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote_char == '"':
+            escaped = True
+        elif char == quote_char:
+            return True
+    return False
+
+
+def update_env_file(
+    path: Path, values: Mapping[str, str], *, comment_out: Iterable[str] = (), header: str = ""
+) -> list[str]:
+    """Set `values` (replacing those keys in place), comment out `comment_out`; keys changed."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = text.splitlines()
+    disabled = set(comment_out) - set(values)
+    written: set[str] = set()
+    out: list[str] = []
+    changed: list[str] = []
+    for key, start, end in _spans(lines):
+        if key is not None and key in values:
+            if key not in written:
+                out.append(f"{key}={quote(values[key])}")
+                written.add(key)
+                changed.append(key)
+            continue
+        if key is not None and key in disabled:
+            out.extend(f"# {line}" for line in lines[start:end])
+            changed.append(key)
+            continue
+        out.extend(lines[start:end])
+    missing = [key for key in values if key not in written]
+    if missing:
+        if out and out[-1].strip():
+            out.append("")
+        if header:
+            out.append(f"# {header}")
+        out.extend(f"{key}={quote(values[key])}" for key in missing)
+        changed.extend(missing)
+    _write_private(path, "\n".join(out) + "\n")
+    return changed
+
+
+def _write_private(path: Path, text: str) -> None:
+    # The file holds secrets: keep its mode if it exists, else create it readable by the owner only.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (mode 0600), even if it existed before."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,419 @@
+"""The operator page at `/`: recent deployments and webhook deliveries, resend and redeliver.
+
+Server-rendered HTML (Jinja2, autoescaped), no scripts, no external assets. Access needs the
+orchestrator's bearer token, either as an `Authorization` header or through a session: the login
+form trades the token for a signed, HttpOnly, SameSite=Strict cookie. Actions are POST forms that
+also carry a per-session CSRF token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import gidgethub
+import jinja2
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from ghapp.github.client import GitHubUnavailable
+from ghapp.github.deliveries import HookDeliveries
+
+if TYPE_CHECKING:
+    from ghapp.app import Services
+    from ghapp.config import Settings
+
+log = logging.getLogger("ghapp.operator")
+
+SESSION_COOKIE = "ghapp_session"
+SESSION_SECONDS = 12 * 3600
+MAX_FORM = 16 * 1024
+STATES = ("dispatched", "in_progress", "completed")
+# How long before the local record the redeliver button looks for GitHub's attempt.
+REDELIVER_SLACK = 600.0
+NOTICES = {
+    "resent": ("ok", "Callback queued again; it goes out with the same X-Ghapp-Delivery."),
+    "not_completed": ("error", "That deployment has no verdict yet: nothing to resend."),
+    "no_such_deployment": ("error", "No such deployment."),
+    "redelivered": ("ok", "GitHub was asked to deliver the webhook again."),
+    "delivery_unknown": ("error", "GitHub has no recent delivery with that GUID."),
+    "github_error": ("error", "GitHub did not take the redelivery; see the server log."),
+    "csrf": ("error", "The form was stale; try again."),
+}
+
+_templates = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "operator"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: when its cookie expires, and its CSRF token."""
+
+    expires: int
+    csrf: str
+
+
+def _key(settings: Settings) -> bytes:
+    # Derived from the token, so changing ORCHESTRATOR_TOKEN ends every session.
+    token = (settings.orchestrator_token or "").encode()
+    return hmac.new(token, b"ghapp operator session v1", hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def make_session_cookie(settings: Settings, *, now: float | None = None) -> tuple[str, Session]:
+    """A new session and its cookie value (`payload.signature`, HMAC-SHA256)."""
+    session = Session(
+        expires=int((now or time.time()) + SESSION_SECONDS), csrf=secrets.token_urlsafe(24)
+    )
+    payload = _b64(json.dumps({"exp": session.expires, "csrf": session.csrf}).encode())
+    signature = _b64(hmac.new(_key(settings), payload.encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}", session
+
+
+def read_session_cookie(
+    settings: Settings, value: str | None, *, now: float | None = None
+) -> Session | None:
+    """The session a cookie carries, if its signature holds and it has not expired."""
+    if not value or not settings.orchestrator_token:
+        return None
+    payload, _, signature = value.partition(".")
+    expected = _b64(hmac.new(_key(settings), payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        return None
+    try:
+        data = json.loads(_unb64(payload))
+        session = Session(expires=int(data["exp"]), csrf=str(data["csrf"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return session if session.expires > (now or time.time()) else None
+
+
+def _token_ok(settings: Settings, token: str) -> bool:
+    expected = settings.orchestrator_token or ""
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def _bearer(request: Request, settings: Settings) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and _token_ok(settings, token.strip())
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _secure(request: Request) -> bool:
+    # Behind a TLS-terminating proxy the scheme arrives in X-Forwarded-Proto.
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return proto.split(",")[0].strip() == "https"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body (small; the page's forms have a few short fields)."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM:
+        return {}
+    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _back(target: str | None, notice: str | None = None) -> str:
+    """Where to go after an action: a path on this site only (no open redirect)."""
+    path = "/"
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        path = target
+    parts = urlsplit(path)
+    query = [(k, v) for k, vs in parse_qs(parts.query).items() for v in vs if k != "notice"]
+    if notice:
+        query.append(("notice", notice))
+    return parts.path + ("?" + urlencode(query) if query else "")
+
+
+def _security_headers(nonce: str) -> dict[str, str]:
+    return {
+        # No script at all; the one inline stylesheet is allowed by its nonce.
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    nonce = secrets.token_urlsafe(16)
+    return _templates.TemplateResponse(
+        request,
+        name,
+        {"nonce": nonce, **context},
+        status_code=status,
+        headers=_security_headers(nonce),
+    )
+
+
+# --- view helpers ---------------------------------------------------------------------------
+
+
+def _safe_url(url: object) -> str | None:
+    """A link target only if it is http(s): autoescaping does not stop `javascript:` URLs."""
+    if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
+        return url
+    return None
+
+
+def _when(value: object) -> str:
+    """A time as `YYYY-MM-DD HH:MM:SS` in UTC (datetimes, ISO strings, epoch seconds)."""
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_templates.env.filters["safe_url"] = _safe_url
+_templates.env.filters["when"] = _when
+
+
+async def _recent_deliveries(services: Services, limit: int) -> list[dict[str, Any]] | None:
+    """The local delivery log's newest entries, or None when this server keeps no log."""
+    delivery_log = getattr(services, "delivery_log", None)
+    if delivery_log is None or not delivery_log.enabled:
+        return None
+    return [
+        {
+            "guid": entry.delivery_id,
+            "event": entry.event,
+            "action": entry.action,
+            "status": entry.status,
+            "ok": 200 <= entry.status < 300,
+            "outcome": entry.outcome,
+            "signature": entry.signature,
+            # Only a correctly signed delivery came from GitHub, so only GitHub can resend it.
+            "redeliverable": bool(entry.delivery_id) and entry.signature == "ok",
+            "received_at": entry.received_at,
+            "duration_ms": entry.duration_ms,
+        }
+        for entry in await delivery_log.recent(limit=limit)
+    ]
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def _bounded(value: str | None, default: int) -> int:
+    """A list length from the query: 1..500, the default when absent or not a number."""
+    try:
+        return max(1, min(500, int(value or default)))
+    except ValueError:
+        return default
+
+
+def _login_page(request: Request, *, failed: bool = False) -> Response:
+    return _render(request, "login.html", {"failed": failed}, 401 if failed else 200)
+
+
+async def index(request: Request) -> Response:
+    """GET /: the operator page, or the login form without a session or token."""
+    services = _services(request)
+    settings = services.settings
+    session = read_session_cookie(settings, request.cookies.get(SESSION_COOKIE))
+    if session is None and not _bearer(request, settings):
+        return _login_page(request)
+    params = request.query_params
+    repository = (params.get("repository") or "").strip() or None
+    state = params.get("state") or None
+    problems = []
+    if repository is not None and "\x00" in repository:
+        # PostgreSQL refuses NUL in text; no repository name has one anyway.
+        problems.append("a repository name has no NUL character: showing every repository")
+        repository = None
+    if state is not None and state not in STATES:
+        problems.append(f"unknown state {state!r}: showing every state")
+        state = None
+    limit = _bounded(params.get("limit"), 50)
+    refresh = params.get("refresh", "")
+    deployments = [
+        record.public()
+        for record in await services.store.recent(repository=repository, state=state, limit=limit)
+    ]
+    deliveries = await _recent_deliveries(services, _bounded(params.get("deliveries"), 20))
+    notice = NOTICES.get(params.get("notice", ""))
+    here = request.url.path + (("?" + request.url.query) if request.url.query else "")
+    return _render(
+        request,
+        "index.html",
+        {
+            "deployments": deployments,
+            "deliveries": deliveries,
+            "repository": repository or "",
+            "state": state or "",
+            "states": STATES,
+            "limit": limit,
+            "refresh": int(refresh) if refresh.isdigit() and 2 <= int(refresh) <= 3600 else None,
+            "problems": problems,
+            "notice": notice,
+            "csrf": session.csrf if session else "",
+            "back": here,
+            "session": session is not None,
+            "now": datetime.now(UTC),
+        },
+    )
+
+
+async def login(request: Request) -> Response:
+    """POST /login: check the token; set the session cookie and go to `/`."""
+    settings = _services(request).settings
+    form = await _form(request)
+    if not _token_ok(settings, form.get("token", "").strip()):
+        log.warning("operator login refused")
+        return _login_page(request, failed=True)
+    value, _ = make_session_cookie(settings)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
+    log.info("operator logged in")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """POST (or GET) /logout: forget the session cookie."""
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
+    )
+    return response
+
+
+async def _authorized_action(request: Request) -> tuple[bool, dict[str, str]]:
+    """Whether a page action may run: a bearer token, or the session plus its CSRF token."""
+    settings = _services(request).settings
+    form = await _form(request)
+    if _bearer(request, settings):
+        # A browser never attaches this header by itself, so a cross-site form cannot forge it.
+        return True, form
+    session = read_session_cookie(settings, request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return False, form
+    return hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()), form
+
+
+def _forbidden(request: Request) -> Response:
+    settings = _services(request).settings
+    if read_session_cookie(settings, request.cookies.get(SESSION_COOKIE)) is None:
+        return RedirectResponse("/", status_code=303)
+    return RedirectResponse(_back("/", "csrf"), status_code=303)
+
+
+async def resend(request: Request) -> Response:
+    """POST /ui/deployments/{id}/resend: queue a completed deployment's callback again."""
+    allowed, form = await _authorized_action(request)
+    if not allowed:
+        return _forbidden(request)
+    services = _services(request)
+    deployment_id = request.path_params["deployment_id"]
+    # PostgreSQL refuses NUL in text, and no deployment id has one.
+    record = None if "\x00" in deployment_id else await services.store.get(deployment_id)
+    if record is None:
+        notice = "no_such_deployment"
+    elif record.state != "completed" or not await services.store.resend_callback(deployment_id):
+        notice = "not_completed"
+    else:
+        services.sender.wake()
+        notice = "resent"
+        log.info("operator resent a callback", extra={"deployment_id": deployment_id})
+    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+
+
+async def redeliver(request: Request) -> Response:
+    """POST /ui/deliveries/{guid}/redeliver: ask GitHub to send that webhook again."""
+    allowed, form = await _authorized_action(request)
+    if not allowed:
+        return _forbidden(request)
+    services = _services(request)
+    guid = request.path_params["guid"]
+    # The local log knows the GUID; GitHub redelivers by its own attempt id, so look that up
+    # among the attempts since shortly before the delivery arrived (a day back if unknown).
+    now = time.time()
+    try:
+        received = float(form.get("received_at", ""))
+    except ValueError:
+        received = now - 86400
+    # A form field, so bounded: GitHub keeps deliveries for a few days, never from the future.
+    received = min(max(received, now - 7 * 86400), now) if math.isfinite(received) else now - 86400
+    since = datetime.fromtimestamp(received - REDELIVER_SLACK, UTC)
+    deliveries = HookDeliveries(services.github)
+    try:
+        attempts = [d for d in await deliveries.list(since=since) if d.get("guid") == guid]
+        if not attempts:
+            notice = "delivery_unknown"
+        else:
+            # Newest first: redeliver the latest attempt, as GitHub's own UI does.
+            await deliveries.redeliver(int(attempts[0]["id"]))
+            notice = "redelivered"
+            log.info("operator asked GitHub to redeliver", extra={"delivery_id": guid})
+    except (GitHubUnavailable, gidgethub.GitHubException) as exc:
+        log.warning("redelivery failed", extra={"delivery_id": guid, "error": str(exc)})
+        notice = "github_error"
+    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+
+
+routes = [
+    Route("/", index, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["GET", "POST"]),
+    Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
+    Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
+]
+
+__all__ = ["SESSION_COOKIE", "make_session_cookie", "read_session_cookie", "routes"]
