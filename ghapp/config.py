@@ -131,7 +131,7 @@ class Settings(BaseSettings):
             raise SettingsError("ORCHESTRATOR_TOKEN: required to serve")
         if not self.callback_secret:
             raise SettingsError("CALLBACK_SECRET: required to serve")
-        _check_key_loads(self.app_private_key())
+        check_key_loads(self.app_private_key())
 
     def effective_log_format(self) -> str:
         """`pretty` on a terminal, `json` otherwise, unless LOG_FORMAT says."""
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         return "pretty" if sys.stderr.isatty() else "json"
 
 
-def _check_key_loads(pem: str) -> None:
+def check_key_loads(pem: str) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:

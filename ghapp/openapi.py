@@ -92,6 +92,9 @@ class DeliveryList(BaseModel):
 
     deliveries: list[DeliverySummary]
     enabled: bool = Field(description="false when DELIVERY_LOG_DAYS turns the log off")
+    dropped: int = Field(
+        default=0, description="deliveries left out of the log under load (it keeps a sample)"
+    )
 
 
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -375,6 +378,7 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
             ),
             "401": _json("WebhookAnswer", "X-Hub-Signature-256 missing or wrong"),
             "413": _json("WebhookAnswer", "over 25 MiB"),
+            "500": _json("WebhookAnswer", "handling failed: GitHub lists it failed, redeliverable"),
         },
         tag="github",
         secured=False,

@@ -54,7 +54,13 @@ async def receive(request: Request) -> Response:
     """POST $WEBHOOK_PATH: verify, parse, handle; every delivery is counted."""
     services: Services = request.app.state.services
     started = time.perf_counter()
-    answer = await _receive(request, services)
+    try:
+        answer = await _receive(request, services)
+    except Exception:
+        # Say 500 so GitHub lists the delivery as failed (and redeliver-failed sends it
+        # again); the poller recovers the verdict meanwhile.
+        log.exception("webhook handling failed")
+        answer = _answer(500, "error", message="ghapp could not handle this delivery")
     services.metrics.webhook_received(answer.event, answer.action, answer.outcome)
     services.metrics.webhook_handling_seconds.observe(time.perf_counter() - started)
     if services.delivery_log is not None:

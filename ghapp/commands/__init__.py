@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 
-from ghapp.config import Settings, SettingsError, _check_key_loads, load_settings
+from ghapp.config import Settings, SettingsError, check_key_loads, load_settings
 from ghapp.github.client import GitHubClient
 
 
@@ -25,7 +25,7 @@ def app_settings() -> Settings:
     settings = load_settings()
     if not settings.app_id:
         raise SettingsError("APP_ID: required (the GitHub App's id)")
-    _check_key_loads(settings.app_private_key())
+    check_key_loads(settings.app_private_key())
     return settings
 
 
