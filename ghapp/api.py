@@ -23,6 +23,7 @@ from ghapp.engine import utcnow
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.models import DeploymentList, DeploymentRequest
+from ghapp.poller import run_event
 from ghapp.store import IdempotencyConflict
 
 if TYPE_CHECKING:
@@ -206,6 +207,15 @@ async def _dispatch(
         correlation_id=dispatched.correlation_id,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
+    if record.run is not None:
+        # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
+        early = await services.store.early_run(record.run.id)
+        if early is not None:
+            # The answer still says `dispatched` (DESIGN.md); the stored state moves on.
+            await services.engine.apply(record, run_event(from_json(early), utcnow()))
+    if record.run is None and record.correlation_id is None:
+        # GitHub named no run and nothing in its title will: find it by listing, soon.
+        services.poller.search_soon(record.repository)
     log.info(
         "dispatched",
         extra={

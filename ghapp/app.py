@@ -204,3 +204,14 @@ def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
     app.state.settings = settings
     app.state.retry_base = retry_base
     return app
+
+
+def app_from_env() -> Starlette:
+    """The app for `uvicorn --factory ghapp.app:app_from_env` (settings from the environment)."""
+    from ghapp.config import load_settings
+    from ghapp.logsetup import configure_logging
+
+    settings = load_settings()
+    settings.require_for_serve()
+    configure_logging(level=settings.log_level, fmt=settings.effective_log_format())
+    return create_app(settings)

@@ -6,11 +6,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ghapp.config import SettingsError, load_settings
 
 
-def _serve(_args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ghapp.app import create_app
@@ -18,8 +19,13 @@ def _serve(_args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_for_serve()
     _configure_logging(settings.log_level, settings.effective_log_format())
+    # Several workers need an import string: each process builds its own app from the
+    # environment; they share the database and claim work from it like replicas.
+    app: Any = create_app(settings) if args.workers == 1 else "ghapp.app:app_from_env"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=args.workers > 1,
+        workers=args.workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the server (settings from the environment)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); they share the database like replicas",
+    )
     serve.set_defaults(func=_serve)
     demo = commands.add_parser(
         "demo", help="the whole flow against the embedded GitHub simulator, no account needed"

@@ -348,6 +348,10 @@ def _row(p: _Pending) -> dict[str, Any]:
     }
 
 
+# Outcomes whose bodies the log does not keep: runs ghapp did not dispatch, ignored events.
+BODYLESS_OUTCOMES = frozenset({"not_ours", "ignored"})
+
+
 def record_webhook(
     delivery_log: DeliveryLog,
     headers: Mapping[str, str],
@@ -368,6 +372,10 @@ def record_webhook(
         signature = "unchecked"
     else:
         signature = "ok"
+    if outcome in BODYLESS_OUTCOMES:
+        # Most of an organisation's stream is other CI runs: keep that they came, not their
+        # 20 KiB bodies (GitHub keeps those: `ghapp deliveries show`).
+        body = b""
     # The delivery id and event are read from the headers when (if) the entry is written.
     delivery_log.record(
         delivery_id=None,

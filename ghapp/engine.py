@@ -127,6 +127,8 @@ class Engine:
             log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
         finally:
             renew.cancel()
+            # Wait for it: a renewal cut off mid-query would leave its connection unreturned.
+            await asyncio.gather(renew, return_exceptions=True)
             self._in_flight.discard(deployment_id)
 
     async def _renew(self, deployment_id: str) -> None:

@@ -164,17 +164,25 @@ class Poller:
         return True
 
     async def on_unknown_run(self, run: Mapping[str, Any], repository: str) -> bool:
-        """A webhook about a dispatched run no deployment watches: maybe a GHES dispatch's."""
-        unbound = await self.store.unbound(repository)
-        for record in unbound:
-            if record.correlation_id and await self.consider(record, [run]):
-                return True
-        if any(record.correlation_id is None for record in unbound):
-            # Without a correlation id only a listing can tell; give racing runs time to appear.
-            task = asyncio.create_task(self._search_later(repository))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """A webhook about a dispatched run no deployment watches: maybe a GHES dispatch's.
+
+        Only a run whose title carries a deployment id can be one (the template's run-name
+        puts it there); every other run costs no database query. Dispatches without the
+        correlation input are searched for by listing, see `search_soon`.
+        """
+        title = str(run.get("display_title") or "")
+        if "dep_" not in title:
+            return False
+        for record in await self.store.unbound(repository):
+            if record.correlation_id and record.correlation_id in title:
+                return await self.consider(record, [run])
         return False
+
+    def search_soon(self, repository: str) -> None:
+        """Look for the runs of uncorrelated dispatches once racing runs had time to appear."""
+        task = asyncio.create_task(self._search_later(repository))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _search_later(self, repository: str) -> None:
         await asyncio.sleep(correlation.SETTLE.total_seconds())

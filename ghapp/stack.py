@@ -5,6 +5,7 @@ The demo runs on it, and so do the end-to-end tests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import secrets
@@ -154,7 +155,10 @@ def settings_env(settings: Settings, port: int) -> dict[str, str]:
 class ProcessServer:
     """`ghapp serve` as a real child process, for tests that kill it."""
 
-    def __init__(self, settings: Settings, log_path: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, log_path: str | None = None, *, workers: int = 1
+    ) -> None:
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = settings_env(settings, self.port)
@@ -165,7 +169,17 @@ class ProcessServer:
         """Start the process and wait until /healthz answers."""
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115, ASYNC230 - for the child
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ghapp", "serve", env=self.env, stdout=log, stderr=log
+            sys.executable,
+            "-m",
+            "ghapp",
+            "serve",
+            "--workers",
+            str(self.workers),
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            # Its own process group: a kill reaches uvicorn's worker processes too.
+            start_new_session=True,
         )
         log.close()
         async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
@@ -183,7 +197,8 @@ class ProcessServer:
     async def kill(self) -> None:
         """SIGKILL: no clean-up runs, as when a machine dies."""
         if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             await self.process.wait()
 
     async def stop(self) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -35,6 +35,12 @@ def verify_signature(body: bytes, signature: str | None, secrets: list[str]) -> 
             continue
         return True
     return False
+
+
+def early_run_fields(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run event needs of a workflow_run payload, to keep for a deployment not stored yet."""
+    keys = ("id", "run_attempt", "status", "conclusion", "html_url", "head_sha")
+    return {key: run.get(key) for key in keys}
 
 
 class Answer(JSONResponse):
@@ -138,7 +144,12 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         # A dispatch whose run GitHub did not name (GHES): this may be it.
         if repository and await services.poller.on_unknown_run(run, repository):
             return _answer(200, "run_identified")
-        return _answer(200, "not_ours")
+        # Or a run so fast that its webhook beat the storing of its deployment: note it, and
+        # look again, so that whichever of the two comes second applies it.
+        await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
+        record = await services.store.by_run(run["id"])
+        if record is None:
+            return _answer(200, "not_ours")
     _remember_installation(services, payload)
     if delivery_id in services.recent_deliveries:
         return _answer(200, "duplicate")

@@ -56,3 +56,25 @@ async def test_two_replicas_one_killed_exactly_one_callback_each(
         for replica in replicas:
             await replica.kill()
         await stack.close()
+
+
+async def test_serve_with_two_workers_on_sqlite(tmp_path: Path) -> None:
+    stack = await Stack.start(f"sqlite:///{tmp_path / 'ghapp.db'}", retry_base=0.05)
+    await stack.stop_ghapp()
+    for repository, workflow in demo_workflows().items():
+        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    server = ProcessServer(stack.settings, str(tmp_path / "serve.log"), workers=2)
+    try:
+        stack.base_url = await server.start()
+        stack.sim.webhook_url = stack.base_url + stack.settings.webhook_path
+        answers = await asyncio.gather(
+            *(stack.deploy(repo) for repo in ("acme/shop", "acme/api") * 5)
+        )
+        ids = [body["id"] for _, body in answers]
+        for deployment_id in ids:
+            await stack.receiver.wait_for(deployment_id, timeout=60)
+        await asyncio.sleep(1.0)
+        assert sorted(c.deployment["id"] for c in stack.receiver.delivered()) == sorted(ids)
+    finally:
+        await server.kill()
+        await stack.close()

@@ -56,6 +56,17 @@ seen_deliveries = Table(
     Index("ix_seen_deliveries_received", "received_at"),
 )
 
+# Runs whose webhook came before their deployment was stored (a fast run, a slow commit):
+# kept a while so the deployment, once stored, still gets the news.
+early_runs = Table(
+    "early_runs",
+    metadata,
+    Column("run_id", BigInteger, primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("run", Text, nullable=False),
+    Index("ix_early_runs_received", "received_at"),
+)
+
 # The callback outbox: one row per verdict, written in the verdict's own transaction.
 outbox = Table(
     "outbox",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ghapp.deploys import DeploymentRecord
 from ghapp.models import CallbackInfo
-from ghapp.store.schema import deployments, outbox, seen_deliveries
+from ghapp.store.schema import deployments, early_runs, outbox, seen_deliveries
 
 
 class IdempotencyConflict(Exception):
@@ -65,8 +65,14 @@ class SqlStore:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        # Reads need no transaction: autocommit saves a BEGIN and a ROLLBACK round trip each.
-        self.reader: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL reads need no transaction: autocommit saves a BEGIN and a ROLLBACK round
+        # trip each. SQLite begins lazily anyway, and switching its isolation level per
+        # checkout costs more thread hops than it saves.
+        self.reader: AsyncEngine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
@@ -233,6 +239,32 @@ class SqlStore:
                 .values(gather_owner=owner, gather_until=now + lease_seconds)
             )
         return bool(result.rowcount)
+
+    async def note_early_run(self, run_id: int, run: str) -> None:
+        """Keep a run's latest webhook (JSON) for a deployment that may not be stored yet."""
+        now = time.time()
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                update(early_runs).where(early_runs.c.run_id == run_id).values(
+                    run=run, received_at=now
+                )
+            )
+            if not updated.rowcount:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            insert(early_runs).values(run_id=run_id, run=run, received_at=now)
+                        )
+                except IntegrityError:
+                    pass  # another process noted it at the same moment: either copy will do
+            await conn.execute(delete(early_runs).where(early_runs.c.received_at < now - 3600))
+
+    async def early_run(self, run_id: int) -> str | None:
+        """The run's webhook noted before its deployment was stored, if any."""
+        async with self.reader.connect() as conn:
+            return (
+                await conn.execute(select(early_runs.c.run).where(early_runs.c.run_id == run_id))
+            ).scalar()
 
     async def release_claims(self, owner: str) -> None:
         """Give up every lease of a worker that stops, so others need not wait them out."""
@@ -500,14 +532,18 @@ def _upgrade(connection: Any) -> None:
     command.upgrade(config, "head")
 
 
+# Built once: each query adds its WHERE to this (SQLAlchemy caches the compiled form).
+_RECORDS = select(
+    deployments.c.doc,
+    deployments.c.version,
+    deployments.c.request_hash,
+    outbox.c.state.label("cb_state"),
+    outbox.c.attempts.label("cb_attempts"),
+).select_from(deployments.outerjoin(outbox, outbox.c.deployment_id == deployments.c.id))
+
+
 def _select_records() -> Any:
-    return select(
-        deployments.c.doc,
-        deployments.c.version,
-        deployments.c.request_hash,
-        outbox.c.state.label("cb_state"),
-        outbox.c.attempts.label("cb_attempts"),
-    ).select_from(deployments.outerjoin(outbox, outbox.c.deployment_id == deployments.c.id))
+    return _RECORDS
 
 
 def _record(row: Row[Any]) -> DeploymentRecord:

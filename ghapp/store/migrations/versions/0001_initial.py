@@ -44,6 +44,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_seen_deliveries_received", "seen_deliveries", ["received_at"])
     op.create_table(
+        "early_runs",
+        sa.Column("run_id", sa.BigInteger, primary_key=True),
+        sa.Column("received_at", sa.Float, nullable=False),
+        sa.Column("run", sa.Text, nullable=False),
+    )
+    op.create_index("ix_early_runs_received", "early_runs", ["received_at"])
+    op.create_table(
         "outbox",
         sa.Column("delivery_id", sa.String(64), primary_key=True),
         sa.Column("deployment_id", sa.String(64), nullable=False, unique=True),
