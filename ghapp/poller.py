@@ -28,6 +28,13 @@ log = logging.getLogger("ghapp.poller")
 # At most this many polls a second for the whole process, whatever the backlog.
 MAX_POLLS_PER_SECOND = 5.0
 DEADLINE_INTERVAL = 30.0
+RECONCILE_BATCH = 50
+
+
+def _lease_for(batch: int) -> float:
+    # Long enough to work through the batch at the polling rate; the spacing of polls is
+    # `polled_at`'s business, so the lease can end as soon as the work is done.
+    return batch / MAX_POLLS_PER_SECOND + 10.0
 
 
 def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
@@ -58,12 +65,17 @@ class Poller:
         self.polls = 0
         self.not_modified = 0
         self._last_deadlines = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_slot = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = Metrics()
 
     async def run(self) -> None:
-        """Reconcile at once, then poll silent deployments until cancelled."""
-        await self.reconcile()
+        """Reconcile (alongside), and poll silent deployments until cancelled."""
+        # Reconciling thousands of deployments takes a while at a bounded rate: it must not
+        # hold up the polling of silent ones or the deadlines.
+        reconciling = asyncio.create_task(self.reconcile())
+        self._tasks.add(reconciling)
+        reconciling.add_done_callback(self._tasks.discard)
         while True:
             try:
                 await self.poll_silent()
@@ -76,34 +88,56 @@ class Poller:
             await asyncio.sleep(self.tick)
 
     async def reconcile(self) -> int:
-        """Check every unfinished deployment now: webhooks may have come while we were down."""
-        records = await self.store.claim_for_poll(
-            owner=self.owner,
-            silent_since=time.time() + 1,
-            lease_seconds=self.settings.poll_after,
-            limit=100_000,
-        )
-        await self._check_all(records)
-        return len(records)
+        """Check every unfinished deployment once: webhooks may have come while we were down."""
+        started = time.time()
+        count = 0
+        while True:
+            # Batch by batch: a deployment polled since the start (here or by another
+            # replica) is not claimed again.
+            records = await self.store.claim_for_poll(
+                owner=self.owner,
+                silent_since=started + 1,
+                polled_before=started,
+                lease_seconds=_lease_for(RECONCILE_BATCH),
+                limit=RECONCILE_BATCH,
+            )
+            if not records:
+                return count
+            count += len(records)
+            await self._check_all(records)
 
     async def poll_silent(self) -> int:
-        """Poll the deployments nothing was heard about for POLL_AFTER seconds."""
+        """Poll the deployments nothing was heard about (nor polled) for POLL_AFTER seconds."""
+        since = time.time() - self.settings.poll_after
+        batch = max(int(MAX_POLLS_PER_SECOND * self.tick), 1)
         records = await self.store.claim_for_poll(
             owner=self.owner,
-            silent_since=time.time() - self.settings.poll_after,
-            lease_seconds=self.settings.poll_after,
-            limit=max(int(MAX_POLLS_PER_SECOND * self.tick), 1),
+            silent_since=since,
+            polled_before=since,
+            lease_seconds=_lease_for(batch),
+            limit=batch,
         )
         await self._check_all(records)
         return len(records)
 
     async def _check_all(self, records: list[DeploymentRecord]) -> None:
-        for record in records:
-            started = time.monotonic()
-            with contextlib.suppress(Exception):
-                await self.check(record)
-            # Spread the polls out: a backlog must not become a burst against the API.
-            await asyncio.sleep(max(0.0, 1 / MAX_POLLS_PER_SECOND - (time.monotonic() - started)))
+        try:
+            for record in records:
+                await self._pace()
+                with contextlib.suppress(Exception):
+                    await self.check(record)
+        finally:
+            if records:
+                with contextlib.suppress(Exception):
+                    await self.store.release_poll_claims([r.id for r in records], self.owner)
+
+    async def _pace(self) -> None:
+        # One schedule for reconciliation and polling together: a backlog is spread out at
+        # MAX_POLLS_PER_SECOND, never a burst against the API.
+        now = time.monotonic()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + 1 / MAX_POLLS_PER_SECOND
+        await asyncio.sleep(slot - now)
 
     async def check(self, record: DeploymentRecord) -> None:
         """Ask GitHub about one deployment's run (or look for the run if unknown)."""

@@ -36,6 +36,8 @@ deployments = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", Float, nullable=True),
+    # When a poller last took it: spaces the polls of a quiet deployment.
+    Column("polled_at", Float, nullable=True),
     # A separate lease for gathering a verdict, so a poll's lease never delays one.
     Column("gather_owner", String(64), nullable=True),
     Column("gather_until", Float, nullable=True),

@@ -181,16 +181,24 @@ class SqlStore:
         return [_record(row) for row in rows]
 
     async def claim_for_poll(
-        self, *, owner: str, silent_since: float, lease_seconds: float, limit: int
+        self,
+        *,
+        owner: str,
+        silent_since: float,
+        polled_before: float,
+        lease_seconds: float,
+        limit: int,
     ) -> list[DeploymentRecord]:
-        """Claim unfinished deployments silent since a time, so one worker polls each at once.
+        """Claim unfinished deployments silent and unpolled since a time, for one poller.
 
-        The claim lasts `lease_seconds`, which also spaces the polls of a quiet deployment.
+        The claim marks them polled now (which spaces the polls of a quiet deployment) and
+        reserves them for `lease_seconds`, so no other replica polls them meanwhile.
         """
         now = time.time()
         claimable = and_(
             deployments.c.phase.in_(("dispatched", "in_progress")),
             deployments.c.last_heard_at < silent_since,
+            or_(deployments.c.polled_at.is_(None), deployments.c.polled_at < polled_before),
             or_(deployments.c.lease_until.is_(None), deployments.c.lease_until < now),
         )
         until = now + lease_seconds
@@ -209,7 +217,7 @@ class SqlStore:
             await conn.execute(
                 update(deployments)
                 .where(deployments.c.id.in_(ids), claimable)
-                .values(lease_owner=owner, lease_until=until)
+                .values(lease_owner=owner, lease_until=until, polled_at=now)
             )
             rows = (
                 await conn.execute(
@@ -282,6 +290,15 @@ class SqlStore:
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def release_poll_claims(self, ids: list[str], owner: str) -> None:
+        """End a poller's claim on deployments it has polled."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(deployments)
+                .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", sa.Float, nullable=True),
+        sa.Column("polled_at", sa.Float, nullable=True),
         sa.Column("gather_owner", sa.String(64), nullable=True),
         sa.Column("gather_until", sa.Float, nullable=True),
         sa.Column("doc", sa.Text, nullable=False),
