@@ -48,12 +48,7 @@ def bare() -> Starlette:
 
 
 def ghapp() -> Starlette:
-    """ghapp's app as `ghapp serve` builds it (settings from the environment, same logging)."""
-    from ghapp.app import create_app
-    from ghapp.config import load_settings
-    from ghapp.logsetup import configure_logging
+    """ghapp's app exactly as `ghapp serve --workers N` builds it in each worker."""
+    from ghapp.app import app_from_env
 
-    settings = load_settings()
-    settings.require_for_serve()
-    configure_logging(level=settings.log_level, fmt=settings.effective_log_format())
-    return create_app(settings)
+    return app_from_env()
