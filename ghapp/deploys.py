@@ -32,6 +32,8 @@ _STATUS_RANK = {
     "completed": 2,
 }
 _REASONS = frozenset(get_args(Reason))
+# How stale `last_heard_at` may be before a repeated event is worth a write.
+HEARD_RESOLUTION = timedelta(seconds=5)
 
 
 class DeploymentRecord(Deployment):
@@ -266,8 +268,10 @@ def _on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
     new_rank = _STATUS_RANK.get(event.status, 0)
     same_attempt = run is not None and event.attempt == run.attempt
     if same_attempt and new_rank <= current_rank:
-        # A late or repeated event: it says nothing new, only that the run is alive.
-        return Transition(updated, changed=updated.last_heard_at != record.last_heard_at)
+        # A late or repeated event says only that the run is alive; the polling clock needs
+        # that to a few seconds, not a write per webhook.
+        fresh = updated.last_heard_at - record.last_heard_at >= HEARD_RESOLUTION
+        return Transition(updated, changed=fresh) if fresh else Transition(record)
     updated.run = _run_of(event, run)
     updated.head_sha = event.head_sha or updated.head_sha
     updated.updated_at = event.at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gidgethub import ValidationFailure
@@ -41,6 +42,20 @@ def early_run_fields(run: dict[str, Any]) -> dict[str, Any]:
     """What a run event needs of a workflow_run payload, to keep for a deployment not stored yet."""
     keys = ("id", "run_attempt", "status", "conclusion", "html_url", "head_sha")
     return {key: run.get(key) for key in keys}
+
+
+EARLY_RUN_WINDOW = timedelta(seconds=60)
+
+
+def _just_created(run: dict[str, Any]) -> bool:
+    created = run.get("created_at")
+    if not isinstance(created, str):
+        return False
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return utcnow() - when < EARLY_RUN_WINDOW
 
 
 class Answer(JSONResponse):
@@ -145,7 +160,10 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         if repository and await services.poller.on_unknown_run(run, repository):
             return _answer(200, "run_identified")
         # Or a run so fast that its webhook beat the storing of its deployment: note it, and
-        # look again, so that whichever of the two comes second applies it.
+        # look again, so that whichever of the two comes second applies it. Only a run
+        # created moments ago can be in that race.
+        if not _just_created(run):
+            return _answer(200, "not_ours")
         await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
         record = await services.store.by_run(run["id"])
         if record is None:

@@ -249,3 +249,12 @@ def test_public_view_hides_internal_fields() -> None:
         "completed_at",
         "reruns",
     }
+
+
+def test_repeated_status_refreshes_the_polling_clock_sparingly() -> None:
+    record, _ = feed(fresh(), run("in_progress", t=1))
+    soon = deploys.apply(record, run("in_progress", t=3))
+    assert not soon.changed  # two seconds later: not worth a write
+    later = deploys.apply(record, run("in_progress", t=10))
+    assert later.changed and later.record.last_heard_at == at(10)
+    assert later.actions == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -265,7 +266,10 @@ class SqlStore:
                         )
                 except IntegrityError:
                     pass  # another process noted it at the same moment: either copy will do
-            await conn.execute(delete(early_runs).where(early_runs.c.received_at < now - 3600))
+            if random.random() < 0.01:  # now and then is enough to keep the table small
+                await conn.execute(
+                    delete(early_runs).where(early_runs.c.received_at < now - 3600)
+                )
 
     async def early_run(self, run_id: int) -> str | None:
         """The run's webhook noted before its deployment was stored, if any."""
