@@ -61,9 +61,25 @@ def read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
     return own, inclusive, total
 
 
+def package(frame: str) -> str:
+    """Where a frame's code lives: `ghapp/webhooks.py`, else the top package (`sqlalchemy`)."""
+    where = frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else "?"
+    return where if where.startswith("ghapp/") else where.split("/")[0].removesuffix(".py")
+
+
 def report(own: Counter[str], inclusive: Counter[str], total: int, top: int) -> str:
-    """The two top lists as text."""
+    """The top lists as text: by package (self), by function (self and inclusive).
+
+    Inclusive counts understate the request path: SQLAlchemy's async calls run their sync part
+    in greenlets and uvloop resumes coroutines from C, and py-spy shows those stacks without
+    their callers; self counts by package do not depend on that."""
     lines = [f"{total} samples"]
+    packages: Counter[str] = Counter()
+    for frame, count in own.items():
+        packages[package(frame)] += count
+    lines.append("\nself samples by package (ghapp by module):")
+    for name, count in packages.most_common(top):
+        lines.append(f"  {100 * count / max(total, 1):5.1f}%  {name}")
     for title, counts in (("self", own), ("inclusive", inclusive)):
         lines.append(f"\ntop {top} by {title} samples:")
         for frame, count in counts.most_common(top):
