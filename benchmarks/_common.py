@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -29,7 +28,7 @@ from aiohttp import web
 
 from ghapp.config import Settings
 from ghapp.simulator import Simulator
-from ghapp.simulator.auth import generate_private_key_pem
+from ghapp.stack import app_key
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("GHAPP_REFERENCE", REPO.parent / "shared" / "github-reference"))
@@ -239,12 +238,6 @@ async def wait_http(url: str, timeout: float = 30.0, proc: Any = None) -> float:
 
 
 # --- the simulator rig ------------------------------------------------------------------
-
-
-@functools.cache
-def app_key() -> str:
-    """One simulated App key per process (RSA generation is slow)."""
-    return generate_private_key_pem()
 
 
 @dataclass

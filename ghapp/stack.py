@@ -26,8 +26,8 @@ from ghapp.simulator.auth import generate_private_key_pem
 
 
 @functools.cache
-def _app_key() -> str:
-    # One simulated App key per process: RSA generation is slow and the key is not a secret.
+def app_key() -> str:
+    """One simulated App key per process: RSA generation is slow and the key is not a secret."""
     return generate_private_key_pem()
 
 
@@ -56,7 +56,7 @@ class Stack:
         webhook_secret = secrets.token_hex(16)
         sim = Simulator(
             app_id=424242,
-            private_key_pem=_app_key(),
+            private_key_pem=app_key(),
             webhook_secret=webhook_secret,
             step_delay=step_delay,
         )

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ghapp.demo import demo_workflows
+from ghapp.stack import Stack
+
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
 POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
 
@@ -34,6 +37,16 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped")
     await reset_postgres(url)
     yield url
+
+
+@pytest.fixture
+async def stack(database_url: str) -> AsyncIterator[Stack]:
+    """ghapp on loopback with the demo's repositories (acme/shop succeeds, acme/api fails)."""
+    stack = await Stack.start(database_url)
+    for repository, workflow in demo_workflows().items():
+        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    yield stack
+    await stack.close()
 
 
 @pytest.fixture

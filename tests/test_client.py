@@ -13,7 +13,6 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +28,6 @@ from ghapp.client import (
     sign_callback,
     verify_callback,
 )
-from ghapp.demo import demo_workflows
 from ghapp.models import Deployment
 from ghapp.stack import Stack
 
@@ -192,16 +190,6 @@ def test_verify_refuses_an_empty_secret() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The client over HTTP, against the real ghapp (with the simulator and a callback receiver)
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[Stack]:
-    """ghapp on loopback with the demo's repositories (acme/shop succeeds, acme/api fails)."""
-    stack = await Stack.start(database_url)
-    for repository, workflow in demo_workflows().items():
-        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
-    yield stack
-    await stack.close()
 
 
 def client_for(stack: Stack, **options: Any) -> Client:

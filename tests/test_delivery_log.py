@@ -16,19 +16,9 @@ from sqlalchemy import func, select
 
 from ghapp.cli import main
 from ghapp.delivery_log import FLUSH_BATCH, FLUSH_BYTES, MAX_BODY, DeliveryLog
-from ghapp.demo import demo_workflows
 from ghapp.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.store.schema import delivery_log
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[Stack]:
-    stack = await Stack.start(database_url)
-    for repository, workflow in demo_workflows().items():
-        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
-    yield stack
-    await stack.close()
 
 
 async def post_webhook(

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from ghapp.demo import demo_workflows
 from ghapp.simulator import Job, Step, Workflow
 from ghapp.stack import Stack
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[Stack]:
-    stack = await Stack.start(database_url)
-    for repository, workflow in demo_workflows().items():
-        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
-    yield stack
-    await stack.close()
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from starlette.routing import Route
 
-from ghapp.demo import demo_workflows
 from ghapp.openapi import build_spec, has_route
 from ghapp.stack import Stack
 
@@ -97,15 +95,6 @@ def test_the_webhook_path_follows_the_setting() -> None:
     assert "/hooks/github" in spec["paths"]
     assert "/api/github/webhooks" not in spec["paths"]
     assert spec["paths"]["/hooks/github"]["post"]["security"] == []
-
-
-@pytest.fixture
-async def stack(database_url: str) -> AsyncIterator[Stack]:
-    stack = await Stack.start(database_url)
-    for repository, workflow in demo_workflows().items():
-        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
-    yield stack
-    await stack.close()
 
 
 def _app_routes(stack: Stack) -> list[Any]:
