@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -27,6 +25,7 @@ from ghapp.failures import FailureReporter
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
+from ghapp.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
 SAVE_RETRIES = 8
@@ -39,7 +38,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine:
+class Engine(Worker):
     """Applies events to stored deployments and runs the resulting actions in the background."""
 
     def __init__(
@@ -50,14 +49,12 @@ class Engine:
         on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
         action_retry_base: float = 1.0,
     ) -> None:
-        self.store = store
+        super().__init__(store, "engine")
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
         self.reporter = FailureReporter(github, retry_base=action_retry_base)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
-        self.owner = f"engine-{uuid.uuid4().hex[:12]}"
 
     async def apply(
         self, record: DeploymentRecord, event: Event, *, delivery_id: str | None = None
@@ -90,12 +87,7 @@ class Engine:
             if isinstance(action, SendCallback) or record.id in self._in_flight:
                 continue
             self._in_flight.add(record.id)
-            self._spawn(self._conclude(record.id, action))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self.spawn(self._conclude(record.id, action))
 
     async def _conclude(self, deployment_id: str, action: Action) -> None:
         with bind(deployment_id=deployment_id):
@@ -162,11 +154,3 @@ class Engine:
                 self.schedule(record, actions)
                 count += 1
         return count
-
-    async def close(self) -> None:
-        """Cancel background work; what it had not finished stays in the store."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.store.release_claims(self.owner)

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from ghapp.engine import Engine, utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
+from ghapp.workers import Worker
 
 log = logging.getLogger("ghapp.poller")
 # At most this many polls a second for the whole process, whatever the backlog.
@@ -50,32 +50,28 @@ def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
     )
 
 
-class Poller:
+class Poller(Worker):
     """One per process; claims work per deployment so several replicas share it."""
 
     def __init__(
         self, store: SqlStore, github: GitHubClient, engine: Engine, settings: Settings
     ) -> None:
-        self.store = store
+        super().__init__(store, "poll")
         self.github = github
         self.engine = engine
         self.settings = settings
-        self.owner = f"poll-{uuid.uuid4().hex[:12]}"
         self.tick = min(max(settings.poll_after / 4, 0.05), 5.0)
         self.polls = 0
         self.not_modified = 0
         self._last_deadlines = 0.0
         self._next_slot = 0.0
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = Metrics()
 
     async def run(self) -> None:
         """Reconcile (alongside), and poll silent deployments until cancelled."""
         # Reconciling thousands of deployments takes a while at a bounded rate: it must not
         # hold up the polling of silent ones or the deadlines.
-        reconciling = asyncio.create_task(self.reconcile())
-        self._tasks.add(reconciling)
-        reconciling.add_done_callback(self._tasks.discard)
+        self.spawn(self.reconcile())
         while True:
             try:
                 await self.poll_silent()
@@ -214,9 +210,7 @@ class Poller:
 
     def search_soon(self, repository: str) -> None:
         """Look for the runs of uncorrelated dispatches once racing runs had time to appear."""
-        task = asyncio.create_task(self._search_later(repository))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.spawn(self._search_later(repository))
 
     async def _search_later(self, repository: str) -> None:
         await asyncio.sleep(correlation.SETTLE.total_seconds())
@@ -224,14 +218,6 @@ class Poller:
             if record.correlation_id is None:
                 with contextlib.suppress(Exception):
                     await self.check(record)
-
-    async def close(self) -> None:
-        """Cancel delayed searches."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.store.release_claims(self.owner)
 
     async def check_deadlines(self) -> int:
         """Give up on runs never found in time and on runs going on too long."""
