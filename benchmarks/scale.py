@@ -65,10 +65,13 @@ RUN_BASE = 7_000_000_000
 FOREIGN_RUN = 8_900_000_000
 IDLE_TARGET_MIB = 60.0
 WARMUP = 5  # deliveries of each kind sent first and not counted
+# Deployments the start-up reconciliation has taken so far (it marks each one polled).
 CLAIMED = (
-    "SELECT COUNT(*) FROM deployments WHERE lease_owner IS NOT NULL "
+    "SELECT COUNT(*) FROM deployments WHERE polled_at IS NOT NULL "
     "AND phase IN ('dispatched', 'in_progress')"
 )
+# Reconciliation works in batches at a bounded rate; its first batch shows it has begun.
+FIRST_BATCH = 50
 
 
 def repository(i: int) -> str:
@@ -103,7 +106,7 @@ async def spawn(rig: Rig, tmp: Path, name: str) -> tuple[asyncio.subprocess.Proc
 
 
 async def claimed(database: Path, total: int, timeout: float) -> float | None:
-    """The monotonic time every unfinished deployment was claimed (None on time-out)."""
+    """The monotonic time `total` unfinished deployments were claimed (None on time-out)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await asyncio.to_thread(sqlite_count, database, CLAIMED) >= total:
@@ -186,7 +189,7 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
         await store.close()
         proc, url, began = await spawn(rig, tmp, "scale-ghapp-10k.log")
         ready, claim = await asyncio.gather(
-            wait_http(url + "/readyz", 120, proc), claimed(database, total, 120)
+            wait_http(url + "/readyz", 120, proc), claimed(database, min(total, FIRST_BATCH), 120)
         )
         out["ready_s"] = round(ready - began, 3)
         out["claimed_all_s"] = round(claim - began, 3) if claim is not None else None
@@ -232,7 +235,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
             round(1000 * out["insert_s"] / max(out["deployments"] - out["inserted_first"], 1), 2),
             "ms"),
         row(f"start to /readyz, {out['deployments']} unfinished", out["ready_s"], "s"),
-        row(f"start to all {out['deployments']} claimed for reconciliation",
+        row(f"start to reconciliation's first {min(out['deployments'], FIRST_BATCH)} claimed",
             out["claimed_all_s"], "s"),
         row("reconciliation polls/s (measured)", out["polls_per_s"], "/s"),
         row(f"reconciliation of {out['deployments']} at 5 polls/s (projected)",
