@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from ghapp.simulator.auth import TokenInfo
+from ghapp.simulator.state import Repository, World
 
 JSON_TYPE = "application/json; charset=utf-8"
 DOCS = "https://docs.github.com/rest"
@@ -46,6 +47,14 @@ class ApiError(Exception):
         """The error as an HTTP answer."""
         body = {"message": self.message, "documentation_url": self.documentation_url}
         return json_response(body, self.status, self.headers)
+
+
+def repo_of(world: World, call: Call) -> Repository:
+    """The repository named by the route's {owner}/{repo}, or GitHub's 404."""
+    repo = world.repo_of(call.params["owner"], call.params["repo"])
+    if repo is None:
+        raise not_found()
+    return repo
 
 
 def not_found(documentation_url: str = DOCS) -> ApiError:

@@ -11,8 +11,16 @@ from aiohttp import web
 
 from ghapp.simulator import files, logs, payloads
 from ghapp.simulator.clock import parse_time
-from ghapp.simulator.http import ApiError, Call, Router, empty_response, json_response, not_found
-from ghapp.simulator.state import JobState, Repository, RunState
+from ghapp.simulator.http import (
+    ApiError,
+    Call,
+    Router,
+    empty_response,
+    json_response,
+    not_found,
+    repo_of,
+)
+from ghapp.simulator.state import JobState, RunState
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulator import Simulator
@@ -68,21 +76,15 @@ def register(router: Router, sim: Simulator) -> None:
     """Add the Actions routes."""
     world = sim.world
 
-    def repo_of(call: Call) -> Repository:
-        repo = world.repo_of(call.params["owner"], call.params["repo"])
-        if repo is None:
-            raise not_found()
-        return repo
-
     def run_of(call: Call) -> RunState:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         run = world.runs.get(call.int_param("run_id"))
         if run is None or run.repo is not repo:
             raise not_found()
         return run
 
     def job_of(call: Call) -> tuple[RunState, JobState]:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         job = world.jobs.get(call.int_param("job_id"))
         if job is None or world.runs[job.run_id].repo is not repo:
             raise not_found()
@@ -90,7 +92,7 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches")
     async def dispatch(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         wf = repo.workflow(call.params["workflow_id"])
         if wf is None:
             raise not_found("https://docs.github.com/rest/actions/workflows"
@@ -135,21 +137,21 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/actions/workflows")
     async def list_workflows(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         found = [payloads.workflow(world, repo, wf.id, wf.name, wf.path)
                  for wf in repo.workflows.values()]
         return json_response({"total_count": len(found), "workflows": found})
 
     @router.route("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}")
     async def get_workflow(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         wf = repo.workflow(call.params["workflow_id"])
         if wf is None:
             raise not_found()
         return json_response(payloads.workflow(world, repo, wf.id, wf.name, wf.path))
 
     async def list_runs(call: Call, workflow_id: int | None) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         runs = [r for r in world.runs.values() if r.repo is repo
                 and (workflow_id is None or r.workflow.id == workflow_id)]
         q = call.request.query
@@ -181,7 +183,7 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/runs")
     async def workflow_runs(call: Call) -> web.StreamResponse:
-        wf = repo_of(call).workflow(call.params["workflow_id"])
+        wf = repo_of(world, call).workflow(call.params["workflow_id"])
         if wf is None:
             raise not_found()
         return await list_runs(call, wf.id)
@@ -258,7 +260,7 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/contents/{path:.+}")
     async def contents(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         ref = call.query("ref") or repo.default_branch
         branch = repo.resolve_ref(ref)
         if branch is None:

@@ -12,8 +12,16 @@ from nacl.public import SealedBox
 
 from ghapp.simulator import accounts, payloads
 from ghapp.simulator.clock import iso_z, now_s
-from ghapp.simulator.http import ApiError, Call, Router, empty_response, json_response, not_found
-from ghapp.simulator.state import DeploymentState, Repository
+from ghapp.simulator.http import (
+    ApiError,
+    Call,
+    Router,
+    empty_response,
+    json_response,
+    not_found,
+    repo_of,
+)
+from ghapp.simulator.state import DeploymentState
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulator import Simulator
@@ -26,14 +34,8 @@ def register(router: Router, sim: Simulator) -> None:
     """Add the repository routes."""
     world = sim.world
 
-    def repo_of(call: Call) -> Repository:
-        repo = world.repo_of(call.params["owner"], call.params["repo"])
-        if repo is None:
-            raise not_found()
-        return repo
-
     def deployment_of(call: Call) -> DeploymentState:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         dep = world.deployments.get(call.int_param("deployment_id"))
         if dep is None or dep.repo is not repo:
             raise not_found()
@@ -41,11 +43,11 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}")
     async def get_repo(call: Call) -> web.StreamResponse:
-        return json_response(accounts.full_repository(world, repo_of(call)))
+        return json_response(accounts.full_repository(world, repo_of(world, call)))
 
     @router.route("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations")
     async def annotations(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         job = world.jobs.get(call.int_param("check_run_id"))
         if job is None or world.runs[job.run_id].repo is not repo:
             raise not_found()
@@ -56,7 +58,7 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/deployments")
     async def list_deployments(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         found = [d for d in world.deployments.values() if d.repo is repo]
         for key in ("sha", "ref", "environment"):
             wanted = call.query(key)
@@ -82,13 +84,13 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/actions/secrets/public-key")
     async def public_key(call: Call) -> web.StreamResponse:
-        repo_of(call)
+        repo_of(world, call)
         key = base64.b64encode(bytes(sim.secrets_key.public_key)).decode()
         return json_response({"key_id": sim.secrets_key_id, "key": key})
 
     @router.route("PUT", "/repos/{owner}/{repo}/actions/secrets/{secret_name}")
     async def put_secret(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         name = call.params["secret_name"]
         if not SECRET_NAME.match(name):
             raise ApiError(422, "Secret names can only contain alphanumeric characters ([a-z], "
@@ -114,7 +116,7 @@ def register(router: Router, sim: Simulator) -> None:
 
     @router.route("GET", "/repos/{owner}/{repo}/actions/secrets/{secret_name}")
     async def get_secret(call: Call) -> web.StreamResponse:
-        repo = repo_of(call)
+        repo = repo_of(world, call)
         name = call.params["secret_name"].upper()
         if name not in repo.secrets:
             raise not_found(SECRETS_DOCS)
