@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,23 @@ async def stack(database_url: str) -> AsyncIterator[Stack]:
         stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
     yield stack
     await stack.close()
+
+
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run the `ghapp` command line in a thread (it runs its own event loop): (code, out, err)."""
+    from ghapp.cli import main
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ghapp.cli import main
 from ghapp.demo import demo_workflows
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer, failed_guids, parse_since
 from ghapp.stack import Stack
+
+# The `cli` fixture of conftest.py.
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 @pytest.fixture
@@ -33,14 +34,6 @@ async def stack(
     monkeypatch.setenv("GITHUB_API_URL", stack.sim.api_url)
     yield stack
     await stack.close()
-
-
-async def ghapp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in a thread (it runs its own event loop); (code, stdout, stderr)."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def completed_with_dropped_webhook(stack: Stack, repository: str) -> tuple[str, str]:
@@ -62,9 +55,7 @@ def redelivered_guids(stack: Stack) -> list[str]:
     return [d.guid for d in stack.sim.deliveries if d.redelivery]
 
 
-async def test_redeliver_failed_sends_exactly_the_failed_guids_once(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_redeliver_failed_sends_exactly_the_failed_guids_once(stack: Stack, cli: Cli) -> None:
     shop, shop_guid = await completed_with_dropped_webhook(stack, "acme/shop")
     api, api_guid = await completed_with_dropped_webhook(stack, "acme/api")
     _, body = await stack.deploy("acme/shop")  # one whose webhooks all arrived
@@ -72,12 +63,12 @@ async def test_redeliver_failed_sends_exactly_the_failed_guids_once(
     _, before = await stack.get(f"/api/v1/deployments/{shop}")
     assert before["state"] != "completed"
 
-    code, out, _ = await ghapp(capsys, "deliveries", "redeliver-failed", "--dry-run")
+    code, out, _ = await cli("deliveries", "redeliver-failed", "--dry-run")
     assert code == 0
     assert shop_guid in out and api_guid in out and "would redeliver 2" in out
     assert stack.sim.api_calls(method="POST", path="/attempts") == 0
 
-    code, out, _ = await ghapp(capsys, "deliveries", "redeliver-failed", "--since", "1h")
+    code, out, _ = await cli("deliveries", "redeliver-failed", "--since", "1h")
     assert code == 0, out
     assert out.strip().splitlines()[-1].endswith("redelivered 2")
     await stack.sim.drain()
@@ -88,19 +79,17 @@ async def test_redeliver_failed_sends_exactly_the_failed_guids_once(
     await stack.receiver.wait_for(api)
 
     # Safe from cron: a second run finds nothing left to send.
-    code, out, _ = await ghapp(capsys, "deliveries", "redeliver-failed")
+    code, out, _ = await cli("deliveries", "redeliver-failed")
     assert code == 0 and "0 failed guid(s)" in out and "redelivered 0" in out
     await stack.sim.drain()
     assert len(redelivered_guids(stack)) == 2
 
 
-async def test_a_guid_whose_redelivery_failed_is_sent_again(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_guid_whose_redelivery_failed_is_sent_again(stack: Stack, cli: Cli) -> None:
     _, guid = await completed_with_dropped_webhook(stack, "acme/shop")
     stack.sim.faults.drop_webhooks = True  # the server stays unreachable
     for expected in (1, 2):
-        code, out, _ = await ghapp(capsys, "deliveries", "redeliver-failed", "--json")
+        code, out, _ = await cli("deliveries", "redeliver-failed", "--json")
         assert code == 0
         report = json.loads(out)
         assert [f["guid"] for f in report["redelivered"]] == [guid]
@@ -108,11 +97,9 @@ async def test_a_guid_whose_redelivery_failed_is_sent_again(
         assert redelivered_guids(stack) == [guid] * expected
 
 
-async def test_list_failed_show_and_redeliver(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_list_failed_show_and_redeliver(stack: Stack, cli: Cli) -> None:
     _, guid = await completed_with_dropped_webhook(stack, "acme/shop")
-    code, out, _ = await ghapp(capsys, "deliveries", "list", "--failed", "--json")
+    code, out, _ = await cli("deliveries", "list", "--failed", "--json")
     assert code == 0
     [failed] = json.loads(out)
     assert failed["guid"] == guid
@@ -120,32 +107,32 @@ async def test_list_failed_show_and_redeliver(
     assert failed["last_status_code"] == 0 and failed["attempts"] == 1
     assert set(failed) >= {"guid", "event", "action", "last_status", "delivered_at"}
 
-    code, out, _ = await ghapp(capsys, "deliveries", "list", "--failed")
+    code, out, _ = await cli("deliveries", "list", "--failed")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["GUID", "EVENT", "ACTION", "LAST"]
     assert lines[1].startswith(guid) and "failed to connect to host" in lines[1]
 
-    code, out, _ = await ghapp(capsys, "deliveries", "list", "--event", "workflow_run")
+    code, out, _ = await cli("deliveries", "list", "--event", "workflow_run")
     assert code == 0
     rows = out.splitlines()[1:-1]
     assert rows and all("workflow_run" in row for row in rows)
     handled = next(row for row in rows if "200" in row)
     delivery_id = handled.split()[0]
 
-    code, out, _ = await ghapp(capsys, "deliveries", "show", delivery_id)
+    code, out, _ = await cli("deliveries", "show", delivery_id)
     assert code == 0
     assert "X-GitHub-Event: workflow_run" in out and "Request payload:" in out
     assert '"workflow_run": {' in out
     assert "Response body:" in out and '"outcome"' in out
 
     failed_id = str(failed["redeliver_id"])
-    code, out, _ = await ghapp(capsys, "deliveries", "redeliver", failed_id)
+    code, out, _ = await cli("deliveries", "redeliver", failed_id)
     assert code == 0 and "requested" in out
     await stack.sim.drain()
     assert redelivered_guids(stack) == [guid]
 
-    code, _, err = await ghapp(capsys, "deliveries", "show", "999")
+    code, _, err = await cli("deliveries", "show", "999")
     assert code == 1 and err.startswith("ghapp: GitHub answered 404")
 
 
@@ -248,15 +235,15 @@ def test_parse_since() -> None:
 
 
 async def test_bad_since_and_missing_credentials_are_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("APP_ID", raising=False)
-    code, _, err = await ghapp(capsys, "deliveries", "list")
+    code, _, err = await cli("deliveries", "list")
     assert code == 2 and err == "ghapp: APP_ID: required (the GitHub App's id)\n"
-    code, _, err = await ghapp(capsys, "deliveries", "list", "--since", "soon")
+    code, _, err = await cli("deliveries", "list", "--since", "soon")
     assert code == 2 and err == "ghapp: --since: 'soon' is not a duration like 30m, 6h or 2d\n"
     monkeypatch.setenv("APP_ID", "1")
     monkeypatch.setenv("PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\nnope\n")
-    code, _, err = await ghapp(capsys, "deliveries", "list")
+    code, _, err = await cli("deliveries", "list")
     assert code == 2 and err.startswith("ghapp: PRIVATE_KEY: the key does not load")

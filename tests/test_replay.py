@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ghapp.cli import main
 from ghapp.demo import demo_workflows
 from ghapp.stack import Stack
+
+# The `cli` fixture of conftest.py.
+Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 @pytest.fixture
@@ -27,13 +28,6 @@ async def stack(
     monkeypatch.setenv("ORCHESTRATOR_TOKEN", stack.settings.orchestrator_token or "")
     yield stack
     await stack.close()
-
-
-async def ghapp(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def webhook_url(stack: Stack) -> str:
@@ -51,9 +45,7 @@ async def logged(stack: Stack, key: str) -> dict[str, Any]:
     return dict(detail)
 
 
-async def test_a_saved_body_recovers_a_lost_verdict(
-    stack: Stack, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+async def test_a_saved_body_recovers_a_lost_verdict(stack: Stack, cli: Cli, tmp_path: Path) -> None:
     stack.sim.faults.drop_webhooks = {"workflow_run.completed"}
     _, body = await stack.deploy("acme/shop")
     await stack.sim.wait_for_run(body["run"]["id"])
@@ -61,8 +53,8 @@ async def test_a_saved_body_recovers_a_lost_verdict(
     saved = tmp_path / "completed.json"
     saved.write_bytes(lost.body)
 
-    code, out, _ = await ghapp(
-        capsys, "replay", str(saved), "--event", "workflow_run", "--url", webhook_url(stack)
+    code, out, _ = await cli(
+        "replay", str(saved), "--event", "workflow_run", "--url", webhook_url(stack)
     )
     assert code == 0, out
     assert "HTTP 200" in out and '"outcome":"handled"' in out.replace(" ", "")
@@ -75,11 +67,11 @@ async def test_a_saved_body_recovers_a_lost_verdict(
 
 
 async def test_replay_by_local_id_resends_the_exact_body_under_a_new_delivery_id(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, cli: Cli
 ) -> None:
     original = await stack.sim.send_webhook("ping", {"zen": "Design for failure.", "hook_id": 9})
     first = await logged(stack, original.guid)
-    code, out, _ = await ghapp(capsys, "replay", first["id"], "--url", webhook_url(stack))
+    code, out, _ = await cli("replay", first["id"], "--url", webhook_url(stack))
     assert code == 0 and "HTTP 200" in out and "pong" in out
     new_guid = replayed_id(out)
     assert new_guid != original.guid
@@ -89,11 +81,11 @@ async def test_replay_by_local_id_resends_the_exact_body_under_a_new_delivery_id
 
 
 async def test_saved_delivery_records_carry_their_event(
-    stack: Stack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    stack: Stack, cli: Cli, tmp_path: Path
 ) -> None:
     original = await stack.sim.send_webhook("ping", {"zen": "Approachable is better."})
-    code, out, _ = await ghapp(
-        capsys, "deliveries", "local", original.guid, "--json", "--url", stack.base_url
+    code, out, _ = await cli(
+        "deliveries", "local", original.guid, "--json", "--url", stack.base_url
     )
     assert code == 0
     local_record = tmp_path / "local.json"
@@ -102,28 +94,26 @@ async def test_saved_delivery_records_carry_their_event(
     detail = {"request": {"headers": original.headers, "payload": original.payload}}
     github_record.write_text(json.dumps(detail))
     for saved in (local_record, github_record):
-        code, out, _ = await ghapp(capsys, "replay", str(saved), "--url", webhook_url(stack))
+        code, out, _ = await cli("replay", str(saved), "--url", webhook_url(stack))
         assert code == 0, out
         assert "Replayed ping" in out and "HTTP 200" in out
 
 
 async def test_refusals_are_one_line(
     stack: Stack,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     payload = tmp_path / "ping.json"
     payload.write_text('{"zen": "x"}')
-    code, _, err = await ghapp(capsys, "replay", str(payload), "--url", webhook_url(stack))
+    code, _, err = await cli("replay", str(payload), "--url", webhook_url(stack))
     assert code == 2 and err.startswith("ghapp: --event is needed")
-    code, _, err = await ghapp(capsys, "replay", "dl_missing", "--url", webhook_url(stack))
+    code, _, err = await cli("replay", "dl_missing", "--url", webhook_url(stack))
     assert code == 1 and "no such file, and no such delivery" in err
     monkeypatch.setenv("WEBHOOK_SECRET", "not-the-secret")
-    code, out, _ = await ghapp(
-        capsys, "replay", str(payload), "--event", "ping", "--url", webhook_url(stack)
-    )
+    code, out, _ = await cli("replay", str(payload), "--event", "ping", "--url", webhook_url(stack))
     assert code == 1 and "HTTP 401" in out
     monkeypatch.delenv("WEBHOOK_SECRET")
-    code, _, err = await ghapp(capsys, "replay", str(payload), "--event", "ping")
+    code, _, err = await cli("replay", str(payload), "--event", "ping")
     assert code == 2 and err.startswith("ghapp: WEBHOOK_SECRET: required")
