@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ import aiohttp
 from ghapp.github.retry import backoff
 from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
+from ghapp.workers import Worker
 
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
@@ -43,7 +43,7 @@ class RetryPolicy:
         return now + backoff(attempts, base=self.base, cap=self.max_interval)
 
 
-class CallbackSender:
+class CallbackSender(Worker):
     """Claims due callbacks from the outbox and posts them; one loop per process."""
 
     def __init__(
@@ -55,23 +55,17 @@ class CallbackSender:
         policy: RetryPolicy,
         lease_seconds: float = 30.0,
     ) -> None:
-        self.store = store
+        super().__init__(store, "cb")
         self.session = session
         self.secret = secret
         self.policy = policy
         self.lease_seconds = lease_seconds
-        self.owner = f"cb-{uuid.uuid4().hex[:12]}"
         self.metrics = Metrics()
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         """A verdict was just stored: look at the outbox now instead of at the next tick."""
         self._wake.set()
-
-    async def close(self) -> None:
-        """Release the callbacks this worker holds, so another sends them at once."""
-        with contextlib.suppress(Exception):
-            await self.store.release_claims(self.owner)
 
     async def run(self, idle_wait: float = 1.0) -> None:
         """Deliver forever; cancel the task to stop."""
