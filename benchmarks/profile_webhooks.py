@@ -61,6 +61,21 @@ def read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
     return own, inclusive, total
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process: the event loop's ("main") and the others summed."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {"main": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = "main" if task.name == str(pid) else "other threads"
+        seconds[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 def package(frame: str) -> str:
     """Where a frame's code lives: `ghapp/webhooks.py`, else the top package (`sqlalchemy`)."""
     where = frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else "?"
@@ -120,8 +135,10 @@ async def profile(
                     log_path=out / "py-spy.log",
                 )
             cpu = cpu_seconds(server.proc.pid)
+            threads = thread_cpu(server.proc.pid)
             result = await load(url, data, out, duration=seconds)
             cpu = cpu_seconds(server.proc.pid) - cpu
+            threads = {k: v - threads.get(k, 0.0) for k, v in thread_cpu(server.proc.pid).items()}
             if sampler is not None:
                 await sampler.wait()
                 await CHILDREN.stop(sampler)
@@ -134,7 +151,11 @@ async def profile(
         f"deliveries/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
         f"{result['socket_errors']} socket errors ({result['generator']}); server CPU "
         f"{cpu / max(result['requests'], 1) * 1e6:.0f} us per delivery, "
-        f"{cpu / result['seconds']:.2f} cores busy"
+        f"{cpu / result['seconds']:.2f} cores busy ("
+        + ", ".join(
+            f"{name} {t / max(result['requests'], 1) * 1e6:.0f} us" for name, t in threads.items()
+        )
+        + ")"
     )
     if spy is None:
         return head
