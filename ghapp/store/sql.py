@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import Row, and_, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ghapp.deploys import DeploymentRecord
 from ghapp.models import CallbackInfo
+from ghapp.store.inline import InlineReader, compiled, sqlite_file
 from ghapp.store.schema import deployments, early_runs, outbox, seen_deliveries
 
 
@@ -74,15 +76,35 @@ class SqlStore:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        # SQLite only: the webhook path's lookups, without aiosqlite's thread hops.
+        self._inline: InlineReader | None = None
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
+        path = sqlite_file(self.url) if self.is_sqlite else None
+        if path is not None and self._inline is None:
+            self._inline = InlineReader(path)
 
     async def close(self) -> None:
         """Release the connections."""
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         await self.engine.dispose()
+
+    def _read_inline(
+        self, sql: str, params: tuple[Any, ...]
+    ) -> tuple[bool, DeploymentRecord | None]:
+        """(True, the record or None) when read inline; (False, None): use the usual path."""
+        if self._inline is None:
+            return False, None
+        try:
+            row = self._inline.first(sql, params)
+        except sqlite3.Error:
+            return False, None
+        return True, _record(_RecordRow(*row)) if row is not None else None
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -138,6 +160,9 @@ class SqlStore:
         """One deployment by id."""
         if not storable(deployment_id):
             return None
+        answered, found = self._read_inline(_BY_ID_SQL, (deployment_id,))
+        if answered:
+            return found
         async with self.reader.connect() as conn:
             row = (
                 await conn.execute(_select_records().where(deployments.c.id == deployment_id))
@@ -146,6 +171,9 @@ class SqlStore:
 
     async def by_run(self, run_id: int) -> DeploymentRecord | None:
         """The deployment watching a run, if any (an indexed lookup)."""
+        answered, found = self._read_inline(_BY_RUN_SQL, (run_id,))
+        if answered:
+            return found
         async with self.reader.connect() as conn:
             row = (
                 await conn.execute(_select_records().where(deployments.c.run_id == run_id))
@@ -563,11 +591,25 @@ _RECORDS = select(
 ).select_from(deployments.outerjoin(outbox, outbox.c.deployment_id == deployments.c.id))
 
 
+_BY_ID_SQL = compiled(_RECORDS.where(deployments.c.id == bindparam("id")))
+_BY_RUN_SQL = compiled(_RECORDS.where(deployments.c.run_id == bindparam("run_id")))
+
+
+class _RecordRow(NamedTuple):
+    """A row of `_RECORDS` as the inline reader returns it (same columns, same order)."""
+
+    doc: str
+    version: int
+    request_hash: str | None
+    cb_state: str | None
+    cb_attempts: int | None
+
+
 def _select_records() -> Any:
     return _RECORDS
 
 
-def _record(row: Row[Any]) -> DeploymentRecord:
+def _record(row: Row[Any] | _RecordRow) -> DeploymentRecord:
     record = DeploymentRecord.model_validate_json(row.doc)
     record.version = row.version
     if row.cb_state is not None:

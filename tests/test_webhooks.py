@@ -1,0 +1,120 @@
+"""The webhook endpoint's cheap filter: runs ghapp did not dispatch need no lookup or full parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_core import from_json
+
+from ghapp.stack import Stack
+from ghapp.webhooks import dispatched_run_head
+
+
+def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
+    reference: Path,
+) -> None:
+    paths = sorted((reference / "webhooks").glob("workflow_run.*.json"))
+    assert paths
+    for path in paths:
+        raw = path.read_bytes()
+        whole = from_json(raw)
+        run = whole["workflow_run"]
+        assert dispatched_run_head(raw) == (
+            run["event"] == "workflow_dispatch",
+            whole["action"],
+        ), path.name
+
+
+@pytest.mark.parametrize(
+    ("body", "head"),
+    [
+        (
+            b'{"action": "completed", "workflow_run": {"id": 7, "event": "push"}}',
+            (False, "completed"),
+        ),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": 7}}', (True, None)),
+        # A boolean is no run id, a string neither: nothing to look up.
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": true}}', (False, None)),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": "7"}}', (False, None)),
+        (b'{"action": 3, "workflow_run": {}}', (False, None)),
+        # Not the usual shape: the caller parses the whole body and decides.
+        (b'{"workflow_run": null}', None),
+        (b'{"workflow_run": [1]}', None),
+        (b"{}", None),
+        (b"[1, 2]", None),
+        (b"not json", None),
+        (b'{"workflow_run": {"id": 7, "event": "push"}', None),
+    ],
+)
+def test_head_reads_two_fields_or_says_look_closer(
+    body: bytes, head: tuple[bool, str | None] | None
+) -> None:
+    assert dispatched_run_head(body) == head
+
+
+def _services(stack: Stack) -> Any:
+    assert stack.server is not None
+    return stack.server.server.config.app.state.services
+
+
+async def _post(stack: Stack, event: str, body: bytes, delivery: str) -> tuple[int, Any]:
+    assert stack.session is not None
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": stack.sim.sign(body),
+        "Content-Type": "application/json",
+    }
+    url = stack.base_url + stack.settings.webhook_path
+    async with stack.session.post(url, data=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_foreign_runs_are_answered_without_a_lookup(stack: Stack) -> None:
+    store = _services(stack).store
+    lookups: list[int] = []
+    by_run = store.by_run
+
+    async def recording_by_run(run_id: int) -> Any:
+        lookups.append(run_id)
+        return await by_run(run_id)
+
+    store.by_run = recording_by_run
+    for n, event in enumerate(("push", "pull_request", "schedule")):
+        body = json.dumps(
+            {"action": "completed", "workflow_run": {"id": 900 + n, "event": event}}
+        ).encode()
+        assert await _post(stack, "workflow_run", body, f"f-{n}") == (200, {"outcome": "not_ours"})
+    assert lookups == []
+    # A dispatched run may be one of ghapp's: that one is looked up (and is not ours either).
+    body = json.dumps(
+        {"action": "completed", "workflow_run": {"id": 999, "event": "workflow_dispatch"}}
+    ).encode()
+    assert await _post(stack, "workflow_run", body, "f-9") == (200, {"outcome": "not_ours"})
+    assert lookups == [999]
+
+
+async def test_odd_workflow_run_bodies_get_the_usual_answers(stack: Stack) -> None:
+    assert await _post(stack, "workflow_run", b'{"workflow_run": null}', "o-1") == (
+        200,
+        {"outcome": "not_ours"},
+    )
+    status, answer = await _post(stack, "workflow_run", b"[1, 2]", "o-2")
+    assert (status, answer["outcome"]) == (400, "bad_request")
+    assert "not a JSON object" in answer["message"]
+    status, answer = await _post(stack, "workflow_run", b'{"workflow_run": {', "o-3")
+    assert (status, answer["outcome"]) == (400, "bad_request")
+    assert "not JSON" in answer["message"]
+
+
+async def test_foreign_runs_are_counted_by_action(stack: Stack) -> None:
+    body = b'{"action": "in_progress", "workflow_run": {"id": 5, "event": "push"}}'
+    assert (await _post(stack, "workflow_run", body, "m-1"))[0] == 200
+    text = _services(stack).metrics.render()[0].decode()
+    assert (
+        'ghapp_webhooks_received_total{action="in_progress",event="workflow_run",'
+        'outcome="not_ours"} 1.0'
+    ) in text
