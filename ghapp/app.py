@@ -168,7 +168,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(poller.run()),
     ]
     # The local delivery log, and redelivery of failed webhooks when AUTO_REDELIVER is on.
-    delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days)
+    delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days, begin=store.begin)
     services.delivery_log = delivery_log
     delivery_log.start()
     if settings.auto_redeliver:

@@ -18,13 +18,14 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ghapp.store.schema import delivery_log
 
@@ -126,8 +127,17 @@ class _Pending(NamedTuple):
 class DeliveryLog:
     """A bounded buffer in front of the `delivery_log` table, with its flush and purge task."""
 
-    def __init__(self, engine: AsyncEngine, *, days: float = 3, keep: int = 1000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        days: float = 3,
+        keep: int = 1000,
+        begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]] | None = None,
+    ) -> None:
         self.engine = engine
+        # The store's write transactions, so the log's writes queue with the store's own.
+        self.begin = begin or engine.begin
         self.retention = days * 86400
         self.keep = keep
         self.enabled = days > 0 and keep > 0
@@ -237,7 +247,7 @@ class DeliveryLog:
             self.dropped += len(taken) - len(chosen)
             rows = [_row(entry) for entry in chosen]
             try:
-                async with self.engine.begin() as conn:
+                async with self.begin() as conn:
                     await conn.execute(insert(delivery_log), rows)
             except Exception:
                 # A debugging aid must not pile up memory while the database is away.
@@ -251,7 +261,7 @@ class DeliveryLog:
         now = time.time() if now is None else now
         self._last_purge = now
         self._written_since_purge = 0
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(
                 delete(delivery_log).where(delivery_log.c.received_at < now - self.retention)
             )

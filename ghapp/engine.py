@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ghapp import deploys
@@ -29,6 +31,8 @@ from ghapp.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
 SAVE_RETRIES = 8
+# Deployments whose last saved record is kept, to apply the next event to without a read.
+LATEST_KEPT = 1000
 # Renewed while the work goes on, so a replica that dies frees its work within this time.
 GATHER_LEASE = 30.0
 
@@ -55,11 +59,33 @@ class Engine(Worker):
         self.action_retry_base = action_retry_base
         self.reporter = FailureReporter(github, retry_base=action_retry_base)
         self._in_flight: set[str] = set()
+        # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
+        # one applies at a time in this process, starting from the last record this process
+        # saved, so the others find nothing left to change instead of losing a race to it.
+        self._applying: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._saved: LRUCache[str, DeploymentRecord] = LRUCache(maxsize=LATEST_KEPT)
 
     async def apply(
         self, record: DeploymentRecord, event: Event, *, delivery_id: str | None = None
     ) -> Transition | None:
         """Apply an event and persist the result; None if the delivery was handled before."""
+        lock = self._applying.get(record.id)
+        if lock is None:
+            lock = self._applying[record.id] = asyncio.Lock()
+        async with lock:
+            saved = self._saved.get(record.id)
+            if saved is not None and saved.version > record.version:
+                record = saved
+            transition = await self._apply(record, event, delivery_id)
+            if transition is not None and transition.changed:
+                self._saved[record.id] = transition.record
+            return transition
+
+    async def _apply(
+        self, record: DeploymentRecord, event: Event, delivery_id: str | None
+    ) -> Transition | None:
         for _ in range(SAVE_RETRIES):
             transition = deploys.apply(record, event)
             if not transition.changed:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -78,10 +81,21 @@ class SqlStore:
         )
         # SQLite only: the webhook path's lookups, without aiosqlite's thread hops.
         self._inline: InlineReader | None = None
+        # SQLite has one writer at a time, and a connection waiting for the write lock polls
+        # in sleeps of up to 100 ms: queue this process's writers here instead.
+        self._writes: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (on SQLite, one at a time in this process)."""
+        async with self._writes, self.engine.begin() as conn:
+            yield conn
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.run_sync(_upgrade)
         path = sqlite_file(self.url) if self.is_sqlite else None
         if path is not None and self._inline is None:
@@ -123,7 +137,7 @@ class SqlStore:
     ) -> DeploymentRecord:
         """Store a new deployment (and its callback when it is born completed)."""
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 await conn.execute(
                     insert(deployments).values(
                         **_columns(record),
@@ -231,7 +245,7 @@ class SqlStore:
             or_(deployments.c.lease_until.is_(None), deployments.c.lease_until < now),
         )
         until = now + lease_seconds
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             due = (
                 await conn.execute(
                     select(deployments.c.id)
@@ -262,7 +276,7 @@ class SqlStore:
     async def claim(self, deployment_id: str, *, owner: str, lease_seconds: float) -> bool:
         """Lease one deployment's slow work (gathering its verdict) for this worker."""
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(
                 update(deployments)
                 .where(
@@ -280,7 +294,7 @@ class SqlStore:
     async def note_early_run(self, run_id: int, run: str) -> None:
         """Keep a run's latest webhook (JSON) for a deployment that may not be stored yet."""
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             updated = await conn.execute(
                 update(early_runs).where(early_runs.c.run_id == run_id).values(
                     run=run, received_at=now
@@ -308,7 +322,7 @@ class SqlStore:
 
     async def release_claims(self, owner: str) -> None:
         """Give up every lease of a worker that stops, so others need not wait them out."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 update(deployments)
                 .where(deployments.c.gather_owner == owner)
@@ -327,7 +341,7 @@ class SqlStore:
 
     async def release_poll_claims(self, ids: list[str], owner: str) -> None:
         """End a poller's claim on deployments it has polled."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 update(deployments)
                 .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
@@ -373,7 +387,7 @@ class SqlStore:
         The delivery id, the record and the callback commit together or not at all.
         """
         try:
-            async with self.engine.begin() as conn:
+            async with self.begin() as conn:
                 if delivery_id is not None:
                     await conn.execute(
                         insert(seen_deliveries).values(
@@ -410,7 +424,7 @@ class SqlStore:
 
     async def forget_deliveries(self, before: float) -> int:
         """Drop delivery ids older than a time (GitHub redelivers for days, not forever)."""
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(
                 delete(seen_deliveries).where(seen_deliveries.c.received_at < before)
             )
@@ -443,7 +457,7 @@ class SqlStore:
             outbox.c.next_attempt_at <= now,
             or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
         )
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             due = (
                 await conn.execute(
                     select(outbox.c.delivery_id)
@@ -505,7 +519,7 @@ class SqlStore:
             values["next_attempt_at"] = next_attempt_at
         if state == "delivered":
             values["delivered_at"] = time.time()
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.delivery_id == item.delivery_id, outbox.c.lease_owner == owner)
@@ -515,7 +529,7 @@ class SqlStore:
     async def resend_callback(self, deployment_id: str) -> bool:
         """Queue a completed deployment's callback again (an operator's resend)."""
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with self.begin() as conn:
             result = await conn.execute(
                 update(outbox)
                 .where(outbox.c.deployment_id == deployment_id)
