@@ -180,6 +180,7 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
+        self._received: dict[tuple[str, str, str], Counter] = {}
         self.webhooks_received = Counter(
             "ghapp_webhooks_received",
             "Webhook deliveries received, by event, action and outcome "
@@ -261,9 +262,12 @@ class Metrics:
 
     def webhook_received(self, event: str | None, action: str | None, outcome: str) -> None:
         """Count one delivery; unknown event or action names are counted as `other`."""
-        self.webhooks_received.labels(
-            _label(event, _KNOWN_EVENTS), _label(action, _KNOWN_ACTIONS), outcome
-        ).inc()
+        key = (_label(event, _KNOWN_EVENTS), _label(action, _KNOWN_ACTIONS), outcome)
+        # Every delivery passes here: skip `labels()`'s checks and lock once a series exists.
+        child = self._received.get(key)
+        if child is None:
+            child = self._received[key] = self.webhooks_received.labels(*key)
+        child.inc()
 
     def github_call(self, path: str, status: int | str | None) -> None:
         """Count one GitHub call by its URL or path (templated) and status (None: no answer)."""

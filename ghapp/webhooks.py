@@ -69,6 +69,20 @@ class Answer(JSONResponse):
         self.event: str | None = None
         self.action: str | None = None
 
+    def render(self, content: Any) -> bytes:
+        """The JSON body; a bare `{"outcome": ...}` (most answers) is encoded once per outcome."""
+        if len(content) == 1:
+            outcome = content["outcome"]
+            body = _BARE_BODIES.get(outcome)
+            if body is None:
+                body = _BARE_BODIES[outcome] = super().render(content)
+            return body
+        return super().render(content)
+
+
+# Keyed by ghapp's own outcome names (a closed set).
+_BARE_BODIES: dict[str, bytes] = {}
+
 
 _answer = Answer
 
@@ -142,12 +156,15 @@ async def _receive(request: Request, services: Services) -> Answer:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
         return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_WEBHOOK_BODY:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BODY:
             return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
-    raw = bytes(body)
+    # A body usually comes in one piece: no copy then.
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request.state.webhook_body = raw  # for the delivery log
     if not verify_signature(
         raw, request.headers.get("x-hub-signature-256"), services.settings.webhook_secret
