@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import yaml
-
 CORRELATION_INPUT = "ghapp_id"
 # Runner clocks and GitHub's `created` may differ from ours by a few seconds.
 CLOCK_SKEW = timedelta(seconds=10)
@@ -19,6 +17,8 @@ SETTLE = timedelta(seconds=5)
 
 def declares_input(workflow_text: str, name: str) -> bool:
     """Whether a workflow file declares a workflow_dispatch input of that name."""
+    import yaml  # only GHES-style dispatches read workflow files: no memory for it otherwise
+
     try:
         document = yaml.safe_load(workflow_text)
     except yaml.YAMLError:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from nacl.public import PublicKey, SealedBox
 
 __all__ = ["DeployKey", "fingerprint_sha256", "generate_deploy_key", "seal_secret"]
 
@@ -89,5 +88,7 @@ def seal_secret(public_key_b64: str, value: str) -> str:
         raise ValueError("public key is not valid base64") from exc
     if len(raw_key) != 32:
         raise ValueError(f"public key must be 32 bytes, got {len(raw_key)}")
+    from nacl.public import PublicKey, SealedBox  # loaded by the few servers that seal secrets
+
     sealed: bytes = SealedBox(PublicKey(raw_key)).encrypt(value.encode("utf-8"))
     return base64.b64encode(sealed).decode("ascii")

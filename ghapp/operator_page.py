@@ -9,6 +9,7 @@ also carry a per-session CSRF token.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -23,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import gidgethub
-import jinja2
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 
 if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
+
     from ghapp.app import Services
     from ghapp.config import Settings
 
@@ -54,15 +55,25 @@ NOTICES = {
     "csrf": ("error", "The form was stale; try again."),
 }
 
-_templates = Jinja2Templates(
-    env=jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "operator"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+
+@functools.cache
+def _templates() -> Jinja2Templates:
+    # Built on the first page view: Jinja2 is memory a server without an operator never needs.
+    import jinja2
+    from starlette.templating import Jinja2Templates as Templates
+
+    templates = Templates(
+        env=jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "operator"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
     )
-)
+    templates.env.filters["safe_url"] = _safe_url
+    templates.env.filters["when"] = _when
+    return templates
 
 
 # --- sessions -------------------------------------------------------------------------------
@@ -176,7 +187,7 @@ def _security_headers(nonce: str) -> dict[str, str]:
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     nonce = secrets.token_urlsafe(16)
-    return _templates.TemplateResponse(
+    return _templates().TemplateResponse(
         request,
         name,
         {"nonce": nonce, **context},
@@ -213,9 +224,6 @@ def _when(value: object) -> str:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
-
-_templates.env.filters["safe_url"] = _safe_url
-_templates.env.filters["when"] = _when
 
 
 async def _recent_deliveries(services: Services, limit: int) -> list[dict[str, Any]] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +13,20 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, and_, bindparam, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -584,7 +598,35 @@ def _callback_delivery_id(deployment_id: str) -> str:
     return "cb_" + deployment_id.removeprefix("dep_")
 
 
+def head_revision() -> str:
+    """The newest migration's revision, read from the files (no Alembic import)."""
+    versions = resources.files("ghapp.store") / "migrations" / "versions"
+    revisions: dict[str, str | None] = {}
+    for entry in versions.iterdir():
+        if entry.name.endswith(".py") and entry.name[0].isdigit():
+            text_ = entry.read_text()
+            found = re.search(r'^revision = "([^"]+)"', text_, re.MULTILINE)
+            down = re.search(r'^down_revision = (?:"([^"]+)"|None)', text_, re.MULTILINE)
+            if found and down:
+                revisions[found.group(1)] = down.group(1)
+    parents = set(revisions.values())
+    heads = [revision for revision in revisions if revision not in parents]
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations must have one head, found {sorted(heads)}")
+    return heads[0]
+
+
+def _current_revision(connection: Any) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return str(version) if version is not None else None
+
+
 def _upgrade(connection: Any) -> None:
+    # Alembic costs 12 MiB of memory for good once imported: only load it for a real upgrade.
+    if _current_revision(connection) == head_revision():
+        return
     from alembic import command
     from alembic.config import Config
 
