@@ -15,6 +15,11 @@ CLOCK_SKEW = timedelta(seconds=10)
 SETTLE = timedelta(seconds=5)
 
 
+def may_name_deployment(title: str) -> bool:
+    """Whether a run's title may carry a deployment id (the template's run-name puts it there)."""
+    return "dep_" in title
+
+
 def declares_input(workflow_text: str, name: str) -> bool:
     """Whether a workflow file declares a workflow_dispatch input of that name."""
     import yaml  # only GHES-style dispatches read workflow files: no memory for it otherwise

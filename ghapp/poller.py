@@ -201,7 +201,7 @@ class Poller(Worker):
         correlation input are searched for by listing, see `search_soon`.
         """
         title = str(run.get("display_title") or "")
-        if "dep_" not in title:
+        if not correlation.may_name_deployment(title):
             return False
         for record in await self.store.unbound(repository):
             if record.correlation_id and record.correlation_id in title:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict
 
+from ghapp import correlation
 from ghapp.delivery_log import record_webhook
-from ghapp.deploys import EnvironmentObserved, RunObserved
+from ghapp.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
 from ghapp.engine import utcnow
 from ghapp.logsetup import bind
 
@@ -49,8 +50,7 @@ def early_run_fields(run: dict[str, Any]) -> dict[str, Any]:
 EARLY_RUN_WINDOW = timedelta(seconds=60)
 
 
-def _just_created(run: dict[str, Any]) -> bool:
-    created = run.get("created_at")
+def _just_created(created: Any) -> bool:
     if not isinstance(created, str):
         return False
     try:
@@ -87,28 +87,39 @@ _BARE_BODIES: dict[str, bytes] = {}
 _answer = Answer
 
 
-class _RunHead(TypedDict, total=False):
+class _RunFields(TypedDict, total=False):
     id: Any
     event: Any
+    display_title: Any
+    created_at: Any
 
 
 class _PayloadHead(TypedDict, total=False):
     action: Any
-    workflow_run: _RunHead
+    workflow_run: _RunFields
 
 
 # Most of an organisation's workflow_run stream is CI runs ghapp did not dispatch; to see that,
-# two fields suffice. Validating against this shape skips the rest of the 20 KiB body without
+# a few fields suffice. Validating against this shape skips the rest of the 20 KiB body without
 # building it into Python objects (about a third of the cost of parsing it all).
 _HEAD = TypeAdapter(_PayloadHead)
+
+
+class RunHead(NamedTuple):
+    """What the webhook path reads of a workflow_run body before deciding to parse it all."""
+
+    action: str | None
+    run_id: int | None  # None: not a dispatched run, so not one of ghapp's
+    title: str
+    created_at: Any
 
 
 def _is_run_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def dispatched_run_head(raw: bytes) -> tuple[bool, str | None] | None:
-    """Whether a workflow_run body is about a dispatched run, and its action; None: look closer.
+def run_head(raw: bytes) -> RunHead | None:
+    """The few fields of a workflow_run body that say whether it can be ghapp's; None: look closer.
 
     None when the body is not the usual shape (not JSON, not an object, `workflow_run` not an
     object...): the caller parses it whole, to answer 400 or handle it as usual.
@@ -118,11 +129,23 @@ def dispatched_run_head(raw: bytes) -> tuple[bool, str | None] | None:
     except ValidationError:
         return None
     run = head.get("workflow_run")
-    action = head.get("action")
     if run is None:
         return None
-    dispatched = run.get("event") == "workflow_dispatch" and _is_run_id(run.get("id"))
-    return dispatched, action if isinstance(action, str) else None
+    action = head.get("action")
+    run_id = run.get("id")
+    dispatched = run.get("event") == "workflow_dispatch" and _is_run_id(run_id)
+    title = run.get("display_title")
+    return RunHead(
+        action=action if isinstance(action, str) else None,
+        run_id=run_id if dispatched else None,
+        title=title if isinstance(title, str) else "",
+        created_at=run.get("created_at"),
+    )
+
+
+def _worth_a_closer_look(head: RunHead) -> bool:
+    """Whether a dispatched run no deployment watches may yet be one's (see `_workflow_run`)."""
+    return correlation.may_name_deployment(head.title) or _just_created(head.created_at)
 
 
 async def receive(request: Request) -> Response:
@@ -176,12 +199,15 @@ async def _receive(request: Request, services: Services) -> Answer:
     delivery_id = request.headers.get("x-github-delivery")
     if not event or not delivery_id:
         return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
-    if event == "workflow_run":
-        head = dispatched_run_head(raw)
-        if head is not None and not head[0]:
-            # ghapp only ever dispatches, so runs started by pushes and PRs are not ours.
+    found: DeploymentRecord | None = None
+    if event == "workflow_run" and (head := run_head(raw)) is not None:
+        # ghapp only ever dispatches, so runs started by pushes and PRs are not ours; nor is a
+        # dispatched run no deployment watches, unless it may yet become one's.
+        if head.run_id is not None:
+            found = await services.store.by_run(head.run_id)
+        if found is None and (head.run_id is None or not _worth_a_closer_look(head)):
             answer = _answer(200, "not_ours")
-            answer.event, answer.action = event, head[1]
+            answer.event, answer.action = event, head.action
             return answer
     try:
         payload = from_json(raw)
@@ -194,7 +220,10 @@ async def _receive(request: Request, services: Services) -> Answer:
         answer = _answer(202, "ignored", event=event)
     else:
         with bind(delivery_id=delivery_id):
-            answer = await handler(services, payload, delivery_id)
+            if found is not None:
+                answer = await _workflow_run_of(services, payload, delivery_id, found)
+            else:
+                answer = await handler(services, payload, delivery_id)
     answer.event = event
     answer.action = payload.get("action") if isinstance(payload.get("action"), str) else None
     return answer
@@ -225,12 +254,20 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         # Or a run so fast that its webhook beat the storing of its deployment: note it, and
         # look again, so that whichever of the two comes second applies it. Only a run
         # created moments ago can be in that race.
-        if not _just_created(run):
+        if not _just_created(run.get("created_at")):
             return _answer(200, "not_ours")
         await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
         record = await services.store.by_run(run["id"])
         if record is None:
             return _answer(200, "not_ours")
+    return await _workflow_run_of(services, payload, delivery_id, record)
+
+
+async def _workflow_run_of(
+    services: Services, payload: dict[str, Any], delivery_id: str, record: DeploymentRecord
+) -> Answer:
+    """A workflow_run delivery about the run `record` watches."""
+    run = payload["workflow_run"]
     _remember_installation(services, payload)
     if delivery_id in services.recent_deliveries:
         return _answer(200, "duplicate")

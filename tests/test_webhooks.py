@@ -10,7 +10,7 @@ import pytest
 from pydantic_core import from_json
 
 from ghapp.stack import Stack
-from ghapp.webhooks import dispatched_run_head
+from ghapp.webhooks import RunHead, run_head
 
 
 def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
@@ -22,10 +22,16 @@ def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
         raw = path.read_bytes()
         whole = from_json(raw)
         run = whole["workflow_run"]
-        assert dispatched_run_head(raw) == (
-            run["event"] == "workflow_dispatch",
-            whole["action"],
+        dispatched = run["event"] == "workflow_dispatch"
+        assert run_head(raw) == RunHead(
+            action=whole["action"],
+            run_id=run["id"] if dispatched else None,
+            title=run.get("display_title") or "",
+            created_at=run.get("created_at"),
         ), path.name
+
+
+NOTHING = RunHead(None, None, "", None)
 
 
 @pytest.mark.parametrize(
@@ -33,13 +39,16 @@ def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
     [
         (
             b'{"action": "completed", "workflow_run": {"id": 7, "event": "push"}}',
-            (False, "completed"),
+            RunHead("completed", None, "", None),
         ),
-        (b'{"workflow_run": {"event": "workflow_dispatch", "id": 7}}', (True, None)),
+        (
+            b'{"workflow_run": {"event": "workflow_dispatch", "id": 7, "display_title": "x"}}',
+            RunHead(None, 7, "x", None),
+        ),
         # A boolean is no run id, a string neither: nothing to look up.
-        (b'{"workflow_run": {"event": "workflow_dispatch", "id": true}}', (False, None)),
-        (b'{"workflow_run": {"event": "workflow_dispatch", "id": "7"}}', (False, None)),
-        (b'{"action": 3, "workflow_run": {}}', (False, None)),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": true}}', NOTHING),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": "7"}}', NOTHING),
+        (b'{"action": 3, "workflow_run": {"display_title": 5}}', NOTHING),
         # Not the usual shape: the caller parses the whole body and decides.
         (b'{"workflow_run": null}', None),
         (b'{"workflow_run": [1]}', None),
@@ -49,10 +58,8 @@ def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
         (b'{"workflow_run": {"id": 7, "event": "push"}', None),
     ],
 )
-def test_head_reads_two_fields_or_says_look_closer(
-    body: bytes, head: tuple[bool, str | None] | None
-) -> None:
-    assert dispatched_run_head(body) == head
+def test_head_reads_a_few_fields_or_says_look_closer(body: bytes, head: RunHead | None) -> None:
+    assert run_head(body) == head
 
 
 def _services(stack: Stack) -> Any:
@@ -95,6 +102,22 @@ async def test_foreign_runs_are_answered_without_a_lookup(stack: Stack) -> None:
     ).encode()
     assert await _post(stack, "workflow_run", body, "f-9") == (200, {"outcome": "not_ours"})
     assert lookups == [999]
+    # One of ghapp's own runs is looked up once, and handled (the simulator's own webhooks
+    # about it are held back, so that only this delivery looks it up).
+    stack.sim.faults.drop_webhooks = True
+    stack.sim.auto = False
+    status, deployment = await stack.deploy("acme/shop")
+    assert status == 202
+    run_id = deployment["run"]["id"]
+    lookups.clear()
+    body = json.dumps(
+        {"action": "in_progress", "workflow_run": {"id": run_id, "event": "workflow_dispatch",
+                                                   "status": "in_progress", "run_attempt": 1}}
+    ).encode()
+    status, answer = await _post(stack, "workflow_run", body, "f-10")
+    assert (status, answer["outcome"]) == (200, "handled")
+    assert answer["deployment_id"] == deployment["id"]
+    assert lookups == [run_id]
 
 
 async def test_odd_workflow_run_bodies_get_the_usual_answers(stack: Stack) -> None:
