@@ -161,6 +161,8 @@ class Transition:
     record: DeploymentRecord
     actions: list[Action] = field(default_factory=list)
     changed: bool = False
+    # Only `last_heard_at` moved: nothing is lost if the write comes a little later, or never.
+    liveness_only: bool = False
 
 
 # --- constructors -----------------------------------------------------------------------
@@ -262,16 +264,20 @@ def _on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
         return Transition(record)
     if run is not None and event.attempt < run.attempt:
         return Transition(record)
-    updated = record.model_copy(deep=True)
-    updated.last_heard_at = max(updated.last_heard_at, event.at)
+    heard = max(record.last_heard_at, event.at)
     current_rank = _STATUS_RANK.get(run.status or "", -1) if run else -1
     new_rank = _STATUS_RANK.get(event.status, 0)
     same_attempt = run is not None and event.attempt == run.attempt
     if same_attempt and new_rank <= current_rank:
         # A late or repeated event says only that the run is alive; the polling clock needs
         # that to a few seconds, not a write per webhook.
-        fresh = updated.last_heard_at - record.last_heard_at >= HEARD_RESOLUTION
-        return Transition(updated, changed=fresh) if fresh else Transition(record)
+        if heard - record.last_heard_at < HEARD_RESOLUTION:
+            return Transition(record)
+        alive = record.model_copy(deep=True)
+        alive.last_heard_at = heard
+        return Transition(alive, changed=True, liveness_only=True)
+    updated = record.model_copy(deep=True)
+    updated.last_heard_at = heard
     updated.run = _run_of(event, run)
     updated.head_sha = event.head_sha or updated.head_sha
     updated.updated_at = event.at

@@ -66,22 +66,51 @@ class Engine(Worker):
             weakref.WeakValueDictionary()
         )
         self._saved: LRUCache[str, DeploymentRecord] = LRUCache(maxsize=LATEST_KEPT)
+        # Signs of life not written yet (a newer `last_heard_at` only), by deployment id.
+        self._alive: dict[str, DeploymentRecord] = {}
+
+    def _lock(self, deployment_id: str) -> asyncio.Lock:
+        lock = self._applying.get(deployment_id)
+        if lock is None:
+            lock = self._applying[deployment_id] = asyncio.Lock()
+        return lock
 
     async def apply(
         self, record: DeploymentRecord, event: Event, *, delivery_id: str | None = None
     ) -> Transition | None:
         """Apply an event and persist the result; None if the delivery was handled before."""
-        lock = self._applying.get(record.id)
-        if lock is None:
-            lock = self._applying[record.id] = asyncio.Lock()
-        async with lock:
+        async with self._lock(record.id):
             saved = self._saved.get(record.id)
             if saved is not None and saved.version > record.version:
                 record = saved
+            alive = self._alive.get(record.id)
+            if alive is not None and alive.version == record.version:
+                heard = max(record.last_heard_at, alive.last_heard_at)
+                record = record.model_copy(update={"last_heard_at": heard})
             transition = await self._apply(record, event, delivery_id)
-            if transition is not None and transition.changed:
+            if transition is not None and transition.changed and not transition.liveness_only:
                 self._saved[record.id] = transition.record
             return transition
+
+    def _write_alive_later(self, record: DeploymentRecord) -> None:
+        # A sign of life only moves the polling clock: the answer to GitHub need not wait for
+        # the single SQLite writer, and several such deliveries make one write.
+        waiting = record.id in self._alive
+        self._alive[record.id] = record
+        if not waiting:
+            self.spawn(self._write_alive(record.id))
+
+    async def _write_alive(self, deployment_id: str) -> None:
+        try:
+            async with self._lock(deployment_id):
+                record = self._alive.pop(deployment_id, None)
+                # False: a newer version was written meanwhile, and it carries the clock.
+                if record is not None and await self.store.save(record):
+                    self._saved[deployment_id] = record
+        except Exception:
+            # The poller may then poll this run once more than needed; nothing else is lost.
+            log.warning("could not record a sign of life", exc_info=True,
+                        extra={"deployment_id": deployment_id})
 
     async def _apply(
         self, record: DeploymentRecord, event: Event, delivery_id: str | None
@@ -89,6 +118,9 @@ class Engine(Worker):
         for _ in range(SAVE_RETRIES):
             transition = deploys.apply(record, event)
             if not transition.changed:
+                return transition
+            if transition.liveness_only:
+                self._write_alive_later(transition.record)
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
             saved = await self.store.save(

@@ -258,3 +258,11 @@ def test_repeated_status_refreshes_the_polling_clock_sparingly() -> None:
     later = deploys.apply(record, run("in_progress", t=10))
     assert later.changed and later.record.last_heard_at == at(10)
     assert later.actions == []
+    # Only the clock moved, so the write may wait; the record itself is untouched.
+    assert later.liveness_only and record.last_heard_at == at(1)
+    assert later.record.model_dump(exclude={"last_heard_at"}) == record.model_dump(
+        exclude={"last_heard_at"}
+    )
+    # A new status is no mere sign of life.
+    completed = deploys.apply(record, run("completed", t=10))
+    assert completed.changed and not completed.liveness_only
