@@ -94,23 +94,28 @@ class Engine(Worker):
 
     def _write_alive_later(self, record: DeploymentRecord) -> None:
         # A sign of life only moves the polling clock: the answer to GitHub need not wait for
-        # the single SQLite writer, and several such deliveries make one write.
-        waiting = record.id in self._alive
-        self._alive[record.id] = record
-        if not waiting:
-            self.spawn(self._write_alive(record.id))
+        # the single SQLite writer. Until the write is done, deliveries about the deployment
+        # start from this record (see `apply`), so a crowd of them makes one write.
+        if record.id not in self._alive:
+            self._alive[record.id] = record
+            self.spawn(self._write_alive(record))
 
-    async def _write_alive(self, deployment_id: str) -> None:
+    async def _write_alive(self, record: DeploymentRecord) -> None:
+        # Not under the deployment's lock: the deliveries it would hold up have nothing to
+        # wait for. If a real change is written first, this write loses the version check.
         try:
-            async with self._lock(deployment_id):
-                record = self._alive.pop(deployment_id, None)
-                # False: a newer version was written meanwhile, and it carries the clock.
-                if record is not None and await self.store.save(record):
-                    self._saved[deployment_id] = record
+            if await self.store.save(record):
+                self._saved[record.id] = record
         except Exception:
             # The poller may then poll this run once more than needed; nothing else is lost.
-            log.warning("could not record a sign of life", exc_info=True,
-                        extra={"deployment_id": deployment_id})
+            log.warning(
+                "could not record a sign of life",
+                exc_info=True,
+                extra={"deployment_id": record.id},
+            )
+        finally:
+            if self._alive.get(record.id) is record:
+                del self._alive[record.id]
 
     async def _apply(
         self, record: DeploymentRecord, event: Event, delivery_id: str | None
