@@ -1,10 +1,6 @@
-"""ASGI factories for uvicorn's command line: the bare verify-and-parse ceiling, and ghapp.
+"""The ingest benchmark's ceiling, an ASGI factory for uvicorn's command line.
 
-    python -m uvicorn --factory benchmarks._servers:bare  --workers 2 ...   (needs WEBHOOK_SECRET)
-    python -m uvicorn --factory benchmarks._servers:ghapp --workers 2 ...   (ghapp's settings)
-
-`ghapp serve` has no workers option and hands uvicorn an app object, which uvicorn cannot fork;
-the `ghapp` factory builds the same app the same way so uvicorn can run it in several workers.
+    python -m uvicorn --factory benchmarks._servers:bare --workers 2 ...   (needs WEBHOOK_SECRET)
 """
 
 from __future__ import annotations
@@ -46,9 +42,3 @@ def bare() -> Starlette:
         routes=[Route(path, receive, methods=["POST"]), Route("/readyz", healthz)]
     )
 
-
-def ghapp() -> Starlette:
-    """ghapp's app exactly as `ghapp serve --workers N` builds it in each worker."""
-    from ghapp.app import app_from_env
-
-    return app_from_env()

@@ -21,11 +21,11 @@ Method:
   only, one worker), makes every foreign run a `workflow_dispatch` one, which costs ghapp a
   database lookup each.
 * Servers, each started fresh on 127.0.0.1 with `poll_after` 3600 s and JSON logs to a file:
-  `ghapp serve` (one worker); ghapp on `uvicorn --workers 2` (the factory in
-  `benchmarks/_servers.py`, since `ghapp serve` has no workers option); and the ceiling, a bare
-  Starlette endpoint on the same uvicorn that verifies the HMAC, checks the two headers and
-  `json.loads` the body (one and two workers). SQLite in a temporary directory; two workers share
-  the file.
+  `ghapp serve` with one worker and with `--workers 2` (one SO_REUSEPORT socket per worker, see
+  `ghapp/serving.py`); and the ceiling, a bare Starlette endpoint on uvicorn
+  (`benchmarks/_servers.py`) that verifies the HMAC, checks the two headers and `json.loads` the
+  body, with one worker and with uvicorn's `--workers 2` (one shared socket). SQLite in a
+  temporary directory; two workers share the file.
 * Rounds: ghapp and the bare endpoint on one worker are measured in turn, 3 times each in the
   full run (ghapp, bare, ghapp, bare, ...; once with `--quick`), and the ratio judged is the median
   of the rounds' ratios: other processes on a shared machine move a single run by 10-15%.
@@ -309,12 +309,12 @@ class Server:
 async def start_server(
     kind: str, workers: int, env: dict[str, str], tmp: Path, settle: float = 1.0
 ) -> Server:
-    """`ghapp` or `bare`, with one worker (ghapp: `ghapp serve`) or two (uvicorn --workers)."""
+    """`ghapp serve --workers N`, or the bare endpoint on uvicorn (`--workers N`)."""
     port = free_port()
     env = child_env({**env, "HOST": "127.0.0.1", "PORT": str(port)})
     log = tmp / f"{kind}-{workers}w.log"
-    if kind == "ghapp" and workers == 1:
-        argv = [python(), "-m", "ghapp", "serve"]
+    if kind == "ghapp":
+        argv = [python(), "-m", "ghapp", "serve", "--workers", str(workers)]
     else:
         argv = [python(), "-m", "uvicorn", "--factory", f"benchmarks._servers:{kind}",
                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log",

@@ -4,4 +4,7 @@ import sys
 
 from ghapp.cli import main
 
-sys.exit(main())
+# Guarded: `ghapp serve --workers N` starts its workers with multiprocessing's spawn, which
+# imports this module again in each of them.
+if __name__ == "__main__":
+    sys.exit(main())

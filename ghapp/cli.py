@@ -19,20 +19,19 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require_for_serve()
     _configure_logging(settings.log_level, settings.effective_log_format())
-    # Several workers need an import string: each process builds its own app from the
-    # environment; they share the database and claim work from it like replicas.
-    app: Any = create_app(settings) if args.workers == 1 else "ghapp.app:app_from_env"
-    uvicorn.run(
-        app,
-        factory=args.workers > 1,
-        workers=args.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        log_config=None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
-        proxy_headers=True,
-    )
+    options: dict[str, Any] = {
+        "log_level": settings.log_level,
+        "access_log": settings.log_level == "debug",
+        "log_config": None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
+        "proxy_headers": True,
+    }
+    if args.workers > 1:
+        # Each worker builds its own app and shares the database with the others, like a
+        # replica; each listens on its own socket so the kernel spreads the connections.
+        from ghapp.serving import serve_workers
+
+        return serve_workers(args.workers, settings.host, settings.port, options)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **options)
     return 0
 
 
@@ -168,6 +167,16 @@ def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.Argum
     replay.set_defaults(func=_replay)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -177,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (settings from the environment)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=1,
         help="worker processes (default 1); they share the database like replicas",
     )

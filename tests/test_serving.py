@@ -1,0 +1,77 @@
+"""`ghapp serve --workers N`: one socket per worker, a clean stop, and no orphan workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ghapp.cli import build_parser
+from ghapp.serving import reuse_port_socket
+from ghapp.stack import ProcessServer, Stack, free_port
+
+
+def test_workers_can_each_listen_on_the_same_port() -> None:
+    port = free_port()
+    first, second = reuse_port_socket("127.0.0.1", port), reuse_port_socket("127.0.0.1", port)
+    try:
+        first.listen()
+        second.listen()
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        first.close()
+        second.close()
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of `ghapp serve` (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text():
+                found.append(int(child))
+    return found
+
+
+async def test_two_workers_stop_cleanly_and_a_dead_worker_stops_the_rest(tmp_path: Path) -> None:
+    stack = await Stack.start(f"sqlite:///{tmp_path / 'ghapp.db'}")
+    await stack.stop_ghapp()
+    try:
+        server = ProcessServer(stack.settings, str(tmp_path / "serve.log"), workers=2)
+        await server.start()
+        assert server.process is not None
+        async with aiohttp.ClientSession() as session:
+            for _ in range(10):
+                async with session.get(server.url + "/healthz") as response:
+                    assert response.status == 200
+        assert len(workers_of(server.process.pid)) == 2
+        await server.stop()
+        assert server.process.returncode == 0
+
+        server = ProcessServer(stack.settings, str(tmp_path / "serve2.log"), workers=2)
+        await server.start()
+        assert server.process is not None
+        dead, other = workers_of(server.process.pid)
+        os.kill(dead, signal.SIGKILL)
+        async with asyncio.timeout(20):
+            assert await server.process.wait() == 1
+        with pytest.raises(ProcessLookupError):  # stopped and reaped, not left behind
+            os.kill(other, 0)
+    finally:
+        await stack.close()
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_workers_must_be_a_whole_number_from_one(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["serve", "--workers", workers])
+    assert stopped.value.code == 2
+    assert "at least 1" in capsys.readouterr().err
