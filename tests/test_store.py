@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +12,6 @@ from ghapp import deploys
 from ghapp.deploys import DeploymentRecord, RunObserved
 from ghapp.models import DeploymentRequest
 from ghapp.store import IdempotencyConflict, SqlStore
-from ghapp.store.sql import head_revision
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -161,36 +158,3 @@ async def test_unfinished_lists_only_deployments_without_verdict(store: SqlStore
     await store.create(done.record)
     assert [r.id for r in await store.unfinished()] == ["dep_1"]
 
-
-def test_head_revision_is_alembics_head() -> None:
-    from importlib import resources
-
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    location = resources.files("ghapp.store") / "migrations"
-    config.set_main_option("script_location", str(location))
-    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
-
-
-async def test_a_store_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/head.db"
-    store = SqlStore(url)
-    await store.open()  # creates the schema: Alembic runs here
-    await store.close()
-    script = (
-        "import asyncio, sys\n"
-        "from ghapp.store import SqlStore\n"
-        "async def main():\n"
-        f"    store = SqlStore({url!r})\n"
-        "    await store.open()\n"
-        "    await store.close()\n"
-        "asyncio.run(main())\n"
-        "print('alembic' in sys.modules)\n"
-    )
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await child.communicate()
-    assert child.returncode == 0 and out.decode().strip() == "False"

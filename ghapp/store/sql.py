@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -21,7 +19,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     or_,
     select,
     text,
@@ -33,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from ghapp.deploys import DeploymentRecord
 from ghapp.models import CallbackInfo
 from ghapp.store.inline import InlineReader, compiled, sqlite_file
+from ghapp.store.migrate import upgrade
 from ghapp.store.schema import deployments, early_runs, outbox, seen_deliveries
 
 
@@ -110,7 +108,7 @@ class SqlStore:
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
         async with self.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(upgrade)
         path = sqlite_file(self.url) if self.is_sqlite else None
         if path is not None and self._inline is None:
             self._inline = InlineReader(path)
@@ -596,45 +594,6 @@ def storable(value: str) -> bool:
 def _callback_delivery_id(deployment_id: str) -> str:
     # One verdict per deployment, so its id names the callback on every retry.
     return "cb_" + deployment_id.removeprefix("dep_")
-
-
-def head_revision() -> str:
-    """The newest migration's revision, read from the files (no Alembic import)."""
-    versions = resources.files("ghapp.store") / "migrations" / "versions"
-    revisions: dict[str, str | None] = {}
-    for entry in versions.iterdir():
-        if entry.name.endswith(".py") and entry.name[0].isdigit():
-            text_ = entry.read_text()
-            found = re.search(r'^revision = "([^"]+)"', text_, re.MULTILINE)
-            down = re.search(r'^down_revision = (?:"([^"]+)"|None)', text_, re.MULTILINE)
-            if found and down:
-                revisions[found.group(1)] = down.group(1)
-    parents = set(revisions.values())
-    heads = [revision for revision in revisions if revision not in parents]
-    if len(heads) != 1:
-        raise RuntimeError(f"migrations must have one head, found {sorted(heads)}")
-    return heads[0]
-
-
-def _current_revision(connection: Any) -> str | None:
-    if not inspect(connection).has_table("alembic_version"):
-        return None
-    version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    return str(version) if version is not None else None
-
-
-def _upgrade(connection: Any) -> None:
-    # Alembic costs 12 MiB of memory for good once imported: only load it for a real upgrade.
-    if _current_revision(connection) == head_revision():
-        return
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    location = resources.files("ghapp.store") / "migrations"
-    config.set_main_option("script_location", str(location))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
 
 
 # Built once: each query adds its WHERE to this (SQLAlchemy caches the compiled form).
