@@ -26,9 +26,9 @@ Method:
   (`benchmarks/_servers.py`) that verifies the HMAC, checks the two headers and `json.loads` the
   body, with one worker and with uvicorn's `--workers 2` (one shared socket). SQLite in a
   temporary directory; two workers share the file.
-* Rounds: ghapp and the bare endpoint on one worker are measured in turn, 3 times each in the
+* Rounds: ghapp and the bare endpoint on one worker are measured in turn, 5 times each in the
   full run (ghapp, bare, ghapp, bare, ...; once with `--quick`), and the ratio judged is the median
-  of the rounds' ratios: other processes on a shared machine move a single run by 10-15%.
+  of the rounds' ratios: other processes on a shared machine move a single run by 10-30%.
 * Pinning: one worker on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`);
   with two workers the server gets cores 0-1 and the load generator still core 1 (the machine
   has two cores, so it shares one with a worker).
@@ -100,8 +100,8 @@ PROBOT = 4_540.0
 OCTOKIT = 8_391.0
 REFERENCE_BARE = {1: 4_730.0, 2: 8_114.0}
 # ghapp and the bare endpoint on one worker, measured in turn this many times (the full run):
-# other processes on the machine move single runs by 10-15%, the median of the ratios less.
-ROUNDS = 3
+# other processes on the machine move single runs by 10-30%, the median of the ratios less.
+ROUNDS = 5
 LUA = r"""
 local data_path, host, path, prefix = %(data)s, %(host)s, %(path)s, %(prefix)s
 local heads, bodies, n, counter = {}, {}, 0, 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -174,6 +175,12 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     if settings.auto_redeliver:
         workers.append(asyncio.create_task(AutoRedeliverer(github).run()))
     resumed = await engine.resume()
+    if app.state.freeze_gc:
+        # What start-up loaded (modules, the libraries' tables) lives as long as the process:
+        # out of the collector's sight, a full collection scans only what came since, in a few
+        # ms instead of the 80 ms pauses measured under the ingest load.
+        gc.collect()
+        gc.freeze()
     log.info("ghapp ready", extra={"resumed": resumed, "database": store.url.split(":")[0]})
     try:
         yield
@@ -189,8 +196,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.close()
 
 
-def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
-    """The ghapp ASGI application; `retry_base` scales every retry wait (tests shorten it)."""
+def create_app(
+    settings: Settings, *, retry_base: float = 1.0, freeze_gc: bool = False
+) -> Starlette:
+    """The ghapp ASGI application; `retry_base` scales every retry wait (tests shorten it).
+
+    `freeze_gc` is for a process that serves only this app (`ghapp serve`): once started, the
+    objects it holds are moved out of the garbage collector's sight (`gc.freeze`).
+    """
     routes = [
         # First: routes are tried in order, and GitHub's stream is most of the traffic.
         Route(settings.webhook_path, webhooks.receive, methods=["POST"]),
@@ -204,6 +217,7 @@ def create_app(settings: Settings, *, retry_base: float = 1.0) -> Starlette:
     app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings
     app.state.retry_base = retry_base
+    app.state.freeze_gc = freeze_gc
     return app
 
 
@@ -215,4 +229,4 @@ def app_from_env() -> Starlette:
     settings = load_settings()
     settings.require_for_serve()
     configure_logging(level=settings.log_level, fmt=settings.effective_log_format())
-    return create_app(settings)
+    return create_app(settings, freeze_gc=True)

@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
         from ghapp.serving import serve_workers
 
         return serve_workers(args.workers, settings.host, settings.port, options)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **options)
+    app = create_app(settings, freeze_gc=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, **options)
     return 0
 
 
