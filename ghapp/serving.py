@@ -60,15 +60,16 @@ def serve_workers(workers: int, host: str, port: int, options: dict[str, Any]) -
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while any(process.is_alive() for process in processes):
-        wait([process.sentinel for process in processes if process.is_alive()])
-        if not stopping and not all(process.is_alive() for process in processes):
-            dead = [p for p in processes if not p.is_alive()]
+    while alive := [process for process in processes if process.is_alive()]:
+        # Checked before each wait, so a worker that died at any moment is seen.
+        if not stopping and len(alive) < len(processes):
+            dead = next(p for p in processes if not p.is_alive())
             log.error(
                 "a worker exited: stopping the others",
-                extra={"worker": dead[0].name, "exit_code": dead[0].exitcode},
+                extra={"worker": dead.name, "exit_code": dead.exitcode},
             )
             stop()
+        wait([process.sentinel for process in alive], timeout=1.0)
     for process in processes:
         process.join()
     # uvicorn re-raises the signal it stopped on once it has shut down cleanly.

@@ -117,7 +117,8 @@ async def test_list_failed_show_and_redeliver(stack: Stack, cli: Cli) -> None:
     assert code == 0
     rows = out.splitlines()[1:-1]
     assert rows and all("workflow_run" in row for row in rows)
-    handled = next(row for row in rows if "200" in row)
+    # The STATUS column (ID, TIME, GUID, EVENT, ACTION come first): a GUID may contain "200".
+    handled = next(row for row in rows if row.split()[5] == "200")
     delivery_id = handled.split()[0]
 
     code, out, _ = await cli("deliveries", "show", delivery_id)
