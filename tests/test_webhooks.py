@@ -141,3 +141,17 @@ async def test_foreign_runs_are_counted_by_action(stack: Stack) -> None:
         'ghapp_webhooks_received_total{action="in_progress",event="workflow_run",'
         'outcome="not_ours"} 1.0'
     ) in text
+
+
+async def test_a_run_whose_webhooks_beat_its_dispatch_answer_still_gets_its_verdict(
+    stack: Stack,
+) -> None:
+    # Every webhook of the run reaches ghapp before the deployment is stored: each is noted as
+    # an early run, and the newest is applied once the deployment exists (no poll needed:
+    # POLL_AFTER is 60 s, far beyond this test's wait).
+    stack.sim.faults.webhooks_before_answer = True
+    status, body = await stack.deploy("acme/shop")
+    assert status == 202 and body["state"] == "dispatched"
+    callback = await stack.receiver.wait_for(body["id"], timeout=10)
+    assert callback.deployment["verdict"]["status"] == "success"
+    assert callback.deployment["run"]["id"] == body["run"]["id"]

@@ -160,6 +160,9 @@ class Faults:
     retry_after: int = 1
     ghes: bool = False
     logs_not_ready: int = 0
+    # The dispatch is answered only once its run has finished and all its webhooks were sent:
+    # the App hears of the run before it learns the run's id (the early-run race).
+    webhooks_before_answer: bool = False
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

@@ -126,6 +126,8 @@ def register(router: Router, sim: Simulator) -> None:
         effective.update(inputs)
         run, events = sim.engine.create_run(repo, wf, branch, effective)
         sim.launch(run, events)
+        if sim.faults.webhooks_before_answer:
+            await sim.wait_for_run(run.id)
         version = call.request.headers.get("X-GitHub-Api-Version")
         if not ghes and (version == NEW_API_VERSION or body.get("return_run_details") is True):
             return json_response({
