@@ -8,7 +8,7 @@ Method:
   clock (`time.time()`).
 * Start of the interval: `attempt_time` of the simulator's `Delivery` record of the run's
   `workflow_run.completed` webhook, taken just before it is posted. End: the moment the receiver
-  has read the callback's body (`benchmarks._common.TimedReceiver`).
+  has read the callback's body (`ghapp.receiver.CallbackReceiver`, which notes `arrived_at`).
 * Deployments go one after another (no load), each driven by hand (`sim.auto = False`): ghapp
   dispatches through the orchestrator API; the run is moved to `in_progress` (its webhooks sent
   and answered), then completed with its webhooks held (`faults.hold_webhooks`), which are then
@@ -145,8 +145,8 @@ async def drive(rig: Rig, repository: str, stored: StoredLogs | None = None) -> 
                 stored.store(run, job)
     first = len(sim.deliveries)
     await sim.release_webhooks()
-    verdict = await rig.receiver.wait_for(deployment["id"])
-    arrived = rig.receiver.arrivals[deployment["id"]]
+    callback = await rig.receiver.wait_for(deployment["id"])
+    verdict, arrived = callback.deployment, callback.arrived_at
     completed = next(
         d for d in sim.deliveries[first:]
         if d.event == "workflow_run" and d.action == "completed"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +23,12 @@ class ReceivedCallback:
     body: bytes
     signature_ok: bool
     status: int
+    # time.time() once the body was read (the benchmarks' end of verdict latency).
+    arrived_at: float = 0.0
 
-    @property
+    @functools.cached_property
     def deployment(self) -> dict[str, Any]:
-        """The body parsed."""
+        """The body parsed (once: `wait_for` looks at every callback on each arrival)."""
         parsed: dict[str, Any] = json.loads(self.body)
         return parsed
 
@@ -60,6 +64,7 @@ class CallbackReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        arrived_at = time.time()
         expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         given = request.headers.get("X-Ghapp-Signature-256", "")
         status = self.fail_with.pop(0) if self.fail_with else 204
@@ -68,6 +73,7 @@ class CallbackReceiver:
             body=body,
             signature_ok=hmac.compare_digest(expected, given),
             status=status,
+            arrived_at=arrived_at,
         )
         async with self._arrived:
             self.received.append(callback)
