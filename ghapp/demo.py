@@ -92,8 +92,10 @@ def describe(callback: ReceivedCallback, out: TextIO) -> None:
             out.write(textwrap.indent(excerpt, "           | ") + "\n")
 
 
-async def run_demo(*, verbose: bool = False, out: TextIO = sys.stdout) -> int:
+async def run_demo(*, verbose: bool = False, out: TextIO | None = None) -> int:
     """Run the demo; 0 when both verdicts arrived, signed."""
+    # Looked up now, not at import: whoever runs the demo may have replaced sys.stdout.
+    out = out or sys.stdout
     if not verbose:
         logging.getLogger("ghapp").setLevel(logging.WARNING)
     started = time.monotonic()
