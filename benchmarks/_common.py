@@ -25,7 +25,7 @@ import aiohttp
 from ghapp.config import Settings
 from ghapp.receiver import CallbackReceiver
 from ghapp.simulator import Simulator
-from ghapp.stack import app_key
+from ghapp.stack import app_key, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("GHAPP_REFERENCE", REPO.parent / "shared" / "github-reference"))
@@ -255,22 +255,9 @@ class Rig:
         receiver = CallbackReceiver(secret=secrets.token_hex(16))
         await sim.start()
         try:
-            callback_url = await receiver.start()
-            values: dict[str, Any] = {
-                "app_id": str(sim.app_id),
-                "private_key": sim.private_key_pem,
-                "webhook_secret": [webhook_secret],
-                "github_api_url": sim.api_url,
-                "orchestrator_token": secrets.token_hex(16),
-                "orchestrator_callback_url": callback_url,
-                "callback_secret": receiver.secret,
-                "database_url": f"sqlite:///{database}",
-                "poll_after": 3600,
-                "log_level": "info",
-                "log_format": "json",
-            }
-            values.update(overrides)
-            settings = Settings(_env_file=None, **values)
+            await receiver.start()
+            values = {"poll_after": 3600, "log_level": "info", "log_format": "json", **overrides}
+            settings = settings_for(sim, receiver, f"sqlite:///{database}", **values)
         except BaseException:
             await receiver.stop()
             await sim.stop()

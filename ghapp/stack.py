@@ -65,20 +65,9 @@ class Stack:
         stack.retry_base = retry_base
         try:
             await sim.start()
-            callback_url = await receiver.start()
-            values: dict[str, Any] = {
-                "app_id": str(sim.app_id),
-                "private_key": sim.private_key_pem,
-                "webhook_secret": [webhook_secret],
-                "github_api_url": sim.api_url,
-                "orchestrator_token": secrets.token_hex(16),
-                "orchestrator_callback_url": callback_url,
-                "callback_secret": receiver.secret,
-                "database_url": database_url,
-                "callback_retry_base": retry_base,
-            }
-            values.update(overrides)
-            stack.settings = Settings(_env_file=None, **values)
+            await receiver.start()
+            values = {"callback_retry_base": retry_base, **overrides}
+            stack.settings = settings_for(sim, receiver, database_url, **values)
             stack.session = aiohttp.ClientSession()
             await stack.start_ghapp()
         except BaseException:
@@ -129,6 +118,24 @@ class Stack:
             await self.session.close()
         await self.receiver.stop()
         await self.sim.stop()
+
+
+def settings_for(
+    sim: Simulator, receiver: CallbackReceiver, database_url: str, **overrides: Any
+) -> Settings:
+    """Settings for a ghapp that talks to this simulator and calls this (started) receiver back."""
+    values: dict[str, Any] = {
+        "app_id": str(sim.app_id),
+        "private_key": sim.private_key_pem,
+        "webhook_secret": [sim.webhook_secret],
+        "github_api_url": sim.api_url,
+        "orchestrator_token": secrets.token_hex(16),
+        "orchestrator_callback_url": receiver.url,
+        "callback_secret": receiver.secret,
+        "database_url": database_url,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
 
 
 def free_port() -> int:
