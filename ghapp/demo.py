@@ -96,8 +96,18 @@ async def run_demo(*, verbose: bool = False, out: TextIO | None = None) -> int:
     """Run the demo; 0 when both verdicts arrived, signed."""
     # Looked up now, not at import: whoever runs the demo may have replaced sys.stdout.
     out = out or sys.stdout
+    # Quiet while it runs, and as it was afterwards: the caller's logging is not the demo's.
+    ghapp_log = logging.getLogger("ghapp")
+    level = ghapp_log.level
     if not verbose:
-        logging.getLogger("ghapp").setLevel(logging.WARNING)
+        ghapp_log.setLevel(logging.WARNING)
+    try:
+        return await _demo(out)
+    finally:
+        ghapp_log.setLevel(level)
+
+
+async def _demo(out: TextIO) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ghapp-demo-") as tmp:
         stack = await Stack.start(
