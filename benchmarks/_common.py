@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 
 from ghapp.config import Settings
-from ghapp.receiver import CallbackReceiver
 from ghapp.simulator import Simulator
-from ghapp.stack import app_key, settings_for
+from ghapp.simulator.receiver import CallbackReceiver
+from ghapp.simulator.stack import app_key, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("GHAPP_REFERENCE", REPO.parent / "shared" / "github-reference"))

@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks._common import CHILDREN, Rig, row
 from benchmarks.latency import drive, failure_workflow, success_workflow
-from ghapp.stack import ProcessServer
+from ghapp.simulator.stack import ProcessServer
 
 NAME = "economy"
 SETTLE = 0.3

@@ -22,7 +22,7 @@ Method:
   database lookup each.
 * Servers, each started fresh on 127.0.0.1 with `poll_after` 3600 s and JSON logs to a file:
   `ghapp serve` with one worker and with `--workers 2` (one SO_REUSEPORT socket per worker, see
-  `ghapp/serving.py`); and the ceiling, a bare Starlette endpoint on uvicorn
+  `ghapp/cli/serving.py`); and the ceiling, a bare Starlette endpoint on uvicorn
   (`benchmarks/_servers.py`) that verifies the HMAC, checks the two headers and `json.loads` the
   body, with one worker and with uvicorn's `--workers 2` (one shared socket). SQLite in a
   temporary directory; two workers share the file.
@@ -87,7 +87,7 @@ from benchmarks._common import (
     wait_http,
 )
 from ghapp.simulator import Job, Step, Workflow
-from ghapp.stack import settings_env
+from ghapp.simulator.stack import settings_env
 
 NAME = "ingest"
 BODY_SIZE = 19_296

@@ -2,13 +2,14 @@
 
 Method:
 
-* ghapp runs as `ghapp serve` in a child process (`ghapp.stack.ProcessServer`, SQLite in a
+* ghapp runs as `ghapp serve` in a child process (`ghapp.simulator.stack.ProcessServer`, SQLite in a
   temporary directory, JSON logs to a file); the GitHub simulator and a timestamping callback
   receiver run in this process, on 127.0.0.1, so both ends of the interval are read from the same
   clock (`time.time()`).
 * Start of the interval: `attempt_time` of the simulator's `Delivery` record of the run's
   `workflow_run.completed` webhook, taken just before it is posted. End: the moment the receiver
-  has read the callback's body (`ghapp.receiver.CallbackReceiver`, which notes `arrived_at`).
+  has read the callback's body (`ghapp.simulator.receiver.CallbackReceiver`, which notes
+  `arrived_at`).
 * Deployments go one after another (no load), each driven by hand (`sim.auto = False`): ghapp
   dispatches through the orchestrator API; the run is moved to `in_progress` (its webhooks sent
   and answered), then completed with its webhooks held (`faults.hold_webhooks`), which are then
@@ -40,8 +41,8 @@ from typing import Any
 from benchmarks._common import CHILDREN, MIB, Rig, row, summary_ms
 from ghapp.simulator import Job, Step, Workflow
 from ghapp.simulator import logs as sim_logs
+from ghapp.simulator.stack import ProcessServer
 from ghapp.simulator.state import JobState, RunState
-from ghapp.stack import ProcessServer
 
 NAME = "latency"
 SUCCESS_REPO = "acme/shop"

@@ -36,7 +36,7 @@ from benchmarks.ingest import (
     template,
     write_requests,
 )
-from ghapp.stack import settings_env
+from ghapp.simulator.stack import settings_env
 
 
 def read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
@@ -77,7 +77,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
 
 
 def package(frame: str) -> str:
-    """Where a frame's code lives: `ghapp/webhooks.py`, else the top package (`sqlalchemy`)."""
+    """Where a frame's code lives: `ghapp/web/webhooks.py`, else the top package (`sqlalchemy`)."""
     where = frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else "?"
     return where if where.startswith("ghapp/") else where.split("/")[0].removesuffix(".py")
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghapp.balancer import RoundRobinBalancer
-from ghapp.demo import demo_workflows
-from ghapp.stack import ProcessServer, Stack
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.balancer import RoundRobinBalancer
+from ghapp.simulator.stack import ProcessServer, Stack
 
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
 

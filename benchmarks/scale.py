@@ -10,7 +10,8 @@ Method:
   (Alembic); the process is then restarted on the same database and measured again the same
   way, which is the figure judged (target: idle RSS <= 60 MiB).
 * Baseline: 200 unfinished deployments (`--quick`: 20) are inserted into that running server's
-  database with `SqlStore.create(ghapp.deploys.new_deployment(...))`, each with a run id, spread
+  database with `SqlStore.create(ghapp.core.deploys.new_deployment(...))`, each with a run id,
+  spread
   over 100 repositories of one installation; then webhook handling time is measured.
 * Handling time: the round trip of one signed 19,296-byte `workflow_run` delivery (the body of
   `benchmarks.ingest`) posted from this process over a kept-alive connection, one at a time,
@@ -23,7 +24,7 @@ Method:
 * Scale: deployments are inserted up to 10,000 (`--quick`: 200) and ghapp is started again:
   time to `/readyz`, and time until the start-up reconciliation has claimed every unfinished
   deployment (counted in the database every 50 ms: rows with a `lease_owner`). The poller then
-  polls them at most `ghapp.poller.MAX_POLLS_PER_SECOND` a second, so finishing reconciliation
+  polls them at most `ghapp.work.poller.MAX_POLLS_PER_SECOND` a second, so finishing reconciliation
   takes 10,000 / 5 = 2,000 s (33 min): reported as measured polls/s and the projection, not
   waited for. The simulator does not know these runs, so each poll is answered 404 (the cost of
   a 304). Handling time is measured again at 10,000 while those polls go on, and VmRSS / VmHWM
@@ -55,11 +56,11 @@ from benchmarks._common import (
     wait_http,
 )
 from benchmarks.ingest import Own, make_body, template
-from ghapp.deploys import new_deployment
-from ghapp.models import DeploymentRequest
-from ghapp.poller import MAX_POLLS_PER_SECOND
-from ghapp.stack import settings_env
+from ghapp.core.deploys import new_deployment
+from ghapp.core.models import DeploymentRequest
+from ghapp.simulator.stack import settings_env
 from ghapp.store import SqlStore
+from ghapp.work.poller import MAX_POLLS_PER_SECOND
 
 NAME = "scale"
 REPOSITORIES = 100

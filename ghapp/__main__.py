@@ -2,7 +2,7 @@
 
 import sys
 
-from ghapp.cli import main
+from ghapp.cli.main import main
 
 # Guarded: `ghapp serve --workers N` starts its workers with multiprocessing's spawn, which
 # imports this module again in each of them.

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
-from ghapp.models import Deployment, DeploymentList
+from ghapp.core.models import Deployment, DeploymentList
 
 __all__ = [
     "CALLBACK_EVENT",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ghapp.demo import demo_workflows
-from ghapp.stack import Stack
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.stack import Stack
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
 POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
@@ -56,7 +56,7 @@ Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """Run the `ghapp` command line in a thread (it runs its own event loop): (code, out, err)."""
-    from ghapp.cli import main
+    from ghapp.cli.main import main
 
     async def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ghapp.app import create_app
 from ghapp.config import Settings
-from ghapp.stack import app_key
+from ghapp.simulator.stack import app_key
+from ghapp.web.app import create_app
 
 
 def settings(tmp_path: Path) -> Settings:

@@ -1,6 +1,6 @@
 """The orchestrator's client: callback verification, and the API calls over real HTTP.
 
-The HTTP tests run against the real ghapp on loopback (ghapp.stack.Stack), with the GitHub
+The HTTP tests run against the real ghapp on loopback (ghapp.simulator.stack.Stack), with the GitHub
 simulator behind it; only the non-JSON error page comes from a small aiohttp app, as a proxy
 in front of ghapp would answer.
 """
@@ -28,8 +28,8 @@ from ghapp.client import (
     sign_callback,
     verify_callback,
 )
-from ghapp.models import Deployment
-from ghapp.stack import Stack
+from ghapp.core.models import Deployment
+from ghapp.simulator.stack import Stack
 
 SECRET = "callback-secret-for-tests"
 TOKEN = "orchestrator-token-for-tests"

@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ghapp.demo import demo_workflows
+from ghapp.cli.demo import demo_workflows
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer, failed_guids, parse_since
-from ghapp.stack import Stack
+from ghapp.simulator.stack import Stack
 
 # The `cli` fixture of conftest.py.
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from ghapp.cli import main
-from ghapp.delivery_log import FLUSH_BATCH, FLUSH_BYTES, MAX_BODY, DeliveryLog
-from ghapp.stack import Stack
+from ghapp.cli.main import main
+from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.store.schema import delivery_log
+from ghapp.work.delivery_log import FLUSH_BATCH, FLUSH_BYTES, MAX_BODY, DeliveryLog
 
 
 async def post_webhook(

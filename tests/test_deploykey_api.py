@@ -14,9 +14,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from nacl.public import PrivateKey
 
-from ghapp.cli import main
+from ghapp.cli.main import main
 from ghapp.deploykeys import fingerprint_sha256
-from ghapp.stack import Stack
+from ghapp.simulator.stack import Stack
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ghapp import deploys
-from ghapp.deploys import (
+from ghapp.core import deploys
+from ghapp.core.deploys import (
     DeadlinesChecked,
     DeployedUrlFound,
     DeploymentRecord,
@@ -16,7 +16,7 @@ from ghapp.deploys import (
     RunObserved,
     SendCallback,
 )
-from ghapp.models import DeploymentRequest, FailedJob, FailedStep
+from ghapp.core.models import DeploymentRequest, FailedJob, FailedStep
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 RUN = 4242

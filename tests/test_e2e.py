@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ghapp.simulator import Job, Step, Workflow
-from ghapp.stack import Stack
+from ghapp.simulator.stack import Stack
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:

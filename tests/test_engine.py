@@ -9,12 +9,12 @@ from typing import Any, cast
 
 import pytest
 
-from ghapp import deploys
-from ghapp.deploys import DeploymentRecord, RunObserved
-from ghapp.engine import Engine
+from ghapp.core import deploys
+from ghapp.core.deploys import DeploymentRecord, RunObserved
+from ghapp.core.models import DeploymentRequest
 from ghapp.github.client import GitHubClient
-from ghapp.models import DeploymentRequest
 from ghapp.store import SqlStore
+from ghapp.work.engine import Engine
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 RUN = 4242

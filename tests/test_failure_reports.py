@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ghapp.simulator import Annotation, Job, Step, Workflow
-from ghapp.stack import Stack
+from ghapp.simulator.stack import Stack
 
 NOISE = [f"Installing dependency {n} of 40 ... done" for n in range(40)]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ghapp.demo import demo_workflows
+from ghapp.cli.demo import demo_workflows
 from ghapp.simulator import Job, Step, Workflow
-from ghapp.stack import ProcessServer, Stack
+from ghapp.simulator.stack import ProcessServer, Stack
 
 
 async def started(database_url: str, **settings: Any) -> Stack:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ghapp import deploys
-from ghapp.deploys import RunObserved
-from ghapp.models import DeploymentRequest
+from ghapp.core import deploys
+from ghapp.core.deploys import RunObserved
+from ghapp.core.models import DeploymentRequest
 from ghapp.store import SqlStore
 from ghapp.store.inline import InlineReader, sqlite_file
 

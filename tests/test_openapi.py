@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 
-from ghapp.openapi import build_spec, has_route
-from ghapp.stack import Stack
+from ghapp.simulator.stack import Stack
+from ghapp.web.openapi import build_spec, has_route
 
 # Bounded fuzzing: enough to find a 5xx on an odd body, short enough for every CI run.
 MAX_EXAMPLES = 30

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from ghapp.demo import demo_workflows
-from ghapp.operator_page import (
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.receiver import ReceivedCallback
+from ghapp.simulator.stack import Stack
+from ghapp.web.operator_page import (
     SESSION_COOKIE,
     _back,
     _safe_url,
     make_session_cookie,
     read_session_cookie,
 )
-from ghapp.receiver import ReceivedCallback
-from ghapp.stack import Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ghapp.demo import demo_workflows
-from ghapp.stack import Stack
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.stack import Stack
 
 # The `cli` fixture of conftest.py.
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ghapp.balancer import RoundRobinBalancer
-from ghapp.demo import demo_workflows
-from ghapp.stack import ProcessServer, Stack
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.balancer import RoundRobinBalancer
+from ghapp.simulator.stack import ProcessServer, Stack
 
 DEPLOYMENTS = 50
 

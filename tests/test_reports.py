@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghapp.models import FailedJob, FailedStep
-from ghapp.reports import failed_job, failed_jobs_of, failed_step_of, job_summary, run_summary
+from ghapp.core.models import FailedJob, FailedStep
+from ghapp.core.reports import failed_job, failed_jobs_of, failed_step_of, job_summary, run_summary
 
 
 def step(number: int, name: str, conclusion: str | None) -> dict[str, Any]:

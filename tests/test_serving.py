@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ghapp.cli import build_parser
-from ghapp.serving import reuse_port_socket
-from ghapp.stack import ProcessServer, Stack, free_port
+from ghapp.cli.main import build_parser
+from ghapp.cli.serving import reuse_port_socket
+from ghapp.simulator.stack import ProcessServer, Stack, free_port
 
 
 def test_workers_can_each_listen_on_the_same_port() -> None:

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import yaml
 
-from ghapp.cli import main
-from ghapp.commands.setup import SetupOptions, SetupServer
+from ghapp.cli.main import main
+from ghapp.cli.setup import SetupOptions, SetupServer
 from ghapp.config import Settings
 from ghapp.envfile import update_env_file
 from ghapp.manifest import BUILTIN, MANIFEST_FILE, load_manifest

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ghapp import deploys
-from ghapp.deploys import DeploymentRecord, RunObserved
-from ghapp.models import DeploymentRequest
+from ghapp.core import deploys
+from ghapp.core.deploys import DeploymentRecord, RunObserved
+from ghapp.core.models import DeploymentRequest
 from ghapp.store import IdempotencyConflict, SqlStore
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

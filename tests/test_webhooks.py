@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic_core import from_json
 
-from ghapp.stack import Stack
-from ghapp.webhooks import RunHead, run_head
+from ghapp.simulator.stack import Stack
+from ghapp.web.webhooks import RunHead, run_head
 
 
 def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(

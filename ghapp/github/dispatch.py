@@ -2,7 +2,7 @@
 
 GitHub Enterprise Server 3.20 and older refuse the API version and answer 204 without the
 run, so ghapp then sends a correlation input (when the workflow declares it) and finds the
-run whose display_title carries it (see ghapp.correlation)."""
+run whose display_title carries it (see ghapp.core.correlation)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import gidgethub
 
-from ghapp.correlation import CORRELATION_INPUT, declares_input
+from ghapp.core.correlation import CORRELATION_INPUT, declares_input
 from ghapp.github.client import GitHubClient
 
 

@@ -88,7 +88,7 @@ outbox = Table(
     Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )
 
-# The local delivery log (`ghapp.delivery_log`): the last deliveries received, for debugging.
+# The local delivery log (`ghapp.work.delivery_log`): the last deliveries received, for debugging.
 # Rows are written in batches by a background task, never on the webhook's own path.
 delivery_log = Table(
     "delivery_log",

@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ghapp.deploys import DeploymentRecord
-from ghapp.models import CallbackInfo
+from ghapp.core.deploys import DeploymentRecord
+from ghapp.core.models import CallbackInfo
 from ghapp.store.inline import InlineReader, compiled, sqlite_file
 from ghapp.store.migrate import upgrade
 from ghapp.store.schema import deployments, early_runs, outbox, seen_deliveries

@@ -34,8 +34,8 @@ from ghapp.github.deliveries import HookDeliveries
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
-    from ghapp.app import Services
     from ghapp.config import Settings
+    from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.operator")
 
@@ -64,7 +64,7 @@ def _templates() -> Jinja2Templates:
 
     templates = Templates(
         env=jinja2.Environment(
-            loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates" / "operator"),
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "operator"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

@@ -10,9 +10,9 @@ import textwrap
 import time
 from typing import TextIO
 
-from ghapp.receiver import ReceivedCallback
 from ghapp.simulator import Job, Step, Workflow
-from ghapp.stack import Stack
+from ghapp.simulator.receiver import ReceivedCallback
+from ghapp.simulator.stack import Stack
 
 DEMO_TIMEOUT = 45.0
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ghapp.commands import CommandError, fail
-from ghapp.commands.deliveries import fetch_local
+from ghapp.cli.common import CommandError, fail
+from ghapp.cli.deliveries import fetch_local
 from ghapp.config import SettingsError, load_settings
 
 # Headers worth carrying over from a saved delivery; the delivery id and signatures are new.

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import gidgethub
 
-from ghapp.commands import CommandError, app_settings, fail, github_client, print_table
+from ghapp.cli.common import CommandError, app_settings, fail, github_client, print_table
 from ghapp.config import SettingsError, load_settings
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import (

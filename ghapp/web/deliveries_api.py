@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.api import authorized, error, services_of, unauthorized
-from ghapp.delivery_log import DeliveryLog
+from ghapp.web.api import authorized, error, services_of, unauthorized
+from ghapp.work.delivery_log import DeliveryLog
 
 SIGNATURE_VERDICTS = ("ok", "bad", "missing", "unchecked")
 

@@ -1,6 +1,6 @@
 """`GET /openapi.json`: the OpenAPI 3.1 description of ghapp's HTTP interface.
 
-The schemas come from the pydantic models of the contract (`ghapp.models`), so the description
+The schemas come from the pydantic models of the contract (`ghapp.core.models`), so the description
 cannot drift from what the handlers validate and answer.
 """
 
@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ghapp import __version__, models
+from ghapp import __version__
+from ghapp.core import models
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -34,7 +34,9 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
 
     sock = reuse_port_socket(host, port)
     # Each worker builds its own app from the environment, like a replica.
-    config = uvicorn.Config("ghapp.app:app_from_env", factory=True, host=host, port=port, **options)
+    config = uvicorn.Config(
+        "ghapp.web.app:app_from_env", factory=True, host=host, port=port, **options
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 
-from ghapp.commands import CommandError, app_settings, fail, github_client
+from ghapp.cli.common import CommandError, app_settings, fail, github_client
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.secrets import SECRET_NAME, NotInstalled, SecretRefused, install_deploy_key
 

@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict
 
-from ghapp import correlation
-from ghapp.delivery_log import record_webhook
-from ghapp.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
-from ghapp.engine import utcnow
+from ghapp.core import correlation
+from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
 from ghapp.logsetup import bind
+from ghapp.work.delivery_log import record_webhook
+from ghapp.work.engine import utcnow
 
 if TYPE_CHECKING:
-    from ghapp.app import Services
+    from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.webhooks")
 MAX_WEBHOOK_BODY = 25 * 1024 * 1024

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from aiohttp import web
 
-from ghapp.commands import CommandError, fail
+from ghapp.cli.common import CommandError, fail
 from ghapp.envfile import update_env_file, write_secret_file
 from ghapp.manifest import for_setup, load_manifest
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ghapp.models import FailedJob, FailedStep
+from ghapp.core.models import FailedJob, FailedStep
 
 # Conclusions of a job that are not a failure of it (DESIGN.md: "Which jobs are reported").
 _NOT_FAILED = frozenset({"success", "skipped", "neutral"})

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ghapp import deploys
-from ghapp.deploys import (
+from ghapp.core import deploys
+from ghapp.core.deploys import (
     Action,
     DeployedUrlFound,
     DeploymentRecord,
@@ -23,11 +23,11 @@ from ghapp.deploys import (
     SendCallback,
     Transition,
 )
-from ghapp.failures import FailureReporter
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
-from ghapp.workers import Worker
+from ghapp.work.failures import FailureReporter
+from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
 SAVE_RETRIES = 8

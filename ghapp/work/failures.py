@@ -11,12 +11,12 @@ from urllib.parse import urlsplit
 
 import gidgethub
 
-from ghapp import reports
-from ghapp.deploys import FailureGathered
+from ghapp.core import reports
+from ghapp.core.deploys import FailureGathered
+from ghapp.core.models import Annotation, FailedJob
 from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
 from ghapp.github.joblogs import SignedUrlRefused, read_job_log
 from ghapp.github.logexcerpt import ExcerptBuilder
-from ghapp.models import Annotation, FailedJob
 
 log = logging.getLogger("ghapp.failures")
 MAX_ANNOTATIONS = 20

@@ -1,4 +1,4 @@
-"""Implementations of the `ghapp` subcommands; `ghapp.cli` imports them lazily."""
+"""What the `ghapp` subcommands share: settings, the GitHub client, errors and tables."""
 
 from __future__ import annotations
 

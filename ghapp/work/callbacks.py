@@ -16,7 +16,7 @@ import aiohttp
 from ghapp.github.retry import backoff
 from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
-from ghapp.workers import Worker
+from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0

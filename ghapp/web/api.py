@@ -18,16 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp import deploys
-from ghapp.engine import utcnow
+from ghapp.core import deploys
+from ghapp.core.models import DeploymentList, DeploymentRequest
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
-from ghapp.models import DeploymentList, DeploymentRequest
-from ghapp.poller import run_event
 from ghapp.store import IdempotencyConflict
+from ghapp.work.engine import utcnow
+from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
-    from ghapp.app import Services
+    from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
 MAX_BODY = 1024 * 1024

@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from ghapp.models import (
+from ghapp.core.models import (
     CallbackInfo,
     Deployment,
     DeploymentRequest,

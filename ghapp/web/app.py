@@ -7,59 +7,29 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
-from cachetools import LRUCache
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
-from ghapp.callbacks import CallbackSender, RetryPolicy
 from ghapp.config import Settings
-from ghapp.delivery_log import DeliveryLog
-from ghapp.deploys import DeploymentRecord
-from ghapp.engine import Engine
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
-from ghapp.poller import Poller
 from ghapp.store import SqlStore
+from ghapp.web import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
+from ghapp.web.services import Services
+from ghapp.work.callbacks import CallbackSender, RetryPolicy
+from ghapp.work.delivery_log import DeliveryLog
+from ghapp.work.engine import Engine
+from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.app")
 # How often stranded work (a verdict half-gathered when a task died) is picked up again.
 SWEEP_INTERVAL = 10.0
-
-
-@dataclass
-class Services:
-    """Everything a request handler needs, built once per process."""
-
-    settings: Settings
-    store: SqlStore
-    session: aiohttp.ClientSession
-    github: GitHubClient
-    engine: Engine
-    sender: CallbackSender
-    poller: Poller
-    metrics: Metrics
-    idempotency_locks: LRUCache[str, asyncio.Lock] = field(
-        default_factory=lambda: LRUCache(maxsize=10_000)
-    )
-    # Delivery ids this process handled: a shortcut only; the database's constraint decides.
-    recent_deliveries: LRUCache[str, bool] = field(
-        default_factory=lambda: LRUCache(maxsize=50_000)
-    )
-    delivery_log: DeliveryLog | None = None
-
-    def notify_verdict(self, record: DeploymentRecord) -> None:
-        """A verdict was stored: count it and wake the callback sender."""
-        if record.verdict is not None:
-            self.metrics.verdict(record.verdict.status, record.verdict.reason)
-        self.sender.wake()
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -222,7 +192,7 @@ def create_app(
 
 
 def app_from_env() -> Starlette:
-    """The app for `uvicorn --factory ghapp.app:app_from_env` (settings from the environment)."""
+    """The app for `uvicorn --factory ghapp.web.app:app_from_env` (settings from the env)."""
     from ghapp.config import load_settings
     from ghapp.logsetup import configure_logging
 

@@ -15,14 +15,14 @@ from typing import Any
 
 import gidgethub
 
-from ghapp import correlation
 from ghapp.config import Settings
-from ghapp.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
-from ghapp.engine import Engine, utcnow
+from ghapp.core import correlation
+from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
-from ghapp.workers import Worker
+from ghapp.work.engine import Engine, utcnow
+from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.poller")
 # At most this many polls a second for the whole process, whatever the backlog.

@@ -14,7 +14,7 @@ from ghapp.config import SettingsError, load_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ghapp.app import create_app
+    from ghapp.web.app import create_app
 
     settings = load_settings()
     settings.require_for_serve()
@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each worker builds its own app and shares the database with the others, like a
         # replica; each listens on its own socket so the kernel spreads the connections.
-        from ghapp.serving import serve_workers
+        from ghapp.cli.serving import serve_workers
 
         return serve_workers(args.workers, settings.host, settings.port, options)
     app = create_app(settings, freeze_gc=True)
@@ -48,7 +48,7 @@ def _configure_logging(level: str, fmt: str) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ghapp.demo import run_demo
+    from ghapp.cli.demo import run_demo
 
     code: int = asyncio.run(run_demo(verbose=args.verbose))
     return code
@@ -62,25 +62,25 @@ def _template(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from ghapp.commands.deliveries import run
+    from ghapp.cli.deliveries import run
 
     return run(args)
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ghapp.commands.replay import run
+    from ghapp.cli.replay import run
 
     return run(args)
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from ghapp.commands.setup import run
+    from ghapp.cli.setup import run
 
     return run(args)
 
 
 def _deploy_key(args: argparse.Namespace) -> int:
-    from ghapp.commands.deploykey import run
+    from ghapp.cli.deploykey import run
 
     return run(args)
 

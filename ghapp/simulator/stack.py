@@ -17,12 +17,12 @@ from typing import Any
 
 import aiohttp
 
-from ghapp.app import create_app
 from ghapp.config import Settings
-from ghapp.receiver import CallbackReceiver
 from ghapp.runner import BackgroundServer
 from ghapp.simulator import Simulator
 from ghapp.simulator.auth import generate_private_key_pem
+from ghapp.simulator.receiver import CallbackReceiver
+from ghapp.web.app import create_app
 
 
 @functools.cache

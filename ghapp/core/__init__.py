@@ -1,0 +1,1 @@
+"""Pure decisions: the deployment state machine and the contract's models; no I/O."""

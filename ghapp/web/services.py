@@ -1,0 +1,47 @@
+"""The `Services` a request handler needs, built once per process by the app factory."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+from cachetools import LRUCache
+
+from ghapp.config import Settings
+from ghapp.core.deploys import DeploymentRecord
+from ghapp.github.client import GitHubClient
+from ghapp.metrics import Metrics
+from ghapp.store import SqlStore
+from ghapp.work.callbacks import CallbackSender
+from ghapp.work.delivery_log import DeliveryLog
+from ghapp.work.engine import Engine
+from ghapp.work.poller import Poller
+
+
+@dataclass
+class Services:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    store: SqlStore
+    session: aiohttp.ClientSession
+    github: GitHubClient
+    engine: Engine
+    sender: CallbackSender
+    poller: Poller
+    metrics: Metrics
+    idempotency_locks: LRUCache[str, asyncio.Lock] = field(
+        default_factory=lambda: LRUCache(maxsize=10_000)
+    )
+    # Delivery ids this process handled: a shortcut only; the database's constraint decides.
+    recent_deliveries: LRUCache[str, bool] = field(
+        default_factory=lambda: LRUCache(maxsize=50_000)
+    )
+    delivery_log: DeliveryLog | None = None
+
+    def notify_verdict(self, record: DeploymentRecord) -> None:
+        """A verdict was stored: count it and wake the callback sender."""
+        if record.verdict is not None:
+            self.metrics.verdict(record.verdict.status, record.verdict.reason)
+        self.sender.wake()

@@ -1,0 +1,1 @@
+"""What runs in the background: the engine, the callback outbox, the poller."""
