@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     poll_after: float = Field(default=60, gt=0)
     run_lookup_timeout: float = Field(default=600, gt=0)
     run_timeout: float = Field(default=21600, gt=0)
+    report_timeout: float = Field(default=300, gt=0)
     callback_retry_base: float = Field(default=2, gt=0)
     callback_retry_max_interval: float = Field(default=600, gt=0)
     callback_retry_for: float = Field(default=86400, gt=0)

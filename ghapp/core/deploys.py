@@ -101,11 +101,31 @@ class FailureGathered:
 
 @dataclass(frozen=True)
 class DeadlinesChecked:
-    """A clock tick: give up on a run never found, or on a run going on too long."""
+    """A clock tick: give up on a run never found, on a run going on too long, or on a
+    verdict's gathering (its report) taking longer than `report_timeout`."""
 
     at: datetime
     run_lookup_timeout: float
     run_timeout: float
+    report_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class DispatchAnswered:
+    """GitHub's late answer to a dispatch recorded before it came (the run, when it says)."""
+
+    run_id: int | None
+    html_url: str | None
+    correlation_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DispatchRefused:
+    """GitHub's late answer to a dispatch recorded before it came: a refusal, with why."""
+
+    message: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -123,6 +143,8 @@ Event = (
     | FailureGathered
     | DeadlinesChecked
     | RunSearched
+    | DispatchAnswered
+    | DispatchRefused
 )
 
 
@@ -220,13 +242,26 @@ def rejected_deployment(
         html_url=None,
         now=now,
     )
-    verdict = Verdict(
+    return _complete(record, _rejected(record, message), now)
+
+
+def _rejected(record: DeploymentRecord, message: str) -> Verdict:
+    return Verdict(
         status="failure",
         reason="dispatch_rejected",
-        summary=f"GitHub refused to dispatch {request.workflow} on {request.repository}@{ref}: "
-        f"{message}",
+        summary=f"GitHub refused to dispatch {record.workflow} on {record.repository}@"
+        f"{record.ref}: {message}",
     )
-    return _complete(record, verdict, now)
+
+
+def report_started(record: DeploymentRecord) -> datetime:
+    """When gathering the verdict began: REPORT_TIMEOUT counts from here."""
+    return record.run_completed_seen_at or record.updated_at
+
+
+def report_deadline(record: DeploymentRecord, report_timeout: float) -> datetime:
+    """When the verdict goes out with what is known, gathered or not."""
+    return report_started(record) + timedelta(seconds=report_timeout)
 
 
 # --- the machine ------------------------------------------------------------------------
@@ -244,6 +279,10 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return _on_failure_gathered(record, event)
     if isinstance(event, RunSearched):
         return _on_run_searched(record, event)
+    if isinstance(event, DispatchAnswered):
+        return _on_dispatch_answered(record, event)
+    if isinstance(event, DispatchRefused):
+        return _on_dispatch_refused(record, event)
     return _on_deadlines(record, event)
 
 
@@ -334,11 +373,59 @@ def _on_run_searched(record: DeploymentRecord, event: RunSearched) -> Transition
     return Transition(updated, changed=True)
 
 
-def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
-    if record.phase in ("completed", "concluding"):
+def _on_dispatch_answered(record: DeploymentRecord, event: DispatchAnswered) -> Transition:
+    # Only a deployment still waiting for its run: the listing may have found it meanwhile.
+    if record.phase != "dispatched" or record.run is not None:
         return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.updated_at = event.at
+    if event.run_id is not None:
+        updated.run = Run(id=event.run_id, attempt=1, html_url=event.html_url, status="queued")
+    elif event.correlation_id is not None and updated.correlation_id is None:
+        updated.correlation_id = event.correlation_id
+    else:
+        return Transition(record)
+    return Transition(updated, changed=True)
+
+
+def _on_dispatch_refused(record: DeploymentRecord, event: DispatchRefused) -> Transition:
+    if record.phase != "dispatched" or record.run is not None:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    return _complete(updated, _rejected(updated, event.message), event.at)
+
+
+def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
+    run = record.run
+    if run is None or event.at < report_deadline(record, event.report_timeout):
+        return Transition(record)
+    limit = f"{event.report_timeout:g} s (REPORT_TIMEOUT)"
+    if run.conclusion == "success":
+        url = record.deployed_url_seen
+        where = f" to {url}" if url else f"; its environment URL could not be read within {limit}"
+        verdict = Verdict(
+            status="success",
+            summary=f"Deployed {record.repository}@{record.ref} (run {run.id}){where}.",
+            deployed_url=url,
+        )
+    else:
+        verdict = Verdict(
+            status="failure",
+            reason=verdict_reason(run.conclusion),
+            summary=f"Run {run.id} ended with {run.conclusion or 'failure'}; its failed jobs "
+            f"could not be read from GitHub within {limit}, so this verdict has no job details.",
+        )
+    return _complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
+    if record.phase == "completed":
+        return Transition(record)
+    if record.phase == "concluding":
+        return _on_report_deadline(record, event)
+    waited = (event.at - record.dispatched_at).total_seconds()
     if record.run is None:
-        if event.at - record.dispatched_at < timedelta(seconds=event.run_lookup_timeout):
+        if waited < event.run_lookup_timeout:
             return Transition(record)
         detail = f" ({record.ambiguity})" if record.ambiguity else ""
         verdict = Verdict(
@@ -348,7 +435,7 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
             f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
         )
         return _complete(record.model_copy(deep=True), verdict, event.at)
-    if event.at - record.dispatched_at < timedelta(seconds=event.run_timeout):
+    if waited < event.run_timeout:
         return Transition(record)
     verdict = Verdict(
         status="failure",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 import gidgethub
@@ -41,6 +42,42 @@ class LogsNotReady(Exception):
 
 class LogUnavailable(Exception):
     """GitHub will not give the job's log (no permission, deleted, expired for good)."""
+
+
+def origin_of(url: str) -> str:
+    """`host:port` of a URL, as a person names a server."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return f"{parts.hostname or '?'}:{port}" if port else parts.hostname or "?"
+
+
+def describe(exc: BaseException, where: str) -> str:
+    """A failure to reach GitHub, as a sentence naming the host (never a Python repr)."""
+    api = f"GitHub API at {where}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if exc.os_error.errno == errno.ECONNREFUSED:
+            return f"{api} refused the connection"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return f"the GitHub API host in {where} could not be resolved"
+        return f"could not connect to the {api}: {exc.strerror or 'connection failed'}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"{api} did not accept a connection in time"
+    if isinstance(exc, TimeoutError):
+        return f"{api} did not answer in time"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{api} closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"{api} cut its answer short"
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+        return f"{api} reset the connection"
+    if isinstance(exc, gidgethub.HTTPException):
+        status = int(exc.status_code)
+        message = str(exc) or exc.status_code.phrase
+        return f"{api} answered {status} ({message})"
+    return f"{api} failed ({exc.__class__.__name__})"
 
 
 class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
@@ -103,6 +140,7 @@ class GitHubClient:
         self.session = session
         self.app_id = app_id
         self.api_url = api_url.rstrip("/")
+        self.origin = origin_of(self.api_url)
         self._private_key = private_key
         self._retry_base = retry_base
         self._app = self._api(app_id=app_id, private_key=private_key)
@@ -139,9 +177,9 @@ class GitHubClient:
         try:
             return await call
         except gidgethub.GitHubBroken as exc:
-            raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}: {exc}") from exc
+            raise GitHubUnavailable(describe(exc, self.origin)) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise GitHubUnavailable(f"GitHub could not be reached: {exc!r}") from exc
+            raise GitHubUnavailable(describe(exc, self.origin)) from exc
         except gidgethub.BadRequest as exc:
             if is_rate_limited(int(exc.status_code), exc.headers, str(exc)):
                 raise GitHubUnavailable(f"GitHub rate limit: {exc}") from exc
@@ -329,20 +367,25 @@ class GitHubClient:
                 "Accept": "application/vnd.github+json",
                 "User-Agent": USER_AGENT,
             }
-            async with self.session.get(url, headers=headers, allow_redirects=False) as response:
-                await response.read()
-                status = response.status
-                self._observer(installation_id)("GET", url, status, response.headers)
-                if status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                    return urljoin(url, response.headers["Location"])
-                if status == 401 and attempt == 1:
-                    self.forget_token(installation_id)
-                    continue
-                if status == 404:
-                    raise LogsNotReady(f"no log yet for job {job_id}")
-                if status >= 500 or is_rate_limited(status, response.headers):
-                    raise GitHubUnavailable(f"GitHub answered {status} for job {job_id}'s log")
-                raise LogUnavailable(f"GitHub answered {status} for job {job_id}'s log")
+            try:
+                async with self.session.get(
+                    url, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise GitHubUnavailable(describe(exc, self.origin)) from exc
+            status = response.status
+            self._observer(installation_id)("GET", url, status, response.headers)
+            if status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                return urljoin(url, response.headers["Location"])
+            if status == 401 and attempt == 1:
+                self.forget_token(installation_id)
+                continue
+            if status == 404:
+                raise LogsNotReady(f"no log yet for job {job_id}")
+            if status >= 500 or is_rate_limited(status, response.headers):
+                raise GitHubUnavailable(f"GitHub answered {status} for job {job_id}'s log")
+            raise LogUnavailable(f"GitHub answered {status} for job {job_id}'s log")
         raise AssertionError("unreachable")
 
     async def annotations(

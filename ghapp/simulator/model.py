@@ -163,6 +163,17 @@ class Faults:
     # The dispatch is answered only once its run has finished and all its webhooks were sent:
     # the App hears of the run before it learns the run's id (the early-run race).
     webhooks_before_answer: bool = False
+    # The log host misbehaving, on every log request while set: it sends one byte a second
+    # (`stall_logs`), resets the connection before answering (`reset_logs`), promises more
+    # than it sends and hangs up (`cut_logs`), or answers 302 to this Location
+    # (`redirect_logs`: another host and port, or a URL that is not HTTP at all).
+    stall_logs: bool = False
+    reset_logs: bool = False
+    cut_logs: bool = False
+    redirect_logs: str | None = None
+    # The API host takes a dispatch and holds its answer this many seconds (the dispatch
+    # still happens when the request arrives): GitHub accepting and answering late.
+    dispatch_answer_delay: float = 0.0
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,10 @@ def register(router: Router, sim: Simulator) -> None:
         sim.launch(run, events)
         if sim.faults.webhooks_before_answer:
             await sim.wait_for_run(run.id)
+        if sim.faults.dispatch_answer_delay > 0:
+            if call.record is not None:
+                call.record.fault = "dispatch_answer_delay"
+            await asyncio.sleep(sim.faults.dispatch_answer_delay)
         version = call.request.headers.get("X-GitHub-Api-Version")
         if not ghes and (version == NEW_API_VERSION or body.get("return_run_details") is True):
             return json_response({

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import socket
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -15,6 +18,7 @@ from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulator import Simulator
+    from ghapp.simulator.state import JobState, RunState
 
 GHES_PREFIX = "/api/v3"
 API_VERSIONS = {"2022-11-28", "2026-03-10"}
@@ -176,11 +180,52 @@ class ApiServer:
         return self.sim.rate_limits.bucket(f"inst:{info.installation_id}")
 
 
+def _reset(request: web.Request) -> None:
+    """Drop the request's connection with a TCP reset (SO_LINGER 0), as a failing host does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class LogServer:
     """The log host: serves signed, short-lived job log URLs and refuses credentials."""
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+
+    async def _fault(self, request: web.Request, run: RunState, job: JobState,
+                     ) -> web.StreamResponse | None:
+        """The answer of a switched-on log host fault, or None to serve the log."""
+        faults = self.sim.faults
+        if faults.redirect_logs is not None:
+            return web.Response(status=302, headers={"Location": faults.redirect_logs})
+        if faults.reset_logs:
+            _reset(request)
+            return web.Response(status=500)  # never sent: the connection is gone
+        body = b"".join(logs.render(run, job))
+        if faults.cut_logs:
+            response = web.StreamResponse(status=200)
+            response.content_type = "text/plain"
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            _reset(request)
+            return response
+        if faults.stall_logs:
+            response = web.StreamResponse(status=200)
+            response.content_type = "text/plain"
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for byte in body:
+                await asyncio.sleep(1.0)
+                await response.write(bytes([byte]))
+            await response.write_eof()
+            return response
+        return None
 
     def app(self) -> web.Application:
         """The aiohttp application of the log origin."""
@@ -226,6 +271,9 @@ class LogServer:
         if job is None:
             return self._xml(404, "BlobNotFound", "The specified blob does not exist.")
         run = self.sim.world.runs[job.run_id]
+        faulty = await self._fault(request, run, job)
+        if faulty is not None:
+            return faulty
         response = web.StreamResponse(status=200)
         response.content_type = "text/plain"
         response.charset = "utf-8"

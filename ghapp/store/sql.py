@@ -372,16 +372,23 @@ class SqlStore:
         return [_record(row) for row in rows]
 
     async def past_deadline(
-        self, *, unbound_before: float, running_before: float
+        self, *, unbound_before: float, running_before: float, concluding_before: float
     ) -> list[DeploymentRecord]:
-        """Unfinished deployments whose run was never found in time, or runs for too long."""
-        query = _select_records().where(
+        """Unfinished deployments whose run was never found in time, runs for too long, or
+        whose verdict has been gathered (`concluding`) since before a time."""
+        waiting = and_(
             deployments.c.phase.in_(("dispatched", "in_progress")),
             or_(
                 and_(deployments.c.run_id.is_(None), deployments.c.created_at < unbound_before),
                 deployments.c.created_at < running_before,
             ),
         )
+        # `updated_at` is never before the run was seen completed: a conservative filter,
+        # the state machine decides from the exact time.
+        concluding = and_(
+            deployments.c.phase == "concluding", deployments.c.updated_at < concluding_before
+        )
+        query = _select_records().where(or_(waiting, concluding))
         async with self.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]

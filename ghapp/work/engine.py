@@ -10,11 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cachetools import LRUCache
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from ghapp.core import deploys
 from ghapp.core.deploys import (
     Action,
+    DeadlinesChecked,
     DeployedUrlFound,
     DeploymentRecord,
     Event,
@@ -35,6 +36,9 @@ SAVE_RETRIES = 8
 LATEST_KEPT = 1000
 # Renewed while the work goes on, so a replica that dies frees its work within this time.
 GATHER_LEASE = 30.0
+# Past REPORT_TIMEOUT, how long what was gathered may take to be written before the state
+# machine's deadline (with less in the verdict) is applied instead.
+REPORT_GRACE = 2.0
 
 
 def utcnow() -> datetime:
@@ -52,12 +56,16 @@ class Engine(Worker):
         *,
         on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
         action_retry_base: float = 1.0,
+        report_timeout: float = 300.0,
     ) -> None:
         super().__init__(store, "engine")
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
-        self.reporter = FailureReporter(github, retry_base=action_retry_base)
+        self.report_timeout = report_timeout
+        self.reporter = FailureReporter(
+            github, retry_base=action_retry_base, report_timeout=report_timeout
+        )
         self._in_flight: set[str] = set()
         # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
         # one applies at a time in this process, starting from the last record this process
@@ -165,26 +173,79 @@ class Engine(Worker):
             return
         renew = asyncio.create_task(self._renew(deployment_id))
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(GitHubUnavailable),
-                stop=stop_after_attempt(5),
-                wait=wait_exponential(multiplier=self.action_retry_base, max=60),
-                reraise=True,
-            ):
-                with attempt:
-                    record = await self.store.get(deployment_id)
-                    if record is None or record.phase != "concluding":
-                        return
-                    event = await self._gather(record, action)
-                    await self.apply(record, event)
-        except Exception:
-            # The deployment stays `concluding`; the next sweep tries again.
-            log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
+            record = await self.store.get(deployment_id)
+            if record is None or record.phase != "concluding":
+                return
+            # REPORT_TIMEOUT counts from when the run was seen completed, across restarts and
+            # replicas: past it, the verdict goes out with what is known.
+            left = (deploys.report_deadline(record, self.report_timeout) - utcnow()).total_seconds()
+            if left > 0:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + left
+                try:
+                    async with asyncio.timeout_at(deadline + REPORT_GRACE):
+                        await self._gather_and_apply(record, action, deadline)
+                    return
+                except TimeoutError:
+                    log.warning(
+                        "verdict not gathered within REPORT_TIMEOUT",
+                        extra={"deployment_id": deployment_id},
+                    )
+                except Exception:
+                    log.exception(
+                        "concluding deployment failed", extra={"deployment_id": deployment_id}
+                    )
+                # Trying again before the deadline would fail the same way: the verdict comes
+                # at the deadline, with what is known.
+                await asyncio.sleep(max(deadline - loop.time(), 0))
         finally:
             renew.cancel()
             # Wait for it: a renewal cut off mid-query would leave its connection unreturned.
             await asyncio.gather(renew, return_exceptions=True)
             self._in_flight.discard(deployment_id)
+        await self._report_deadline(deployment_id)
+
+    async def _gather_and_apply(
+        self, record: DeploymentRecord, action: Action, deadline: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = wait_exponential(multiplier=self.action_retry_base, max=60)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(GitHubUnavailable),
+            # GitHub may come back: keep trying until the report's deadline, not past it.
+            stop=lambda _state: loop.time() >= deadline,
+            wait=lambda state: min(backoff(state), max(deadline - loop.time(), 0.0)),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    fresh = await self.store.get(record.id)
+                    if fresh is None or fresh.phase != "concluding":
+                        return
+                    record = fresh
+                event = await self._gather(record, action, deadline)
+                await self.apply(record, event)
+
+    async def _report_deadline(self, deployment_id: str) -> None:
+        """Past REPORT_TIMEOUT without a verdict: the state machine gives one with what is known."""
+        with contextlib.suppress(Exception):
+            record = await self.store.get(deployment_id)
+            if record is None or record.phase != "concluding":
+                return
+            now = utcnow()
+            if now < deploys.report_deadline(record, self.report_timeout):
+                return
+            await self.apply(record, self.deadlines_event(now))
+
+    def deadlines_event(self, now: datetime, **timeouts: float) -> DeadlinesChecked:
+        """A clock tick for the state machine (run timeouts default to never)."""
+        never = float("inf")
+        return DeadlinesChecked(
+            at=now,
+            run_lookup_timeout=timeouts.get("run_lookup_timeout", never),
+            run_timeout=timeouts.get("run_timeout", never),
+            report_timeout=self.report_timeout,
+        )
 
     async def _renew(self, deployment_id: str) -> None:
         while True:
@@ -192,7 +253,7 @@ class Engine(Worker):
             with contextlib.suppress(Exception):
                 await self.store.claim(deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE)
 
-    async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
+    async def _gather(self, record: DeploymentRecord, action: Action, deadline: float) -> Event:
         installation = record.installation_id or await self.github.installation_for(
             record.repository
         )
@@ -205,7 +266,12 @@ class Engine(Worker):
             return DeployedUrlFound(url=url, at=utcnow())
         assert isinstance(action, GatherFailure)
         return await self.reporter.gather(
-            record.repository, installation, action.run_id, action.attempt, action.conclusion
+            record.repository,
+            installation,
+            action.run_id,
+            action.attempt,
+            action.conclusion,
+            deadline=deadline,
         )
 
     async def resume(self) -> int:

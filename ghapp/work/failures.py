@@ -15,7 +15,7 @@ from ghapp.core import reports
 from ghapp.core.deploys import FailureGathered
 from ghapp.core.models import Annotation, FailedJob
 from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
-from ghapp.github.joblogs import SignedUrlRefused, read_job_log
+from ghapp.github.joblogs import LogHostFailed, read_job_log
 from ghapp.github.logexcerpt import ExcerptBuilder
 
 log = logging.getLogger("ghapp.failures")
@@ -49,22 +49,35 @@ def _check_run_id(job: Mapping[str, Any]) -> int:
 class FailureReporter:
     """Reads what a failure verdict needs; every GitHub call goes through the client."""
 
-    def __init__(self, github: GitHubClient, *, retry_base: float = 1.0) -> None:
+    def __init__(
+        self, github: GitHubClient, *, retry_base: float = 1.0, report_timeout: float = 300.0
+    ) -> None:
         self.github = github
         self.retry_base = retry_base
+        self.report_timeout = report_timeout
 
     async def gather(
-        self, repository: str, installation_id: int, run_id: int, attempt: int, conclusion: str
+        self,
+        repository: str,
+        installation_id: int,
+        run_id: int,
+        attempt: int,
+        conclusion: str,
+        *,
+        deadline: float | None = None,
     ) -> FailureGathered:
-        """The failed jobs of one run attempt, each with its excerpt, and the summary."""
-        jobs = await self.github.jobs(repository, installation_id, run_id, attempt)
+        """The failed jobs of one run attempt, each with its excerpt, and the summary.
+
+        `deadline` (event-loop time) bounds the whole: a log not read by then is reported
+        unavailable; without the list of jobs by then, TimeoutError."""
+        async with asyncio.timeout_at(deadline):
+            jobs = await self.github.jobs(repository, installation_id, run_id, attempt)
         failed = reports.failed_jobs_of(jobs)
         shown = failed[: reports.MAX_REPORTED_JOBS]
         limit = asyncio.Semaphore(PARALLEL_JOBS)
 
         async def one(job: Mapping[str, Any]) -> tuple[FailedJob, str | None]:
-            async with limit:
-                return await self._job(repository, installation_id, job)
+            return await self._job(repository, installation_id, job, limit, deadline)
 
         results = await asyncio.gather(*(one(job) for job in shown))
         failed_jobs = [job for job, _ in results]
@@ -77,32 +90,52 @@ class FailureReporter:
         return FailureGathered(failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC))
 
     async def _job(
-        self, repository: str, installation_id: int, job: Mapping[str, Any]
+        self,
+        repository: str,
+        installation_id: int,
+        job: Mapping[str, Any],
+        limit: asyncio.Semaphore,
+        deadline: float | None,
     ) -> tuple[FailedJob, str | None]:
         report = reports.failed_job(job)
         steps = list(job.get("steps") or [])
         number = report.failed_step.number if report.failed_step else None
         first_error: str | None = None
+        # Annotations first: one cheap call that names the error even when the log is late.
         try:
-            excerpt = await read_job_log(
-                self.github,
-                repository,
-                installation_id,
-                report.id,
-                lambda: ExcerptBuilder(steps=steps, failed_step_number=number),
-                retry_base=self.retry_base,
-            )
+            async with asyncio.timeout_at(deadline), limit:
+                raw = await self.github.annotations(repository, installation_id, _check_run_id(job))
+            report.annotations = sort_annotations(raw)
+        except (GitHubUnavailable, gidgethub.BadRequest, TimeoutError) as exc:
+            log.warning("annotations unavailable", extra={"job_id": report.id, "error": str(exc)})
+        # A verdict without the log beats no verdict: whatever goes wrong, say why it is missing.
+        why: str | None = None
+        try:
+            async with asyncio.timeout_at(deadline) as budget, limit:
+                excerpt = await read_job_log(
+                    self.github,
+                    repository,
+                    installation_id,
+                    report.id,
+                    lambda: ExcerptBuilder(steps=steps, failed_step_number=number),
+                    retry_base=self.retry_base,
+                )
             report.log_excerpt = excerpt.text
             first_error = excerpt.first_error
-        except (LogsNotReady, LogUnavailable, SignedUrlRefused, GitHubUnavailable) as exc:
-            # A verdict without the log beats no verdict: say why the log is missing.
-            report.log_excerpt = f"(log unavailable: {exc})"
-            log.warning("job log unavailable", extra={"job_id": report.id, "error": str(exc)})
-        try:
-            raw = await self.github.annotations(repository, installation_id, _check_run_id(job))
-            report.annotations = sort_annotations(raw)
-        except (GitHubUnavailable, gidgethub.BadRequest) as exc:
-            log.warning("annotations unavailable", extra={"job_id": report.id, "error": str(exc)})
+        except TimeoutError as exc:
+            why = (
+                f"not read within REPORT_TIMEOUT ({self.report_timeout:g} s)"
+                if budget.expired()
+                else str(exc) or "the download timed out"
+            )
+        except (LogsNotReady, LogUnavailable, LogHostFailed, GitHubUnavailable) as exc:
+            why = str(exc)
+        except Exception as exc:  # the log host is another origin: anything may happen there
+            why = str(exc) or exc.__class__.__name__
+            log.warning("job log failed unexpectedly", exc_info=True)
+        if why is not None:
+            report.log_excerpt = f"(log unavailable: {why})"
+            log.warning("job log unavailable", extra={"job_id": report.id, "error": why})
         if first_error is None:
             first_error = next(
                 (a.message for a in report.annotations if a.annotation_level == "failure"), None

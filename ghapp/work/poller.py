@@ -21,7 +21,7 @@ from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, 
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
-from ghapp.work.engine import Engine, utcnow
+from ghapp.work.engine import REPORT_GRACE, Engine, utcnow
 from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.poller")
@@ -220,18 +220,23 @@ class Poller(Worker):
                     await self.check(record)
 
     async def check_deadlines(self) -> int:
-        """Give up on runs never found in time and on runs going on too long."""
+        """Give up on runs never found in time, runs going on too long, and reports past
+        REPORT_TIMEOUT: no phase of a deployment waits without end."""
         self._last_deadlines = time.monotonic()
         now = time.time()
         settings = self.settings
         records = await self.store.past_deadline(
             unbound_before=now - settings.run_lookup_timeout,
             running_before=now - settings.run_timeout,
+            # The gatherer gives its own verdict at REPORT_TIMEOUT; this catches the rest
+            # (a replica that died gathering, a sweep that never came) a little later.
+            concluding_before=now - settings.report_timeout - REPORT_GRACE,
         )
         event = DeadlinesChecked(
             at=datetime.now(UTC),
             run_lookup_timeout=settings.run_lookup_timeout,
             run_timeout=settings.run_timeout,
+            report_timeout=settings.report_timeout,
         )
         for record in records:
             await self.engine.apply(record, event)
