@@ -9,6 +9,8 @@ from ghapp.core.deploys import (
     DeadlinesChecked,
     DeployedUrlFound,
     DeploymentRecord,
+    DispatchAnswered,
+    DispatchRefused,
     EnvironmentObserved,
     FailureGathered,
     FindDeployedUrl,
@@ -266,3 +268,61 @@ def test_repeated_status_refreshes_the_polling_clock_sparingly() -> None:
     # A new status is no mere sign of life.
     completed = deploys.apply(record, run("completed", t=10))
     assert completed.changed and not completed.liveness_only
+
+
+def deadline(t: float, report_timeout: float = 300) -> DeadlinesChecked:
+    return DeadlinesChecked(
+        at=at(t), run_lookup_timeout=600, run_timeout=21600, report_timeout=report_timeout
+    )
+
+
+def test_concluding_failure_past_report_timeout_gets_its_verdict() -> None:
+    record, _ = feed(fresh(), run("completed", "failure", t=10))
+    assert record.phase == "concluding"
+    assert not deploys.apply(record, deadline(309)).changed
+    transition = deploys.apply(record, deadline(310))
+    verdict = transition.record.verdict
+    assert verdict is not None and transition.actions == [SendCallback()]
+    assert (verdict.status, verdict.reason, verdict.failed_jobs) == ("failure", "failure", [])
+    assert verdict.summary == (
+        f"Run {RUN} ended with failure; its failed jobs could not be read from GitHub within "
+        "300 s (REPORT_TIMEOUT), so this verdict has no job details."
+    )
+    # What the gatherer brings after that changes nothing: one verdict.
+    late = FailureGathered(failed_jobs=[], summary="late", at=at(311))
+    assert not deploys.apply(transition.record, late).changed
+
+
+def test_concluding_success_past_report_timeout_is_a_success_without_url() -> None:
+    record, _ = feed(fresh(), run("completed", "success", t=10))
+    transition = deploys.apply(record, deadline(20, report_timeout=5))
+    verdict = transition.record.verdict
+    assert verdict is not None and verdict.status == "success" and verdict.deployed_url is None
+    assert "environment URL could not be read within 5 s" in verdict.summary
+
+
+def test_run_timeouts_still_apply_to_unfinished_runs_only() -> None:
+    record, _ = feed(fresh(), run("in_progress"))
+    assert not deploys.apply(record, deadline(400, report_timeout=1)).changed
+
+
+def test_late_dispatch_answer_binds_the_run_once() -> None:
+    record = fresh(run_id=None)
+    bound = deploys.apply(record, DispatchAnswered(RUN, "https://x/runs/1", None, at(6)))
+    assert bound.changed and bound.record.run is not None and bound.record.run.id == RUN
+    again = deploys.apply(bound.record, DispatchAnswered(RUN + 1, None, None, at(7)))
+    assert not again.changed  # a run is never replaced
+    old_way = deploys.apply(record, DispatchAnswered(None, None, "dep_1", at(6)))
+    assert old_way.record.correlation_id == "dep_1" and old_way.record.run is None
+
+
+def test_late_dispatch_refusal_completes_with_dispatch_rejected() -> None:
+    record = fresh(run_id=None)
+    transition = deploys.apply(record, DispatchRefused("No ref found for: nope (422)", at(6)))
+    verdict = transition.record.verdict
+    assert verdict is not None and verdict.reason == "dispatch_rejected"
+    assert verdict.summary.endswith("No ref found for: nope (422)")
+    assert transition.actions == [SendCallback()]
+    # Once the run is known, a refusal cannot be right: it is ignored.
+    known = fresh()
+    assert not deploys.apply(known, DispatchRefused("no", at(6))).changed
