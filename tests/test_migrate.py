@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
+
+import pytest
+from sqlalchemy import text
 
 from ghapp.store import SqlStore
 from ghapp.store.migrate import head_revision
@@ -42,3 +46,71 @@ async def test_a_store_at_head_opens_without_loading_alembic(tmp_path: Path) -> 
     )
     out, _ = await child.communicate()
     assert child.returncode == 0 and out.decode().strip() == "False"
+
+
+OPEN_AT = (
+    "import asyncio, sys, time\n"
+    "from ghapp.store import SqlStore\n"
+    "async def main():\n"
+    "    store = SqlStore(sys.argv[1])\n"
+    "    time.sleep(max(float(sys.argv[2]) - time.time(), 0))  # all at the same moment\n"
+    "    await store.open()\n"
+    "    await store.close()\n"
+    "asyncio.run(main())\n"
+)
+
+
+async def open_together(url: str, count: int) -> list[tuple[int | None, str]]:
+    """Open the store from `count` processes at the same moment: (exit code, stderr) each."""
+    start_at = str(time.time() + 3.0)  # after every interpreter has imported ghapp
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OPEN_AT, url, start_at, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    results = []
+    for child in children:
+        _, err = await child.communicate()
+        results.append((child.returncode, err.decode()[-2000:]))
+    return results
+
+
+async def migrate_to(url: str, revision: str) -> None:
+    """Bring a database to an older revision, as an earlier release left it."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    def upgrade(connection: object) -> None:
+        config = Config()
+        config.set_main_option(
+            "script_location", str(resources.files("ghapp.store") / "migrations")
+        )
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    store = SqlStore(url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("outdated", [False, True], ids=["empty", "outdated"])
+async def test_replicas_opening_together_all_come_up(
+    database_url: str, outdated: bool
+) -> None:
+    if outdated:
+        await migrate_to(database_url, "0001")
+    results = await open_together(database_url, 4)
+    assert all(code == 0 for code, _ in results), results
+    store = SqlStore(database_url)
+    try:
+        async with store.engine.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert [row[0] for row in version] == [head_revision()]
+    finally:
+        await store.close()

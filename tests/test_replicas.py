@@ -1,13 +1,18 @@
-"""Two `ghapp serve` replicas on one PostgreSQL database behind a round-robin balancer."""
+"""`ghapp serve` replicas on one database: behind a balancer, killed, started together."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from secrets import token_hex
+
+import aiohttp
 
 from ghapp.cli.demo import demo_workflows
+from ghapp.simulator import Simulator
 from ghapp.simulator.balancer import RoundRobinBalancer
-from ghapp.simulator.stack import ProcessServer, Stack
+from ghapp.simulator.receiver import CallbackReceiver
+from ghapp.simulator.stack import ProcessServer, Stack, app_key, settings_for
 
 DEPLOYMENTS = 50
 
@@ -77,4 +82,37 @@ async def test_serve_with_two_workers_on_sqlite(tmp_path: Path) -> None:
         assert sorted(c.deployment["id"] for c in stack.receiver.delivered()) == sorted(ids)
     finally:
         await server.kill()
+        await stack.close()
+
+
+
+async def test_three_replicas_started_at_once_on_a_fresh_database(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    sim = Simulator(app_id=424242, private_key_pem=app_key(), webhook_secret=token_hex(16))
+    receiver = CallbackReceiver(secret=token_hex(16))
+    await sim.start()
+    await receiver.start()
+    # Nothing has touched the database: the replicas find it empty, all at the same moment.
+    stack = Stack(sim=sim, receiver=receiver, settings=settings_for(sim, receiver, postgres_url))
+    stack.session = aiohttp.ClientSession()
+    for repository, workflow in demo_workflows().items():
+        sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    replicas = [ProcessServer(stack.settings, str(tmp_path / f"r{n}.log")) for n in (1, 2, 3)]
+    try:
+        urls = await asyncio.gather(*(replica.start(timeout=60) for replica in replicas))
+        assert all(replica.process and replica.process.returncode is None for replica in replicas)
+        # Deployed through the first; GitHub's webhooks go to the second, which finishes it.
+        stack.base_url = urls[0]
+        sim.webhook_url = urls[1] + stack.settings.webhook_path
+        status, body = await stack.deploy("acme/api")
+        assert status == 202, body
+        callback = await receiver.wait_for(body["id"], timeout=30)
+        assert callback.deployment["verdict"]["status"] == "failure"
+        assert callback.deployment["verdict"]["failed_jobs"][0]["log_excerpt"]
+        sent = [d for d in sim.webhooks.deliveries if d.ok]
+        assert sent and all((d.url or "").startswith(urls[1]) for d in sent)
+    finally:
+        for replica in replicas:
+            await replica.kill()
         await stack.close()

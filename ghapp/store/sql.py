@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import CallbackInfo
@@ -60,13 +61,30 @@ def async_url(database_url: str) -> str:
     raise ValueError(f"unsupported DATABASE_URL {database_url!r}")
 
 
+# Any constant will do, as long as every replica takes the same one around migrating.
+MIGRATION_LOCK = 0x6768617070  # "ghapp"
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the poller read while a webhook writes; a crashed process loses no commit.
+    # The busy timeout first: processes opening a new file together wait for each other.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_explicit_transactions(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    # The driver's own BEGIN would be a deferred one: `_begin_immediate` sends it instead.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    # The write lock from the start: a second process waits here (busy timeout) rather than
+    # reading the old schema and then failing to write over the first one's migration.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SqlStore:
@@ -106,12 +124,34 @@ class SqlStore:
             yield conn
 
     async def open(self) -> None:
-        """Bring the schema up to date (migrations run on every start)."""
-        async with self.begin() as conn:
-            await conn.run_sync(upgrade)
+        """Bring the schema up to date (migrations run on every start).
+
+        Replicas started together take turns: one migrates, the others wait for it and then
+        find the schema at its head (PostgreSQL: an advisory lock; SQLite: its write lock)."""
+        if self.is_sqlite:
+            await self._migrate_sqlite()
+        else:
+            async with self.engine.begin() as conn:
+                # Held until this transaction ends, so until the migration is committed.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                await conn.run_sync(upgrade)
         path = sqlite_file(self.url) if self.is_sqlite else None
         if path is not None and self._inline is None:
             self._inline = InlineReader(path)
+
+    async def _migrate_sqlite(self) -> None:
+        # A connection of its own, whose transaction begins IMMEDIATE; the store's others
+        # keep the driver's usual (deferred) transactions the webhook path is tuned for.
+        engine = create_async_engine(self.url, poolclass=NullPool)
+        event.listen(engine.sync_engine, "connect", _sqlite_explicit_transactions)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        try:
+            async with self._writes, engine.begin() as conn:
+                await conn.run_sync(upgrade)
+        finally:
+            await engine.dispose()
 
     async def close(self) -> None:
         """Release the connections."""
