@@ -23,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ghapp.github import inflight
 from ghapp.github.retry import backoff, is_rate_limited, rate_limit_wait
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ USER_AGENT = "ghapp"
 DISPATCH_API_VERSION = "2026-03-10"
 # Tokens live an hour; renew a few minutes early so none expires mid-request.
 TOKEN_RENEW_MARGIN = 300.0
+# Failures that mean a request never left: no connection was made.
+NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class GitHubUnavailable(Exception):
@@ -89,6 +92,9 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
     ) -> bool:
+        watch = inflight.current.get()
+        if watch is not None:
+            watch.last_error = describe(exception, origin_of(url))
         if attempt >= self.max_attempts:
             return False
         status = int(exception.status_code)
@@ -103,10 +109,15 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
-        # Connection failures mean the request never arrived, so even a POST may be sent again.
-        retryable: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
+        watch = inflight.current.get()
+        dispatch_watch = watch if method == "POST" and url.endswith("/dispatches") else None
+        retryable: tuple[type[BaseException], ...]
         if method == "GET":
-            retryable += (TimeoutError, aiohttp.ClientPayloadError)
+            retryable = (aiohttp.ClientConnectionError, TimeoutError, aiohttp.ClientPayloadError)
+        else:
+            # Only a failure to connect means the request never arrived: then even a POST may
+            # be sent again. Any later failure may hide a request GitHub acted on.
+            retryable = NOT_CONNECTED
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(retryable),
             stop=stop_after_attempt(self.max_attempts),
@@ -116,10 +127,35 @@ class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
             reraise=True,
         ):
             with attempt:
-                answer = await super()._request(method, url, headers, body)
+                if dispatch_watch is not None:
+                    dispatch_watch.starting()
+                try:
+                    answer = await self._send(method, url, headers, body, dispatch_watch)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    if watch is not None:
+                        watch.last_error = describe(exc, origin_of(url))
+                    if dispatch_watch is not None and isinstance(exc, NOT_CONNECTED):
+                        dispatch_watch.not_connected()
+                    raise
+                if dispatch_watch is not None:
+                    dispatch_watch.answered()
                 self.observe(method, url, answer[0], answer[1])
                 return answer
         raise AssertionError("unreachable")
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        watch: inflight.DispatchWatch | None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        # gidgethub's own request, with the watch handed to the session's trace.
+        async with self._session.request(
+            method, url, headers=headers, data=body, trace_request_ctx=watch
+        ) as response:
+            return response.status, response.headers, await response.read()
 
     def observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
         """Called with every answer (the client counts them); replaced per instance."""
@@ -138,6 +174,8 @@ class GitHubClient:
         retry_base: float = 1.0,
     ) -> None:
         self.session = session
+        # Whether the session tells when a dispatch was written (see ghapp.github.inflight).
+        self.traced = inflight.is_traced(session)
         self.app_id = app_id
         self.api_url = api_url.rstrip("/")
         self.origin = origin_of(self.api_url)

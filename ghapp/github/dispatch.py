@@ -36,16 +36,16 @@ def _message(exc: gidgethub.HTTPException) -> str:
     return f"{text} ({int(exc.status_code)})"
 
 
-async def dispatch(
-    github: GitHubClient,
-    repository: str,
-    workflow: str,
-    ref: str | None,
-    inputs: Mapping[str, Any],
-    *,
-    correlation_id: str,
-) -> Dispatched:
-    """Dispatch a workflow on a ref (the default branch if None); GitHub's refusal raises."""
+@dataclass(frozen=True)
+class Target:
+    """Where a dispatch goes, once looked up: the installation and the ref."""
+
+    installation_id: int
+    ref: str
+
+
+async def prepare(github: GitHubClient, repository: str, ref: str | None) -> Target:
+    """The lookups before a dispatch (installation, default branch); nothing is dispatched."""
     try:
         installation = await github.installation_for(repository)
     except gidgethub.BadRequest as exc:
@@ -56,6 +56,22 @@ async def dispatch(
         raise
     if ref is None:
         ref = await github.default_branch(repository, installation)
+    # The token too, so that what is left is the dispatch request itself.
+    await github.token(installation)
+    return Target(installation, ref)
+
+
+async def send(
+    github: GitHubClient,
+    repository: str,
+    workflow: str,
+    target: Target,
+    inputs: Mapping[str, Any],
+    *,
+    correlation_id: str,
+) -> Dispatched:
+    """Dispatch a workflow to a prepared target; GitHub's refusal raises DispatchRejected."""
+    installation, ref = target.installation_id, target.ref
     body = {"ref": ref, "inputs": dict(inputs)}
     try:
         details = await github.post_dispatch(

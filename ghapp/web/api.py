@@ -6,8 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import time
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,13 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core import deploys
 from ghapp.core.models import DeploymentList, DeploymentRequest
 from ghapp.github.client import GitHubUnavailable
-from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
+from ghapp.web.dispatching import dispatch_deployment
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -89,6 +84,7 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def create_deployment(request: Request) -> Response:
     """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
+    started = asyncio.get_running_loop().time()
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
@@ -125,7 +121,9 @@ async def create_deployment(request: Request) -> Response:
     key = request.headers.get("idempotency-key")
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if key is None:
-        return await _dispatch(services, body, callback_url, None, request_hash)
+        return await dispatch_deployment(
+            services, body, callback_url, None, request_hash, started=started
+        )
     if len(key) > 200 or not key.isprintable():
         return error(
             422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
@@ -141,90 +139,13 @@ async def create_deployment(request: Request) -> Response:
                 if existing[1] != request_hash:
                     raise IdempotencyConflict(key)
                 return JSONResponse(existing[0].public().model_dump(mode="json"), 200)
-            return await _dispatch(services, body, callback_url, key, request_hash)
+            return await dispatch_deployment(
+                services, body, callback_url, key, request_hash, started=started
+            )
         except IdempotencyConflict:
             return error(
                 409, "idempotency_conflict", "this Idempotency-Key was used with another body"
             )
-
-
-async def _dispatch(
-    services: Services,
-    body: DeploymentRequest,
-    callback_url: str,
-    key: str | None,
-    request_hash: str,
-) -> Response:
-    deployment_id = "dep_" + uuid.uuid4().hex[:24]
-    # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
-    now = utcnow()
-    started = time.perf_counter()
-    try:
-        dispatched = await dispatch(
-            services.github,
-            body.repository,
-            body.workflow,
-            body.ref,
-            body.inputs,
-            correlation_id=deployment_id,
-        )
-    except DispatchRejected as exc:
-        transition = deploys.rejected_deployment(
-            deployment_id,
-            body,
-            ref=body.ref or "(default branch)",
-            callback_url=callback_url,
-            message=str(exc),
-            now=now,
-        )
-        record = await services.store.create(
-            transition.record,
-            idempotency_key=key,
-            request_hash=request_hash,
-            enqueue_callback=True,
-        )
-        services.notify_verdict(record)
-        log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})
-        return JSONResponse(record.public().model_dump(mode="json"), 202)
-    except GitHubUnavailable as exc:
-        log.warning("GitHub unavailable for dispatch", extra={"error": str(exc)})
-        return error(
-            503,
-            "github_unavailable",
-            f"GitHub could not take the dispatch: {exc}",
-            headers={"Retry-After": "30"},
-        )
-    services.metrics.dispatch_latency.observe(time.perf_counter() - started)
-    record = deploys.new_deployment(
-        deployment_id,
-        body,
-        ref=dispatched.ref,
-        callback_url=callback_url,
-        installation_id=dispatched.installation_id,
-        run_id=dispatched.run_id,
-        html_url=dispatched.html_url,
-        now=now,
-        correlation_id=dispatched.correlation_id,
-    )
-    record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
-    if record.run is not None:
-        # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
-        early = await services.store.early_run(record.run.id)
-        if early is not None:
-            # The answer still says `dispatched` (DESIGN.md); the stored state moves on.
-            await services.engine.apply(record, run_event(from_json(early), utcnow()))
-    if record.run is None and record.correlation_id is None:
-        # GitHub named no run and nothing in its title will: find it by listing, soon.
-        services.poller.search_soon(record.repository)
-    log.info(
-        "dispatched",
-        extra={
-            "deployment_id": record.id,
-            "repository": record.repository,
-            "run_id": dispatched.run_id,
-        },
-    )
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
 
 
 async def get_deployment(request: Request) -> Response:

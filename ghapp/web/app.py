@@ -17,6 +17,7 @@ from starlette.routing import Route
 from ghapp.config import Settings
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
+from ghapp.github.inflight import new_session
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -101,7 +102,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         register_secret(secret)
     store = SqlStore(settings.database_url)
     await store.open()
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    session = new_session(timeout=aiohttp.ClientTimeout(total=30))
     github = GitHubClient(
         session,
         app_id=settings.app_id or "",
