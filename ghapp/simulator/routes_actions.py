@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,9 @@ def register(router: Router, sim: Simulator) -> None:
         if sim.faults.dispatch_answer_delay > 0:
             if call.record is not None:
                 call.record.fault = "dispatch_answer_delay"
-            await asyncio.sleep(sim.faults.dispatch_answer_delay)
+            # Held, but not past the simulator's own stop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sim.stopping.wait(), sim.faults.dispatch_answer_delay)
         version = call.request.headers.get("X-GitHub-Api-Version")
         if not ghes and (version == NEW_API_VERSION or body.get("return_run_details") is True):
             return json_response({

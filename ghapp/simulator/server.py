@@ -222,6 +222,8 @@ class LogServer:
             await response.prepare(request)
             for byte in body:
                 await asyncio.sleep(1.0)
+                if self.sim.stopping.is_set():
+                    break
                 await response.write(bytes([byte]))
             await response.write_eof()
             return response

@@ -73,6 +73,8 @@ class Simulator:
         self.log_url = ""
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set when stopping: answers held by a fault are let go at once.
+        self.stopping = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class Simulator:
 
     async def stop(self) -> None:
         """Stop both origins, the webhook sender and every background task."""
+        self.stopping.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
