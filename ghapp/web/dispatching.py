@@ -221,10 +221,12 @@ async def _await_answer(
         extra={"deployment_id": record.id, "run_id": getattr(event, "run_id", None)},
     )
     if transition is not None and transition.record.phase != "completed":
-        await _after_binding(services, transition.record)
+        await _after_binding(services, transition.record, late=True)
 
 
-async def _after_binding(services: Services, record: DeploymentRecord) -> None:
+async def _after_binding(
+    services: Services, record: DeploymentRecord, *, late: bool = False
+) -> None:
     """What a dispatch's answer leads to: its early webhooks, or a search for its run."""
     if record.run is not None:
         # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
@@ -235,3 +237,7 @@ async def _after_binding(services: Services, record: DeploymentRecord) -> None:
     elif record.correlation_id is None:
         # GitHub named no run and nothing in its title will: find it by listing, soon.
         services.poller.search_soon(record.repository)
+    elif late:
+        # A late answer naming the correlation id: the run's webhooks, title and all, may
+        # have come before it, so look for the run now rather than at the next poll.
+        services.poller.spawn(services.poller.check(record))

@@ -239,5 +239,9 @@ class Poller(Worker):
             report_timeout=settings.report_timeout,
         )
         for record in records:
-            await self.engine.apply(record, event)
+            # One deployment that cannot be written must not hold up the others' deadlines.
+            try:
+                await self.engine.apply(record, event)
+            except Exception:
+                log.exception("deadline not applied", extra={"deployment_id": record.id})
         return len(records)
