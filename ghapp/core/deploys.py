@@ -379,6 +379,8 @@ def _on_dispatch_answered(record: DeploymentRecord, event: DispatchAnswered) -> 
         return Transition(record)
     updated = record.model_copy(deep=True)
     updated.updated_at = event.at
+    # GitHub's answer restarts the polling clock, as a webhook does.
+    updated.last_heard_at = max(updated.last_heard_at, event.at)
     if event.run_id is not None:
         updated.run = Run(id=event.run_id, attempt=1, html_url=event.html_url, status="queued")
     elif event.correlation_id is not None and updated.correlation_id is None:

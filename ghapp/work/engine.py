@@ -228,24 +228,25 @@ class Engine(Worker):
 
     async def _report_deadline(self, deployment_id: str) -> None:
         """Past REPORT_TIMEOUT without a verdict: the state machine gives one with what is known."""
-        with contextlib.suppress(Exception):
+        try:
             record = await self.store.get(deployment_id)
             if record is None or record.phase != "concluding":
                 return
             now = utcnow()
             if now < deploys.report_deadline(record, self.report_timeout):
                 return
-            await self.apply(record, self.deadlines_event(now))
-
-    def deadlines_event(self, now: datetime, **timeouts: float) -> DeadlinesChecked:
-        """A clock tick for the state machine (run timeouts default to never)."""
-        never = float("inf")
-        return DeadlinesChecked(
-            at=now,
-            run_lookup_timeout=timeouts.get("run_lookup_timeout", never),
-            run_timeout=timeouts.get("run_timeout", never),
-            report_timeout=self.report_timeout,
-        )
+            # Only the report's deadline matters here: the run itself has ended.
+            never = float("inf")
+            tick = DeadlinesChecked(
+                at=now,
+                run_lookup_timeout=never,
+                run_timeout=never,
+                report_timeout=self.report_timeout,
+            )
+            await self.apply(record, tick)
+        except Exception:
+            # The poller's deadline check gives the verdict a little later.
+            log.exception("report deadline not applied", extra={"deployment_id": deployment_id})
 
     async def _renew(self, deployment_id: str) -> None:
         while True:
