@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential,
 )
 
@@ -35,6 +35,8 @@ DOWNLOAD_SECONDS = 120.0
 SILENT_SECONDS = 30.0
 CONNECT_SECONDS = 10.0
 REDIRECTS = (301, 302, 303, 307, 308)
+ATTEMPTS = 7
+HOST_FAILURE_ATTEMPTS = 3
 
 
 class SignedUrlRefused(Exception):
@@ -122,6 +124,13 @@ async def _stream(
         raise _failure(exc, where, read) from exc
 
 
+def _stop(state: RetryCallState) -> bool:
+    if state.attempt_number >= ATTEMPTS:
+        return True
+    failure = state.outcome.exception() if state.outcome is not None else None
+    return isinstance(failure, LogHostFailed) and state.attempt_number >= HOST_FAILURE_ATTEMPTS
+
+
 async def read_job_log(
     github: GitHubClient,
     repository: str,
@@ -139,8 +148,9 @@ async def read_job_log(
         retry=retry_if_exception_type(
             (LogsNotReady, SignedUrlRefused, GitHubUnavailable, LogHostFailed)
         ),
-        # Logs usually appear within seconds of the job's end: about a minute in all.
-        stop=stop_after_attempt(7),
+        # Logs usually appear within seconds of the job's end: about a minute in all. A host
+        # that resets or cuts is given fewer tries: it is the verdict that waits.
+        stop=_stop,
         wait=wait_exponential(multiplier=retry_base, max=20),
         reraise=True,
     ):
