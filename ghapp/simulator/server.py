@@ -220,12 +220,15 @@ class LogServer:
             response.content_type = "text/plain"
             response.enable_chunked_encoding()
             await response.prepare(request)
-            for byte in body:
-                await asyncio.sleep(1.0)
-                if self.sim.stopping.is_set():
-                    break
-                await response.write(bytes([byte]))
-            await response.write_eof()
+            try:
+                for byte in body:
+                    await asyncio.sleep(1.0)
+                    if self.sim.stopping.is_set():
+                        break
+                    await response.write(bytes([byte]))
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the client gave up, as it should
             return response
         return None
 
