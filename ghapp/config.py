@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     callback_retry_for: float = Field(default=86400, gt=0)
     delivery_log_days: float = Field(default=3, ge=0)
     auto_redeliver: bool = False
+    # Only a label for requests without inputs.environment; nothing is added to the dispatch.
+    default_environment: str = Field(default="production", min_length=1, max_length=100)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core.models import DeploymentList, DeploymentRequest
+from ghapp.core.models import DeploymentList, DeploymentRequest, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
 from ghapp.web.dispatching import dispatch_deployment
@@ -159,7 +159,7 @@ async def get_deployment(request: Request) -> Response:
 
 
 async def list_deployments(request: Request) -> Response:
-    """GET /api/v1/deployments?repository=&state=&limit= (newest first)."""
+    """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first)."""
     if not authorized(request):
         return unauthorized()
     params = request.query_params
@@ -182,8 +182,22 @@ async def list_deployments(request: Request) -> Response:
             "state must be dispatched, in_progress or completed",
             errors=[{"field": "state", "message": "unknown state"}],
         )
+    metadata = {
+        name.removeprefix("metadata."): value
+        for name, value in params.multi_items()
+        if name.startswith("metadata.")
+    }
+    try:
+        check_metadata(metadata)
+    except ValueError as exc:
+        return error(
+            422,
+            "invalid_request",
+            f"metadata filter: {exc}",
+            errors=[{"field": "metadata", "message": str(exc)}],
+        )
     records = await services_of(request).store.recent(
-        repository=params.get("repository"), state=state, limit=limit
+        repository=params.get("repository"), state=state, limit=limit, metadata=metadata
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))

@@ -122,6 +122,7 @@ async def dispatch_deployment(
         html_url=dispatched.html_url,
         now=now,
         correlation_id=dispatched.correlation_id,
+        default_environment=services.settings.default_environment,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     await _after_binding(services, record)
@@ -148,7 +149,13 @@ async def _rejected(
     now: datetime,
 ) -> Response:
     transition = deploys.rejected_deployment(
-        deployment_id, body, ref=ref, callback_url=callback_url, message=message, now=now
+        deployment_id,
+        body,
+        ref=ref,
+        callback_url=callback_url,
+        message=message,
+        now=now,
+        default_environment=services.settings.default_environment,
     )
     record = await services.store.create(
         transition.record, idempotency_key=key, request_hash=request_hash, enqueue_callback=True
@@ -179,6 +186,7 @@ async def _pending(
         run_id=None,
         html_url=None,
         now=now,
+        default_environment=services.settings.default_environment,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     services.poller.spawn(_await_answer(services, record, sending))

@@ -235,6 +235,8 @@ def _orchestrator_paths() -> dict[str, Any]:
             "422": _json("ErrorBody", "a query parameter is out of range"),
         },
         tag="deployments",
+        description="`metadata.KEY=VALUE` query parameters (any number) keep the deployments "
+        "whose metadata has KEY set to VALUE.",
         parameters=[
             {"name": "repository", "in": "query", "schema": {"type": "string"}},
             {
