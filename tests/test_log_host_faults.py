@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from ghapp.core.deploys import FailureGathered
 from ghapp.github import joblogs
 from ghapp.simulator import Job, Step, Workflow
 from ghapp.simulator.stack import Stack
+from ghapp.work.failures import FailureReporter
 
 REPORT_TIMEOUT = 3.0
 # What "a few seconds" past REPORT_TIMEOUT may take on a busy machine.
@@ -150,3 +153,23 @@ async def test_api_down_while_gathering_verdict_at_report_timeout(stack: Stack) 
         f"Run {body['run']['id']} ended with failure; its failed jobs could not be read from "
         "GitHub within 3 s (REPORT_TIMEOUT), so this verdict has no job details."
     )
+
+
+async def test_unexpected_failure_while_gathering_is_tried_again_soon(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = FailureReporter.gather
+    calls = 0
+
+    async def flaky(self: FailureReporter, *args: Any, **kwargs: Any) -> FailureGathered:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a passing failure (a database hiccup, a bug)")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FailureReporter, "gather", flaky)
+    verdict, elapsed = await verdict_of(stack)
+    assert calls == 2
+    assert "exit code 255" in excerpt_of(verdict)  # the whole report, not the deadline's
+    assert elapsed < REPORT_TIMEOUT  # not left to the sweep (every 10 s)

@@ -39,6 +39,9 @@ GATHER_LEASE = 30.0
 # Past REPORT_TIMEOUT, how long what was gathered may take to be written before the state
 # machine's deadline (with less in the verdict) is applied instead.
 REPORT_GRACE = 2.0
+# After an unexpected failure to gather a verdict, the pause before trying again (seconds,
+# times the retry base).
+RETRY_PAUSE = 10.0
 
 
 def utcnow() -> datetime:
@@ -173,15 +176,18 @@ class Engine(Worker):
             return
         renew = asyncio.create_task(self._renew(deployment_id))
         try:
-            record = await self.store.get(deployment_id)
-            if record is None or record.phase != "concluding":
-                return
-            # REPORT_TIMEOUT counts from when the run was seen completed, across restarts and
-            # replicas: past it, the verdict goes out with what is known.
-            left = (deploys.report_deadline(record, self.report_timeout) - utcnow()).total_seconds()
-            if left > 0:
-                loop = asyncio.get_running_loop()
-                deadline = loop.time() + left
+            loop = asyncio.get_running_loop()
+            while True:
+                record = await self.store.get(deployment_id)
+                if record is None or record.phase != "concluding":
+                    return
+                # REPORT_TIMEOUT counts from when the run was seen completed, across restarts
+                # and replicas: past it, the verdict goes out with what is known.
+                deadline = loop.time() + (
+                    deploys.report_deadline(record, self.report_timeout) - utcnow()
+                ).total_seconds()
+                if deadline <= loop.time():
+                    break
                 try:
                     async with asyncio.timeout_at(deadline + REPORT_GRACE):
                         await self._gather_and_apply(record, action, deadline)
@@ -191,13 +197,15 @@ class Engine(Worker):
                         "verdict not gathered within REPORT_TIMEOUT",
                         extra={"deployment_id": deployment_id},
                     )
+                    break
                 except Exception:
                     log.exception(
                         "concluding deployment failed", extra={"deployment_id": deployment_id}
                     )
-                # Trying again before the deadline would fail the same way: the verdict comes
-                # at the deadline, with what is known.
-                await asyncio.sleep(max(deadline - loop.time(), 0))
+                # Something else failed (the database, a bug): try again shortly, until the
+                # deadline, rather than wait for the next sweep.
+                pause = RETRY_PAUSE * self.action_retry_base
+                await asyncio.sleep(min(pause, max(deadline - loop.time(), 0)))
         finally:
             renew.cancel()
             # Wait for it: a renewal cut off mid-query would leave its connection unreturned.
