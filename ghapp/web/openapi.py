@@ -189,7 +189,9 @@ def _orchestrator_paths() -> dict[str, Any]:
             "202": _json(
                 "Deployment",
                 "GitHub accepted the dispatch (state dispatched), or refused it (state "
-                "completed, verdict reason dispatch_rejected; its callback is sent too)",
+                "completed, verdict reason dispatch_rejected; its callback is sent too), or its "
+                "answer is late (state dispatched, run null: recorded, followed in the "
+                "background, never dispatched twice); always within 5 s",
             ),
             "200": _json(
                 "Deployment",
@@ -206,8 +208,9 @@ def _orchestrator_paths() -> dict[str, Any]:
             ),
             "503": _json(
                 "ErrorBody",
-                "GitHub could not be reached; nothing was recorded: retry with the same "
-                "Idempotency-Key",
+                "no dispatch can have reached GitHub (connection refused, 5xx answers, "
+                "lookups unanswered within 5 s); nothing was recorded: retry with the same "
+                "Idempotency-Key; `message` names what failed and which host",
                 headers=_RETRY_AFTER,
             ),
         },
