@@ -134,8 +134,13 @@ class SqlStore:
 
         Replicas started together take turns: one migrates, the others wait for it and then
         find the schema at its head (PostgreSQL: an advisory lock; SQLite: its write lock)."""
-        if self.is_sqlite:
+        path = sqlite_file(self.url) if self.is_sqlite else None
+        if path is not None:
             await self._migrate_sqlite()
+        elif self.is_sqlite:
+            # In memory: a database of this engine's own, which no other process can open.
+            async with self.begin() as conn:
+                await conn.run_sync(upgrade)
         else:
             async with self.engine.begin() as conn:
                 # Held until this transaction ends, so until the migration is committed.
@@ -143,7 +148,6 @@ class SqlStore:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                 )
                 await conn.run_sync(upgrade)
-        path = sqlite_file(self.url) if self.is_sqlite else None
         if path is not None and self._inline is None:
             self._inline = InlineReader(path)
 
