@@ -116,3 +116,30 @@ async def test_three_replicas_started_at_once_on_a_fresh_database(
         for replica in replicas:
             await replica.kill()
         await stack.close()
+
+
+async def test_serve_with_three_workers_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    sim = Simulator(app_id=424242, private_key_pem=app_key(), webhook_secret=token_hex(16))
+    receiver = CallbackReceiver(secret=token_hex(16))
+    await sim.start()
+    await receiver.start()
+    # No file yet: the three workers create and migrate it together.
+    settings = settings_for(sim, receiver, f"sqlite:///{tmp_path / 'fresh.db'}")
+    stack = Stack(sim=sim, receiver=receiver, settings=settings)
+    stack.session = aiohttp.ClientSession()
+    sim.add_repository("acme/shop", default_branch="main").add_workflow(
+        demo_workflows()["acme/shop"]
+    )
+    server = ProcessServer(settings, str(tmp_path / "serve.log"), workers=3)
+    try:
+        stack.base_url = await server.start(timeout=60)
+        sim.webhook_url = stack.base_url + settings.webhook_path
+        await asyncio.sleep(1.0)  # a worker that failed to migrate would have stopped them all
+        assert server.process is not None and server.process.returncode is None
+        status, body = await stack.deploy("acme/shop")
+        assert status == 202
+        callback = await receiver.wait_for(body["id"], timeout=30)
+        assert callback.deployment["verdict"]["status"] == "success"
+    finally:
+        await server.kill()
+        await stack.close()
