@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 import yaml
 
-from ghapp.core.models import Cause, CauseCategory
+from ghapp.core.models import Cause, CauseCategory, FailedJob
 
 CATEGORIES = frozenset(get_args(CauseCategory))
 _PATTERN_FIELDS = ("step", "log", "annotation", "reason")
@@ -96,6 +96,20 @@ class CauseRules:
         causes = [self.classify(failure) for failure in failures]
         known = next((cause for cause in causes if cause.category != "unknown"), None)
         return known or (causes[0] if causes else self.classify(Failure(reason=None)))
+
+
+def classify_jobs(rules: CauseRules, reason: str, jobs: Sequence[FailedJob]) -> Cause:
+    """The cause of a failed run from its failed jobs (the run's reason alone when none)."""
+    failures = [
+        Failure(
+            reason=reason,
+            step=job.failed_step.name if job.failed_step else None,
+            log=job.log_excerpt,
+            annotations=[a.message for a in job.annotations],
+        )
+        for job in jobs
+    ]
+    return rules.classify_all(failures or [Failure(reason=reason)])
 
 
 def _match(rule: Rule, failure: Failure, text: str, folded: str) -> str | None | bool:

@@ -177,6 +177,7 @@ async def _dispatch(
             message=str(exc),
             now=now,
             default_environment=services.settings.default_environment,
+            rules=services.settings.cause_rules(),
         )
         record = await services.store.create(
             transition.record,
