@@ -28,6 +28,7 @@ DESIGN_OPERATIONS = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/api/v1/deployments/{deployment_id}/report"),
     ("post", "/api/github/webhooks"),
 }
 
