@@ -84,7 +84,9 @@ def describe(callback: ReceivedCallback, out: TextIO) -> None:
     cause = verdict.get("cause") or {}
     if cause:
         retry = "retryable" if cause.get("retryable") else "not retryable"
-        out.write(f"           cause: {cause.get('category')} ({retry}, rule {cause.get('rule')})\n")
+        rule = cause.get("rule")
+        rule = cause.get("rule")
+        out.write(f"           cause: {cause.get('category')} ({retry}, rule {rule})\n")
         out.write(f"           hint:  {cause.get('hint')}\n")
     for job in verdict.get("failed_jobs") or []:
         step = job.get("failed_step") or {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import yaml
 
@@ -112,7 +112,7 @@ def classify_jobs(rules: CauseRules, reason: str, jobs: Sequence[FailedJob]) -> 
     return rules.classify_all(failures or [Failure(reason=reason)])
 
 
-def _match(rule: Rule, failure: Failure, text: str, folded: str) -> str | None | bool:
+def _match(rule: Rule, failure: Failure, text: str, folded: str) -> str | bool | None:
     """The evidence line when the rule matches (None: matched without a line), else False."""
     if rule.reason is not None and not rule.reason.search(failure.reason or ""):
         return False
@@ -214,7 +214,7 @@ def _rule(item: Any, *, origin: str, index: int) -> Rule:
     log = patterns.get("log")
     return Rule(
         id=rule_id,
-        category=category,
+        category=cast(CauseCategory, category),
         hint=" ".join(hint.split()),
         retryable=retryable,
         log_needles=needles(log.pattern) if log is not None else None,

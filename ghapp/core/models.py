@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 DeploymentState = Literal["dispatched", "in_progress", "completed"]
 VerdictStatus = Literal["success", "failure"]
@@ -26,6 +34,22 @@ CallbackState = Literal["pending", "delivered", "failed"]
 CauseCategory = Literal[
     "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
 ]
+
+# Validation context a client passes (ghapp.client): a newer server may send enum values this
+# version does not know; they are kept as plain strings instead of failing the whole answer.
+LENIENT = {"lenient_enums": True}
+
+
+def _lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        if isinstance(value, str) and isinstance(info.context, dict) and info.context.get(
+            "lenient_enums"
+        ):
+            return value
+        raise
+
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
@@ -156,6 +180,8 @@ class Cause(BaseModel):
         default=None, description="the log line or message that decided"
     )
 
+    _category = field_validator("category", mode="wrap")(_lenient_enum)
+
 
 class Verdict(BaseModel):
     """The outcome of a deployment, as the orchestrator receives it."""
@@ -171,6 +197,8 @@ class Verdict(BaseModel):
         description="Markdown (at most 16 KiB) to hand as is to a developer or an agent; "
         "null on success",
     )
+
+    _reason = field_validator("reason", mode="wrap")(_lenient_enum)
 
 
 class CallbackInfo(BaseModel):
