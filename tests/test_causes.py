@@ -10,7 +10,16 @@ import pytest
 import yaml
 
 from ghapp.config import SettingsError, load_settings
-from ghapp.core.causes import Failure, RulesError, default_rules, load_file, load_rules, needles
+from ghapp.core.causes import (
+    Excerpt,
+    Failure,
+    RulesError,
+    default_rules,
+    load_file,
+    load_rules,
+    needles,
+    whole_words,
+)
 
 CORPUS = Path(__file__).parent / "data" / "causes_corpus.yml"
 CASES: list[dict[str, Any]] = yaml.safe_load(CORPUS.read_text())
@@ -155,6 +164,9 @@ def test_the_prefilter_never_hides_a_match() -> None:
         for case in CASES:
             text = case.get("log") or ""
             if rule.log.search(text):
-                assert any(n in text.casefold() for n in rule.log_needles), (rule.id, case["id"])
+                assert Excerpt(text).may_contain(rule), (rule.id, case["id"])
     assert needles("(?:abc|de)fgh") == ("fgh",)
     assert needles("abc|x") is None
+    assert needles("Host key verification failed") == ("host key verification failed",)
+    assert whole_words("host key verification failed") == {"key", "verification"}
+    assert whole_words(" is not set") == {"is", "not"}

@@ -48,6 +48,9 @@ class Rule:
     # Strings (casefolded) one of which every text matching `log` contains: a cheap `in` test
     # that skips most searches (None: the pattern offers none worth testing).
     log_needles: tuple[str, ...] | None = None
+    # For each needle, the pieces it holds between whitespace on both sides: a text without one
+    # of them among its whitespace-separated pieces cannot contain the needle.
+    needle_words: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,9 @@ class CauseRules:
     def classify(self, failure: Failure) -> Cause:
         """The cause of one failure: the first rule all of whose patterns match, else unknown."""
         text = failure.log
-        folded = text.casefold()
+        scan = Excerpt(text)
         for rule in self.rules:
-            evidence = _match(rule, failure, text, folded)
+            evidence = _match(rule, failure, scan)
             if evidence is not False:
                 return Cause(
                     category=rule.category,
@@ -112,7 +115,32 @@ def classify_jobs(rules: CauseRules, reason: str, jobs: Sequence[FailedJob]) -> 
     return rules.classify_all(failures or [Failure(reason=reason)])
 
 
-def _match(rule: Rule, failure: Failure, text: str, folded: str) -> str | bool | None:
+class Excerpt:
+    """One excerpt, prepared once for every rule: casefolded, and its set of words."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.folded = text.casefold()
+        self._words: frozenset[str] | None = None
+
+    @property
+    def words(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = frozenset(self.folded.split())
+        return self._words
+
+    def may_contain(self, rule: Rule) -> bool:
+        """False when no needle of the rule's pattern can be in the text."""
+        if rule.log_needles is None:
+            return True
+        words = self.words
+        return any(
+            needed <= words and needle in self.folded
+            for needle, needed in zip(rule.log_needles, rule.needle_words, strict=True)
+        )
+
+
+def _match(rule: Rule, failure: Failure, scan: Excerpt) -> str | bool | None:
     """The evidence line when the rule matches (None: matched without a line), else False."""
     if rule.reason is not None and not rule.reason.search(failure.reason or ""):
         return False
@@ -125,13 +153,13 @@ def _match(rule: Rule, failure: Failure, text: str, folded: str) -> str | bool |
             return False
         evidence = found
     if rule.log is not None:
-        if rule.log_needles is not None and not any(n in folded for n in rule.log_needles):
+        if not scan.may_contain(rule):
             return False
         # One search over the whole excerpt (not one per line): then the line around the match.
-        hit = rule.log.search(text)
+        hit = rule.log.search(scan.text)
         if hit is None:
             return False
-        evidence = _line_at(text, hit.start())
+        evidence = _line_at(scan.text, hit.start())
     return _clean(evidence) if evidence is not None else None
 
 
@@ -212,12 +240,14 @@ def _rule(item: Any, *, origin: str, index: int) -> Rule:
     if not patterns:
         raise bad("names none of step, log, annotation, reason")
     log = patterns.get("log")
+    found = needles(log.pattern) if log is not None else None
     return Rule(
         id=rule_id,
         category=cast(CauseCategory, category),
         hint=" ".join(hint.split()),
         retryable=retryable,
-        log_needles=needles(log.pattern) if log is not None else None,
+        log_needles=found,
+        needle_words=tuple(whole_words(item) for item in found or ()),
         **patterns,
     )
 
@@ -225,6 +255,14 @@ def _rule(item: Any, *, origin: str, index: int) -> Rule:
 # --- the prefilter --------------------------------------------------------------------------
 
 MIN_NEEDLE = 3
+
+
+def whole_words(needle: str) -> frozenset[str]:
+    """The pieces of a needle with whitespace of the needle on both sides."""
+    pieces = needle.split()
+    start = 0 if needle[:1].isspace() else 1
+    end = len(pieces) if needle[-1:].isspace() else len(pieces) - 1
+    return frozenset(pieces[start:end])
 _REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
 
 
