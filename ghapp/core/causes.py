@@ -121,6 +121,7 @@ class Excerpt:
     def __init__(self, text: str) -> None:
         self.text = text
         self.folded = text.casefold()
+        self.ascii = text.isascii()
         self._words: frozenset[str] | None = None
 
     @property
@@ -131,13 +132,28 @@ class Excerpt:
 
     def may_contain(self, rule: Rule) -> bool:
         """False when no needle of the rule's pattern can be in the text."""
+        return self.search_from(rule) is not None
+
+    def search_from(self, rule: Rule) -> int | None:
+        """Where a match of the rule's `log` may start at the earliest; None: nowhere.
+
+        A match holds one of the needles, so (within a line) it cannot start before the line
+        of the first needle found; searching from there skips the lines before it.
+        """
         if rule.log_needles is None:
-            return True
+            return 0
         words = self.words
-        return any(
-            needed <= words and needle in self.folded
-            for needle, needed in zip(rule.log_needles, rule.needle_words, strict=True)
-        )
+        first: int | None = None
+        for needle, needed in zip(rule.log_needles, rule.needle_words, strict=True):
+            if not needed <= words:
+                continue
+            at = self.folded.find(needle)
+            if at >= 0 and (first is None or at < first):
+                first = at
+        if first is None:
+            return None
+        # Casefolding can change lengths (ß -> ss): positions agree only for ASCII text.
+        return self.text.rfind("\n", 0, first) + 1 if self.ascii else 0
 
 
 def _match(rule: Rule, failure: Failure, scan: Excerpt) -> str | bool | None:
@@ -153,10 +169,11 @@ def _match(rule: Rule, failure: Failure, scan: Excerpt) -> str | bool | None:
             return False
         evidence = found
     if rule.log is not None:
-        if not scan.may_contain(rule):
+        start = scan.search_from(rule)
+        if start is None:
             return False
-        # One search over the whole excerpt (not one per line): then the line around the match.
-        hit = rule.log.search(scan.text)
+        # One search over the excerpt (not one per line): then the line around the match.
+        hit = rule.log.search(scan.text, start)
         if hit is None:
             return False
         evidence = _line_at(scan.text, hit.start())
