@@ -86,8 +86,7 @@ def _annotation_lines(annotations: Sequence[Annotation]) -> list[str]:
         place = item.path or "(job)"
         if item.start_line is not None:
             place += f":{item.start_line}"
-        level = f" ({item.annotation_level})" if item.annotation_level else ""
-        lines.append(f"- `{place}`{level}: {_one_line(item.message, 300)}")
+        lines.append(f"- {place}: {_one_line(item.message, 300)}")
     return lines
 
 
