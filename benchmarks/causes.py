@@ -8,7 +8,8 @@ the list); ``code`` - a TypeScript error (a rule near the end). Each figure is t
 rounds of 50 classifications (``time.perf_counter``), with this thread's CPU time beside it
 (``time.thread_time``: a shared machine's wall time also counts waiting for a core). The
 reference measured side by side is one case-insensitive regular-expression search over the
-same excerpt: what a single rule would cost without the literal prefilter.
+same excerpt: what a single rule would cost without the literal prefilter. Last, what the
+failure verdict's path gains in all: classifying its failed job and writing the Markdown report.
 
 Usage: ``python -m benchmarks.causes [--json out.json]``; ``python -m benchmarks --only causes``.
 """
@@ -21,11 +22,15 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import row
-from ghapp.core.causes import Failure, default_rules
+from ghapp.core import report_markdown
+from ghapp.core.causes import Failure, classify_jobs, default_rules
+from ghapp.core.deploys import DeploymentRecord
+from ghapp.core.models import CallbackInfo, FailedJob, FailedStep, Run, Verdict
 
 NAME = "causes"
 TARGET_MS = 2.0
@@ -78,11 +83,37 @@ def measure() -> dict[str, Any]:
             "scenario": scenario, "rule": cause.rule, "ms": round(wall, 3),
             "cpu_ms": round(cpu, 3), "bytes": len(failure.log.encode()),
         })
+    # What the failure verdict's path gains: classifying its job and writing the report.
+    job = FailedJob(
+        id=1, name="deploy", conclusion="failure",
+        html_url="https://github.com/acme/shop/actions/runs/7/job/1",
+        failed_step=FailedStep(number=5, name="Deploy on the server"),
+        log_excerpt=excerpt(DECIDING["infrastructure"]),
+    )
+    record = _record()
+
+    def verdict_extras() -> None:
+        verdict = Verdict(status="failure", reason="failure", summary="failed", failed_jobs=[job])
+        verdict.cause = classify_jobs(rules, "failure", [job])
+        report_markdown.render(record, verdict)
+
+    added, _ = _best(verdict_extras)
     pattern = re.compile(r"no space left on device", re.IGNORECASE)
     text = excerpt(DECIDING["unknown"])
     reference, _ = _best(lambda: pattern.search(text))
     return {"rules": len(rules), "lines": LINES, "results": results,
+            "verdict_path_added_ms": round(added, 3),
             "reference_one_search_ms": round(reference, 3)}
+
+
+def _record() -> DeploymentRecord:
+    now = datetime.now(UTC)
+    return DeploymentRecord(
+        id="dep_bench", repository="acme/shop", workflow="deploy.yml", ref="main",
+        state="completed", run=Run(id=7, html_url="https://github.com/acme/shop/actions/runs/7"),
+        callback=CallbackInfo(url=None), created_at=now, updated_at=now, dispatched_at=now,
+        last_heard_at=now,
+    )
 
 
 async def run(quick: bool, _tmp: Path) -> dict[str, Any]:
@@ -94,6 +125,11 @@ async def run(quick: bool, _tmp: Path) -> dict[str, Any]:
             f"classify a {LINES}-line excerpt, {r['scenario']} ({r['rule']})", r["ms"], "ms",
             f"<= {TARGET_MS:g}", r["ms"] <= TARGET_MS,
         ))
+    rows.append(row(
+        "failure verdict path: classify its job + write the report",
+        measured["verdict_path_added_ms"], "ms", f"<= {TARGET_MS:g}",
+        measured["verdict_path_added_ms"] <= TARGET_MS,
+    ))
     worst = max(r["ms"] for r in measured["results"])
     rows.append(row(
         "reference: one case-insensitive search of the excerpt",
@@ -114,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = measure()
     for r in measured["results"]:
         print(f"{r['scenario']:<15} {r['ms']:.3f} ms (cpu {r['cpu_ms']:.3f} ms)  {r['rule']}")
+    print(f"failure verdict path (classify + report): {measured['verdict_path_added_ms']:.3f} ms")
     print(f"{measured['rules']} rules; reference (one search): "
           f"{measured['reference_one_search_ms']:.3f} ms")
     if args.json:
