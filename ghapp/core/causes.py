@@ -14,8 +14,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast, get_args
 
-import yaml
-
 from ghapp.core.models import Cause, CauseCategory, FailedJob
 
 CATEGORIES = frozenset(get_args(CauseCategory))
@@ -66,8 +64,19 @@ class Failure:
 class CauseRules:
     """An ordered, compiled rule set; `classify` returns the first matching rule's cause."""
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
-        self.rules = tuple(rules)
+    def __init__(self, rules: Iterable[Rule], *, then_builtin: bool = False) -> None:
+        self._own = tuple(rules)
+        # The built-in rules are read on first use: a server that never sees a failure never
+        # loads PyYAML or compiles them (idle memory).
+        self._then_builtin = then_builtin
+        self._all: tuple[Rule, ...] | None = None
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every rule, in the order they are tried."""
+        if self._all is None:
+            self._all = self._own + (builtin_rules() if self._then_builtin else ())
+        return self._all
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -338,6 +347,8 @@ def load_file(path: Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    import yaml  # only when there are rules to read (idle memory)
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -351,6 +362,8 @@ def load_file(path: Path) -> list[Rule]:
 @functools.cache
 def builtin_rules() -> tuple[Rule, ...]:
     """The rules shipped in the package (read and compiled once per process)."""
+    import yaml
+
     source = resources.files("ghapp.core").joinpath("rules/causes.yml")
     document = yaml.safe_load(source.read_text(encoding="utf-8"))
     return tuple(parse_rules(document, origin="ghapp/core/rules/causes.yml"))
@@ -359,10 +372,10 @@ def builtin_rules() -> tuple[Rule, ...]:
 def load_rules(user_path: Path | None = None) -> CauseRules:
     """The user's rules (tried first) followed by the built-in ones."""
     user = load_file(user_path) if user_path is not None else []
-    return CauseRules([*user, *builtin_rules()])
+    return CauseRules(user, then_builtin=True)
 
 
 @functools.cache
 def default_rules() -> CauseRules:
     """The built-in rules alone, for callers without settings (tests, tools)."""
-    return CauseRules(builtin_rules())
+    return CauseRules((), then_builtin=True)
