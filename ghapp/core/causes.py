@@ -347,6 +347,12 @@ def load_file(path: Path) -> list[Rule]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # Start-up checks the file, then the server uses it: the same text compiles once.
+    return list(_parse_text(text, str(path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_text(text: str, origin: str) -> tuple[Rule, ...]:
     import yaml  # only when there are rules to read (idle memory)
 
     try:
@@ -355,8 +361,8 @@ def load_file(path: Path) -> list[Rule]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid"
-        raise RulesError(f"{path}: not valid YAML{where} ({problem})") from None
-    return parse_rules(document, origin=str(path))
+        raise RulesError(f"{origin}: not valid YAML{where} ({problem})") from None
+    return tuple(parse_rules(document, origin=origin))
 
 
 @functools.cache
