@@ -111,10 +111,15 @@ class Settings(BaseSettings):
             raise ValueError(f"file {value} does not exist")
         return value
 
+    @field_validator("cause_rules_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("cause_rules_path")
     @classmethod
     def _cause_rules_file(cls, value: Path | None) -> Path | None:
-        if value is None or str(value) == "":
+        if value is None:
             return None
         try:
             load_rules(value)  # checked whole at start-up: a bad rule stops ghapp here

@@ -159,6 +159,16 @@ def test_a_malformed_rules_file_is_refused_naming_the_rule(
         load_settings(_env_file=None, cause_rules_path=str(path))
 
 
+def test_an_empty_or_missing_rules_path(tmp_path: Path) -> None:
+    assert load_settings(_env_file=None, cause_rules_path="").cause_rules_path is None
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_env_file=None, cause_rules_path=str(missing))
+    assert str(caught.value) == (
+        f"CAUSE_RULES_PATH: {missing}: cannot be read (No such file or directory)"
+    )
+
+
 def test_the_prefilter_never_hides_a_match() -> None:
     # Every built-in pattern's needles are necessary: each corpus line a rule matches holds one.
     for rule in default_rules().rules:
