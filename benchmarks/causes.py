@@ -97,12 +97,13 @@ def measure() -> dict[str, Any]:
         verdict.cause = classify_jobs(rules, "failure", [job])
         report_markdown.render(record, verdict)
 
-    added, _ = _best(verdict_extras)
+    added, added_cpu = _best(verdict_extras)
     pattern = re.compile(r"no space left on device", re.IGNORECASE)
     text = excerpt(DECIDING["unknown"])
     reference, _ = _best(lambda: pattern.search(text))
     return {"rules": len(rules), "lines": LINES, "results": results,
             "verdict_path_added_ms": round(added, 3),
+            "verdict_path_added_cpu_ms": round(added_cpu, 3),
             "reference_one_search_ms": round(reference, 3)}
 
 
@@ -120,23 +121,26 @@ async def run(quick: bool, _tmp: Path) -> dict[str, Any]:
     """The benchmark as `python -m benchmarks` runs it, with rows against the target."""
     measured = measure()
     rows = [row("rules (shipped)", measured["rules"])]
+    # Judged on this thread's CPU time (what classifying costs); the wall time beside it also
+    # counts waiting for a core on a shared machine.
     for r in measured["results"]:
         rows.append(row(
-            f"classify a {LINES}-line excerpt, {r['scenario']} ({r['rule']})", r["ms"], "ms",
-            f"<= {TARGET_MS:g}", r["ms"] <= TARGET_MS,
+            f"classify a {LINES}-line excerpt, {r['scenario']} ({r['rule']}): CPU / wall",
+            f"{r['cpu_ms']} / {r['ms']}", "ms", f"<= {TARGET_MS:g}", r["cpu_ms"] <= TARGET_MS,
         ))
     rows.append(row(
-        "failure verdict path: classify its job + write the report",
-        measured["verdict_path_added_ms"], "ms", f"<= {TARGET_MS:g}",
-        measured["verdict_path_added_ms"] <= TARGET_MS,
+        "failure verdict path: classify its job + write the report: CPU / wall",
+        f"{measured['verdict_path_added_cpu_ms']} / {measured['verdict_path_added_ms']}", "ms",
+        f"<= {TARGET_MS:g}", measured["verdict_path_added_cpu_ms"] <= TARGET_MS,
     ))
-    worst = max(r["ms"] for r in measured["results"])
+    worst = max(r["cpu_ms"] for r in measured["results"])
     rows.append(row(
         "reference: one case-insensitive search of the excerpt",
         measured["reference_one_search_ms"], "ms",
     ))
     rows.append(row(
-        "worst classification / one search", round(worst / measured["reference_one_search_ms"], 1),
+        "worst classification (CPU) / one search",
+        round(worst / measured["reference_one_search_ms"], 1),
         "x",
     ))
     return {**measured, "rows": rows}
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = measure()
     for r in measured["results"]:
         print(f"{r['scenario']:<15} {r['ms']:.3f} ms (cpu {r['cpu_ms']:.3f} ms)  {r['rule']}")
-    print(f"failure verdict path (classify + report): {measured['verdict_path_added_ms']:.3f} ms")
+    print(f"failure verdict path (classify + report): {measured['verdict_path_added_ms']:.3f} ms "
+          f"(cpu {measured['verdict_path_added_cpu_ms']:.3f} ms)")
     print(f"{measured['rules']} rules; reference (one search): "
           f"{measured['reference_one_search_ms']:.3f} ms")
     if args.json:
