@@ -9,8 +9,11 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from ghapp.core import report_markdown
+from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
     CallbackInfo,
+    Cause,
     Deployment,
     DeploymentRequest,
     FailedJob,
@@ -97,6 +100,8 @@ class FailureGathered:
     failed_jobs: list[FailedJob]
     summary: str
     at: datetime
+    # Classified where the report was gathered (with the configured rules); None: classify here.
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class DeadlinesChecked:
     run_lookup_timeout: float
     run_timeout: float
     report_timeout: float = 300.0
+    rules: CauseRules | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class DispatchRefused:
 
     message: str
     at: datetime
+    rules: CauseRules | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,7 @@ def rejected_deployment(
     message: str,
     now: datetime,
     default_environment: str = "production",
+    rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
     record = new_deployment(
@@ -253,16 +261,19 @@ def rejected_deployment(
         now=now,
         default_environment=default_environment,
     )
-    return _complete(record, _rejected(record, message), now)
+    return _complete(record, _rejected(record, message, rules), now)
 
 
-def _rejected(record: DeploymentRecord, message: str) -> Verdict:
-    return Verdict(
+def _rejected(record: DeploymentRecord, message: str, rules: CauseRules | None) -> Verdict:
+    verdict = Verdict(
         status="failure",
         reason="dispatch_rejected",
         summary=f"GitHub refused to dispatch {record.workflow} on {record.repository}@"
         f"{record.ref}: {message}",
     )
+    # The evidence is GitHub's own message, not ghapp's sentence around it.
+    verdict.cause = _rules(rules).classify(Failure(reason="dispatch_rejected", log=message))
+    return verdict
 
 
 def report_started(record: DeploymentRecord) -> datetime:
@@ -367,11 +378,13 @@ def _on_deployed_url(record: DeploymentRecord, event: DeployedUrlFound) -> Trans
 def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Transition:
     if record.phase != "concluding" or record.run is None:
         return Transition(record)
+    reason = verdict_reason(record.run.conclusion)
     verdict = Verdict(
         status="failure",
-        reason=verdict_reason(record.run.conclusion),
+        reason=reason,
         summary=event.summary,
         failed_jobs=event.failed_jobs,
+        cause=event.cause or classify_jobs(default_rules(), reason, event.failed_jobs),
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
@@ -405,7 +418,7 @@ def _on_dispatch_refused(record: DeploymentRecord, event: DispatchRefused) -> Tr
     if record.phase != "dispatched" or record.run is not None:
         return Transition(record)
     updated = record.model_copy(deep=True)
-    return _complete(updated, _rejected(updated, event.message), event.at)
+    return _complete(updated, _rejected(updated, event.message, event.rules), event.at)
 
 
 def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
@@ -428,6 +441,9 @@ def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Tr
             summary=f"Run {run.id} ended with {run.conclusion or 'failure'}; its failed jobs "
             f"could not be read from GitHub within {limit}, so this verdict has no job details.",
         )
+        verdict.cause = _rules(event.rules).classify(
+            Failure(reason=verdict.reason, log=verdict.summary)
+        )
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
 
@@ -447,6 +463,9 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
             summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
             f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
         )
+        verdict.cause = _rules(event.rules).classify(
+            Failure(reason="run_not_found", log=verdict.summary)
+        )
         return _complete(record.model_copy(deep=True), verdict, event.at)
     if waited < event.run_timeout:
         return Transition(record)
@@ -456,6 +475,7 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
         summary=f"Run {record.run.id} was still {record.run.status or 'running'} after "
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
+    verdict.cause = _rules(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
 
@@ -475,7 +495,13 @@ def _success(record: DeploymentRecord, url: str | None) -> Verdict:
     )
 
 
+def _rules(rules: CauseRules | None) -> CauseRules:
+    return rules if rules is not None else default_rules()
+
+
 def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Transition:
+    if verdict.status == "failure":
+        verdict.report = report_markdown.render(record, verdict)
     record.verdict = verdict
     record.state = record.phase = "completed"
     record.completed_at = now

@@ -129,6 +129,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         on_verdict=lambda record: services.notify_verdict(record),
         action_retry_base=app.state.retry_base,
         report_timeout=settings.report_timeout,
+        rules=settings.cause_rules(),
     )
     poller = Poller(store, github, engine, settings)
     poller.metrics = metrics

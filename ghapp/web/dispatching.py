@@ -156,6 +156,7 @@ async def _rejected(
         message=message,
         now=now,
         default_environment=services.settings.default_environment,
+        rules=services.settings.cause_rules(),
     )
     record = await services.store.create(
         transition.record, idempotency_key=key, request_hash=request_hash, enqueue_callback=True
@@ -204,7 +205,9 @@ async def _await_answer(
     try:
         dispatched = await sending
     except DispatchRejected as exc:
-        event = DispatchRefused(message=str(exc), at=utcnow())
+        event = DispatchRefused(
+            message=str(exc), at=utcnow(), rules=services.settings.cause_rules()
+        )
     except Exception as exc:
         # No answer ever came: the run, if there is one, is found by listing.
         log.warning(

@@ -13,6 +13,7 @@ from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from ghapp.core import deploys
+from ghapp.core.causes import CauseRules
 from ghapp.core.deploys import (
     Action,
     DeadlinesChecked,
@@ -60,14 +61,16 @@ class Engine(Worker):
         on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
         action_retry_base: float = 1.0,
         report_timeout: float = 300.0,
+        rules: CauseRules | None = None,
     ) -> None:
         super().__init__(store, "engine")
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
         self.report_timeout = report_timeout
+        self.rules = rules
         self.reporter = FailureReporter(
-            github, retry_base=action_retry_base, report_timeout=report_timeout
+            github, retry_base=action_retry_base, report_timeout=report_timeout, rules=rules
         )
         self._in_flight: set[str] = set()
         # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
@@ -250,6 +253,7 @@ class Engine(Worker):
                 run_lookup_timeout=never,
                 run_timeout=never,
                 report_timeout=self.report_timeout,
+                rules=self.rules,
             )
             await self.apply(record, tick)
         except Exception:

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import gidgethub
 
 from ghapp.core import reports
-from ghapp.core.deploys import FailureGathered
+from ghapp.core.causes import CauseRules, classify_jobs, default_rules
+from ghapp.core.deploys import FailureGathered, verdict_reason
 from ghapp.core.models import Annotation, FailedJob
 from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
 from ghapp.github.joblogs import LogHostFailed, read_job_log
@@ -50,11 +51,17 @@ class FailureReporter:
     """Reads what a failure verdict needs; every GitHub call goes through the client."""
 
     def __init__(
-        self, github: GitHubClient, *, retry_base: float = 1.0, report_timeout: float = 300.0
+        self,
+        github: GitHubClient,
+        *,
+        retry_base: float = 1.0,
+        report_timeout: float = 300.0,
+        rules: CauseRules | None = None,
     ) -> None:
         self.github = github
         self.retry_base = retry_base
         self.report_timeout = report_timeout
+        self.rules = rules or default_rules()
 
     async def gather(
         self,
@@ -87,7 +94,11 @@ class FailureReporter:
             [first_error for _, first_error in results],
             omitted=len(failed) - len(shown),
         )
-        return FailureGathered(failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC))
+        # Classified here, with the configured rules, while the excerpts are at hand.
+        cause = classify_jobs(self.rules, verdict_reason(conclusion), failed_jobs)
+        return FailureGathered(
+            failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC), cause=cause
+        )
 
     async def _job(
         self,

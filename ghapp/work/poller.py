@@ -237,6 +237,7 @@ class Poller(Worker):
             run_lookup_timeout=settings.run_lookup_timeout,
             run_timeout=settings.run_timeout,
             report_timeout=settings.report_timeout,
+            rules=settings.cause_rules(),
         )
         for record in records:
             # One deployment that cannot be written must not hold up the others' deadlines.
