@@ -164,3 +164,23 @@ async def test_dispatch_answer_that_never_comes_run_found_by_listing(stack: Stac
         r for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches")
     ]
     assert len(dispatches) == 1
+
+
+async def test_connection_lost_after_the_dispatch_was_sent_is_never_sent_again(
+    stack: Stack,
+) -> None:
+    # GitHub takes the dispatch and the connection drops before its answer: it may have
+    # started a run, so ghapp records the deployment and finds the run by listing.
+    stack.sim.faults.reset_dispatch_answer = True
+    status, body, elapsed = await timed_deploy(stack)
+    stack.sim.faults.reset_dispatch_answer = False
+    assert status == 202 and elapsed < PROMISE, (status, body, elapsed)
+    assert body["state"] == "dispatched" and body["run"] is None
+    callback = await stack.receiver.wait_for(str(body["id"]), timeout=30)
+    assert callback.deployment["verdict"]["status"] == "success"
+    [run_id] = stack.sim.runs
+    assert callback.deployment["run"]["id"] == run_id
+    dispatches = [
+        r for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches")
+    ]
+    assert len(dispatches) == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -169,3 +171,14 @@ class Router:
                 if route.method == method or (method == "HEAD" and route.method == "GET"):
                     return route, found.groupdict(), True
         return None, {}, path_known
+
+
+def reset_connection(request: web.Request) -> None:
+    """Drop the request's connection with a TCP reset (SO_LINGER 0), as a failing host does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

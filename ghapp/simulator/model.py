@@ -174,6 +174,8 @@ class Faults:
     # The API host takes a dispatch and holds its answer this many seconds (the dispatch
     # still happens when the request arrives): GitHub accepting and answering late.
     dispatch_answer_delay: float = 0.0
+    # The API host takes a dispatch, then resets the connection instead of answering.
+    reset_dispatch_answer: bool = False
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

@@ -21,6 +21,7 @@ from ghapp.simulator.http import (
     json_response,
     not_found,
     repo_of,
+    reset_connection,
 )
 from ghapp.simulator.state import JobState, RunState
 
@@ -130,6 +131,11 @@ def register(router: Router, sim: Simulator) -> None:
         sim.launch(run, events)
         if sim.faults.webhooks_before_answer:
             await sim.wait_for_run(run.id)
+        if sim.faults.reset_dispatch_answer:
+            if call.record is not None:
+                call.record.fault = "reset_dispatch_answer"
+            reset_connection(call.request)
+            return empty_response(500)  # never sent: the connection is gone
         if sim.faults.dispatch_answer_delay > 0:
             if call.record is not None:
                 call.record.fault = "dispatch_answer_delay"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import socket
-import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -14,7 +12,7 @@ from aiohttp import web
 
 from ghapp.simulator import logs, routes_actions, routes_app, routes_repo
 from ghapp.simulator.auth import Bucket, verify_jwt
-from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router
+from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulator import Simulator
@@ -180,17 +178,6 @@ class ApiServer:
         return self.sim.rate_limits.bucket(f"inst:{info.installation_id}")
 
 
-def _reset(request: web.Request) -> None:
-    """Drop the request's connection with a TCP reset (SO_LINGER 0), as a failing host does."""
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
 class LogServer:
     """The log host: serves signed, short-lived job log URLs and refuses credentials."""
 
@@ -204,7 +191,7 @@ class LogServer:
         if faults.redirect_logs is not None:
             return web.Response(status=302, headers={"Location": faults.redirect_logs})
         if faults.reset_logs:
-            _reset(request)
+            reset_connection(request)
             return web.Response(status=500)  # never sent: the connection is gone
         body = b"".join(logs.render(run, job))
         if faults.cut_logs:
@@ -213,7 +200,7 @@ class LogServer:
             response.content_length = len(body)
             await response.prepare(request)
             await response.write(body[: len(body) // 2])
-            _reset(request)
+            reset_connection(request)
             return response
         if faults.stall_logs:
             response = web.StreamResponse(status=200)
