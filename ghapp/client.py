@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -27,6 +27,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from ghapp.core.models import Deployment, DeploymentList
+from ghapp.sse import EventParser
 
 __all__ = [
     "CALLBACK_EVENT",
@@ -35,6 +36,7 @@ __all__ = [
     "CallbackVerificationError",
     "Client",
     "GhappError",
+    "StreamUnavailable",
     "verify_callback",
 ]
 
@@ -65,6 +67,14 @@ class GhappError(Exception):
         self.error = error
         self.message = message
         self.errors = errors
+
+
+class StreamUnavailable(GhappError):
+    """The server has no event stream (an older ghapp): poll instead."""
+
+
+# The server sends a keep-alive at least every 15 s: a longer silence is a dead connection.
+STREAM_READ_TIMEOUT = 45.0
 
 
 class CallbackVerificationError(Exception):
@@ -322,7 +332,60 @@ class Client:
         path = f"/api/v1/deployments/{quote(deployment_id, safe='')}/cancel"
         return self._deployment(await self._request("POST", path))
 
-    # The contract names the parameter `timeout`: it bounds the polling, not one await.
+    async def events(
+        self, deployment_id: str, *, reconnect_wait: float = 1.0, max_failures: int = 5
+    ) -> AsyncIterator[Deployment]:
+        """The deployment as it changes (its event stream), snapshot first, until `completed`.
+
+        A dropped connection is reopened with `Last-Event-ID` (the server then sends a
+        snapshot, so nothing is missed); `max_failures` failed connections in a row raise.
+        StreamUnavailable when the server has no stream; GhappError for 401, 404 and the like.
+        """
+        session = self._get_session()
+        url = f"{self.base_url}/api/v1/deployments/{quote(deployment_id, safe='')}/events"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=STREAM_READ_TIMEOUT)
+        last_id: str | None = None
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if not self._owns_session:
+                headers["Authorization"] = f"Bearer {self._token}"
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            try:
+                async with session.get(url, headers=headers, timeout=timeout) as response:
+                    await self._check_stream(response)
+                    failures = 0
+                    parser = EventParser()
+                    async for chunk in response.content.iter_any():
+                        for event in parser.feed(chunk):
+                            last_id = parser.last_id
+                            try:
+                                deployment = Deployment.model_validate_json(event.data)
+                            except ValidationError:
+                                continue  # an event this client does not know
+                            yield deployment
+                            if deployment.state == "completed":
+                                return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                failures += 1
+                if failures >= max_failures:
+                    raise
+            # The stream ended without the verdict (the server restarting): follow it again.
+            await asyncio.sleep(min(reconnect_wait * 2 ** max(failures - 1, 0), 15.0))
+
+    async def _check_stream(self, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200 and response.content_type == "text/event-stream":
+            return
+        text = (await response.read()).decode("utf-8", "replace")
+        if response.status in (404, 405) and not text.lstrip().startswith("{"):
+            raise StreamUnavailable(response.status, "no_stream", "the server has no event stream")
+        if response.status == 200:
+            raise StreamUnavailable(200, "no_stream", f"not an event stream: {text[:100]!r}")
+        self._decode(response.status, text)
+        raise GhappError(response.status, "invalid_response", text[:200])
+
+    # The contract names the parameter `timeout`: it bounds the wait, not one await.
     async def wait(
         self,
         deployment_id: str,
@@ -330,9 +393,25 @@ class Client:
         timeout: float = 600.0,
         interval: float = 2.0,
     ) -> Deployment:
-        """Poll until the deployment is `completed`; TimeoutError after `timeout` seconds."""
+        """Follow the deployment until `completed` (its event stream, else polling every
+        `interval` s); TimeoutError after `timeout` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        latest: Deployment | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for latest in self.events(deployment_id):
+                    if latest.state == "completed":
+                        return latest
+        except StreamUnavailable:
+            pass
+        except TimeoutError:
+            state = latest.state if latest is not None else "unknown"
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"deployment {deployment_id} still {state} after {timeout:g}s"
+                ) from None
+            raise
         while True:
             deployment = await self.get(deployment_id)
             if deployment.state == "completed":

@@ -31,8 +31,10 @@ def _serve(args: argparse.Namespace) -> int:
         from ghapp.cli.serving import serve_workers
 
         return serve_workers(args.workers, settings.host, settings.port, options)
+    from ghapp.runner import Server
+
     app = create_app(settings, freeze_gc=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, **options)
+    Server(uvicorn.Config(app, host=settings.host, port=settings.port, **options)).run()
     return 0
 
 
