@@ -75,10 +75,14 @@ class EventStream(Response):
         wake: asyncio.Event,
         last_event_id: int,
     ) -> None:
-        super().__init__(
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            media_type=self.media_type,
-        )
+        # Not Response.__init__: it would add `content-length: 0`.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),
+        ]
         self.hub = hub
         self.record = record
         self.subscription = subscription
