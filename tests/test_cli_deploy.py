@@ -33,7 +33,8 @@ async def ghapp(stack: Stack, cwd: Path, *argv: str, token: str | None = None) -
 
 async def test_deploy_watch_on_a_success_exits_0(stack: Stack, tmp_path: Path) -> None:
     stack.sim.step_delay = 0.1
-    code, out = await ghapp(stack, tmp_path, "deploy", "acme/shop", "--env", "production", "--watch")
+    argv = ("deploy", "acme/shop", "--env", "production", "--watch")
+    code, out = await ghapp(stack, tmp_path, *argv)
     lines = out.splitlines()
     assert code == 0, out
     assert lines[0].startswith("dep_") and " " not in lines[0]

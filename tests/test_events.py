@@ -236,12 +236,16 @@ async def test_two_replicas_a_change_on_one_reaches_a_stream_on_the_other(
 
         task = asyncio.create_task(follow())
         async with asyncio.timeout(10):
-            while not arrivals:
+            while True:
+                if arrivals:
+                    break
                 await asyncio.sleep(0.01)
         started = asyncio.get_running_loop().time()
         await stack.sim.advance(body["run"]["id"])
         async with asyncio.timeout(10):
-            while len(arrivals) < 2:
+            while True:
+                if len(arrivals) >= 2:
+                    break
                 await asyncio.sleep(0.005)
         assert arrivals[1][0] - started < 1.0
         await stack.sim.finish(body["run"]["id"])

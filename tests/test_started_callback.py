@@ -84,7 +84,9 @@ async def test_a_failing_started_callback_never_holds_up_the_verdict(tmp_path: P
         _, body = await stack.deploy("acme/shop", notify=[STARTED])
         await stack.sim.advance(body["run"]["id"])
         async with asyncio.timeout(10):
-            while not any(c.event == STARTED for c in stack.receiver.received):
+            while True:
+                if any(c.event == STARTED for c in stack.receiver.received):
+                    break
                 await asyncio.sleep(0.02)
         await stack.sim.finish(body["run"]["id"])
         completed = await stack.receiver.wait_for(body["id"], timeout=4)
