@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -33,16 +33,19 @@ __all__ = [
     "CALLBACK_EVENT",
     "EVENT_HEADER",
     "SIGNATURE_HEADER",
+    "STARTED_EVENT",
     "CallbackVerificationError",
     "Client",
     "GhappError",
     "StreamUnavailable",
+    "callback_event",
     "verify_callback",
 ]
 
 SIGNATURE_HEADER = "X-Ghapp-Signature-256"
 EVENT_HEADER = "X-Ghapp-Event"
 CALLBACK_EVENT = "deployment.completed"
+STARTED_EVENT = "deployment.started"
 # DESIGN.md fixes `sha256=<lowercase hex>`; anything else (SHA256=, sha1=, upper-case hex) is
 # refused rather than normalised, so a sender that drifts from the contract is noticed.
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
@@ -99,8 +102,17 @@ def sign_callback(body: bytes, secret: str | bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def verify_callback(body: bytes, headers: Mapping[str, str], secret: str | bytes) -> Deployment:
-    """Check a callback's signature (constant time) and event; return its Deployment."""
+def verify_callback(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | bytes,
+    *,
+    events: Collection[str] | None = None,
+) -> Deployment:
+    """Check a callback's signature (constant time) and event; return its Deployment.
+
+    Any `X-Ghapp-Event` is accepted by default (`deployment.completed`, `deployment.started`,
+    or one a newer server sends: see `callback_event`); `events` limits which."""
     if not secret:
         # An empty key would make every forged signature computable by anyone.
         raise ValueError("secret must not be empty")
@@ -116,13 +128,19 @@ def verify_callback(body: bytes, headers: Mapping[str, str], secret: str | bytes
     expected = sign_callback(body, secret)
     if not hmac.compare_digest(expected.encode(), ("sha256=" + match.group(1)).encode()):
         raise CallbackVerificationError("signature does not match the body")
-    event = _header(headers, EVENT_HEADER)
-    if event is not None and event.strip() != CALLBACK_EVENT:
+    event = callback_event(headers)
+    if events is not None and event not in events:
         raise CallbackVerificationError(f"unexpected {EVENT_HEADER} {event!r}")
     try:
         return Deployment.model_validate_json(body)
     except ValidationError as exc:
         raise CallbackVerificationError(f"body is not a Deployment: {exc}") from None
+
+
+def callback_event(headers: Mapping[str, str]) -> str:
+    """A callback's `X-Ghapp-Event` (`deployment.completed` when a sender omits it)."""
+    event = _header(headers, EVENT_HEADER)
+    return event.strip() if event is not None else CALLBACK_EVENT
 
 
 def _retry_after(value: str | None) -> float | None:

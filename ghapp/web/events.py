@@ -89,6 +89,7 @@ class EventStream(Response):
         self.wake = wake
         self.last_id = last_event_id
         self.gone = False
+        self.written_at = 0.0
 
     def _next_id(self, record: DeploymentRecord) -> int:
         self.last_id = max(record.version, self.last_id + 1)
@@ -115,6 +116,7 @@ class EventStream(Response):
         self.wake.set()
 
     async def _body(self, send: Send, chunk: bytes) -> None:
+        self.written_at = asyncio.get_running_loop().time()
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def _stream(self, send: Send) -> None:
@@ -126,9 +128,12 @@ class EventStream(Response):
         if first == "completed":
             return
         deployment_id = sent.id
+        loop = asyncio.get_running_loop()
         while not (self.gone or self.hub.closed):
+            # Counted from the last write: wake-ups that send nothing do not put it off.
+            quiet = max(self.written_at + KEEPALIVE - loop.time(), 0.0)
             try:
-                async with asyncio.timeout(KEEPALIVE):
+                async with asyncio.timeout(quiet):
                     await self.wake.wait()
             except TimeoutError:
                 await self._body(send, b": keep-alive\n\n")
