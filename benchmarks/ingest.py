@@ -45,6 +45,12 @@ Method:
   kept for the newest deliveries only) gives the handler time by outcome and run event, which
   separates the cheap filter from the deliveries that reach the database. The load generator's
   CPU use is recorded too (`loadgen_cpu_utilization`: near 1.0 would mean it was the limit).
+* Jobs: the realistic mix also carries `workflow_job` deliveries in GitHub's proportion, three
+  per job (`queued`, `in_progress`, `completed`), one job per `workflow_run` delivery: each run
+  delivery is followed by three job deliveries (bodies of 9,700 bytes from
+  `workflow_job.completed.0.json`, 1 in 20 about ghapp's own runs). Beside it, a jobs-only run
+  (all of runs ghapp does not watch: the `not_ours` fast path alone) is measured against the
+  bare endpoint in turn, 3 rounds, the median ratio judged (target >= 1.0).
 * Checks: non-2xx answers are counted (any makes the row suspect); for one ghapp worker the
   `ghapp_webhooks_received_total` counters of `/metrics` give the outcomes (handled / not_ours /
   duplicate), which must be about 5% / 95% / 0.
@@ -530,8 +536,10 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
         job_bodies = make_job_bodies(job_base, own)
         sizes = sorted({len(body) for body in bodies})
         write_requests(realistic, with_jobs(bodies, job_bodies), secret)
+        # Jobs only, of runs ghapp does not watch: the fast path the issue judges alone.
         jobs_only = tmp / "jobs.req"
-        write_requests(jobs_only, [("workflow_job", body) for body in job_bodies], secret)
+        foreign = make_job_bodies(job_base, Own([], own.repository, own.installation_id))
+        write_requests(jobs_only, [("workflow_job", body) for body in foreign], secret)
         database = tmp / "ingest.db"
         results["ghapp-1w"] = await measure(
             "ghapp", 1, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
