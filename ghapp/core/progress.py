@@ -34,6 +34,11 @@ class JobObserved:
 
 def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
     """A job from GitHub's JSON (webhook or REST shape); None when it is not a job."""
+    steps = job.get("steps")
+    if steps is None:
+        steps = []
+    if not isinstance(steps, list) or not all(isinstance(step, Mapping) for step in steps):
+        return None
     try:
         return ProgressJob.model_validate(
             {
@@ -51,8 +56,7 @@ def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
                         "status": step.get("status") or "queued",
                         "conclusion": step.get("conclusion"),
                     }
-                    for step in job.get("steps") or ()
-                    if isinstance(step, Mapping)
+                    for step in steps
                 ],
             }
         )
