@@ -58,7 +58,8 @@ async def test_watch_on_a_failure_exits_1_and_shows_the_failing_step(
     assert code == 1, out
     assert "failure: " in out
     assert "failed job 'deploy', step " in out and "'Deploy over SSH'" in out
-    assert "| " in out and "Connection refused" in out
+    # The verdict's report follows: the cause, the excerpt in a fenced block, the links.
+    assert "Connection refused" in out and "```" in out
 
 
 async def test_watch_exits_2_when_it_cannot_follow(stack: Stack, tmp_path: Path) -> None:

@@ -121,15 +121,18 @@ def verdict_lines(deployment: Deployment) -> int:
         print(f"deployed to {verdict.deployed_url}")
     if verdict.status == "success":
         return 0
+    # The report (when the server writes one) carries the excerpts, the cause and the links.
+    report = getattr(verdict, "report", None)
     for job in verdict.failed_jobs:
         failed = job.failed_step
         step = f", step {failed.number} {failed.name!r}" if failed else ""
         print(f"failed job {job.name!r}{step} ({job.conclusion})")
+        if report:
+            continue
         if job.html_url:
             print(f"  {job.html_url}")
         for line in job.log_excerpt.splitlines():
             print(f"  | {line}")
-    report = getattr(verdict, "report", None)
     if report:
         print()
         print(report)
