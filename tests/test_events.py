@@ -254,3 +254,15 @@ async def test_two_replicas_a_change_on_one_reaches_a_stream_on_the_other(
     finally:
         await other.stop()
         await stack.close()
+
+
+async def test_open_streams_end_when_the_server_shuts_down(stack: Stack) -> None:
+    stack.sim.auto = False
+    _, body = await stack.deploy("acme/shop")
+    url = f"{stack.base_url}/api/v1/deployments/{body['id']}/events"
+    reading = asyncio.create_task(read_events(url, stack.auth))
+    await asyncio.sleep(0.3)
+    async with asyncio.timeout(5):  # uvicorn would wait for the stream forever
+        await stack.stop_ghapp()
+    seen = await asyncio.wait_for(reading, 5)  # the stream ended: the client reconnects
+    assert seen[0].event == "state" and "completed" not in [event.event for event in seen]

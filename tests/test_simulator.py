@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 import uuid
@@ -30,7 +31,9 @@ from ghapp.simulator import Annotation, Job, Simulator, Step, Workflow
 from ghapp.simulator.auth import generate_private_key_pem
 from ghapp.simulator.stack import Stack
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "github-reference"
+REFERENCE = Path(
+    os.environ.get("GHAPP_REFERENCE") or Path(__file__).parents[2] / "shared" / "github-reference"
+)
 KEY = generate_private_key_pem()
 OTHER_KEY = generate_private_key_pem()
 SECRET = "s3cret"
