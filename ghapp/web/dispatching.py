@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from ghapp.core import deploys
 from ghapp.core.deploys import DeploymentRecord, DispatchAnswered, DispatchRefused, Event
 from ghapp.core.models import DeploymentRequest
+from ghapp.core.progress import median
 from ghapp.github import inflight
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import Dispatched, DispatchRejected, Target, prepare, send
@@ -112,6 +113,7 @@ async def dispatch_deployment(
                               target, sending, now)
     dispatched = sending.result()
     services.metrics.dispatch_latency.observe(time.perf_counter() - clock)
+    typical = await _typical_run_seconds(services, body)
     record = deploys.new_deployment(
         deployment_id,
         body,
@@ -123,6 +125,7 @@ async def dispatch_deployment(
         now=now,
         correlation_id=dispatched.correlation_id,
         default_environment=services.settings.default_environment,
+        typical_run_seconds=typical,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     await _after_binding(services, record)
@@ -135,6 +138,13 @@ async def dispatch_deployment(
         },
     )
     return JSONResponse(record.public().model_dump(mode="json"), 202)
+
+
+async def _typical_run_seconds(services: Services, body: DeploymentRequest) -> float | None:
+    """The median run time of recent successes like this one (for the progress estimate)."""
+    environment = deploys.environment_of(body, services.settings.default_environment)
+    history = await services.store.recent_run_seconds(body.repository, body.workflow, environment)
+    return median(history)
 
 
 async def _rejected(
@@ -178,6 +188,7 @@ async def _pending(
     now: datetime,
 ) -> Response:
     """The dispatch may have started a run: record it now, learn the rest when GitHub says."""
+    typical = await _typical_run_seconds(services, body)
     record = deploys.new_deployment(
         deployment_id,
         body,
@@ -188,6 +199,7 @@ async def _pending(
         html_url=None,
         now=now,
         default_environment=services.settings.default_environment,
+        typical_run_seconds=typical,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     services.poller.spawn(_await_answer(services, record, sending))
