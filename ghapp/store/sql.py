@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import sqlite3
 import time
@@ -25,7 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -77,6 +78,8 @@ def async_url(database_url: str) -> str:
 
 # Any constant will do, as long as every replica takes the same one around migrating.
 MIGRATION_LOCK = 0x6768617070  # "ghapp"
+# How long a process starting on a new SQLite file waits for the others to let it in.
+MIGRATION_WAIT = 60.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -171,9 +174,19 @@ class SqlStore:
         engine = create_async_engine(self.url, poolclass=NullPool)
         event.listen(engine.sync_engine, "connect", _sqlite_explicit_transactions)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
+        give_up = time.monotonic() + MIGRATION_WAIT
         try:
-            async with self._writes, engine.begin() as conn:
-                await conn.run_sync(upgrade)
+            for attempt in itertools.count(1):
+                try:
+                    async with self._writes, engine.begin() as conn:
+                        await conn.run_sync(upgrade)
+                    return
+                except OperationalError as exc:
+                    # A new file: turning it to WAL while another process holds a lock is
+                    # refused at once ("database is locked"), without the busy timeout.
+                    if "locked" not in str(exc) or time.monotonic() > give_up:
+                        raise
+                    await asyncio.sleep(min(0.05 * attempt, 1.0))
         finally:
             await engine.dispose()
 
