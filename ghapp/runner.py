@@ -8,13 +8,21 @@ from typing import Any
 
 import uvicorn
 
+from ghapp.web.limits import uvicorn_limits
+
 
 class BackgroundServer:
     """A uvicorn server on a loopback port, started and stopped from async code."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            **uvicorn_limits(),
         )
         self.server = uvicorn.Server(config)
         # Signals belong to whoever owns the process (pytest, the demo), not to this server.

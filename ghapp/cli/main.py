@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ghapp.web.app import create_app
+    from ghapp.web.limits import uvicorn_limits
 
     settings = load_settings()
     settings.require_for_serve()
@@ -24,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": settings.log_level == "debug",
         "log_config": None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
         "proxy_headers": True,
+        **uvicorn_limits(),
     }
     if args.workers > 1:
         # Each worker builds its own app and shares the database with the others, like a

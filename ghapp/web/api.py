@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.core import deploys
-from ghapp.core.models import DeploymentList, DeploymentRequest
+from ghapp.core.models import REPOSITORY_PATTERN, DeploymentList, DeploymentRequest
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
+from ghapp.web.limits import API_CAP, TooLarge, read_body
 from ghapp.work.engine import utcnow
 from ghapp.work.poller import run_event
 
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
-MAX_BODY = 1024 * 1024
+# Most deployments one list answer holds (DESIGN.md).
+LIST_MAX = 200
+REPOSITORY = re.compile(REPOSITORY_PATTERN)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -64,11 +68,24 @@ def unauthorized() -> JSONResponse:
     )
 
 
-def callback_allowed(url: str, allowed: list[str]) -> bool:
-    """Whether a callback URL's host (and port, where the entry names one) is allowed."""
+def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def callback_allowed(url: str, allowed: list[str], default_url: str | None = None) -> bool:
+    """Whether ghapp may call `url` back (DESIGN.md, Hardening rules: Input checks).
+
+    With CALLBACK_ALLOWED_HOSTS (`allowed`): its host equals an entry's, and its port too where
+    the entry names one. Without: its scheme, host and effective port equal `default_url`'s.
+    """
+    try:
+        scheme, host, port = _origin(url)
+        if not allowed:
+            return default_url is not None and (scheme, host, port) == _origin(default_url)
+    except ValueError:
+        return False
     for entry in allowed:
         wanted = urlsplit("//" + entry.strip().lower())
         try:
@@ -78,6 +95,16 @@ def callback_allowed(url: str, allowed: list[str]) -> bool:
         if wanted.hostname == host and wanted_port in (None, port):
             return True
     return False
+
+
+def query_int(value: str | None, *, default: int, top: int) -> int | None:
+    """A query parameter that must be an integer in 1..top (None: it is not)."""
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        return None
+    number = int(value)
+    return number if 1 <= number <= top else None
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -92,9 +119,10 @@ async def create_deployment(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        raw = await read_body(request, API_CAP)
+    except TooLarge as exc:
+        return error(413, "too_large", str(exc))
     try:
         # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
         payload = from_json(raw, allow_inf_nan=False)
@@ -115,12 +143,20 @@ async def create_deployment(request: Request) -> Response:
             "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
             errors=[{"field": "callback_url", "message": "required"}],
         )
-    if not callback_allowed(callback_url, settings.callback_allowed_hosts):
+    if not callback_allowed(
+        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
+    ):
+        where = (
+            "its host is not in CALLBACK_ALLOWED_HOSTS"
+            if settings.callback_allowed_hosts
+            else "its scheme, host and port differ from ORCHESTRATOR_CALLBACK_URL's "
+            "(set CALLBACK_ALLOWED_HOSTS to allow others)"
+        )
         return error(
             422,
             "invalid_request",
-            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
-            errors=[{"field": "callback_url", "message": "host not allowed"}],
+            f"callback_url is not allowed: {where}",
+            errors=[{"field": "callback_url", "message": "not allowed"}],
         )
     key = request.headers.get("idempotency-key")
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
@@ -242,16 +278,13 @@ async def list_deployments(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "50"))
-        if not 1 <= limit <= 500:
-            raise ValueError
-    except ValueError:
+    limit = query_int(params.get("limit"), default=50, top=LIST_MAX)
+    if limit is None:
         return error(
             422,
             "invalid_request",
-            "limit must be an integer from 1 to 500",
-            errors=[{"field": "limit", "message": "must be 1..500"}],
+            f"limit must be an integer from 1 to {LIST_MAX}",
+            errors=[{"field": "limit", "message": f"must be 1..{LIST_MAX}"}],
         )
     state = params.get("state")
     if state is not None and state not in ("dispatched", "in_progress", "completed"):
@@ -261,8 +294,16 @@ async def list_deployments(request: Request) -> Response:
             "state must be dispatched, in_progress or completed",
             errors=[{"field": "state", "message": "unknown state"}],
         )
+    repository = params.get("repository")
+    if repository is not None and not REPOSITORY.fullmatch(repository):
+        return error(
+            422,
+            "invalid_request",
+            "repository must be 'owner/name' in GitHub's characters",
+            errors=[{"field": "repository", "message": "not a repository name"}],
+        )
     records = await services_of(request).store.recent(
-        repository=params.get("repository"), state=state, limit=limit
+        repository=repository, state=state, limit=limit
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))

@@ -10,17 +10,19 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.config import Settings
+from ghapp.config import MIN_SECRET, Settings
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.web import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
+from ghapp.web.limits import BodyDeadline
 from ghapp.web.services import Services
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
@@ -99,6 +101,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.app_private_key(),
     ):
         register_secret(secret)
+    if weak := settings.weak_webhook_secrets():
+        # Accepted: the secret is shared with GitHub and may be mid-rotation (README, Upgrading).
+        log.warning(
+            "WEBHOOK_SECRET: %d of its entries are shorter than %d characters: "
+            "rotate to a longer one",
+            weak,
+            MIN_SECRET,
+        )
     store = SqlStore(settings.database_url)
     await store.open()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -184,7 +194,11 @@ def create_app(
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
-    app = Starlette(routes=routes, lifespan=_lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=_lifespan,
+        middleware=[Middleware(BodyDeadline, timeout=settings.body_timeout)],
+    )
     app.state.settings = settings
     app.state.retry_base = retry_base
     app.state.freeze_gc = freeze_gc

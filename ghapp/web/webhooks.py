@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +18,7 @@ from typing_extensions import TypedDict
 from ghapp.core import correlation
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
 from ghapp.logsetup import bind
+from ghapp.web.limits import BodyTimeout
 from ghapp.work.delivery_log import record_webhook
 from ghapp.work.engine import utcnow
 
@@ -87,8 +88,14 @@ _BARE_BODIES: dict[str, bytes] = {}
 _answer = Answer
 
 
+# A run id, attempt, installation id...: GitHub's are positive and fit a signed 64-bit integer
+# (what PostgreSQL's BIGINT holds); anything else is not GitHub's.
+_Id = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
+_Text = Annotated[str | None, Field(strict=True)]
+
+
 class _RunFields(TypedDict, total=False):
-    id: Any
+    id: _Id
     event: Any
     display_title: Any
     created_at: Any
@@ -105,6 +112,50 @@ class _PayloadHead(TypedDict, total=False):
 _HEAD = TypeAdapter(_PayloadHead)
 
 
+class _Run(TypedDict, total=False):
+    """What the handlers read of a `workflow_run` object; other fields are not looked at."""
+
+    id: _Id
+    run_attempt: _Id | None
+    workflow_id: _Id | None
+    status: _Text
+    conclusion: _Text
+    html_url: _Text
+    head_sha: _Text
+    head_branch: _Text
+    event: _Text
+    display_title: _Text
+    created_at: _Text
+    path: _Text
+
+
+class _Installation(TypedDict, total=False):
+    id: _Id
+
+
+class _Repository(TypedDict, total=False):
+    full_name: _Text
+
+
+class _DeploymentStatus(TypedDict, total=False):
+    state: _Text
+    environment_url: _Text
+
+
+class _Payload(TypedDict, total=False):
+    """The fields of a delivery the handlers read, with the types GitHub sends."""
+
+    action: _Text
+    workflow_run: _Run | None
+    installation: _Installation | None
+    repository: _Repository | None
+    deployment_status: _DeploymentStatus | None
+
+
+# A signed delivery whose fields have impossible types or values is answered 400, not 500.
+_PAYLOAD = TypeAdapter(_Payload)
+
+
 class RunHead(NamedTuple):
     """What the webhook path reads of a workflow_run body before deciding to parse it all."""
 
@@ -115,7 +166,7 @@ class RunHead(NamedTuple):
 
 
 def _is_run_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def run_head(raw: bytes) -> RunHead | None:
@@ -154,6 +205,8 @@ async def receive(request: Request) -> Response:
     started = time.perf_counter()
     try:
         answer = await _receive(request, services)
+    except BodyTimeout:
+        answer = _answer(408, "timeout", message="the body did not arrive in time")
     except Exception:
         # Say 500 so GitHub lists the delivery as failed (and redeliver-failed sends it
         # again); the poller recovers the verdict meanwhile.
@@ -199,6 +252,8 @@ async def _receive(request: Request, services: Services) -> Answer:
     delivery_id = request.headers.get("x-github-delivery")
     if not event or not delivery_id:
         return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
+    if len(delivery_id) > 100 or len(event) > 100:
+        return _answer(400, "bad_request", message="X-GitHub-Event or X-GitHub-Delivery too long")
     found: DeploymentRecord | None = None
     if event == "workflow_run" and (head := run_head(raw)) is not None:
         # ghapp only ever dispatches, so runs started by pushes and PRs are not ours; nor is a
@@ -216,6 +271,15 @@ async def _receive(request: Request, services: Services) -> Answer:
     if not isinstance(payload, dict):
         return _answer(400, "bad_request", message="the body is not a JSON object")
     handler = HANDLERS.get(event)
+    if handler is not None:
+        try:
+            _PAYLOAD.validate_python(payload)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            return _answer(
+                400, "bad_request", message=f"impossible field {where}: {problem['msg']}"
+            )
     if handler is None:
         answer = _answer(202, "ignored", event=event)
     else:
