@@ -77,7 +77,7 @@ class DeliverySummary(BaseModel):
     status: int = Field(description="the HTTP status ghapp answered")
     duration_ms: float
     body_size: int
-    truncated: bool = Field(description="the stored body was cut to the log's limit")
+    truncated: bool = Field(description="the stored body or headers were cut to the log's limits")
 
 
 class DeliveryDetail(DeliverySummary):
