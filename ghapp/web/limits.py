@@ -57,10 +57,12 @@ def _has_body(scope: Scope) -> bool:
 
 
 class BodyDeadline:
-    """ASGI middleware: `408` for a body that is late; `Connection: close` when one is left unread.
+    """ASGI middleware: `408` (and the connection closed) for a body that is late.
 
-    A request answered before its body was read (an unauthorised one, a refused one) has its
-    connection closed, so the server does not go on reading what it refused.
+    A request answered without its body being read (an unauthorised one, one over its cap)
+    keeps its connection: uvicorn discards the rest of the body as it comes, in constant
+    memory, and the client reads the answer (closing at once would reset the connection and
+    lose the answer while the client is still sending).
     """
 
     def __init__(self, app: ASGIApp, timeout: float = BODY_TIMEOUT) -> None:
@@ -71,8 +73,7 @@ class BodyDeadline:
         if scope["type"] != "http" or not _has_body(scope):
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        deadline = asyncio.get_running_loop().time() + self.timeout
         body_done = False
         started = False
 
@@ -89,23 +90,17 @@ class BodyDeadline:
                 body_done = True
             return message
 
-        async def guarded_send(message: Message) -> None:
+        async def watched_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if not body_done:
-                    headers = [
-                        (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
-                    ]
-                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, timed_receive, guarded_send)
+            await self.app(scope, timed_receive, watched_send)
         except BodyTimeout:
             if started:
                 raise
-            await _send_408(guarded_send)
+            await _send_408(send)
 
 
 async def _send_408(send: Send) -> None:
@@ -117,6 +112,8 @@ async def _send_408(send: Send) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                # What is left of the body may never come: this connection is done.
+                (b"connection", b"close"),
             ],
         }
     )

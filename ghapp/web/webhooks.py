@@ -207,6 +207,8 @@ async def receive(request: Request) -> Response:
         answer = await _receive(request, services)
     except BodyTimeout:
         answer = _answer(408, "timeout", message="the body did not arrive in time")
+        # What is left of the body may never come: this connection is done.
+        answer.headers["connection"] = "close"
     except Exception:
         # Say 500 so GitHub lists the delivery as failed (and redeliver-failed sends it
         # again); the poller recovers the verdict meanwhile.
