@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +109,7 @@ async def raw(
     method: str,
     path: str,
     headers: dict[str, str],
-    body: Iterator[bytes] = iter(()),
+    body: Iterable[bytes] = (),
     *,
     timeout: float = 20.0,
     pause: float = 0.0,
@@ -168,7 +168,7 @@ def signed(served: Served, body: bytes) -> str:
 
 
 async def sign_in(served: Served, *, address: str) -> str:
-    """A session cookie value, signed in from `address` (X-Forwarded-For: uvicorn trusts loopback)."""
+    """A session cookie, signed in from `address` (X-Forwarded-For: uvicorn trusts loopback)."""
     token = served.stack.settings.orchestrator_token or ""
     form = f"token={token}".encode()
     answer = await raw(
@@ -365,7 +365,9 @@ async def test_huge_headers_and_forged_floods_are_bounded(served: Served) -> Non
             iter([b"{}"]),
         )
         assert answer.status in (431, None), answer
-    served.report.append(f"10 x 20 MiB header webhook: {answer.status}, VmRSS {served.rss_kib()} KiB")
+    served.report.append(
+        f"10 x 20 MiB header webhook: {answer.status}, VmRSS {served.rss_kib()} KiB"
+    )
     # Headers just under the head's bound reach ghapp: the delivery log keeps 8 KiB of them.
     body = b'{"zen": "forged"}'
     for _ in range(20):

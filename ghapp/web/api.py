@@ -29,12 +29,16 @@ from ghapp.work.engine import utcnow
 from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
+    from ghapp.core.deploys import DeploymentRecord
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
 # Most deployments one list answer holds (DESIGN.md).
 LIST_MAX = 200
 REPOSITORY = re.compile(REPOSITORY_PATTERN)
+# ghapp's own ids are `dep_` and 24 hex digits; this is looser, and bounded.
+DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+DEPLOYMENT_ID = re.compile(DEPLOYMENT_ID_PATTERN)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -95,6 +99,13 @@ def callback_allowed(url: str, allowed: list[str], default_url: str | None = Non
         if wanted.hostname == host and wanted_port in (None, port):
             return True
     return False
+
+
+async def stored(services: Services, deployment_id: str) -> DeploymentRecord | None:
+    """The deployment with this id; None too for what cannot be an id (no lookup then)."""
+    if not DEPLOYMENT_ID.fullmatch(deployment_id):
+        return None
+    return await services.store.get(deployment_id)
 
 
 def query_int(value: str | None, *, default: int, top: int) -> int | None:
@@ -267,7 +278,7 @@ async def get_deployment(request: Request) -> Response:
     """GET /api/v1/deployments/{id}."""
     if not authorized(request):
         return unauthorized()
-    record = await services_of(request).store.get(request.path_params["deployment_id"])
+    record = await stored(services_of(request), request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     return JSONResponse(record.public().model_dump(mode="json"))
@@ -314,7 +325,7 @@ async def cancel_deployment(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    record = await services.store.get(request.path_params["deployment_id"])
+    record = await stored(services, request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     if record.state == "completed":
@@ -345,7 +356,7 @@ async def resend_callback(request: Request) -> Response:
         return unauthorized()
     services = services_of(request)
     deployment_id = request.path_params["deployment_id"]
-    record = await services.store.get(deployment_id)
+    record = await stored(services, deployment_id)
     if record is None:
         return error(404, "not_found", "no such deployment")
     if record.state != "completed" or not await services.store.resend_callback(deployment_id):

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
+from ghapp.web.api import stored
 from ghapp.web.limits import FORM_CAP, TooLarge, read_body
 from ghapp.web.sessions import (
     SESSION_COOKIE,
@@ -385,8 +386,7 @@ async def resend(request: Request) -> Response:
         return form
     services = _services(request)
     deployment_id = request.path_params["deployment_id"]
-    # PostgreSQL refuses NUL in text, and no deployment id has one.
-    record = None if "\x00" in deployment_id else await services.store.get(deployment_id)
+    record = await stored(services, deployment_id)
     if record is None:
         notice = "no_such_deployment"
     elif record.state != "completed" or not await services.store.resend_callback(deployment_id):

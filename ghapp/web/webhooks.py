@@ -94,24 +94,6 @@ _Id = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
 _Text = Annotated[str | None, Field(strict=True)]
 
 
-class _RunFields(TypedDict, total=False):
-    id: _Id
-    event: Any
-    display_title: Any
-    created_at: Any
-
-
-class _PayloadHead(TypedDict, total=False):
-    action: Any
-    workflow_run: _RunFields
-
-
-# Most of an organisation's workflow_run stream is CI runs ghapp did not dispatch; to see that,
-# a few fields suffice. Validating against this shape skips the rest of the 20 KiB body without
-# building it into Python objects (about a third of the cost of parsing it all).
-_HEAD = TypeAdapter(_PayloadHead)
-
-
 class _Run(TypedDict, total=False):
     """What the handlers read of a `workflow_run` object; other fields are not looked at."""
 
@@ -127,6 +109,19 @@ class _Run(TypedDict, total=False):
     display_title: _Text
     created_at: _Text
     path: _Text
+
+
+class _PayloadHead(TypedDict, total=False):
+    action: _Text
+    workflow_run: _Run
+
+
+# Most of an organisation's workflow_run stream is CI runs ghapp did not dispatch; to see that,
+# a few fields suffice. Validating against this shape skips the rest of the 20 KiB body without
+# building it into Python objects (about a third of the cost of parsing it all); the run's
+# fields are typed here already (1.5 us of 25), so one with impossible values is looked at
+# closer, and answered 400.
+_HEAD = TypeAdapter(_PayloadHead)
 
 
 class _Installation(TypedDict, total=False):
