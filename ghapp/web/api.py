@@ -167,7 +167,7 @@ async def create_deployment(request: Request) -> Response:
             422,
             "invalid_request",
             f"callback_url is not allowed: {where}",
-            errors=[{"field": "callback_url", "message": "not allowed"}],
+            errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
     key = request.headers.get("idempotency-key")
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
