@@ -42,8 +42,12 @@ _NAME = r"(?!\.\.?/)[A-Za-z0-9._-]{1,100}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}"
 REPOSITORY_PATTERN = f"^{_NAME}$"
 # A workflow file name, or its numeric id (a 64-bit integer).
 WORKFLOW_PATTERN = r"^(?:[A-Za-z0-9_.-]{1,250}\.ya?ml|[0-9]{1,18})$"
-# A branch or tag: no whitespace, no control characters.
-REF_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,255}$"
+# A branch or tag: no whitespace, no control characters. Spelt out, not `\s`: Python's and
+# ECMA's (the OpenAPI description's) `\s` differ.
+REF_PATTERN = (
+    r"^[^\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+    r"{1,255}$"
+)
 REF_MAX = 255
 CALLBACK_URL_MAX = 2048
 # GitHub's limits on a dispatch's inputs.

@@ -39,6 +39,8 @@ REPOSITORY = re.compile(REPOSITORY_PATTERN)
 # ghapp's own ids are `dep_` and 24 hex digits; this is looser, and bounded.
 DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DEPLOYMENT_ID = re.compile(DEPLOYMENT_ID_PATTERN)
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,200}$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -173,9 +175,12 @@ async def create_deployment(request: Request) -> Response:
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if key is None:
         return await _dispatch(services, body, callback_url, None, request_hash)
-    if len(key) > 200 or not key.isprintable():
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         return error(
-            422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
+            422,
+            "invalid_request",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
     # One dispatch per key in this process; the unique constraint covers other replicas.
     lock = services.idempotency_locks.get(key)
@@ -366,9 +371,15 @@ async def resend_callback(request: Request) -> Response:
     return JSONResponse(record.public().model_dump(mode="json"), 202)
 
 
+async def deployments(request: Request) -> Response:
+    """/api/v1/deployments: POST asks for one, GET lists them (one route: one `Allow` header)."""
+    if request.method == "POST":
+        return await create_deployment(request)
+    return await list_deployments(request)
+
+
 routes = [
-    Route("/api/v1/deployments", create_deployment, methods=["POST"]),
-    Route("/api/v1/deployments", list_deployments, methods=["GET"]),
+    Route("/api/v1/deployments", deployments, methods=["GET", "POST"]),
     Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),
     Route("/api/v1/deployments/{deployment_id}/callback", resend_callback, methods=["POST"]),

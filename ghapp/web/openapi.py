@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
@@ -19,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
 from ghapp.core import models
+from ghapp.web import api
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -116,19 +119,86 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=name)}
 
 
-def _components() -> dict[str, Any]:
-    """Every model's schema, with their nested `$defs` collected as components."""
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# After the authority: a path, query or fragment without spaces or control characters.
+_REST = r"(?:[/?#][^\x00-\x20\x7f-\x9f]*)?"
+_ANY_CALLBACK = (
+    r"^https?://(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])"
+    + f"(?::{_PORT})?{_REST}$"
+)
+_INT64 = 2**63 - 1
+
+
+def _host_pattern(host: str) -> str:
+    # Host names compare case-insensitively (ECMA patterns have no flags).
+    return "".join(
+        f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in host.lower()
+    )
+
+
+def callback_pattern(allowed: tuple[str, ...], default_url: str | None) -> str:
+    """The callback URLs this server accepts, as a pattern (DESIGN.md, Input checks)."""
+    origins: list[str] = []
+    if allowed:
+        for entry in allowed:
+            parts = urlsplit("//" + entry)
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            port = str(parts.port or "")
+            if not port:
+                origins.append(f"https?://{_host_pattern(host)}(?::{_PORT})?")
+                continue
+            origins.append(f"https?://{_host_pattern(host)}:{port}")
+            if port in ("80", "443"):
+                scheme = "http" if port == "80" else "https"
+                origins.append(f"{scheme}://{_host_pattern(host)}")
+    elif default_url is not None:
+        parts = urlsplit(default_url)
+        effective = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        default_port = effective == (443 if parts.scheme == "https" else 80)
+        optional = "?" if default_port else ""
+        origins.append(f"{parts.scheme}://{_host_pattern(host)}(?::{effective}){optional}")
+    else:
+        return "^(?!)$"  # no callback URL is accepted without the settings
+    return f"^(?:{'|'.join(origins)}){_REST}$"
+
+
+def _components(allowed: tuple[str, ...] | None, default_url: str | None) -> dict[str, Any]:
+    """Every model's schema, with their nested `$defs` collected as components.
+
+    `allowed`/`default_url`: this server's CALLBACK_ALLOWED_HOSTS and ORCHESTRATOR_CALLBACK_URL
+    (None: the generic description, any well-formed http(s) URL).
+    """
     _, top = models_json_schema(_MODELS, ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = top.get("$defs", {})
     request = schemas["DeploymentRequest"]["properties"]
-    # Field validators are code, invisible to the JSON schema: state their rules as patterns.
-    request["repository"]["pattern"] = models._REPOSITORY.pattern
-    request["workflow"]["pattern"] = models._WORKFLOW.pattern
-    request["ref"]["anyOf"][0]["pattern"] = r"^\S+$"
-    request["callback_url"]["anyOf"][0]["pattern"] = r"^https?://[^/\s]+"
-    request["callback_url"]["anyOf"][0]["description"] = (
-        "its host must be in CALLBACK_ALLOWED_HOSTS"
+    # Field validators are code, invisible to the JSON schema: state their rules here.
+    request["repository"].update(
+        pattern=models.REPOSITORY_PATTERN,
+        maxLength=201,
+        description="owner/name: GitHub's characters [A-Za-z0-9._-], neither part . or ..",
     )
+    request["workflow"].update(pattern=models.WORKFLOW_PATTERN, maxLength=255)
+    request["ref"]["anyOf"][0].update(pattern=models.REF_PATTERN, maxLength=models.REF_MAX)
+    request["inputs"]["additionalProperties"] = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "number", "minimum": -_INT64, "maximum": _INT64},
+            {"type": "boolean"},
+        ]
+    }
+    callback = request["callback_url"]["anyOf"][0]
+    if allowed is None:
+        callback["pattern"] = _ANY_CALLBACK
+        callback["description"] = (
+            "http(s), no user or password; allowed when its scheme, host and port equal "
+            "ORCHESTRATOR_CALLBACK_URL's, or its host (and port) is in CALLBACK_ALLOWED_HOSTS"
+        )
+    else:
+        callback["pattern"] = callback_pattern(allowed, default_url)
+        callback["description"] = "an http(s) URL this server may call back (its settings)"
     return schemas
 
 
@@ -155,8 +225,19 @@ _DEPLOYMENT_ID = {
     "name": "deployment_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
+    "description": "anything else is no deployment (404)",
+    "schema": {"type": "string", "pattern": api.DEPLOYMENT_ID_PATTERN, "maxLength": 64},
     "example": "dep_0123456789abcdef01234567",
+}
+_LATE = _json("ErrorBody", "the body did not arrive within 30 s of the headers")
+# createDeployment's answer leads to the deployment's other operations (the stateful phase).
+_DEPLOYMENT_LINKS = {
+    name: {"operationId": operation, "parameters": {"deployment_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetDeployment", "getDeployment"),
+        ("CancelDeployment", "cancelDeployment"),
+        ("ResendCallback", "resendCallback"),
+    )
 }
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -186,17 +267,21 @@ def _orchestrator_paths() -> dict[str, Any]:
         "createDeployment",
         "Deploy a repository: dispatch its workflow; the verdict comes as a callback",
         {
-            "202": _json(
-                "Deployment",
-                "GitHub accepted the dispatch (state dispatched), or refused it (state "
-                "completed, verdict reason dispatch_rejected; its callback is sent too)",
-            ),
+            "202": {
+                **_json(
+                    "Deployment",
+                    "GitHub accepted the dispatch (state dispatched), or refused it (state "
+                    "completed, verdict reason dispatch_rejected; its callback is sent too)",
+                ),
+                "links": _DEPLOYMENT_LINKS,
+            },
             "200": _json(
                 "Deployment",
                 "replay: this Idempotency-Key was used with the same body; nothing dispatched",
             ),
             "400": _json("ErrorBody", "the body is not JSON"),
             "401": _UNAUTHORIZED,
+            "408": _LATE,
             "409": _json("ErrorBody", "this Idempotency-Key was used with another body"),
             "413": _json("ErrorBody", "the body is over 1 MiB"),
             "422": _json(
@@ -218,7 +303,12 @@ def _orchestrator_paths() -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "description": "the same key with the same body returns the same deployment",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "pattern": api.IDEMPOTENCY_KEY_PATTERN,
+                },
             }
         ],
         requestBody={
@@ -236,7 +326,15 @@ def _orchestrator_paths() -> dict[str, Any]:
         },
         tag="deployments",
         parameters=[
-            {"name": "repository", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "repository",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "pattern": models.REPOSITORY_PATTERN,
+                    "maxLength": 201,
+                },
+            },
             {
                 "name": "state",
                 "in": "query",
@@ -245,7 +343,12 @@ def _orchestrator_paths() -> dict[str, Any]:
             {
                 "name": "limit",
                 "in": "query",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": api.LIST_MAX,
+                    "default": 50,
+                },
             },
         ],
     )
@@ -309,9 +412,10 @@ def _orchestrator_paths() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 # GitHub's own rule for owner and repository names.
-                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+                "schema": {"type": "string", "pattern": models.NAME_PATTERN, "maxLength": 100},
+                "example": example,
             }
-            for name in ("owner", "repo")
+            for name, example in (("owner", "acme"), ("repo", "shop"))
         ],
     )
     return {
@@ -339,8 +443,14 @@ def _deliveries_paths() -> dict[str, Any]:
                 "in": "query",
                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
             },
-            {"name": "event", "in": "query", "schema": {"type": "string"}},
-            {"name": "outcome", "in": "query", "schema": {"type": "string"}},
+            *(
+                {
+                    "name": name,
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 100, "pattern": "^[^\\x00]*$"},
+                }
+                for name in ("event", "outcome")
+            ),
             {
                 "name": "signature",
                 "in": "query",
@@ -358,7 +468,13 @@ def _deliveries_paths() -> dict[str, Any]:
         },
         tag="operations",
         parameters=[
-            {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": "delivery_id",
+                "in": "path",
+                "required": True,
+                "description": "anything longer is in no log (404)",
+                "schema": {"type": "string", "maxLength": 100, "pattern": "^[^\\x00]+$"},
+            }
         ],
     )
     return {
@@ -378,6 +494,7 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
                 "WebhookAnswer", "X-GitHub-Event or X-GitHub-Delivery missing, or not JSON"
             ),
             "401": _json("WebhookAnswer", "X-Hub-Signature-256 missing or wrong"),
+            "408": _json("WebhookAnswer", "the body did not arrive within 30 s of the headers"),
             "413": _json("WebhookAnswer", "over 25 MiB"),
             "500": _json("WebhookAnswer", "handling failed: GitHub lists it failed, redeliverable"),
         },
@@ -430,12 +547,17 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
+def _cached_spec(
+    webhook_path: str,
+    deliveries: bool,
+    allowed: tuple[str, ...] | None = None,
+    default_url: str | None = None,
+) -> dict[str, Any]:
     paths = _orchestrator_paths()
     if deliveries:
         paths.update(_deliveries_paths())
     paths.update(_operations_paths(webhook_path))
-    schemas = _components()
+    schemas = _components(allowed, default_url)
     if not deliveries:
         for name in ("DeliveryList", "DeliverySummary", "DeliveryDetail"):
             schemas.pop(name, None)
@@ -488,10 +610,17 @@ def has_route(routes: list[BaseRoute], path: str, method: str = "GET") -> bool:
 
 
 async def openapi_json(request: Request) -> Response:
-    """GET /openapi.json: the description of this server (no token needed to read it)."""
+    """GET /openapi.json: the description of this server (no token needed to read it).
+
+    Its callback_url pattern is this server's own rule (CALLBACK_ALLOWED_HOSTS, or the origin
+    of ORCHESTRATOR_CALLBACK_URL), so a client can check a URL before asking.
+    """
+    settings = request.app.state.settings
     spec = _cached_spec(
-        request.app.state.settings.webhook_path,
+        settings.webhook_path,
         has_route(request.app.routes, DELIVERIES_PATH),
+        tuple(settings.callback_allowed_hosts),
+        settings.orchestrator_callback_url,
     )
     return JSONResponse(spec)
 
