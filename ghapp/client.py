@@ -269,6 +269,7 @@ class Client:
         inputs: Mapping[str, str | int | float | bool] | None = None,
         callback_url: str | None = None,
         idempotency_key: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Deployment:
         """Ask ghapp to deploy `repository` (POST /api/v1/deployments); the new Deployment."""
         body: dict[str, Any] = {
@@ -280,6 +281,8 @@ class Client:
             body["ref"] = ref
         if callback_url is not None:
             body["callback_url"] = callback_url
+        if metadata:
+            body["metadata"] = dict(metadata)
         # One key for every retry of this call, so a retried POST never deploys twice.
         key = idempotency_key or str(uuid.uuid4())
         answer = await self._request(
@@ -293,10 +296,17 @@ class Client:
         return self._deployment(await self._request("GET", path))
 
     async def list(
-        self, *, repository: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        repository: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        metadata: Mapping[str, str] | None = None,
     ) -> builtins.list[Deployment]:
         """Deployments, newest first, optionally filtered (GET /api/v1/deployments)."""
         params = {"limit": str(limit)}
+        for key, value in (metadata or {}).items():
+            params[f"metadata.{key}"] = value
         if repository is not None:
             params["repository"] = repository
         if state is not None:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Hidden (not in README): seconds for a request body to arrive after its headers; tests
     # shorten it.
     body_timeout: float = Field(default=30, gt=0)
+    # Only a label for requests without inputs.environment; nothing is added to the dispatch.
+    default_environment: str = Field(default="production", min_length=1, max_length=100)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
     @classmethod

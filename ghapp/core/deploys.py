@@ -179,6 +179,7 @@ def new_deployment(
     html_url: str | None,
     now: datetime,
     correlation_id: str | None = None,
+    default_environment: str = "production",
 ) -> DeploymentRecord:
     """A deployment GitHub has just accepted."""
     run = Run(id=run_id, attempt=1, html_url=html_url, status="queued") if run_id else None
@@ -188,6 +189,8 @@ def new_deployment(
         workflow=request.workflow,
         ref=ref,
         inputs=dict(request.inputs),
+        environment=environment_of(request, default_environment),
+        metadata=dict(request.metadata),
         state="dispatched",
         run=run,
         callback=CallbackInfo(url=callback_url),
@@ -200,6 +203,12 @@ def new_deployment(
     )
 
 
+def environment_of(request: DeploymentRequest, default: str) -> str:
+    """The environment a request deploys to: `inputs.environment`, else the configured default."""
+    named = request.inputs.get("environment")
+    return str(named) if named not in (None, "") else default
+
+
 def rejected_deployment(
     deployment_id: str,
     request: DeploymentRequest,
@@ -208,6 +217,7 @@ def rejected_deployment(
     callback_url: str | None,
     message: str,
     now: datetime,
+    default_environment: str = "production",
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
     record = new_deployment(
@@ -219,6 +229,7 @@ def rejected_deployment(
         run_id=None,
         html_url=None,
         now=now,
+        default_environment=default_environment,
     )
     verdict = Verdict(
         status="failure",

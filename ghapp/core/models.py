@@ -85,6 +85,26 @@ def callback_url_problem(url: str) -> str | None:
         return "has an invalid port"
     return None
 
+# Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
+METADATA_MAX_KEYS = 20
+METADATA_MAX_VALUE = 500
+
+
+def check_metadata(value: dict[str, str]) -> dict[str, str]:
+    """The orchestrator's own ids as DESIGN.md bounds them, or a ValueError naming the key."""
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
+    for key, item in value.items():
+        if not _METADATA_KEY.fullmatch(key):
+            raise ValueError(
+                f"key {key[:50]!r}: 1 to 40 letters, digits or '_', '.', ':', '-'"
+            )
+        if len(item) > METADATA_MAX_VALUE or "\x00" in item:
+            raise ValueError(f"value of {key!r}: at most {METADATA_MAX_VALUE} characters, no NUL")
+    return value
+
 
 class DeploymentRequest(BaseModel):
     """Body of `POST /api/v1/deployments`."""
@@ -112,6 +132,17 @@ class DeploymentRequest(BaseModel):
         description="ORCHESTRATOR_CALLBACK_URL if absent",
         max_length=CALLBACK_URL_MAX,
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="the orchestrator's own ids: stored, echoed in every answer and callback, "
+        "never sent to GitHub",
+        examples=[{"thread_id": "th_42"}],
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_metadata(value)
 
     @field_validator("repository")
     @classmethod
@@ -224,6 +255,11 @@ class Deployment(BaseModel):
     workflow: str
     ref: str
     inputs: dict[str, Any] = Field(default_factory=dict)
+    environment: str = Field(
+        default="production",
+        description="inputs.environment, else the DEFAULT_ENVIRONMENT setting",
+    )
+    metadata: dict[str, str] = Field(default_factory=dict)
     state: DeploymentState
     run: Run | None = None
     verdict: Verdict | None = None

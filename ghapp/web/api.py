@@ -20,7 +20,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.core import deploys
-from ghapp.core.models import REPOSITORY_PATTERN, DeploymentList, DeploymentRequest
+from ghapp.core.models import (
+    REPOSITORY_PATTERN,
+    DeploymentList,
+    DeploymentRequest,
+    check_metadata,
+)
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
@@ -228,6 +233,7 @@ async def _dispatch(
             callback_url=callback_url,
             message=str(exc),
             now=now,
+            default_environment=services.settings.default_environment,
         )
         record = await services.store.create(
             transition.record,
@@ -257,6 +263,7 @@ async def _dispatch(
         html_url=dispatched.html_url,
         now=now,
         correlation_id=dispatched.correlation_id,
+        default_environment=services.settings.default_environment,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     if record.run is not None:
@@ -290,7 +297,7 @@ async def get_deployment(request: Request) -> Response:
 
 
 async def list_deployments(request: Request) -> Response:
-    """GET /api/v1/deployments?repository=&state=&limit= (newest first)."""
+    """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first)."""
     if not authorized(request):
         return unauthorized()
     params = request.query_params
@@ -318,8 +325,22 @@ async def list_deployments(request: Request) -> Response:
             "repository must be 'owner/name' in GitHub's characters",
             errors=[{"field": "repository", "message": "not a repository name"}],
         )
+    metadata = {
+        name.removeprefix("metadata."): value
+        for name, value in params.multi_items()
+        if name.startswith("metadata.")
+    }
+    try:
+        check_metadata(metadata)
+    except ValueError as exc:
+        return error(
+            422,
+            "invalid_request",
+            f"metadata filter: {exc}",
+            errors=[{"field": "metadata", "message": str(exc)}],
+        )
     records = await services_of(request).store.recent(
-        repository=repository, state=state, limit=limit
+        repository=repository, state=state, limit=limit, metadata=metadata
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))

@@ -189,6 +189,15 @@ def _components(allowed: tuple[str, ...] | None, default_url: str | None) -> dic
             {"type": "boolean"},
         ]
     }
+    request["metadata"].update(
+        maxProperties=models.METADATA_MAX_KEYS,
+        propertyNames={"pattern": models.METADATA_KEY_PATTERN},
+        additionalProperties={
+            "type": "string",
+            "maxLength": models.METADATA_MAX_VALUE,
+            "pattern": "^[^\\x00]*$",
+        },
+    )
     callback = request["callback_url"]["anyOf"][0]
     if allowed is None:
         callback["pattern"] = _ANY_CALLBACK
@@ -325,6 +334,8 @@ def _orchestrator_paths() -> dict[str, Any]:
             "422": _json("ErrorBody", "a query parameter is out of range"),
         },
         tag="deployments",
+        description="`metadata.KEY=VALUE` query parameters (any number) keep the deployments "
+        "whose metadata has KEY set to VALUE.",
         parameters=[
             {
                 "name": "repository",
