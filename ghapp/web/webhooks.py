@@ -18,7 +18,6 @@ from typing_extensions import TypedDict
 from ghapp.core import correlation
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
 from ghapp.logsetup import bind
-from ghapp.web.limits import BodyTimeout
 from ghapp.work.delivery_log import record_webhook
 from ghapp.work.engine import utcnow
 
@@ -200,10 +199,6 @@ async def receive(request: Request) -> Response:
     started = time.perf_counter()
     try:
         answer = await _receive(request, services)
-    except BodyTimeout:
-        answer = _answer(408, "timeout", message="the body did not arrive in time")
-        # What is left of the body may never come: this connection is done.
-        answer.headers["connection"] = "close"
     except Exception:
         # Say 500 so GitHub lists the delivery as failed (and redeliver-failed sends it
         # again); the poller recovers the verdict meanwhile.
