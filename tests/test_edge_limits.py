@@ -399,7 +399,8 @@ async def test_huge_headers_and_forged_floods_are_bounded(served: Served) -> Non
     assert real <= {d["delivery_id"] for d in listing["deliveries"]}
     status, listing = await served.stack.get("/api/v1/deliveries?signature=bad&limit=1000")
     stored = listing["deliveries"]
-    assert 0 < len(stored) <= 300
+    # Their quota (100), and at most one batch written since it was last trimmed.
+    assert 0 < len(stored) <= 200
     big = [d for d in stored if d["delivery_id"] and not d["delivery_id"].startswith("forged-")]
     if big:
         status, detail = await served.stack.get(f"/api/v1/deliveries/{big[0]['id']}")

@@ -199,6 +199,7 @@ class DeliveryLog:
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._written_since_purge = 0
+        self._refused_since_purge = 0
 
     # --- the hot path: no await, no I/O ------------------------------------------------
 
@@ -285,6 +286,8 @@ class DeliveryLog:
                 await self.flush()
                 if (
                     self._written_since_purge >= self.keep
+                    # A flood of forged deliveries is trimmed to its quota batch by batch.
+                    or self._refused_since_purge >= self.keep_refused
                     or time.time() - self._last_purge >= PURGE_INTERVAL
                 ):
                     await self.purge()
@@ -312,6 +315,7 @@ class DeliveryLog:
                 self.dropped += len(rows)
                 raise
             self._written_since_purge += len(rows)
+            self._refused_since_purge += sum(not entry.signed for entry in chosen)
             return len(rows)
 
     async def purge(self, now: float | None = None) -> int:
@@ -320,6 +324,7 @@ class DeliveryLog:
         now = time.time() if now is None else now
         self._last_purge = now
         self._written_since_purge = 0
+        self._refused_since_purge = 0
         signed = delivery_log.c.signature == "ok"
         async with self.begin() as conn:
             result = await conn.execute(
