@@ -2,8 +2,9 @@
 
 Server-rendered HTML (Jinja2, autoescaped), no scripts, no external assets. Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
-form trades the token for a signed, HttpOnly, SameSite=Strict cookie. Actions are POST forms that
-also carry a per-session CSRF token.
+form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`ghapp.web.sessions`).
+Actions, sign-out included, are POST forms that also carry a per-session CSRF token; no form is
+read before the request is known to be authorised (the sign-in form aside, 16 KiB at most).
 """
 
 from __future__ import annotations
