@@ -43,10 +43,10 @@ class Served:
         assert self.server.process is not None
         return self.server.process.pid
 
-    def rss_kib(self) -> int:
-        """The process's resident memory (VmRSS), KiB."""
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        """The process's resident memory (VmRSS), or its peak so far (VmHWM), KiB."""
         status = Path(f"/proc/{self.pid}/status").read_text()
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
         assert match is not None
         return int(match.group(1))
 
@@ -215,7 +215,7 @@ async def warm_up(served: Served) -> None:
 async def test_big_bodies_cost_no_memory(served: Served) -> None:
     await warm_up(served)
     before_db = served.db_bytes()
-    before = served.rss_kib()
+    before, peak_before = served.rss_kib(), served.rss_kib("VmHWM")
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     json_type = {"Content-Type": "application/json"}
     attacks: list[tuple[str, str, str, dict[str, str], Iterator[bytes], int]] = [
@@ -330,12 +330,15 @@ async def test_big_bodies_cost_no_memory(served: Served) -> None:
             f"{answer.seconds:.2f} s, VmRSS {served.rss_kib() // 1024} MiB"
         )
     await asyncio.sleep(1.0)
-    after = served.rss_kib()
+    after, peak = served.rss_kib(), served.rss_kib("VmHWM")
     served.report.append(
-        f"VmRSS before {before} KiB, after {after} KiB ({(after - before) / 1024:+.1f} MiB); "
+        f"VmRSS before {before} KiB, after {after} KiB ({(after - before) / 1024:+.1f} MiB), "
+        f"peak (VmHWM) {peak_before} -> {peak} KiB; "
         f"database {before_db} -> {served.db_bytes()} bytes"
     )
     assert after - before < RSS_SLACK_KIB, served.report
+    # Not even for a moment: the peak did not grow either.
+    assert peak - peak_before < RSS_SLACK_KIB, served.report
 
 
 async def test_huge_headers_and_forged_floods_are_bounded(served: Served) -> None:
@@ -348,7 +351,7 @@ async def test_huge_headers_and_forged_floods_are_bounded(served: Served) -> Non
     real = {d["delivery_id"] for d in listing["deliveries"]}
     assert real
     before_db = served.db_bytes()
-    before = served.rss_kib()
+    before, peak_before = served.rss_kib(), served.rss_kib("VmHWM")
     hook = served.stack.settings.webhook_path
     forged = {
         "Content-Type": "application/json",
@@ -405,13 +408,15 @@ async def test_huge_headers_and_forged_floods_are_bounded(served: Served) -> Non
     if big:
         status, detail = await served.stack.get(f"/api/v1/deliveries/{big[0]['id']}")
         assert detail["truncated"] and len(json.dumps(detail["headers"])) < 9 * 1024
-    after = served.rss_kib()
+    after, peak = served.rss_kib(), served.rss_kib("VmHWM")
     served.report.append(
         f"20 x 60 KiB headers + 1,200 forged posts: VmRSS before {before} KiB, after {after} KiB "
-        f"({(after - before) / 1024:+.1f} MiB); database {before_db} -> {served.db_bytes()} "
-        f"bytes; signed deliveries all kept ({len(real)}), {len(stored)} forged rows kept"
+        f"({(after - before) / 1024:+.1f} MiB), peak {peak_before} -> {peak} KiB; database "
+        f"{before_db} -> {served.db_bytes()} bytes; signed deliveries all kept ({len(real)}), "
+        f"{len(stored)} forged rows kept"
     )
     assert after - before < RSS_SLACK_KIB, served.report
+    assert peak - peak_before < RSS_SLACK_KIB, served.report
     assert served.db_bytes() - before_db < 8 * MIB
 
 
