@@ -145,3 +145,30 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("ghapp: PORT:")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["ORCHESTRATOR_TOKEN", "CALLBACK_SECRET"])
+def test_serve_stops_on_a_short_secret_with_one_line(tmp_path: Path, name: str) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "APP_ID": "1",
+        "PRIVATE_KEY": pem(),
+        "WEBHOOK_SECRET": "w" * 32,
+        "ORCHESTRATOR_TOKEN": "t" * 32,
+        "CALLBACK_SECRET": "c" * 32,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'ghapp.db'}",
+        name: "short-secret",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ghapp", "serve"],
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"ghapp: {name}: must be at least 16 characters (it has 12; e.g. openssl rand -hex 32)"
+    )

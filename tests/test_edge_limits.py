@@ -514,3 +514,24 @@ async def test_sign_out_is_a_post_that_ends_the_session_on_the_server(served: Se
         iter([form]),
     )
     assert action.status == 401
+
+
+async def test_a_short_webhook_secret_is_served_with_a_warning(tmp_path: Path) -> None:
+    stack = await Stack.start(f"sqlite:///{tmp_path / 'ghapp.db'}")
+    await stack.stop_ghapp()
+    # Mid-rotation: GitHub's long secret and an old short one.
+    settings = stack.settings.model_copy(
+        update={"webhook_secret": [*stack.settings.webhook_secret, "old-short"]}
+    )
+    log = tmp_path / "serve.log"
+    server = ProcessServer(settings, str(log))
+    try:
+        await server.start()
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        warnings = [line["msg"] for line in lines if line.get("level") == "warning"]
+        wanted = "WEBHOOK_SECRET: 1 of its entries are shorter than 16"
+        assert any(msg.startswith(wanted) for msg in warnings), warnings
+        assert "old-short" not in log.read_text()
+    finally:
+        await server.stop()
+        await stack.close()
