@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+import stat
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -532,6 +533,10 @@ async def test_a_short_webhook_secret_is_served_with_a_warning(tmp_path: Path) -
         wanted = "WEBHOOK_SECRET: 1 of its entries are shorter than 16"
         assert any(msg.startswith(wanted) for msg in warnings), warnings
         assert "old-short" not in log.read_text()
+        # The database ghapp created, and its WAL files, are the owner's only.
+        files = sorted(tmp_path.glob("ghapp.db*"))  # noqa: ASYNC240 - three files
+        assert len(files) == 3
+        assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files), files
     finally:
         await server.stop()
         await stack.close()
