@@ -26,33 +26,21 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True
+        self._head_scope: Any = None
         self._head_bytes = 0
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; count what arrives while the head is still incomplete."""
-        in_head_before = self._in_head
+        """Feed the parser; count what arrives while a request's head is still incomplete."""
         super().data_received(data)
-        if in_head_before and self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD:
-                self.logger.warning("request head over %d bytes: refused", MAX_HEAD)
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
-
-    def on_message_begin(self) -> None:
-        """A new request: its head starts."""
-        super().on_message_begin()
-        self._in_head = True
-        self._head_bytes = 0
-
-    def on_headers_complete(self) -> None:
-        """The head is complete."""
-        self._in_head = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        """What comes next is the next request's head."""
-        super().on_message_complete()
-        self._in_head = True
-        self._head_bytes = 0
+        # uvicorn makes a request's scope when its first byte arrives and its cycle when the
+        # head is complete: a scope without its cycle is a head still arriving.
+        scope = self.scope
+        if scope is None or (self.cycle is not None and self.cycle.scope is scope):
+            return
+        if scope is not self._head_scope:
+            self._head_scope, self._head_bytes = scope, 0
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD and not self.transport.is_closing():
+            self.logger.warning("request head over %d bytes: refused", MAX_HEAD)
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()

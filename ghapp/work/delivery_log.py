@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, or_, select
@@ -148,10 +149,10 @@ class _Pending(NamedTuple):
 
 
 def _header_size(headers: Mapping[str, str]) -> int:
+    # ": " and CRLF: four bytes a header. Starlette's Headers: the bytes as received, no decoding.
     raw = getattr(headers, "raw", None)
-    if raw is not None:  # Starlette's Headers: the bytes as received, no decoding
-        return sum(len(name) + len(value) + 4 for name, value in raw)
-    return sum(len(name) + len(value) + 4 for name, value in headers.items())
+    pairs = raw if raw is not None else headers.items()
+    return sum(map(len, chain.from_iterable(pairs))) + 4 * len(pairs)
 
 
 def clip_headers(headers: Mapping[str, str], budget: int = MAX_HEADERS) -> dict[str, str]:
