@@ -233,8 +233,11 @@ async def test_no_route_answers_500_to_malformed_input(served: Stack) -> None:
             assert await client.send("GET", f"/api/v1/deliveries?{query}") == 422, query
         for key in ("%00", "x" * 5000):
             assert await client.send("GET", f"/api/v1/deliveries/{key}") == 404
-        # Signed webhooks with impossible types or values: 400.
-        run = {"id": 5, "event": "workflow_dispatch", "status": "completed"}
+        # Signed webhooks with impossible types or values: 400. The run is one of ghapp's, so
+        # every field the handlers read is checked.
+        status, deployment = await stack.deploy("acme/shop")
+        assert status == 202 and deployment["run"], deployment
+        run = {"id": deployment["run"]["id"], "event": "workflow_dispatch", "status": "completed"}
         for event, payload in (
             ("workflow_run", {"action": "completed", "workflow_run": "x"}),
             ("workflow_run", {"action": "completed", "workflow_run": {**run, "id": BIG}}),
@@ -259,12 +262,11 @@ async def test_no_route_answers_500_to_malformed_input(served: Stack) -> None:
             ("ping", b"not json"),
         ):
             assert await client.webhook(event, payload) == 400, (event, payload)
-        # Beside a run no deployment watches, other fields are not read: 200 `not_ours` then.
         for extra in ({"installation": {"id": BIG}}, {"repository": {"full_name": 5}}):
-            assert await client.webhook("workflow_run", {"workflow_run": run, **extra}) in (
-                200,
-                400,
-            )
+            assert await client.webhook("workflow_run", {"workflow_run": run, **extra}) == 400
+        # Beside a run no deployment watches, those fields are not read: 200 `not_ours`.
+        foreign = {**run, "id": 5, "run_attempt": "x", "conclusion": 5}
+        assert await client.webhook("workflow_run", {"workflow_run": foreign}) == 200
         assert await client.webhook("ping", {"zen": "x"}, **{"X-GitHub-Delivery": "d" * 200}) == 400
         # The operator page tolerates odd queries and ids (it shows what it can).
         assert await client.send("GET", "/?limit=abc&state=%00&repository=%00&refresh=1e9") == 200

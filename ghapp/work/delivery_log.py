@@ -151,8 +151,8 @@ class _Pending(NamedTuple):
 def _header_size(headers: Mapping[str, str]) -> int:
     # ": " and CRLF: four bytes a header. Starlette's Headers: the bytes as received, no decoding.
     raw = getattr(headers, "raw", None)
-    pairs = raw if raw is not None else headers.items()
-    return sum(map(len, chain.from_iterable(pairs))) + 4 * len(pairs)
+    pairs = raw if raw is not None else [(k.encode(), v.encode()) for k, v in headers.items()]
+    return len(b"".join(chain.from_iterable(pairs))) + 4 * len(pairs)
 
 
 def clip_headers(headers: Mapping[str, str], budget: int = MAX_HEADERS) -> dict[str, str]:
@@ -249,7 +249,7 @@ class DeliveryLog:
             cut,
         )
         queue.append(entry)
-        self._buffered_bytes += entry.size
+        self._buffered_bytes += len(kept) + header_size
         while self._buffered_bytes > BUFFER_BYTES:
             self._evict(self._refused if self._refused else self._buffer)
         if len(self._buffer) + len(self._refused) >= FLUSH_BATCH:
