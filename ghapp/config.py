@@ -54,9 +54,6 @@ class Settings(BaseSettings):
     callback_retry_for: float = Field(default=86400, gt=0)
     delivery_log_days: float = Field(default=3, ge=0)
     auto_redeliver: bool = False
-    # Hidden (not in README): seconds for a request body to arrive after its headers; tests
-    # shorten it.
-    body_timeout: float = Field(default=30, gt=0)
     # Only a label for requests without inputs.environment; nothing is added to the dispatch.
     default_environment: str = Field(default="production", min_length=1, max_length=100)
 

@@ -63,12 +63,13 @@ class Served:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     db = tmp_path / "ghapp.db"
-    # A short body deadline, so the 408s come quickly.
-    stack = await Stack.start(f"sqlite:///{db}", body_timeout=1.0)
+    stack = await Stack.start(f"sqlite:///{db}")
     for repository, workflow in demo_workflows().items():
         stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
     await stack.stop_ghapp()  # ghapp runs as a real process instead
     server = ProcessServer(stack.settings, str(tmp_path / "serve.log"))
+    # A short body deadline (30 s by default), so the 408s come quickly.
+    server.env["GHAPP_BODY_TIMEOUT"] = "1"
     try:
         stack.base_url = await server.start()
         stack.sim.webhook_url = stack.base_url + stack.settings.webhook_path

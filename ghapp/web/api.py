@@ -29,7 +29,7 @@ from ghapp.core.models import (
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
-from ghapp.web.limits import API_CAP, TooLarge, read_body
+from ghapp.web.limits import API_CAP, BodyRefused, read_body
 from ghapp.work.engine import utcnow
 from ghapp.work.poller import run_event
 
@@ -139,8 +139,8 @@ async def create_deployment(request: Request) -> Response:
     services = services_of(request)
     try:
         raw = await read_body(request, API_CAP)
-    except TooLarge as exc:
-        return error(413, "too_large", str(exc))
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
     try:
         # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
         payload = from_json(raw, allow_inf_nan=False)

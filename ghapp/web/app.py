@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,7 +21,6 @@ from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.web import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
-from ghapp.web.limits import BodyDeadline, BodyDeadlines
 from ghapp.web.services import Services
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
@@ -147,8 +145,6 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         asyncio.create_task(_sweep(engine)),
         # Reconciliation runs first inside the poller: every unfinished deployment, at once.
         asyncio.create_task(poller.run()),
-        # 408 for request bodies that do not arrive.
-        asyncio.create_task(app.state.body_deadlines.run()),
     ]
     # The local delivery log, and redelivery of failed webhooks when AUTO_REDELIVER is on.
     delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days, begin=store.begin)
@@ -196,16 +192,10 @@ def create_app(
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
-    deadlines = BodyDeadlines(settings.body_timeout)
-    app = Starlette(
-        routes=routes,
-        lifespan=_lifespan,
-        middleware=[Middleware(BodyDeadline, deadlines=deadlines)],
-    )
+    app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings
     app.state.retry_base = retry_base
     app.state.freeze_gc = freeze_gc
-    app.state.body_deadlines = deadlines
     return app
 
 

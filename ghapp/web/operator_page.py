@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.web.api import stored
-from ghapp.web.limits import FORM_CAP, TooLarge, read_body
+from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
 from ghapp.web.sessions import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -122,10 +122,10 @@ async def _session(request: Request) -> Session | None:
     return session
 
 
-def _too_large(request: Request) -> Response:
+def _refused(exc: BodyRefused) -> Response:
     return Response(
-        "the form is over 16 KiB\n",
-        413,
+        f"{exc}\n",
+        exc.status,
         media_type="text/plain",
         headers=_security_headers(secrets.token_urlsafe(16)),
     )
@@ -315,9 +315,9 @@ async def login(request: Request) -> Response:
         return response
     try:
         form = await _form(request)
-    except TooLarge:
+    except BodyRefused as exc:
         throttle.failed(address)
-        return _too_large(request)
+        return _refused(exc)
     if not _token_ok(settings, form.get("token", "").strip()):
         throttle.failed(address)
         log.warning("operator login refused", extra={"client": address})
@@ -344,8 +344,8 @@ async def logout(request: Request) -> Response:
         return _login_page(request, status=401)
     try:
         form = await _form(request)
-    except TooLarge:
-        return _too_large(request)
+    except BodyRefused as exc:
+        return _refused(exc)
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         return RedirectResponse(_back("/", "csrf"), status_code=303)
     await revoke_session(_services(request).store, session)
@@ -370,8 +370,8 @@ async def _authorized_action(request: Request) -> Response | dict[str, str]:
         return _login_page(request, status=401)
     try:
         form = await _form(request)
-    except TooLarge:
-        return _too_large(request)
+    except BodyRefused as exc:
+        return _refused(exc)
     # A browser never attaches the bearer header by itself, so a cross-site form cannot forge it.
     if session is not None and not hmac.compare_digest(
         form.get("csrf", "").encode(), session.csrf.encode()

@@ -11,7 +11,7 @@ from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict
 
@@ -233,11 +233,15 @@ async def _receive(request: Request, services: Services) -> Answer:
         return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BODY:
-            return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    try:
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BODY:
+                return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    except ClientDisconnect:
+        # Gone, or cut by the body deadline (the protocol answered 408).
+        return _answer(408, "timeout", message="the body did not arrive in time")
     # A body usually comes in one piece: no copy then.
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request.state.webhook_body = raw  # for the delivery log
