@@ -33,6 +33,7 @@ DESIGN_OPERATIONS = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/api/v1/deployments/{deployment_id}/report"),
     ("post", "/api/github/webhooks"),
 }
 
@@ -243,3 +244,18 @@ def test_the_served_callback_pattern_is_this_servers_rule() -> None:
     for url in ("http://orch.example:1234/", "https://other.example:8443/cb"):
         assert re.fullmatch(pattern, url) and callback_allowed(url, list(hosts), default), url
     assert not re.fullmatch(pattern, "https://other.example/cb")
+
+
+def test_the_verdict_describes_its_cause_and_report() -> None:
+    spec = build_spec(deliveries=False)
+    schemas = spec["components"]["schemas"]
+    verdict = schemas["Verdict"]["properties"]
+    assert {"cause", "report"} <= set(verdict)
+    cause = schemas["Cause"]
+    assert set(cause["required"]) >= {"category", "retryable", "rule", "hint"}
+    assert cause["properties"]["category"]["enum"] == [
+        "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+    ]
+    report = spec["paths"]["/api/v1/deployments/{deployment_id}/report"]["get"]
+    assert "text/markdown" in report["responses"]["200"]["content"]
+    assert set(report["responses"]) == {"200", "401", "404"}
