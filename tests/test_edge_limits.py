@@ -133,8 +133,9 @@ async def raw(
                 writer.write(piece)
                 await writer.drain()
                 sent += len(piece)
-                if pause:
-                    await asyncio.sleep(pause)
+                # drain() does not yield while the socket takes everything: let the reader see
+                # an answer as soon as it comes.
+                await asyncio.sleep(pause)
         except (ConnectionError, OSError):
             pass
 
