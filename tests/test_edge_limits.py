@@ -497,6 +497,9 @@ async def test_sign_out_is_a_post_that_ends_the_session_on_the_server(served: Se
     )
     assert answer.status == 303 and answer.headers["location"] == "/?notice=csrf"
     assert (await raw(served, "GET", "/", with_cookie)).status == 200
+    # The session opens a deployment's event stream (404: no such deployment, but allowed).
+    events = "/api/v1/deployments/dep_x/events"
+    assert (await raw(served, "GET", events, with_cookie)).status == 404
     form = f"csrf={csrf}".encode()
     answer = await raw(
         served,
@@ -517,6 +520,7 @@ async def test_sign_out_is_a_post_that_ends_the_session_on_the_server(served: Se
         iter([form]),
     )
     assert action.status == 401
+    assert (await raw(served, "GET", events, with_cookie)).status == 401
 
 
 async def test_a_short_webhook_secret_is_served_with_a_warning(tmp_path: Path) -> None:

@@ -211,7 +211,13 @@ async def test_no_route_answers_500_to_malformed_input(served: Stack) -> None:
             assert await client.send("GET", f"/api/v1/deployments?{query}") == 422, query
         # Ids that cannot be ghapp's: 404 without a lookup.
         for deployment_id in ("%00", "x" * 5000, "..", "%2e%2e", "dep_%FF", "a%20b"):
-            for method, suffix in (("GET", ""), ("POST", "/cancel"), ("POST", "/callback")):
+            for method, suffix in (
+                ("GET", ""),
+                ("POST", "/cancel"),
+                ("POST", "/callback"),
+                ("GET", "/report"),
+                ("GET", "/events"),
+            ):
                 path = f"/api/v1/deployments/{deployment_id}{suffix}"
                 assert await client.send(method, path) == 404, path
         # The deploy-key route's owner and name.

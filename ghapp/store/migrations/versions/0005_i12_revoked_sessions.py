@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_i12"
-down_revision = "0003"
+revision = "0005_i12"
+down_revision = "0004_i13"
 
 
 def upgrade() -> None:
