@@ -141,6 +141,7 @@ def bad_deployment_bodies(callback: str) -> list[Any]:
         {f"k{n}": "v" for n in range(26)},
         {"a": "x" * 70_000},
         {"a": BIG},
+        {"a": -2.4e307},
         {"": "x"},
         {"k" * 101: "x"},
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,7 +141,16 @@ async def test_openapi_json_describes_every_api_route(stack: Stack) -> None:
     )
 
 
-async def test_schemathesis_finds_nothing(stack: Stack) -> None:
+# A deployment's report is 404 until it failed (documented): schemathesis' check that a resource
+# it just created can be read does not apply to it.
+SCHEMATHESIS_CONFIG = """
+[[operations]]
+include-path = "/api/v1/deployments/{deployment_id}/report"
+checks.ensure_resource_availability.enabled = false
+"""
+
+
+async def test_schemathesis_finds_nothing(stack: Stack, tmp_path: Path) -> None:
     """`schemathesis run --checks all`: positive and negative cases, the stateful phase too."""
     pytest.importorskip("schemathesis")
     assert stack.session is not None
@@ -153,10 +163,14 @@ async def test_schemathesis_finds_nothing(stack: Stack) -> None:
         for method, path in _operations(spec)
         if path.startswith("/api/v1/") and not has_route(routes, path, method.upper())
     )
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
     command = [
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(config),
         "run",
         f"{stack.base_url}/openapi.json",
         "--checks",

@@ -207,9 +207,9 @@ class DeploymentRequest(BaseModel):
         cls, value: dict[str, str | int | float | bool]
     ) -> dict[str, str | int | float | bool]:
         for item in value.values():
-            # The JSON number must fit where GitHub (and PostgreSQL's JSON) keep it.
-            if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= 2**63:
-                raise ValueError("integer inputs must fit in 64 bits")
+            # A number must fit in a signed 64-bit integer's range (as the OpenAPI says).
+            if isinstance(item, int | float) and not isinstance(item, bool) and abs(item) >= 2**63:
+                raise ValueError("number inputs must be within a signed 64-bit integer's range")
         if len(json.dumps(value, separators=(",", ":"))) > INPUTS_MAX_CHARS:
             raise ValueError(f"must be at most {INPUTS_MAX_CHARS} characters as JSON")
         return value
