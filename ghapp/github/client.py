@@ -280,6 +280,18 @@ class GitHubClient:
         data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
         return list(data.get("workflow_runs") or [])
 
+    async def dispatch_runs_page(
+        self, repository: str, installation_id: int, created: str, page: int = 1
+    ) -> dict[str, Any]:
+        """One page (100 runs, newest first) of a repository's dispatched runs created in a
+        window (GitHub's `created` syntax); conditional, so an unchanged page is a free 304."""
+        query = urlencode(
+            {"event": "workflow_dispatch", "created": created, "per_page": 100, "page": page}
+        )
+        url = f"/repos/{repository}/actions/runs?{query}"
+        data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
+        return dict(data)
+
     async def cancel_run(self, repository: str, installation_id: int, run_id: int) -> None:
         """Ask GitHub to cancel a run (it answers 202; the run ends `cancelled`)."""
         url = f"/repos/{repository}/actions/runs/{run_id}/cancel"

@@ -242,12 +242,15 @@ class SqlStore:
         silent_since: float,
         polled_before: float,
         lease_seconds: float,
-        limit: int,
+        repositories: int,
     ) -> list[DeploymentRecord]:
-        """Claim unfinished deployments silent and unpolled since a time, for one poller.
+        """Claim, for one poller, the unfinished deployments silent and unpolled since a time,
+        every such deployment of up to `repositories` repositories (one listing answers for a
+        repository's deployments together).
 
-        The claim marks them polled now (which spaces the polls of a quiet deployment) and
-        reserves them for `lease_seconds`, so no other replica polls them meanwhile.
+        The lease keeps other replicas off them while it is renewed (`renew_poll_claims`);
+        `release_poll_claims` marks them polled, so a claim that dies with its replica leaves
+        them due for whoever comes next.
         """
         now = time.time()
         claimable = and_(
@@ -260,29 +263,52 @@ class SqlStore:
         async with self.begin() as conn:
             due = (
                 await conn.execute(
-                    select(deployments.c.id)
+                    select(deployments.c.repository)
                     .where(claimable)
-                    .order_by(deployments.c.last_heard_at)
-                    .limit(limit)
+                    .group_by(deployments.c.repository)
+                    .order_by(func.min(deployments.c.last_heard_at))
+                    .limit(repositories)
                 )
             ).all()
             if not due:
                 return []
-            ids = [row.id for row in due]
+            names = [row.repository for row in due]
             await conn.execute(
                 update(deployments)
-                .where(deployments.c.id.in_(ids), claimable)
-                .values(lease_owner=owner, lease_until=until, polled_at=now)
+                .where(deployments.c.repository.in_(names), claimable)
+                .values(lease_owner=owner, lease_until=until)
             )
             rows = (
                 await conn.execute(
                     _select_records().where(
-                        deployments.c.id.in_(ids),
+                        deployments.c.repository.in_(names),
                         deployments.c.lease_owner == owner,
                         deployments.c.lease_until == until,
                     )
                 )
             ).all()
+        return [_record(row) for row in rows]
+
+    async def renew_poll_claims(self, ids: list[str], owner: str, lease_seconds: float) -> int:
+        """Extend a live poller's leases (its heartbeat); how many it still holds."""
+        if not ids:
+            return 0
+        async with self.begin() as conn:
+            result = await conn.execute(
+                update(deployments)
+                .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
+                .values(lease_until=time.time() + lease_seconds)
+            )
+        return int(result.rowcount)
+
+    async def stranded(self) -> list[DeploymentRecord]:
+        """Deployments concluding with nobody holding their gather lease (a replica died)."""
+        query = _select_records().where(
+            deployments.c.phase == "concluding",
+            or_(deployments.c.gather_until.is_(None), deployments.c.gather_until < time.time()),
+        )
+        async with self.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
 
     async def claim(self, deployment_id: str, *, owner: str, lease_seconds: float) -> bool:
@@ -351,13 +377,18 @@ class SqlStore:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def release_poll_claims(self, ids: list[str], owner: str) -> None:
-        """End a poller's claim on deployments it has polled."""
+    async def release_poll_claims(
+        self, ids: list[str], owner: str, *, polled: bool = True
+    ) -> None:
+        """End a poller's claim on deployments, marking them polled now when they were."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if polled:
+            values["polled_at"] = time.time()
         async with self.begin() as conn:
             await conn.execute(
                 update(deployments)
                 .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
+                .values(**values)
             )
 
     async def unbound(self, repository: str) -> list[DeploymentRecord]:
@@ -507,6 +538,20 @@ class SqlStore:
             )
             for row in rows
         ]
+
+    async def renew_callback(self, item: OutboxItem, *, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease of a callback being sent (the heartbeat); False once it is lost."""
+        async with self.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.delivery_id == item.delivery_id,
+                    outbox.c.lease_owner == owner,
+                    outbox.c.state == "pending",
+                )
+                .values(lease_until=time.time() + lease_seconds)
+            )
+        return bool(result.rowcount)
 
     async def finish_callback(
         self,

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.config import Settings
+from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
@@ -28,8 +29,9 @@ from ghapp.work.engine import Engine
 from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.app")
-# How often stranded work (a verdict half-gathered when a task died) is picked up again.
-SWEEP_INTERVAL = 10.0
+# How often stranded work (a verdict half-gathered when a task or a replica died) is looked
+# for: with the gather lease's few seconds, a dead replica's reports move on within 10 s.
+SWEEP_INTERVAL = 2.0
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -83,7 +85,7 @@ async def _sweep(engine: Engine) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         try:
-            await engine.resume()
+            await engine.resume(stranded_only=True)
         except Exception:
             log.exception("sweep failed")
 
@@ -128,7 +130,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         on_verdict=lambda record: services.notify_verdict(record),
         action_retry_base=app.state.retry_base,
     )
-    poller = Poller(store, github, engine, settings)
+    # Background polling pauses for an installation low on its API budget (headers of
+    # every answer); nothing on the dispatch path asks it.
+    budget = RateBudget()
+    github.observers.append(budget.observe)
+    poller = Poller(store, github, engine, settings, budget)
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services

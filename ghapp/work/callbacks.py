@@ -21,6 +21,16 @@ from ghapp.work.workers import Worker
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
 EVENT = "deployment.completed"
+# A claimed callback's lease: renewed every third of it while the POST is out, so a replica
+# that dies frees its callbacks within this; short of it, the POST is abandoned first, so
+# two replicas never send the same callback at once.
+CALLBACK_LEASE = 6.0
+# Stop sending this long before a lease no renewal could extend runs out.
+LEASE_MARGIN = 1.0
+
+
+class LeaseLost(Exception):
+    """The callback's lease could not be renewed in time: another replica may take it."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -53,7 +63,7 @@ class CallbackSender(Worker):
         *,
         secret: str,
         policy: RetryPolicy,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = CALLBACK_LEASE,
     ) -> None:
         super().__init__(store, "cb")
         self.session = session
@@ -107,18 +117,19 @@ class CallbackSender(Worker):
         }
         status: int | None = None
         error: str | None = None
+        if item.lease_until - time.time() < LEASE_MARGIN:
+            return False  # claimed too long ago (a stalled loop): leave it to the next claim
         try:
-            async with self.session.post(
-                item.url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                await response.read()
+            status = await self._post_holding_lease(item, body, headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = repr(exc)
+        except LeaseLost:
+            # Not ours any more: whoever holds it now sends it (with the same delivery id).
+            log.warning(
+                "callback lease lost mid-send",
+                extra={"deployment_id": item.deployment_id, "delivery_id": item.delivery_id},
+            )
+            return False
         extra = {"deployment_id": item.deployment_id, "delivery_id": item.delivery_id}
         if status is not None and 200 <= status < 300:
             self.metrics.callback_attempts.labels("delivered").inc()
@@ -151,3 +162,44 @@ class CallbackSender(Worker):
             extra={**extra, "error": error, "attempt": item.attempts + 1},
         )
         return False
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        async with self.session.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT),
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def _post_holding_lease(
+        self, item: OutboxItem, body: bytes, headers: dict[str, str]
+    ) -> int:
+        """POST while renewing the lease; abandon the POST before an unrenewed lease ends."""
+        assert item.url is not None
+        post = asyncio.ensure_future(self._post(item.url, body, headers))
+        held_until = item.lease_until
+        try:
+            while True:
+                beat = min(self.lease_seconds / 3, held_until - LEASE_MARGIN - time.time())
+                done, _ = await asyncio.wait({post}, timeout=max(beat, 0.0))
+                if done:
+                    return post.result()
+                renewed_at = time.time()
+                renewed: bool | None
+                try:
+                    renewed = await self.store.renew_callback(
+                        item, owner=self.owner, lease_seconds=self.lease_seconds
+                    )
+                except Exception:
+                    renewed = None  # the database did not answer: try again while time lasts
+                if renewed:
+                    held_until = renewed_at + self.lease_seconds
+                elif renewed is False or time.time() >= held_until - LEASE_MARGIN:
+                    raise LeaseLost(item.delivery_id)
+        finally:
+            if not post.done():
+                post.cancel()
+                await asyncio.gather(post, return_exceptions=True)

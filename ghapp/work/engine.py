@@ -34,7 +34,7 @@ SAVE_RETRIES = 8
 # Deployments whose last saved record is kept, to apply the next event to without a read.
 LATEST_KEPT = 1000
 # Renewed while the work goes on, so a replica that dies frees its work within this time.
-GATHER_LEASE = 30.0
+GATHER_LEASE = 6.0
 
 
 def utcnow() -> datetime:
@@ -208,10 +208,14 @@ class Engine(Worker):
             record.repository, installation, action.run_id, action.attempt, action.conclusion
         )
 
-    async def resume(self) -> int:
-        """Restart the pending actions of every stored deployment (after a restart)."""
+    async def resume(self, *, stranded_only: bool = False) -> int:
+        """Restart the pending actions of stored deployments (after a restart: all of them;
+        `stranded_only`: those whose gather lease nobody holds, e.g. a dead replica's)."""
         count = 0
-        for record in await self.store.unfinished(phase="concluding"):
+        records = await (
+            self.store.stranded() if stranded_only else self.store.unfinished(phase="concluding")
+        )
+        for record in records:
             actions = deploys.pending_actions(record)
             if actions:
                 self.schedule(record, actions)
