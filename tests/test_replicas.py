@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 from ghapp.cli.demo import demo_workflows
@@ -45,7 +46,8 @@ async def test_two_replicas_one_killed_exactly_one_callback_each(
             await stack.receiver.wait_for(deployment_id, timeout=60)
         await asyncio.sleep(1.0)  # a duplicate callback would have arrived by now
         delivered = [c.deployment["id"] for c in stack.receiver.delivered()]
-        assert sorted(delivered) == sorted(ids), "each deployment exactly one callback"
+        twice = {i: n for i, n in Counter(delivered).items() if n > 1}
+        assert sorted(delivered) == sorted(ids), f"each deployment exactly one callback: {twice}"
         for _, body in deployments:
             callback = await stack.receiver.wait_for(body["id"])
             expected = "success" if body["repository"] == "acme/shop" else "failure"
