@@ -33,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": settings.log_level == "debug",
         "log_config": None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
         "proxy_headers": True,
+        # No WebSocket route exists: not loading a WebSocket library saves memory.
+        "ws": "none",
     }
     app = create_app(settings, freeze_gc=True)
     if args.reuse_port:

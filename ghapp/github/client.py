@@ -14,7 +14,6 @@ import aiohttp
 import gidgethub
 import gidgethub.aiohttp
 from cachetools import LRUCache, TLRUCache, TTLCache
-from gidgethub.apps import get_installation_access_token
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -184,6 +183,10 @@ class GitHubClient:
             cached = self._tokens.get(installation_id)
             if cached is not None:
                 return cached[0]
+            # Loaded at the first token: PyJWT's RS256 brings cryptography (~8 MiB), which
+            # an idle server does not need.
+            from gidgethub.apps import get_installation_access_token
+
             data = await self._guard(
                 get_installation_access_token(
                     self._app,
