@@ -423,12 +423,18 @@ class SqlStore:
         *,
         delivery_id: str | None = None,
         enqueue_callback: bool = False,
+        gather_owner: str | None = None,
+        gather_seconds: float = 0.0,
     ) -> bool:
         """Write a changed deployment if nobody else changed it since it was read.
 
         Returns False on a lost race (the caller reads again and re-applies its event).
-        The delivery id, the record and the callback commit together or not at all.
+        The delivery id, the record and the callback commit together or not at all; so does
+        the lease on the deployment's slow work (`gather_owner`), which saves a write.
         """
+        lease: dict[str, Any] = {}
+        if gather_owner is not None:
+            lease = {"gather_owner": gather_owner, "gather_until": time.time() + gather_seconds}
         try:
             async with self.begin() as conn:
                 if delivery_id is not None:
@@ -440,7 +446,7 @@ class SqlStore:
                 result = await conn.execute(
                     update(deployments)
                     .where(deployments.c.id == record.id, deployments.c.version == record.version)
-                    .values(**_columns(record), version=record.version + 1)
+                    .values(**_columns(record), **lease, version=record.version + 1)
                 )
                 if result.rowcount != 1:
                     await conn.rollback()

@@ -128,13 +128,20 @@ class Engine(Worker):
                 self._write_alive_later(transition.record)
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
+            # Slow work to start: its lease is taken in the same write (here, not elsewhere).
+            gathers = any(not isinstance(a, SendCallback) for a in transition.actions)
+            lease = gathers and transition.record.id not in self._in_flight
             saved = await self.store.save(
-                transition.record, delivery_id=delivery_id, enqueue_callback=sends
+                transition.record,
+                delivery_id=delivery_id,
+                enqueue_callback=sends,
+                gather_owner=self.owner if lease else None,
+                gather_seconds=GATHER_LEASE,
             )
             if saved:
                 if sends:
                     self.on_verdict(transition.record)
-                self.schedule(transition.record, transition.actions)
+                self.schedule(transition.record, transition.actions, leased=lease)
                 return transition
             if delivery_id is not None and await self.store.delivery_seen(delivery_id):
                 return None
@@ -144,21 +151,24 @@ class Engine(Worker):
             record = fresh
         raise RuntimeError(f"deployment {record.id}: too many concurrent updates")
 
-    def schedule(self, record: DeploymentRecord, actions: list[Action]) -> None:
-        """Start the slow actions (reading jobs and logs) as background tasks."""
+    def schedule(
+        self, record: DeploymentRecord, actions: list[Action], *, leased: bool = False
+    ) -> None:
+        """Start the slow actions (reading jobs and logs) as background tasks; `leased`: the
+        write that asked for them took their lease already."""
         for action in actions:
             if isinstance(action, SendCallback) or record.id in self._in_flight:
                 continue
             self._in_flight.add(record.id)
-            self.spawn(self._conclude(record.id, action))
+            self.spawn(self._conclude(record.id, action, leased))
 
-    async def _conclude(self, deployment_id: str, action: Action) -> None:
+    async def _conclude(self, deployment_id: str, action: Action, leased: bool) -> None:
         with bind(deployment_id=deployment_id):
-            await self._conclude_bound(deployment_id, action)
+            await self._conclude_bound(deployment_id, action, leased)
 
-    async def _conclude_bound(self, deployment_id: str, action: Action) -> None:
+    async def _conclude_bound(self, deployment_id: str, action: Action, leased: bool) -> None:
         # Another replica may be gathering this verdict already: the lease decides.
-        if not await self.store.claim(
+        if not leased and not await self.store.claim(
             deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE
         ):
             self._in_flight.discard(deployment_id)
