@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import economy, ingest, latency, log_excerpt, reconcile, scale
+from benchmarks import economy, ingest, latency, log_excerpt, memory, reconcile, scale, takeover
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -61,6 +61,8 @@ BENCHMARKS: dict[str, Runner] = {
     "log_excerpt": excerpt,
     scale.NAME: scale.run,
     reconcile.NAME: reconcile.run,
+    takeover.NAME: takeover.run,
+    memory.NAME: memory.run,
 }
 
 

@@ -37,6 +37,8 @@ POLL_LEASE = 6.0
 # GitHub's most results for a filtered listing; a window that reaches it is narrowed.
 LISTING_CAP = 1000
 PAGE_SIZE = 100
+# What one listing settled is written this many at a time (the database overlaps commits).
+APPLY_CONCURRENCY = 16
 # Repositories polled side by side (their requests still share the process's pace).
 PARALLEL_REPOSITORIES = 4
 
@@ -207,15 +209,20 @@ class Poller(Worker):
                 extra={"repository": records[0].repository, "error": str(exc)},
             )
             listed = {}
-        for record in bound:
+        slots = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def settle(record: DeploymentRecord) -> None:
             assert record.run is not None
             run = listed.get(record.run.id)
-            if run is None:
-                await self._guarded(record, self.check(record, installation))
-                continue
-            self.polls += 1
-            self.metrics.polls.labels("listed").inc()
-            await self._guarded(record, self._observe(record, run, installation, progress))
+            async with slots:
+                if run is None:
+                    await self._guarded(record, self.check(record, installation))
+                    return
+                self.polls += 1
+                self.metrics.polls.labels("listed").inc()
+                await self._guarded(record, self._observe(record, run, installation, progress))
+
+        await asyncio.gather(*(settle(record) for record in bound))
 
     async def list_runs(
         self, repository: str, installation: int, oldest: datetime, wanted: set[int]
