@@ -291,15 +291,29 @@ class SqlStore:
 
     async def renew_poll_claims(self, ids: list[str], owner: str, lease_seconds: float) -> int:
         """Extend a live poller's leases (its heartbeat); how many it still holds."""
-        if not ids:
-            return 0
+        held = 0
         async with self.begin() as conn:
-            result = await conn.execute(
-                update(deployments)
-                .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
-                .values(lease_until=time.time() + lease_seconds)
-            )
-        return int(result.rowcount)
+            for chunk in _chunks(ids):
+                result = await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.lease_owner == owner)
+                    .values(lease_until=time.time() + lease_seconds)
+                )
+                held += int(result.rowcount)
+        return held
+
+    async def renew_gathers(self, ids: list[str], owner: str, lease_seconds: float) -> int:
+        """Extend the gather leases a live worker holds (its heartbeat); how many it holds."""
+        held = 0
+        async with self.begin() as conn:
+            for chunk in _chunks(ids):
+                result = await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.gather_owner == owner)
+                    .values(gather_until=time.time() + lease_seconds)
+                )
+                held += int(result.rowcount)
+        return held
 
     async def stranded(self) -> list[DeploymentRecord]:
         """Deployments concluding with nobody holding their gather lease (a replica died)."""
@@ -385,11 +399,12 @@ class SqlStore:
         if polled:
             values["polled_at"] = time.time()
         async with self.begin() as conn:
-            await conn.execute(
-                update(deployments)
-                .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
-                .values(**values)
-            )
+            for chunk in _chunks(ids):
+                await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.lease_owner == owner)
+                    .values(**values)
+                )
 
     async def unbound(self, repository: str) -> list[DeploymentRecord]:
         """Unfinished deployments of a repository whose run is not identified yet."""
@@ -635,6 +650,11 @@ class SqlStore:
                 )
             ).scalar()
         return int(value or 0)
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    # SQLite builds may allow as few as 999 bound parameters in one statement.
+    return [ids[at : at + size] for at in range(0, len(ids), size)]
 
 
 def storable(value: str) -> bool:

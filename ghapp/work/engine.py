@@ -35,6 +35,8 @@ SAVE_RETRIES = 8
 LATEST_KEPT = 1000
 # Renewed while the work goes on, so a replica that dies frees its work within this time.
 GATHER_LEASE = 6.0
+# Verdicts gathered side by side; a backlog (after an outage) waits its turn with its lease kept.
+GATHER_CONCURRENCY = 32
 
 
 def utcnow() -> datetime:
@@ -68,6 +70,10 @@ class Engine(Worker):
         self._saved: LRUCache[str, DeploymentRecord] = LRUCache(maxsize=LATEST_KEPT)
         # Signs of life not written yet (a newer `last_heard_at` only), by deployment id.
         self._alive: dict[str, DeploymentRecord] = {}
+        # Gather leases held here (renewed together), and how many gathers run at once.
+        self._held: set[str] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._gather_slots = asyncio.Semaphore(GATHER_CONCURRENCY)
 
     def _lock(self, deployment_id: str) -> asyncio.Lock:
         lock = self._applying.get(deployment_id)
@@ -173,34 +179,40 @@ class Engine(Worker):
         ):
             self._in_flight.discard(deployment_id)
             return
-        renew = asyncio.create_task(self._renew(deployment_id))
+        self._held.add(deployment_id)
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = self.spawn(self._renew_held())
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(GitHubUnavailable),
-                stop=stop_after_attempt(5),
-                wait=wait_exponential(multiplier=self.action_retry_base, max=60),
-                reraise=True,
-            ):
-                with attempt:
-                    record = await self.store.get(deployment_id)
-                    if record is None or record.phase != "concluding":
-                        return
-                    event = await self._gather(record, action)
-                    await self.apply(record, event)
+            async with self._gather_slots:
+                await self._gather_and_apply(deployment_id, action)
         except Exception:
             # The deployment stays `concluding`; the next sweep tries again.
             log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
         finally:
-            renew.cancel()
-            # Wait for it: a renewal cut off mid-query would leave its connection unreturned.
-            await asyncio.gather(renew, return_exceptions=True)
+            self._held.discard(deployment_id)
             self._in_flight.discard(deployment_id)
 
-    async def _renew(self, deployment_id: str) -> None:
-        while True:
+    async def _gather_and_apply(self, deployment_id: str, action: Action) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(GitHubUnavailable),
+            stop=stop_after_attempt(5),
+            wait=wait_exponential(multiplier=self.action_retry_base, max=60),
+            reraise=True,
+        ):
+            with attempt:
+                record = await self.store.get(deployment_id)
+                if record is None or record.phase != "concluding":
+                    return
+                event = await self._gather(record, action)
+                await self.apply(record, event)
+
+    async def _renew_held(self) -> None:
+        # One heartbeat for every lease this process holds (thousands after an outage), not
+        # one each: a write every few seconds whatever the backlog.
+        while self._held:
             await asyncio.sleep(GATHER_LEASE / 3)
             with contextlib.suppress(Exception):
-                await self.store.claim(deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE)
+                await self.store.renew_gathers(list(self._held), self.owner, GATHER_LEASE)
 
     async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
         installation = record.installation_id or await self.github.installation_for(
