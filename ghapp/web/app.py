@@ -8,7 +8,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +17,7 @@ from ghapp.config import Settings
 from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
+from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -103,7 +103,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         register_secret(secret)
     store = SqlStore(settings.database_url)
     await store.open()
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    # Opened at the first request GitHub or an orchestrator is sent: an idle server never
+    # loads aiohttp.
+    session = LazySession(timeout=30)
     github = GitHubClient(
         session,
         app_id=settings.app_id or "",

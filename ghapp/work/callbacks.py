@@ -10,13 +10,16 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ghapp.github.retry import backoff
+from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
 from ghapp.work.workers import Worker
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
@@ -62,14 +65,15 @@ class CallbackSender(Worker):
     def __init__(
         self,
         store: SqlStore,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | LazySession,
         *,
         secret: str,
         policy: RetryPolicy,
         lease_seconds: float = CALLBACK_LEASE,
     ) -> None:
         super().__init__(store, "cb")
-        self.session = session
+        # A LazySession opens (and loads aiohttp) with the first callback sent.
+        self._session = session
         self.secret = secret
         self.policy = policy
         self.lease_seconds = lease_seconds
@@ -118,13 +122,15 @@ class CallbackSender(Worker):
             "X-Ghapp-Delivery": item.delivery_id,
             "X-Ghapp-Signature-256": sign(body, self.secret),
         }
+        from aiohttp import ClientError
+
         status: int | None = None
         error: str | None = None
         if item.lease_until - time.time() < LEASE_MARGIN:
             return False  # claimed too long ago (a stalled loop): leave it to the next claim
         try:
             status = await self._post_holding_lease(item, body, headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientError, TimeoutError) as exc:
             error = repr(exc)
         except LeaseLost:
             # Not ours any more: whoever holds it now sends it (with the same delivery id).
@@ -166,7 +172,16 @@ class CallbackSender(Worker):
         )
         return False
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (opened now if it was lazy)."""
+        if isinstance(self._session, LazySession):
+            return self._session.get()
+        return self._session
+
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        import aiohttp
+
         async with self.session.post(
             url,
             data=body,
