@@ -28,8 +28,8 @@ Method:
   about alone (answered 404), at most `ghapp.work.poller.MAX_POLLS_PER_SECOND` requests a
   second: reported as measured requests/s and the projection, not waited for. Reconciliation
   of runs GitHub does know (one listing per repository) is `benchmarks.reconcile`. Handling
-  time is measured again at 10,000 while those polls go on, and VmRSS / VmHWM
-  are read after it.
+  time is measured again at 10,000 while those polls go on, and VmRSS / VmHWM are read
+  after it.
 """
 
 from __future__ import annotations

@@ -8,10 +8,9 @@ runs taking 0.3 s a step, and the receiver takes 0.3 s to answer each callback, 
 one replica is SIGKILLed (once a fifth of the verdicts have arrived) it holds leases on
 callbacks being sent, reports being gathered and polls. Its webhooks are then lost (the
 balancer skips it) and `POLL_AFTER` is 2 s. Measured from the kill: the time until every
-deployment's verdict has
-reached the receiver (target: 15 s; before issue 17 the leases ran 30 s), and callbacks sent
-twice (allowed only for a replica killed between the receiver's 2xx and recording it; the
-repeat carries the same X-Ghapp-Delivery).
+deployment's verdict has reached the receiver (target: 15 s; before issue 17 the leases ran
+30 s), and callbacks sent twice (allowed only for a replica killed between the receiver's
+2xx and recording it; the repeat carries the same X-Ghapp-Delivery).
 """
 
 from __future__ import annotations
