@@ -240,6 +240,8 @@ def test_public_view_hides_internal_fields() -> None:
         "workflow",
         "ref",
         "inputs",
+        "environment",
+        "metadata",
         "state",
         "run",
         "verdict",

@@ -9,8 +9,11 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from ghapp.core import report_markdown
+from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
     CallbackInfo,
+    Cause,
     Deployment,
     DeploymentRequest,
     FailedJob,
@@ -97,6 +100,8 @@ class FailureGathered:
     failed_jobs: list[FailedJob]
     summary: str
     at: datetime
+    # Classified where the report was gathered (with the configured rules); None: classify here.
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class DeadlinesChecked:
     at: datetime
     run_lookup_timeout: float
     run_timeout: float
+    rules: CauseRules | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,7 @@ def new_deployment(
     html_url: str | None,
     now: datetime,
     correlation_id: str | None = None,
+    default_environment: str = "production",
 ) -> DeploymentRecord:
     """A deployment GitHub has just accepted."""
     run = Run(id=run_id, attempt=1, html_url=html_url, status="queued") if run_id else None
@@ -188,6 +195,8 @@ def new_deployment(
         workflow=request.workflow,
         ref=ref,
         inputs=dict(request.inputs),
+        environment=environment_of(request, default_environment),
+        metadata=dict(request.metadata),
         state="dispatched",
         run=run,
         callback=CallbackInfo(url=callback_url),
@@ -200,6 +209,12 @@ def new_deployment(
     )
 
 
+def environment_of(request: DeploymentRequest, default: str) -> str:
+    """The environment a request deploys to: `inputs.environment`, else the configured default."""
+    named = request.inputs.get("environment")
+    return str(named) if named not in (None, "") else default
+
+
 def rejected_deployment(
     deployment_id: str,
     request: DeploymentRequest,
@@ -208,6 +223,8 @@ def rejected_deployment(
     callback_url: str | None,
     message: str,
     now: datetime,
+    default_environment: str = "production",
+    rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
     record = new_deployment(
@@ -219,6 +236,7 @@ def rejected_deployment(
         run_id=None,
         html_url=None,
         now=now,
+        default_environment=default_environment,
     )
     verdict = Verdict(
         status="failure",
@@ -226,6 +244,8 @@ def rejected_deployment(
         summary=f"GitHub refused to dispatch {request.workflow} on {request.repository}@{ref}: "
         f"{message}",
     )
+    # The evidence is GitHub's own message, not ghapp's sentence around it.
+    verdict.cause = _rules(rules).classify(Failure(reason="dispatch_rejected", log=message))
     return _complete(record, verdict, now)
 
 
@@ -317,11 +337,13 @@ def _on_deployed_url(record: DeploymentRecord, event: DeployedUrlFound) -> Trans
 def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Transition:
     if record.phase != "concluding" or record.run is None:
         return Transition(record)
+    reason = verdict_reason(record.run.conclusion)
     verdict = Verdict(
         status="failure",
-        reason=verdict_reason(record.run.conclusion),
+        reason=reason,
         summary=event.summary,
         failed_jobs=event.failed_jobs,
+        cause=event.cause or classify_jobs(default_rules(), reason, event.failed_jobs),
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
@@ -347,6 +369,9 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
             summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
             f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
         )
+        verdict.cause = _rules(event.rules).classify(
+            Failure(reason="run_not_found", log=verdict.summary)
+        )
         return _complete(record.model_copy(deep=True), verdict, event.at)
     if event.at - record.dispatched_at < timedelta(seconds=event.run_timeout):
         return Transition(record)
@@ -356,6 +381,7 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
         summary=f"Run {record.run.id} was still {record.run.status or 'running'} after "
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
+    verdict.cause = _rules(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
 
@@ -375,7 +401,13 @@ def _success(record: DeploymentRecord, url: str | None) -> Verdict:
     )
 
 
+def _rules(rules: CauseRules | None) -> CauseRules:
+    return rules if rules is not None else default_rules()
+
+
 def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Transition:
+    if verdict.status == "failure":
+        verdict.report = report_markdown.render(record, verdict)
     record.verdict = verdict
     record.state = record.phase = "completed"
     record.completed_at = now

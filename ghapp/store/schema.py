@@ -41,12 +41,23 @@ deployments = Table(
     # A separate lease for gathering a verdict, so a poll's lease never delays one.
     Column("gather_owner", String(64), nullable=True),
     Column("gather_until", Float, nullable=True),
+    Column("environment", String(100), nullable=False, server_default="production"),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
     Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
     Index("ix_deployments_created", "created_at"),
     Index("ix_deployments_correlation", "correlation_id"),
+)
+
+# The orchestrator's metadata of each deployment, one row a key: what `metadata.KEY=VALUE`
+# filters look up by index (the same pairs are in `doc` for reading).
+deployment_metadata = Table(
+    "deployment_metadata",
+    metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", String(500), primary_key=True),
+    Column("deployment_id", String(64), primary_key=True),
 )
 
 # Delivery ids of webhooks that changed a deployment: a constraint, so it holds across replicas.

@@ -31,7 +31,13 @@ from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import CallbackInfo
 from ghapp.store.inline import InlineReader, compiled, sqlite_file
 from ghapp.store.migrate import upgrade
-from ghapp.store.schema import deployments, early_runs, outbox, seen_deliveries
+from ghapp.store.schema import (
+    deployment_metadata,
+    deployments,
+    early_runs,
+    outbox,
+    seen_deliveries,
+)
 
 
 class IdempotencyConflict(Exception):
@@ -158,6 +164,14 @@ class SqlStore:
                         version=1,
                     )
                 )
+                if record.metadata:
+                    await conn.execute(
+                        insert(deployment_metadata),
+                        [
+                            {"key": k, "value": v, "deployment_id": record.id}
+                            for k, v in record.metadata.items()
+                        ],
+                    )
                 if enqueue_callback:
                     await self._enqueue(conn, record)
         except IntegrityError:
@@ -207,12 +221,25 @@ class SqlStore:
         return _record(row) if row else None
 
     async def recent(
-        self, *, repository: str | None = None, state: str | None = None, limit: int = 50
+        self,
+        *,
+        repository: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        metadata: dict[str, str] | None = None,
     ) -> list[DeploymentRecord]:
-        """Deployments newest first, optionally of one repository or state."""
+        """Deployments newest first, optionally of one repository or state, or by metadata."""
         if not storable(repository or "") or not storable(state or ""):
             return []
         query = _select_records()
+        for key, value in (metadata or {}).items():
+            query = query.where(
+                deployments.c.id.in_(
+                    select(deployment_metadata.c.deployment_id).where(
+                        deployment_metadata.c.key == key, deployment_metadata.c.value == value
+                    )
+                )
+            )
         if repository:
             query = query.where(deployments.c.repository == repository)
         if state:
@@ -716,5 +743,6 @@ def _columns(record: DeploymentRecord) -> dict[str, Any]:
         "created_at": record.created_at.timestamp(),
         "updated_at": record.updated_at.timestamp(),
         "last_heard_at": record.last_heard_at.timestamp(),
+        "environment": record.environment,
         "doc": record.model_dump_json(exclude={"version"}),
     }

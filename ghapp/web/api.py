@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.core import deploys
-from ghapp.core.models import DeploymentList, DeploymentRequest
+from ghapp.core.models import DeploymentList, DeploymentRequest, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
@@ -176,6 +176,8 @@ async def _dispatch(
             callback_url=callback_url,
             message=str(exc),
             now=now,
+            default_environment=services.settings.default_environment,
+            rules=services.settings.cause_rules(),
         )
         record = await services.store.create(
             transition.record,
@@ -205,6 +207,7 @@ async def _dispatch(
         html_url=dispatched.html_url,
         now=now,
         correlation_id=dispatched.correlation_id,
+        default_environment=services.settings.default_environment,
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     if record.run is not None:
@@ -237,8 +240,20 @@ async def get_deployment(request: Request) -> Response:
     return JSONResponse(record.public().model_dump(mode="json"))
 
 
+async def get_report(request: Request) -> Response:
+    """GET /api/v1/deployments/{id}/report: the failure report as Markdown (404 when none)."""
+    if not authorized(request):
+        return unauthorized()
+    record = await services_of(request).store.get(request.path_params["deployment_id"])
+    if record is None:
+        return error(404, "not_found", "no such deployment")
+    if record.verdict is None or not record.verdict.report:
+        return error(404, "no_report", "the deployment has no failure report")
+    return Response(record.verdict.report, media_type="text/markdown; charset=utf-8")
+
+
 async def list_deployments(request: Request) -> Response:
-    """GET /api/v1/deployments?repository=&state=&limit= (newest first)."""
+    """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first)."""
     if not authorized(request):
         return unauthorized()
     params = request.query_params
@@ -261,8 +276,22 @@ async def list_deployments(request: Request) -> Response:
             "state must be dispatched, in_progress or completed",
             errors=[{"field": "state", "message": "unknown state"}],
         )
+    metadata = {
+        name.removeprefix("metadata."): value
+        for name, value in params.multi_items()
+        if name.startswith("metadata.")
+    }
+    try:
+        check_metadata(metadata)
+    except ValueError as exc:
+        return error(
+            422,
+            "invalid_request",
+            f"metadata filter: {exc}",
+            errors=[{"field": "metadata", "message": str(exc)}],
+        )
     records = await services_of(request).store.recent(
-        repository=params.get("repository"), state=state, limit=limit
+        repository=params.get("repository"), state=state, limit=limit, metadata=metadata
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))
@@ -318,6 +347,7 @@ routes = [
     Route("/api/v1/deployments", create_deployment, methods=["POST"]),
     Route("/api/v1/deployments", list_deployments, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
+    Route("/api/v1/deployments/{deployment_id}/report", get_report, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),
     Route("/api/v1/deployments/{deployment_id}/callback", resend_callback, methods=["POST"]),
 ]

@@ -131,6 +131,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         github,
         on_verdict=lambda record: services.notify_verdict(record),
         action_retry_base=app.state.retry_base,
+        rules=settings.cause_rules(),
     )
     # Background polling pauses for an installation low on its API budget (headers of
     # every answer); nothing on the dispatch path asks it.
