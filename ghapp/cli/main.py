@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     template.add_argument("name", choices=["deploy"], help="deploy: the deploy.yml workflow")
     template.set_defaults(func=_template)
     _add_setup_and_debugging(commands)
+    from ghapp.cli import sandbox
+
+    sandbox.add_parser(commands)
     return parser
 
 

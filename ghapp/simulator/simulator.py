@@ -69,6 +69,10 @@ class Simulator:
             secret=lambda: self.webhook_secret, url=lambda: self.webhook_url,
             app_id=app_id, faults=self.faults, next_id=lambda: next(self.world.ids.delivery),
         )
+        # Set before start(): extra aiohttp routes on the API origin, and a hook that may create
+        # a repository the first time a request names one that does not exist (the sandbox).
+        self.extra_routes: list[web.RouteDef] = []
+        self.on_unknown_repository: Callable[[str, str], object] | None = None
         self.api_url = ""
         self.log_url = ""
         self._runners: list[web.AppRunner] = []
@@ -214,7 +218,8 @@ class Simulator:
     async def _autoplay(self, run_id: int, attempt: int) -> None:
         run = self.world.runs[run_id]
         while self.auto and run.attempt == attempt and run.status != "completed":
-            await asyncio.sleep(self.step_delay)
+            delay = run.workflow.phase_delay
+            await asyncio.sleep(self.step_delay if delay is None else delay)
             if self.auto and run.attempt == attempt and run.status != "completed":
                 await self.advance(run_id)
 
