@@ -71,6 +71,7 @@ def test_fixture_runs_an_orchestrators_tests(pytester: pytest.Pytester) -> None:
 
 def test_without_the_plugin_there_is_no_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_orchestrator="def test_x(ghapp_sandbox):\n    pass\n")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("-p", "no:ghapp.testing", "-q")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'ghapp_sandbox' not found*"])
@@ -78,6 +79,9 @@ def test_without_the_plugin_there_is_no_fixture(pytester: pytest.Pytester) -> No
 
 def test_loading_the_plugin_imports_nothing_of_ghapp() -> None:
     """Installed, the plugin is loaded by every pytest run: it must stay cheap until used."""
-    code = "import sys, ghapp.testing; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ghapp'))"
+    code = (
+        "import sys, ghapp.testing\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ghapp'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['ghapp', 'ghapp.testing']"

@@ -36,7 +36,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sandbox.add_argument(
         "--callback-url", help="where verdicts go (ORCHESTRATOR_CALLBACK_URL; default: printed)"
     )
-    sandbox.add_argument("--scenarios", metavar="FILE", help="YAML: owner/repo or default -> scenario")
+    sandbox.add_argument(
+        "--scenarios", metavar="FILE", help="YAML: owner/repo or default -> scenario"
+    )
     sandbox.add_argument(
         "--database-url", help="DATABASE_URL (default: SQLite in a temporary directory)"
     )

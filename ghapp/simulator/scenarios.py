@@ -115,7 +115,9 @@ class ScenarioBook:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ScenarioError(f"{path}: expected a mapping of owner/repo (or default) to scenarios")
+            raise ScenarioError(
+                f"{path}: expected a mapping of owner/repo (or default) to a scenario"
+            )
         book = cls()
         for key, value in data.items():
             scenario = parse_scenario(value if value is not None else {}, prefix=f"{key}.")
