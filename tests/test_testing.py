@@ -11,7 +11,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 ORCHESTRATOR_TESTS = textwrap.dedent(
-    '''
+    """
     import asyncio
 
     import pytest
@@ -55,7 +55,7 @@ ORCHESTRATOR_TESTS = textwrap.dedent(
             ghapp_sandbox.scenario("acme/shop", after_seconds=-1)
         with pytest.raises(ScenarioError, match="outcom"):
             ghapp_sandbox.scenario("acme/shop", outcom="success")
-    '''
+    """
 )
 
 
