@@ -45,3 +45,16 @@ def test_the_loop_against_a_running_sandbox(ghapp_sandbox: GhappSandbox) -> None
         c.deployment.verdict.status for c in ghapp_sandbox.callbacks if c.deployment.verdict
     ]
     assert outcomes == ["failure", "success"]
+
+
+def test_the_durable_example_is_resumed_by_its_callback() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE.with_name("durable_deploy.py"))],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith("the graph waits for the callback")
+    assert lines[1] == "resumed by the callback: success https://shop.acme.example"
