@@ -106,12 +106,19 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
 def _idempotency_key(thread_id: str, config: RunnableConfig) -> str:
     """One key per thread, node and visit: the re-run of a visit on resume repeats it."""
     metadata = config.get("metadata") or {}
-    # The namespace names the enclosing subgraphs (each part is `node:task id`); the task id
-    # of this node's own part changes with every visit, the step says which visit this is.
-    parents = str(metadata.get("langgraph_checkpoint_ns", "")).split("|")[:-1]
-    path = "|".join(part.split(":", 1)[0] for part in parents)
-    visit = f"{thread_id}\x00{path}\x00{metadata.get('langgraph_node')}\x00"
-    visit += str(metadata.get("langgraph_step"))
+    # The namespace ends with this task's id, which LangGraph derives from the checkpoint the
+    # task was planned from: the same when the visit is re-run on resume (even in another
+    # process), new for a later visit, and new again if the thread is started over from
+    # scratch under the same thread id (where the step numbers would repeat).
+    visit = "\x00".join(
+        str(part)
+        for part in (
+            thread_id,
+            metadata.get("langgraph_checkpoint_ns", ""),
+            metadata.get("langgraph_node"),
+            metadata.get("langgraph_step"),
+        )
+    )
     return "langgraph-" + hashlib.sha256(visit.encode()).hexdigest()[:40]
 
 

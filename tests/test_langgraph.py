@@ -236,3 +236,16 @@ async def test_durable_wait_survives_a_restart(ghapp_sandbox: GhappSandbox, tmp_
     assert verdict["status"] == "failure"
     assert verdict["deployment_id"] == deployment_id
     assert "Deploy over SSH" in verdict["summary"]
+
+
+async def test_a_thread_started_over_dispatches_anew(ghapp_sandbox: GhappSandbox) -> None:
+    """Same thread id, fresh checkpoints (steps repeat): a new deploy, not the old one's answer."""
+    config = {"configurable": {"thread_id": "thread-reused"}}
+    first = await one_deploy_graph(
+        ghapp_sandbox, durable=True, checkpointer=InMemorySaver()
+    ).ainvoke({"repository": "acme/again"}, config)
+    again = await one_deploy_graph(
+        ghapp_sandbox, durable=True, checkpointer=InMemorySaver()
+    ).ainvoke({"repository": "acme/again"}, config)
+    ids = {paused["__interrupt__"][0].value["deployment_id"] for paused in (first, again)}
+    assert len(ids) == 2
