@@ -12,6 +12,10 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import Stack
 
+# The orchestrator kit's fixture, taken from the module rather than as the plugin, so that this
+# suite runs the same whether the plugin is installed, not yet installed, or off (-p no:...).
+from ghapp.testing import ghapp_sandbox as ghapp_sandbox
+
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
 POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
 

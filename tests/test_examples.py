@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ghapp.testing import GhappSandbox
 
-pytest_plugins = ["ghapp.testing"]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "deploy_loop.py"
 

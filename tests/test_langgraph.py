@@ -20,8 +20,6 @@ from ghapp.langgraph import AgentVerdict, deploy_node, resume_from_callback
 if TYPE_CHECKING:
     from ghapp.testing import GhappSandbox
 
-# Named like its entry point: once the project is installed this finds it already loaded.
-pytest_plugins = ["ghapp.testing"]
 
 SSH_REFUSED = "ssh: connect to host 203.0.113.7 port 22: Connection refused"
 
