@@ -9,8 +9,11 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from ghapp.core import report_markdown
+from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
     CallbackInfo,
+    Cause,
     Deployment,
     DeploymentRequest,
     FailedJob,
@@ -97,6 +100,8 @@ class FailureGathered:
     failed_jobs: list[FailedJob]
     summary: str
     at: datetime
+    # Classified where the report was gathered (with the configured rules); None: classify here.
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class DeadlinesChecked:
     at: datetime
     run_lookup_timeout: float
     run_timeout: float
+    rules: CauseRules | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ def rejected_deployment(
     message: str,
     now: datetime,
     default_environment: str = "production",
+    rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
     record = new_deployment(
@@ -237,6 +244,8 @@ def rejected_deployment(
         summary=f"GitHub refused to dispatch {request.workflow} on {request.repository}@{ref}: "
         f"{message}",
     )
+    # The evidence is GitHub's own message, not ghapp's sentence around it.
+    verdict.cause = _rules(rules).classify(Failure(reason="dispatch_rejected", log=message))
     return _complete(record, verdict, now)
 
 
@@ -328,11 +337,13 @@ def _on_deployed_url(record: DeploymentRecord, event: DeployedUrlFound) -> Trans
 def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Transition:
     if record.phase != "concluding" or record.run is None:
         return Transition(record)
+    reason = verdict_reason(record.run.conclusion)
     verdict = Verdict(
         status="failure",
-        reason=verdict_reason(record.run.conclusion),
+        reason=reason,
         summary=event.summary,
         failed_jobs=event.failed_jobs,
+        cause=event.cause or classify_jobs(default_rules(), reason, event.failed_jobs),
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
@@ -358,6 +369,9 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
             summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
             f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
         )
+        verdict.cause = _rules(event.rules).classify(
+            Failure(reason="run_not_found", log=verdict.summary)
+        )
         return _complete(record.model_copy(deep=True), verdict, event.at)
     if event.at - record.dispatched_at < timedelta(seconds=event.run_timeout):
         return Transition(record)
@@ -367,6 +381,7 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
         summary=f"Run {record.run.id} was still {record.run.status or 'running'} after "
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
+    verdict.cause = _rules(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
 
@@ -386,7 +401,13 @@ def _success(record: DeploymentRecord, url: str | None) -> Verdict:
     )
 
 
+def _rules(rules: CauseRules | None) -> CauseRules:
+    return rules if rules is not None else default_rules()
+
+
 def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Transition:
+    if verdict.status == "failure":
+        verdict.report = report_markdown.render(record, verdict)
     record.verdict = verdict
     record.state = record.phase = "completed"
     record.completed_at = now

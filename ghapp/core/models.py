@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 DeploymentState = Literal["dispatched", "in_progress", "completed"]
 VerdictStatus = Literal["success", "failure"]
@@ -23,6 +31,25 @@ Reason = Literal[
     "run_not_found",
 ]
 CallbackState = Literal["pending", "delivered", "failed"]
+CauseCategory = Literal[
+    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+]
+
+# Validation context a client passes (ghapp.client): a newer server may send enum values this
+# version does not know; they are kept as plain strings instead of failing the whole answer.
+LENIENT = {"lenient_enums": True}
+
+
+def _lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    try:
+        return handler(value)
+    except ValidationError:
+        if isinstance(value, str) and isinstance(info.context, dict) and info.context.get(
+            "lenient_enums"
+        ):
+            return value
+        raise
+
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
@@ -139,6 +166,23 @@ class FailedJob(BaseModel):
     annotations: list[Annotation] = Field(default_factory=list)
 
 
+class Cause(BaseModel):
+    """Why a deployment failed, and so who should act: the rule that decided and its evidence."""
+
+    category: CauseCategory = Field(
+        description="code: a developer; configuration: whoever sets up the repository; "
+        "infrastructure: whoever runs the server; transient: retry; cancelled; unknown"
+    )
+    retryable: bool = Field(description="the same deploy may well succeed if retried")
+    rule: str = Field(description="id of the rule that decided ('unknown' when none matched)")
+    hint: str = Field(description="one sentence: what to do next")
+    evidence: str | None = Field(
+        default=None, description="the log line or message that decided"
+    )
+
+    _category = field_validator("category", mode="wrap")(_lenient_enum)
+
+
 class Verdict(BaseModel):
     """The outcome of a deployment, as the orchestrator receives it."""
 
@@ -147,6 +191,14 @@ class Verdict(BaseModel):
     summary: str
     deployed_url: str | None = None
     failed_jobs: list[FailedJob] = Field(default_factory=list)
+    cause: Cause | None = Field(default=None, description="every failure verdict; null on success")
+    report: str | None = Field(
+        default=None,
+        description="Markdown (at most 16 KiB) to hand as is to a developer or an agent; "
+        "null on success",
+    )
+
+    _reason = field_validator("reason", mode="wrap")(_lenient_enum)
 
 
 class CallbackInfo(BaseModel):

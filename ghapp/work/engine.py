@@ -13,6 +13,7 @@ from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ghapp.core import deploys
+from ghapp.core.causes import CauseRules
 from ghapp.core.deploys import (
     Action,
     DeployedUrlFound,
@@ -52,12 +53,13 @@ class Engine(Worker):
         *,
         on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
         action_retry_base: float = 1.0,
+        rules: CauseRules | None = None,
     ) -> None:
         super().__init__(store, "engine")
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
-        self.reporter = FailureReporter(github, retry_base=action_retry_base)
+        self.reporter = FailureReporter(github, retry_base=action_retry_base, rules=rules)
         self._in_flight: set[str] = set()
         # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
         # one applies at a time in this process, starting from the last record this process
