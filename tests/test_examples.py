@@ -28,6 +28,7 @@ def check_loop(out: str) -> None:
     assert lines[0].startswith("deploy -> failure: Job 'deploy' failed at step 'Deploy over SSH'")
     assert lines[1] == "fix    <- Fix deployment failure. Logs attached."
     assert "ssh: connect to host 203.0.113.7 port 22: Connection refused" in out
+    assert "**Cause:** infrastructure" in out  # the verdict's report went to the fix node
     assert any(line.startswith("deploy -> success: https://shop.example.com") for line in lines)
     assert lines[-1] == "done after 2 deploys: success"
 

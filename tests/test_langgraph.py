@@ -58,6 +58,9 @@ async def test_in_process_wait_async_graph(ghapp_sandbox: GhappSandbox) -> None:
     assert "Deploy over SSH" in verdict["summary"]
     assert verdict["deployed_url"] is None
     assert verdict["run_url"] and "/actions/runs/" in verdict["run_url"]
+    # The second-round fields come through as plain data, ready for the engineering subgraph.
+    assert verdict["cause"] is not None and verdict["cause"]["category"] == "infrastructure"
+    assert verdict["report"] is not None and SSH_REFUSED in verdict["report"]
     async with ghapp_sandbox.client() as client:
         deployment = await client.get(verdict["deployment_id"])
     assert deployment.inputs == {"environment": "staging"}
