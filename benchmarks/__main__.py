@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import causes, economy, ingest, latency, log_excerpt, scale
+from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, streams
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -61,6 +61,7 @@ BENCHMARKS: dict[str, Runner] = {
     "log_excerpt": excerpt,
     causes.NAME: causes.run,
     scale.NAME: scale.run,
+    streams.NAME: streams.run,
 }
 
 

@@ -16,7 +16,11 @@ from ghapp.simulator.stack import Stack
 # suite runs the same whether the plugin is installed, not yet installed, or off (-p no:...).
 from ghapp.testing import ghapp_sandbox as ghapp_sandbox
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
+# GHAPP_REFERENCE (as for the benchmarks) points a checkout elsewhere at the shared data.
+REFERENCE = Path(
+    os.environ.get("GHAPP_REFERENCE")
+    or Path(__file__).resolve().parents[2] / "shared" / "github-reference"
+)
 POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
 
 

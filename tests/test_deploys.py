@@ -250,6 +250,7 @@ def test_public_view_hides_internal_fields() -> None:
         "updated_at",
         "completed_at",
         "reruns",
+        "progress",
     }
 
 

@@ -31,6 +31,9 @@ Reason = Literal[
     "run_not_found",
 ]
 CallbackState = Literal["pending", "delivered", "failed"]
+# Callbacks besides the verdict's that a request may ask for (`notify`).
+NotifyEvent = Literal["deployment.started"]
+
 CauseCategory = Literal[
     "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
 ]
@@ -90,6 +93,12 @@ class DeploymentRequest(BaseModel):
         description="the orchestrator's own ids: stored, echoed in every answer and callback, "
         "never sent to GitHub",
         examples=[{"thread_id": "th_42"}],
+    )
+
+    notify: list[NotifyEvent] = Field(
+        default_factory=list,
+        description="extra callbacks: `deployment.started` is sent once when the run starts",
+        examples=[["deployment.started"]],
     )
 
     @field_validator("metadata")
@@ -201,6 +210,41 @@ class Verdict(BaseModel):
     _reason = field_validator("reason", mode="wrap")(_lenient_enum)
 
 
+class ProgressStep(BaseModel):
+    """One step of a job, as GitHub last reported it."""
+
+    number: int
+    name: str
+    status: str
+    conclusion: str | None = None
+
+
+class ProgressJob(BaseModel):
+    """One job of the run with its steps."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None = None
+    html_url: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    steps: list[ProgressStep] = Field(default_factory=list)
+
+
+class Progress(BaseModel):
+    """How far the run has got: its jobs and steps, and when it should be done."""
+
+    jobs: list[ProgressJob] = Field(default_factory=list)
+    steps_completed: int = 0
+    steps_total: int = 0
+    estimated_completion_at: datetime | None = Field(
+        default=None,
+        description="the run's start plus the median run time of the last (at most 5) "
+        "successful deployments of the same repository, workflow and environment",
+    )
+
+
 class CallbackInfo(BaseModel):
     """Where the verdict goes and how delivering it is going."""
 
@@ -229,6 +273,9 @@ class Deployment(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
+    progress: Progress | None = Field(
+        default=None, description="jobs and steps of the run; null until the run is known"
+    )
     reruns: list[Run] = Field(
         default_factory=list,
         description="manual re-runs of the reported run (attempt 2...): recorded, not reported",

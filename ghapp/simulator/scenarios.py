@@ -167,6 +167,8 @@ def workflow_for(repository: str, scenario: Scenario) -> Workflow:
     }
     if scenario.outcome != "success" and scenario.step not in names:
         names[-1] = scenario.step
+    ending = scenario.step if scenario.outcome != "success" else names[-1]
+    ran = names[: names.index(ending)]  # the scripted steps before the one it ends in
     steps = []
     for name in names:
         ends_here = scenario.outcome != "success" and name == scenario.step
@@ -192,8 +194,9 @@ def workflow_for(repository: str, scenario: Scenario) -> Workflow:
         name="Deploy",
         jobs=[job],
         timeout=scenario.outcome == "timed_out",
-        # Two phases (queued -> in_progress -> completed) share the time.
-        phase_delay=scenario.after_seconds / 2,
+        # The simulator's moves share the time: the start, one per step up to the last one
+        # that runs ("Set up job" comes first), and the end.
+        phase_delay=scenario.after_seconds / (len(ran) + 3),
         lose_webhooks=_LOST[scenario.lose_webhooks],
         errors_after_dispatch=scenario.github_errors_for_seconds,
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -42,12 +43,17 @@ deployments = Table(
     Column("gather_owner", String(64), nullable=True),
     Column("gather_until", Float, nullable=True),
     Column("environment", String(100), nullable=False, server_default="production"),
+    Column("workflow", String(200), nullable=True),
+    Column("completed_at", Float, nullable=True),
+    # A successful run's duration (GitHub's start to completion): the progress estimates' history.
+    Column("run_seconds", Float, nullable=True),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
     Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
     Index("ix_deployments_created", "created_at"),
     Index("ix_deployments_correlation", "correlation_id"),
+    Index("ix_deployments_history", "repository", "environment", "completed_at"),
 )
 
 # The orchestrator's metadata of each deployment, one row a key: what `metadata.KEY=VALUE`
@@ -80,12 +86,14 @@ early_runs = Table(
     Index("ix_early_runs_received", "received_at"),
 )
 
-# The callback outbox: one row per verdict, written in the verdict's own transaction.
+# The callback outbox: one row per callback event of a deployment (its verdict, its start),
+# written in the same transaction as the change it reports.
 outbox = Table(
     "outbox",
     metadata,
     Column("delivery_id", String(64), primary_key=True),
-    Column("deployment_id", String(64), nullable=False, unique=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("event", String(40), nullable=False, server_default="deployment.completed"),
     Column("url", Text, nullable=True),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -96,6 +104,9 @@ outbox = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("delivered_at", Float, nullable=True),
+    # The body as it was when queued (a `deployment.started` shows the state it announces).
+    Column("body", Text, nullable=True),
+    UniqueConstraint("deployment_id", "event", name="uq_outbox_deployment_event"),
     Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )
 

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from ghapp.core import deploys
 from ghapp.core.models import DeploymentList, DeploymentRequest, check_metadata
+from ghapp.core.progress import median
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
@@ -197,6 +198,8 @@ async def _dispatch(
             headers={"Retry-After": "30"},
         )
     services.metrics.dispatch_latency.observe(time.perf_counter() - started)
+    environment = deploys.environment_of(body, services.settings.default_environment)
+    history = await services.store.recent_run_seconds(body.repository, body.workflow, environment)
     record = deploys.new_deployment(
         deployment_id,
         body,
@@ -208,6 +211,7 @@ async def _dispatch(
         now=now,
         correlation_id=dispatched.correlation_id,
         default_environment=services.settings.default_environment,
+        typical_run_seconds=median(history),
     )
     record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
     if record.run is not None:

@@ -20,7 +20,15 @@ from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
-from ghapp.web import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
+from ghapp.web import (
+    api,
+    deliveries_api,
+    deploykey_api,
+    events,
+    openapi,
+    operator_page,
+    webhooks,
+)
 from ghapp.web.services import Services
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
@@ -159,6 +167,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await services.hub.close()
         await poller.close()
         await engine.close()
         await sender.close()
@@ -182,6 +191,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *api.routes,
+        *events.routes,
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
