@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     template.set_defaults(func=_template)
     _add_deploy_and_watch(commands)
     _add_setup_and_debugging(commands)
+    from ghapp.cli import sandbox
+
+    sandbox.add_parser(commands)
     return parser
 
 

@@ -129,6 +129,9 @@ def register(router: Router, sim: Simulator) -> None:
         effective.update(inputs)
         run, events = sim.engine.create_run(repo, wf, branch, effective)
         sim.launch(run, events)
+        if wf.errors_after_dispatch > 0:
+            until = time.monotonic() + wf.errors_after_dispatch
+            sim.faults.server_errors_until = max(sim.faults.server_errors_until, until)
         if sim.faults.webhooks_before_answer:
             await sim.wait_for_run(run.id)
         version = call.request.headers.get("X-GitHub-Api-Version")
