@@ -23,7 +23,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, streams
+from benchmarks import (
+    causes,
+    economy,
+    ingest,
+    latency,
+    log_excerpt,
+    memory,
+    reconcile,
+    scale,
+    streams,
+    takeover,
+)
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -62,6 +73,9 @@ BENCHMARKS: dict[str, Runner] = {
     causes.NAME: causes.run,
     scale.NAME: scale.run,
     streams.NAME: streams.run,
+    reconcile.NAME: reconcile.run,
+    takeover.NAME: takeover.run,
+    memory.NAME: memory.run,
 }
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghapp.core.causes import CauseRules, RulesError, load_rules
+
+# Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
+MIN_SECRET = 16
 
 
 class SettingsError(Exception):
@@ -83,6 +88,10 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
@@ -112,6 +121,23 @@ class Settings(BaseSettings):
             raise ValueError(f"file {value} does not exist")
         return value
 
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit("//" + entry)
+            try:
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a host or host:port") from None
+            if not parts.hostname or parts.path or parts.query or "@" in entry:
+                raise ValueError(f"{entry!r} is not a host or host:port")
+        return [entry.lower() for entry in value]
+
+    def weak_webhook_secrets(self) -> int:
+        """How many WEBHOOK_SECRET entries are shorter than MIN_SECRET (a start-up warning)."""
+        return sum(len(secret) < MIN_SECRET for secret in self.webhook_secret)
+
     @field_validator("cause_rules_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -134,12 +160,6 @@ class Settings(BaseSettings):
             self._cause_rules = load_rules(self.cause_rules_path)
         return self._cause_rules
 
-    @model_validator(mode="after")
-    def _default_allowed_hosts(self) -> Settings:
-        if not self.callback_allowed_hosts and self.orchestrator_callback_url:
-            netloc = urlsplit(self.orchestrator_callback_url).netloc.rsplit("@", 1)[-1]
-            self.callback_allowed_hosts = [netloc.lower()]
-        return self
 
     def app_private_key(self) -> str:
         """The App's PEM private key, inline or read from PRIVATE_KEY_PATH."""
@@ -161,6 +181,15 @@ class Settings(BaseSettings):
             raise SettingsError("ORCHESTRATOR_TOKEN: required to serve")
         if not self.callback_secret:
             raise SettingsError("CALLBACK_SECRET: required to serve")
+        for name, value in (
+            ("ORCHESTRATOR_TOKEN", self.orchestrator_token),
+            ("CALLBACK_SECRET", self.callback_secret),
+        ):
+            if len(value) < MIN_SECRET:
+                raise SettingsError(
+                    f"{name}: must be at least {MIN_SECRET} characters "
+                    f"(it has {len(value)}; e.g. openssl rand -hex 32)"
+                )
         check_key_loads(self.app_private_key())
 
     def effective_log_format(self) -> str:
@@ -171,12 +200,59 @@ class Settings(BaseSettings):
 
 
 def check_key_loads(pem: str) -> None:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    """Raise SettingsError unless the PEM holds an RSA private key (PKCS#1 or PKCS#8).
 
+    Read with the standard library: cryptography (~8 MiB resident) is loaded only when the
+    first App JWT is signed, which an idle server may never do."""
     try:
-        load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
+        _rsa_private_key_der(pem)
+    except (ValueError, IndexError) as exc:
         raise SettingsError(f"PRIVATE_KEY: the key does not load ({exc})") from None
+
+
+_PEM = re.compile(
+    r"-----BEGIN (RSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END \1?PRIVATE KEY-----"
+)
+# DER of the rsaEncryption algorithm's OID (1.2.840.113549.1.1.1).
+_RSA_OID = bytes.fromhex("06092a864886f70d010101")
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, content) items one after another in a DER string."""
+    items, at = [], 0
+    while at < len(data):
+        tag, length = data[at], data[at + 1]
+        at += 2
+        if length & 0x80:
+            size = length & 0x7F
+            if not 0 < size <= 4:
+                raise ValueError("bad DER length")
+            length = int.from_bytes(data[at : at + size], "big")
+            at += size
+        if at + length > len(data):
+            raise ValueError("truncated DER")
+        items.append((tag, data[at : at + length]))
+        at += length
+    return items
+
+
+def _rsa_private_key_der(pem: str) -> None:
+    found = _PEM.search(pem)
+    if found is None:
+        raise ValueError("no RSA PRIVATE KEY or PRIVATE KEY block")
+    body = base64.b64decode("".join(found.group(2).split()), validate=True)
+    ((tag, content),) = _der_items(body) or [(0, b"")]
+    if tag != 0x30:
+        raise ValueError("not a DER sequence")
+    fields = _der_items(content)
+    if found.group(1) is None:  # PKCS#8: version, algorithm, the PKCS#1 key as an octet string
+        if len(fields) < 3 or not fields[1][1].startswith(_RSA_OID) or fields[2][0] != 0x04:
+            raise ValueError("not an RSA key")
+        ((tag, content),) = _der_items(fields[2][1])
+        fields = _der_items(content) if tag == 0x30 else []
+    # RSAPrivateKey: version, n, e, d, p, q, d mod (p-1), d mod (q-1), q^-1 mod p.
+    if len(fields) < 9 or any(tag != 0x02 for tag, _ in fields[:9]):
+        raise ValueError("not an RSA private key")
 
 
 def load_settings(**overrides: object) -> Settings:

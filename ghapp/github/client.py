@@ -7,32 +7,26 @@ import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urljoin
 
-import aiohttp
 import gidgethub
-import gidgethub.aiohttp
 from cachetools import LRUCache, TLRUCache, TTLCache
-from gidgethub.apps import get_installation_access_token
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from ghapp.github import inflight
 from ghapp.github.errors import describe, origin_of
-from ghapp.github.retry import backoff, is_rate_limited, rate_limit_wait
+from ghapp.github.retry import is_rate_limited
+from ghapp.github.sessions import LazySession
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ghapp.github.api import GitHubAPI as _GitHubAPI
 
 T = TypeVar("T")
 USER_AGENT = "ghapp"
 DISPATCH_API_VERSION = "2026-03-10"
 # Tokens live an hour; renew a few minutes early so none expires mid-request.
 TOKEN_RENEW_MARGIN = 300.0
-# Failures that mean a request never left: no connection was made.
-NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class GitHubUnavailable(Exception):
@@ -47,105 +41,26 @@ class LogUnavailable(Exception):
     """GitHub will not give the job's log (no permission, deleted, expired for good)."""
 
 
-class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
-    """gidgethub's client with the retries GitHub's docs ask for."""
-
-    max_attempts = 5
-    retry_base = 1.0
-
-    async def handle_rate_limit_error(
-        self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
-    ) -> bool:
-        watch = inflight.current.get()
-        if watch is not None:
-            watch.last_error = describe(exception, origin_of(url))
-        if attempt >= self.max_attempts:
-            return False
-        status = int(exception.status_code)
-        if is_rate_limited(status, exception.headers, str(exception)):
-            await self.sleep(rate_limit_wait(exception.headers, time.time()))
-            return True
-        if status >= 500:
-            await self.sleep(backoff(attempt, base=self.retry_base, cap=30.0))
-            return True
-        return False
-
-    async def _request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        watch = inflight.current.get()
-        dispatch_watch = watch if method == "POST" and url.endswith("/dispatches") else None
-        retryable: tuple[type[BaseException], ...]
-        if method == "GET":
-            retryable = (aiohttp.ClientConnectionError, TimeoutError, aiohttp.ClientPayloadError)
-        else:
-            # Only a failure to connect means the request never arrived: then even a POST may
-            # be sent again. Any later failure may hide a request GitHub acted on.
-            retryable = NOT_CONNECTED
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(retryable),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_base, max=30.0, jitter=self.retry_base
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                if dispatch_watch is not None:
-                    dispatch_watch.starting()
-                try:
-                    answer = await self._send(method, url, headers, body, dispatch_watch)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    if watch is not None:
-                        watch.last_error = describe(exc, origin_of(url))
-                    if dispatch_watch is not None and isinstance(exc, NOT_CONNECTED):
-                        dispatch_watch.not_connected()
-                    raise
-                if dispatch_watch is not None:
-                    dispatch_watch.answered()
-                self.observe(method, url, answer[0], answer[1])
-                return answer
-        raise AssertionError("unreachable")
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        watch: inflight.DispatchWatch | None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        # gidgethub's own request, with the watch handed to the session's trace.
-        async with self._session.request(
-            method, url, headers=headers, data=body, trace_request_ctx=watch
-        ) as response:
-            return response.status, response.headers, await response.read()
-
-    def observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
-        """Called with every answer (the client counts them); replaced per instance."""
-
-
 class GitHubClient:
     """The GitHub calls of one App, with its caches; one per process."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | LazySession,
         *,
         app_id: str,
         private_key: str,
         api_url: str,
         retry_base: float = 1.0,
     ) -> None:
-        self.session = session
-        # Whether the session tells when a dispatch was written (see ghapp.github.inflight).
-        self.traced = inflight.is_traced(session)
+        # A LazySession opens (and loads aiohttp) at the first call GitHub is sent.
+        self._session = session
         self.app_id = app_id
         self.api_url = api_url.rstrip("/")
         self.origin = origin_of(self.api_url)
         self._private_key = private_key
         self._retry_base = retry_base
-        self._app = self._api(app_id=app_id, private_key=private_key)
+        self._app_api: _GitHubAPI | None = None
         self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(
             maxsize=4096, ttu=lambda _k, v, _now: v[1] - TOKEN_RENEW_MARGIN, timer=time.time
         )
@@ -169,18 +84,42 @@ class GitHubClient:
 
         return observe
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (opened now if it was lazy)."""
+        if isinstance(self._session, LazySession):
+            return self._session.get()
+        return self._session
+
+    @property
+    def traced(self) -> bool:
+        """Whether the session tells when a dispatch was written (see ghapp.github.inflight)."""
+        from ghapp.github import inflight
+
+        return inflight.is_traced(self.session)
+
+    @property
+    def _app(self) -> _GitHubAPI:
+        if self._app_api is None:
+            self._app_api = self._api(app_id=self.app_id, private_key=self._private_key)
+        return self._app_api
+
     def _api(self, installation_id: int | None = None, **kwargs: Any) -> _GitHubAPI:
-        api = _GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
+        from ghapp.github.api import GitHubAPI
+
+        api = GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
         api.retry_base = self._retry_base
         api.observe = self._observer(installation_id)  # type: ignore[method-assign]
         return api
 
     async def _guard(self, call: Awaitable[T]) -> T:
+        from ghapp.github.api import ClientError
+
         try:
             return await call
         except gidgethub.GitHubBroken as exc:
             raise GitHubUnavailable(describe(exc, self.origin)) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientError, TimeoutError) as exc:
             raise GitHubUnavailable(describe(exc, self.origin)) from exc
         except gidgethub.BadRequest as exc:
             if is_rate_limited(int(exc.status_code), exc.headers, str(exc)):
@@ -224,6 +163,10 @@ class GitHubClient:
             cached = self._tokens.get(installation_id)
             if cached is not None:
                 return cached[0]
+            # Loaded at the first token: PyJWT's RS256 brings cryptography (~8 MiB), which
+            # an idle server does not need.
+            from gidgethub.apps import get_installation_access_token
+
             data = await self._guard(
                 get_installation_access_token(
                     self._app,
@@ -320,6 +263,18 @@ class GitHubClient:
         data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
         return list(data.get("workflow_runs") or [])
 
+    async def dispatch_runs_page(
+        self, repository: str, installation_id: int, created: str, page: int = 1
+    ) -> dict[str, Any]:
+        """One page (100 runs, newest first) of a repository's dispatched runs created in a
+        window (GitHub's `created` syntax); conditional, so an unchanged page is a free 304."""
+        query = urlencode(
+            {"event": "workflow_dispatch", "created": created, "per_page": 100, "page": page}
+        )
+        url = f"/repos/{repository}/actions/runs?{query}"
+        data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
+        return dict(data)
+
     async def cancel_run(self, repository: str, installation_id: int, run_id: int) -> None:
         """Ask GitHub to cancel a run (it answers 202; the run ends `cancelled`)."""
         url = f"/repos/{repository}/actions/runs/{run_id}/cancel"
@@ -371,6 +326,8 @@ class GitHubClient:
     async def job_log_url(self, repository: str, installation_id: int, job_id: int) -> str:
         """The signed, short-lived URL of a job's log: GitHub's 302, not followed here."""
         url = f"{self.api_url}/repos/{repository}/actions/jobs/{job_id}/logs"
+        from ghapp.github.api import ClientError
+
         for attempt in (1, 2):
             headers = {
                 "Authorization": f"token {await self.token(installation_id)}",
@@ -382,7 +339,7 @@ class GitHubClient:
                     url, headers=headers, allow_redirects=False
                 ) as response:
                     await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (ClientError, TimeoutError) as exc:
                 raise GitHubUnavailable(describe(exc, self.origin)) from exc
             status = response.status
             self._observer(installation_id)("GET", url, status, response.headers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 from urllib.parse import urlsplit
 
-import aiohttp
 import gidgethub
 
 
@@ -21,6 +20,8 @@ def origin_of(url: str) -> str:
 
 def describe(exc: BaseException, where: str) -> str:
     """A failure to reach GitHub, as a sentence naming the host (never a Python repr)."""
+    import aiohttp  # loaded by then: only a request that was made can fail
+
     api = f"GitHub API at {where}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         if exc.os_error.errno == errno.ECONNREFUSED:

@@ -8,11 +8,13 @@ The session's trace says when a request's headers were written."""
 from __future__ import annotations
 
 import contextvars
+import functools
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass
@@ -58,20 +60,23 @@ async def _on_headers_sent(
         watch.written()
 
 
+@functools.cache
 def _trace() -> aiohttp.TraceConfig:
+    # One for the process, made with the first session (aiohttp is loaded only then).
+    import aiohttp
+
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_on_headers_sent)
     return trace
 
 
-TRACE = _trace()
-
-
 def new_session(**kwargs: Any) -> aiohttp.ClientSession:
     """An aiohttp session whose dispatch requests say when they were written."""
-    return aiohttp.ClientSession(trace_configs=[TRACE], **kwargs)
+    import aiohttp
+
+    return aiohttp.ClientSession(trace_configs=[_trace()], **kwargs)
 
 
 def is_traced(session: aiohttp.ClientSession) -> bool:
     """Whether a session was made by `new_session`."""
-    return TRACE in session.trace_configs
+    return _trace() in session.trace_configs

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import aiohttp
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,6 +25,9 @@ from ghapp.github.client import (
     LogUnavailable,
 )
 from ghapp.github.logexcerpt import Excerpt, ExcerptBuilder
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Logs past this are cut: the excerpt needs the failing step, not an endless stream.
 LOG_SIZE_CAP = 512 * 1024 * 1024
@@ -58,6 +61,8 @@ def _where(url: str) -> str:
 
 
 def _timeout() -> aiohttp.ClientTimeout:
+    import aiohttp
+
     return aiohttp.ClientTimeout(
         total=DOWNLOAD_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=SILENT_SECONDS
     )
@@ -65,6 +70,8 @@ def _timeout() -> aiohttp.ClientTimeout:
 
 def _failure(exc: BaseException, where: str, read: int) -> Exception:
     """What a failed download means, in words; permanent ones are LogUnavailable."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return LogUnavailable(f"the log host {where} sent nothing for {SILENT_SECONDS:g} s")
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -93,6 +100,8 @@ def _failure(exc: BaseException, where: str, read: int) -> Exception:
 async def _stream(
     session: aiohttp.ClientSession, url: str, builder: ExcerptBuilder, cap: int
 ) -> int:
+    import aiohttp  # loaded with the session that is passed in
+
     where = _where(url)
     read = 0
     try:

@@ -116,6 +116,12 @@ class Workflow:
     run_name: str | None = None
     content: str | None = None
     id: int = 0
+    # Per-run knobs the sandbox's scenarios set: seconds between a run's phases (the
+    # simulator's step_delay when None), webhooks of its runs that are lost ("event" or
+    # "event.action"), and seconds of 502s from the whole API once one of its runs is dispatched.
+    phase_delay: float | None = None
+    lose_webhooks: frozenset[str] = frozenset()
+    errors_after_dispatch: float = 0.0
 
     def __post_init__(self) -> None:
         if self.inputs is None:
@@ -176,6 +182,8 @@ class Faults:
     dispatch_answer_delay: float = 0.0
     # The API host takes a dispatch, then resets the connection instead of answering.
     reset_dispatch_answer: bool = False
+    # Every API request answers 502 until this time.monotonic() (GitHub down for a while).
+    server_errors_until: float = 0.0
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

@@ -8,16 +8,16 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.config import Settings
+from ghapp.config import MIN_SECRET, Settings
+from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
-from ghapp.github.inflight import new_session
+from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -37,8 +37,9 @@ from ghapp.work.engine import Engine
 from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.app")
-# How often stranded work (a verdict half-gathered when a task died) is picked up again.
-SWEEP_INTERVAL = 10.0
+# How often stranded work (a verdict half-gathered when a task or a replica died) is looked
+# for: with the gather lease's few seconds, a dead replica's reports move on within 10 s.
+SWEEP_INTERVAL = 2.0
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -92,7 +93,7 @@ async def _sweep(engine: Engine) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         try:
-            await engine.resume()
+            await engine.resume(stranded_only=True)
         except Exception:
             log.exception("sweep failed")
 
@@ -108,9 +109,19 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.app_private_key(),
     ):
         register_secret(secret)
+    if weak := settings.weak_webhook_secrets():
+        # Accepted: the secret is shared with GitHub and may be mid-rotation (README, Upgrading).
+        log.warning(
+            "WEBHOOK_SECRET: %d of its entries are shorter than %d characters: "
+            "rotate to a longer one",
+            weak,
+            MIN_SECRET,
+        )
     store = SqlStore(settings.database_url)
     await store.open()
-    session = new_session(timeout=aiohttp.ClientTimeout(total=30))
+    # Opened at the first request GitHub or an orchestrator is sent: an idle server never
+    # loads aiohttp.
+    session = LazySession(timeout=30)
     github = GitHubClient(
         session,
         app_id=settings.app_id or "",
@@ -139,7 +150,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         report_timeout=settings.report_timeout,
         rules=settings.cause_rules(),
     )
-    poller = Poller(store, github, engine, settings)
+    # Background polling pauses for an installation low on its API budget (headers of
+    # every answer); nothing on the dispatch path asks it.
+    budget = RateBudget()
+    github.observers.append(budget.observe)
+    poller = Poller(store, github, engine, settings, budget)
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services
