@@ -21,7 +21,11 @@ Reason = Literal[
     "skipped",
     "dispatch_rejected",
     "run_not_found",
+    "superseded",
 ]
+DeploymentKind = Literal["deploy", "rollback"]
+OnFailure = Literal["report", "rollback"]
+Concurrency = Literal["queue", "cancel_previous", "reject"]
 CallbackState = Literal["pending", "delivered", "failed"]
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -43,6 +47,17 @@ def check_metadata(value: dict[str, str]) -> dict[str, str]:
         if len(item) > METADATA_MAX_VALUE or "\x00" in item:
             raise ValueError(f"value of {key!r}: at most {METADATA_MAX_VALUE} characters, no NUL")
     return value
+
+
+def check_callback_url(value: str | None) -> str | None:
+    """An http(s) URL without spaces, or a ValueError."""
+    if value is not None and (
+        not re.match(r"https?://[^/\s]+", value) or any(c.isspace() for c in value)
+    ):
+        raise ValueError("must be an http or https URL")
+    return value
+
+
 _WORKFLOW = re.compile(r"[A-Za-z0-9_.-]+\.ya?ml|[0-9]+")
 
 
@@ -63,6 +78,16 @@ class DeploymentRequest(BaseModel):
         description="the orchestrator's own ids: stored, echoed in every answer and callback, "
         "never sent to GitHub",
         examples=[{"thread_id": "th_42"}],
+    )
+
+    on_failure: OnFailure = Field(
+        default="report",
+        description="'rollback': after a failure verdict, put the environment's current "
+        "release back at once",
+    )
+    concurrency: Concurrency = Field(
+        default="queue",
+        description="against unfinished deployments of the same repository and environment",
     )
 
     @field_validator("metadata")
@@ -94,11 +119,7 @@ class DeploymentRequest(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and (
-            not re.match(r"https?://[^/\s]+", value) or any(c.isspace() for c in value)
-        ):
-            raise ValueError("must be an http or https URL")
-        return value
+        return check_callback_url(value)
 
 
 class Run(BaseModel):
@@ -139,6 +160,13 @@ class FailedJob(BaseModel):
     annotations: list[Annotation] = Field(default_factory=list)
 
 
+class RollbackStarted(BaseModel):
+    """The automatic rollback a failure started: the new deployment and the release it restores."""
+
+    deployment_id: str
+    to: str
+
+
 class Verdict(BaseModel):
     """The outcome of a deployment, as the orchestrator receives it."""
 
@@ -147,6 +175,7 @@ class Verdict(BaseModel):
     summary: str
     deployed_url: str | None = None
     failed_jobs: list[FailedJob] = Field(default_factory=list)
+    rollback: RollbackStarted | None = None
 
 
 class CallbackInfo(BaseModel):
@@ -170,6 +199,10 @@ class Deployment(BaseModel):
         description="inputs.environment, else the DEFAULT_ENVIRONMENT setting",
     )
     metadata: dict[str, str] = Field(default_factory=dict)
+    kind: DeploymentKind = "deploy"
+    rollback_of: str | None = Field(
+        default=None, description="for a rollback, the deployment_id of the release it restores"
+    )
     state: DeploymentState
     run: Run | None = None
     verdict: Verdict | None = None
@@ -187,6 +220,59 @@ class DeploymentList(BaseModel):
     """Body of `GET /api/v1/deployments`."""
 
     deployments: list[Deployment]
+
+
+class Release(BaseModel):
+    """A successful deployment of a repository to an environment."""
+
+    deployment_id: str
+    ref: str
+    head_sha: str | None = None
+    version: str | None = Field(description="inputs.version when given, else head_sha")
+    deployed_url: str | None = None
+    released_at: datetime
+
+
+class EnvironmentReleases(BaseModel):
+    """One environment of a repository: what is live, and what a rollback would restore."""
+
+    name: str
+    current: Release | None = None
+    previous: Release | None = None
+
+
+class EnvironmentList(BaseModel):
+    """Body of `GET /api/v1/repos/{owner}/{repo}/environments`."""
+
+    environments: list[EnvironmentReleases]
+
+
+class ReleaseList(BaseModel):
+    """Body of `GET /api/v1/repos/{owner}/{repo}/environments/{env}/releases`."""
+
+    releases: list[Release]
+
+
+class RollbackRequest(BaseModel):
+    """Body of `POST /api/v1/repos/{owner}/{repo}/environments/{env}/rollback`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(
+        default=None, description="the release's deployment_id; null: the one before the current"
+    )
+    callback_url: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_metadata(value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return check_callback_url(value)
 
 
 class ErrorBody(BaseModel):

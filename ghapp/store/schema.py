@@ -42,12 +42,46 @@ deployments = Table(
     Column("gather_owner", String(64), nullable=True),
     Column("gather_until", Float, nullable=True),
     Column("environment", String(100), nullable=False, server_default="production"),
+    # Second round (releases and statistics): what the release history and /stats select on,
+    # beside the doc so that they are read from an index, never from the JSON.
+    Column("kind", String(10), nullable=False, server_default="deploy"),
+    Column("verdict_status", String(10), nullable=True),
+    Column("verdict_reason", String(30), nullable=True),
+    Column("completed_at", Float, nullable=True),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
     Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
     Index("ix_deployments_created", "created_at"),
     Index("ix_deployments_correlation", "correlation_id"),
+    # The release history of an environment, newest first.
+    Index(
+        "ix_deployments_releases", "repository", "environment", "verdict_status", "completed_at"
+    ),
+    # Statistics: everything /stats reads, in the index itself (no table row is visited).
+    Index(
+        "ix_deployments_stats",
+        "created_at",
+        "repository",
+        "environment",
+        "verdict_status",
+        "verdict_reason",
+        "completed_at",
+        "run_id",
+    ),
+    # Unfinished deployments of an environment (the concurrency rules).
+    Index("ix_deployments_env_phase", "repository", "environment", "phase"),
+)
+
+# One row per repository and environment, locked while a `reject` or `cancel_previous`
+# request checks for unfinished deployments and dispatches: the database serialises them
+# across replicas (a row lock on PostgreSQL, the write lock on SQLite).
+environment_locks = Table(
+    "environment_locks",
+    metadata,
+    Column("repository", String(200), primary_key=True),
+    Column("environment", String(100), primary_key=True),
+    Column("locked_at", Float, nullable=False),
 )
 
 # The orchestrator's metadata of each deployment, one row a key: what `metadata.KEY=VALUE`

@@ -1,0 +1,99 @@
+"""Second round: releases, rollback and statistics.
+
+Columns the release history and /stats select on (kind, the verdict's status and reason, when
+it completed), their indexes, and the per-environment lock row of the concurrency rules.
+Existing deployments are filled in from their stored document: `kind` "deploy", and their
+successes become the release history."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_i15"
+down_revision = "0003"
+BATCH = 1000
+
+
+def upgrade() -> None:
+    op.add_column(
+        "deployments",
+        sa.Column("kind", sa.String(10), nullable=False, server_default="deploy"),
+    )
+    op.add_column("deployments", sa.Column("verdict_status", sa.String(10), nullable=True))
+    op.add_column("deployments", sa.Column("verdict_reason", sa.String(30), nullable=True))
+    op.add_column("deployments", sa.Column("completed_at", sa.Float, nullable=True))
+    op.create_table(
+        "environment_locks",
+        sa.Column("repository", sa.String(200), primary_key=True),
+        sa.Column("environment", sa.String(100), primary_key=True),
+        sa.Column("locked_at", sa.Float, nullable=False),
+    )
+    _fill_in()
+    op.create_index(
+        "ix_deployments_releases",
+        "deployments",
+        ["repository", "environment", "verdict_status", "completed_at"],
+    )
+    op.create_index(
+        "ix_deployments_stats",
+        "deployments",
+        [
+            "created_at",
+            "repository",
+            "environment",
+            "verdict_status",
+            "verdict_reason",
+            "completed_at",
+            "run_id",
+        ],
+    )
+    op.create_index("ix_deployments_env_phase", "deployments", ["repository", "environment", "phase"])
+
+
+def _fill_in() -> None:
+    bind = op.get_bind()
+    last = ""
+    while True:
+        rows = bind.execute(
+            sa.text(
+                "SELECT id, doc FROM deployments WHERE id > :last AND verdict_status IS NULL "
+                "AND state = 'completed' ORDER BY id LIMIT :n"
+            ),
+            {"last": last, "n": BATCH},
+        ).all()
+        if not rows:
+            return
+        for deployment_id, doc in rows:
+            record = json.loads(doc)
+            verdict = record.get("verdict") or {}
+            completed = record.get("completed_at")
+            bind.execute(
+                sa.text(
+                    "UPDATE deployments SET verdict_status = :s, verdict_reason = :r, "
+                    "completed_at = :c WHERE id = :i"
+                ),
+                {
+                    "s": verdict.get("status"),
+                    "r": verdict.get("reason"),
+                    "c": _timestamp(completed),
+                    "i": deployment_id,
+                },
+            )
+        last = rows[-1][0]
+
+
+def _timestamp(value: str | None) -> float | None:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def downgrade() -> None:
+    for name in ("ix_deployments_env_phase", "ix_deployments_stats", "ix_deployments_releases"):
+        op.drop_index(name, "deployments")
+    op.drop_table("environment_locks")
+    for column in ("completed_at", "verdict_reason", "verdict_status", "kind"):
+        op.drop_column("deployments", column)
