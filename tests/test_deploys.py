@@ -242,6 +242,8 @@ def test_public_view_hides_internal_fields() -> None:
         "inputs",
         "environment",
         "metadata",
+        "kind",
+        "rollback_of",
         "state",
         "run",
         "verdict",

@@ -11,8 +11,8 @@ from pydantic import Field
 
 from ghapp.core.models import (
     CallbackInfo,
-    Deployment,
     Concurrency,
+    Deployment,
     DeploymentKind,
     DeploymentRequest,
     FailedJob,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-import time
-import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,13 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core import deploys
 from ghapp.core.models import DeploymentList, DeploymentRequest, check_metadata
 from ghapp.github.client import GitHubUnavailable
-from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
+from ghapp.web import launch
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -123,70 +118,35 @@ async def create_deployment(request: Request) -> Response:
             errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
     key = request.headers.get("idempotency-key")
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    if key is None:
-        return await _dispatch(services, body, callback_url, None, request_hash)
-    if len(key) > 200 or not key.isprintable():
+    if key is not None and (len(key) > 200 or not key.isprintable()):
         return error(
             422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
         )
-    # One dispatch per key in this process; the unique constraint covers other replicas.
-    lock = services.idempotency_locks.get(key)
-    if lock is None:
-        lock = services.idempotency_locks[key] = asyncio.Lock()
-    async with lock:
-        try:
-            existing = await services.store.by_idempotency_key(key)
-            if existing is not None:
-                if existing[1] != request_hash:
-                    raise IdempotencyConflict(key)
-                return JSONResponse(existing[0].public().model_dump(mode="json"), 200)
-            return await _dispatch(services, body, callback_url, key, request_hash)
-        except IdempotencyConflict:
-            return error(
-                409, "idempotency_conflict", "this Idempotency-Key was used with another body"
-            )
+    body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+    async def plan() -> launch.Plan:
+        return launch.Plan(body, callback_url)
+
+    return await start_answer(services, key, body_hash, plan)
 
 
-async def _dispatch(
+async def start_answer(
     services: Services,
-    body: DeploymentRequest,
-    callback_url: str,
     key: str | None,
-    request_hash: str,
+    body_hash: str,
+    plan: Callable[[], Awaitable[launch.Plan]],
 ) -> Response:
-    deployment_id = "dep_" + uuid.uuid4().hex[:24]
-    # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
-    now = utcnow()
-    started = time.perf_counter()
+    """Start a deployment and answer as DESIGN.md says: 202, 200 on a repeat, 409, 503."""
     try:
-        dispatched = await dispatch(
-            services.github,
-            body.repository,
-            body.workflow,
-            body.ref,
-            body.inputs,
-            correlation_id=deployment_id,
+        started = await launch.start(services, key, body_hash, plan)
+    except IdempotencyConflict:
+        return error(
+            409, "idempotency_conflict", "this Idempotency-Key was used with another body"
         )
-    except DispatchRejected as exc:
-        transition = deploys.rejected_deployment(
-            deployment_id,
-            body,
-            ref=body.ref or "(default branch)",
-            callback_url=callback_url,
-            message=str(exc),
-            now=now,
-            default_environment=services.settings.default_environment,
-        )
-        record = await services.store.create(
-            transition.record,
-            idempotency_key=key,
-            request_hash=request_hash,
-            enqueue_callback=True,
-        )
-        services.notify_verdict(record)
-        log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})
-        return JSONResponse(record.public().model_dump(mode="json"), 202)
+    except launch.Conflict as exc:
+        return error(409, "conflict", str(exc), deployment_id=exc.deployment_id)
+    except launch.NoRelease as exc:
+        return error(409, "no_release", str(exc))
     except GitHubUnavailable as exc:
         log.warning("GitHub unavailable for dispatch", extra={"error": str(exc)})
         return error(
@@ -195,38 +155,8 @@ async def _dispatch(
             f"GitHub could not take the dispatch: {exc}",
             headers={"Retry-After": "30"},
         )
-    services.metrics.dispatch_latency.observe(time.perf_counter() - started)
-    record = deploys.new_deployment(
-        deployment_id,
-        body,
-        ref=dispatched.ref,
-        callback_url=callback_url,
-        installation_id=dispatched.installation_id,
-        run_id=dispatched.run_id,
-        html_url=dispatched.html_url,
-        now=now,
-        correlation_id=dispatched.correlation_id,
-        default_environment=services.settings.default_environment,
-    )
-    record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
-    if record.run is not None:
-        # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
-        early = await services.store.early_run(record.run.id)
-        if early is not None:
-            # The answer still says `dispatched` (DESIGN.md); the stored state moves on.
-            await services.engine.apply(record, run_event(from_json(early), utcnow()))
-    if record.run is None and record.correlation_id is None:
-        # GitHub named no run and nothing in its title will: find it by listing, soon.
-        services.poller.search_soon(record.repository)
-    log.info(
-        "dispatched",
-        extra={
-            "deployment_id": record.id,
-            "repository": record.repository,
-            "run_id": dispatched.run_id,
-        },
-    )
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
+    status = 200 if started.repeat else 202
+    return JSONResponse(started.record.public().model_dump(mode="json"), status)
 
 
 async def get_deployment(request: Request) -> Response:

@@ -20,7 +20,16 @@ from ghapp.github.deliveries import AutoRedeliverer
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
-from ghapp.web import api, deliveries_api, deploykey_api, openapi, operator_page, webhooks
+from ghapp.web import (
+    api,
+    deliveries_api,
+    deploykey_api,
+    launch,
+    openapi,
+    operator_page,
+    releases_api,
+    webhooks,
+)
 from ghapp.web.services import Services
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
@@ -132,6 +141,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services
+    engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
     workers = [
         asyncio.create_task(sender.run()),
         asyncio.create_task(_sweep(engine)),
@@ -181,6 +191,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *api.routes,
+        *releases_api.routes,
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from cachetools import LRUCache
@@ -20,7 +20,9 @@ from ghapp.core.deploys import (
     Event,
     FindDeployedUrl,
     GatherFailure,
+    RollbackDecided,
     SendCallback,
+    StartRollback,
     Transition,
 )
 from ghapp.github.client import GitHubClient, GitHubUnavailable
@@ -58,6 +60,11 @@ class Engine(Worker):
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
         self.reporter = FailureReporter(github, retry_base=action_retry_base)
+        # Dispatches an automatic rollback (the app sets it: starting a deployment is the web
+        # layer's); without it a held verdict is reported with no rollback.
+        self.start_rollback: Callable[[DeploymentRecord], Awaitable[RollbackDecided]] | None = (
+            None
+        )
         self._in_flight: set[str] = set()
         # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
         # one applies at a time in this process, starting from the last record this process
@@ -193,6 +200,10 @@ class Engine(Worker):
                 await self.store.claim(deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE)
 
     async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
+        if isinstance(action, StartRollback):
+            if self.start_rollback is None:
+                return RollbackDecided(deployment_id=None, to=None, at=utcnow())
+            return await self.start_rollback(record)
         installation = record.installation_id or await self.github.installation_for(
             record.repository
         )

@@ -50,7 +50,9 @@ def upgrade() -> None:
             "run_id",
         ],
     )
-    op.create_index("ix_deployments_env_phase", "deployments", ["repository", "environment", "phase"])
+    op.create_index(
+        "ix_deployments_env_phase", "deployments", ["repository", "environment", "phase"]
+    )
 
 
 def _fill_in() -> None:

@@ -1,0 +1,170 @@
+"""Releases, rollback and statistics: what is live where, put an earlier release back, and how
+deploys go over time (DESIGN.md, "Releases, rollback and statistics")."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ghapp.core import releases
+from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
+from ghapp.web import launch
+from ghapp.web.api import (
+    MAX_BODY,
+    authorized,
+    callback_allowed,
+    error,
+    services_of,
+    start_answer,
+    unauthorized,
+)
+
+MAX_RELEASES = 200
+MAX_DAYS = 366
+
+
+def _repository(request: Request) -> str:
+    return f"{request.path_params['owner']}/{request.path_params['repo']}"
+
+
+def _environment(request: Request) -> str:
+    return unquote(request.path_params["environment"])
+
+
+def _int_param(request: Request, name: str, default: int, high: int) -> int | None:
+    try:
+        value = int(request.query_params.get(name, str(default)))
+    except ValueError:
+        return None
+    return value if 1 <= value <= high else None
+
+
+async def list_environments(request: Request) -> Response:
+    """GET /api/v1/repos/{owner}/{repo}/environments: each one's current and previous release."""
+    if not authorized(request):
+        return unauthorized()
+    store = services_of(request).store
+    repository = _repository(request)
+    views = [
+        releases.environment_view(name, await store.releases(repository, name))
+        for name in await store.environments(repository)
+    ]
+    return JSONResponse(EnvironmentList(environments=views).model_dump(mode="json"))
+
+
+async def list_releases(request: Request) -> Response:
+    """GET .../environments/{env}/releases?limit=: the releases, newest first."""
+    if not authorized(request):
+        return unauthorized()
+    limit = _int_param(request, "limit", 20, MAX_RELEASES)
+    if limit is None:
+        return error(
+            422,
+            "invalid_request",
+            f"limit must be an integer from 1 to {MAX_RELEASES}",
+            errors=[{"field": "limit", "message": f"must be 1..{MAX_RELEASES}"}],
+        )
+    history = await services_of(request).store.releases(
+        _repository(request), _environment(request), limit
+    )
+    body = ReleaseList(releases=[releases.release_of(r) for r in history])
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+async def rollback(request: Request) -> Response:
+    """POST .../environments/{env}/rollback {"to": id|null}: dispatch an earlier release again."""
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        payload = from_json(raw or b"{}", allow_inf_nan=False)
+        body = RollbackRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return error(422, "invalid_request", "the body breaks the schema", errors=errors)
+    except ValueError as exc:
+        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    callback_url = body.callback_url or services.settings.orchestrator_callback_url
+    if callback_url is None:
+        return error(
+            422,
+            "invalid_request",
+            "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
+            errors=[{"field": "callback_url", "message": "required"}],
+        )
+    if not callback_allowed(callback_url, services.settings.callback_allowed_hosts):
+        return error(
+            422,
+            "invalid_request",
+            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
+            errors=[{"field": "callback_url", "message": "host not allowed"}],
+        )
+    key = request.headers.get("idempotency-key")
+    if key is not None and (len(key) > 200 or not key.isprintable()):
+        return error(
+            422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
+        )
+    repository, environment = _repository(request), _environment(request)
+    body_hash = hashlib.sha256(
+        f"rollback\x00{repository}\x00{environment}\x00{body.model_dump_json()}".encode()
+    ).hexdigest()
+
+    async def plan() -> launch.Plan:
+        return await launch.rollback_plan(
+            services,
+            repository,
+            environment,
+            body.to,
+            callback_url=callback_url,
+            metadata=body.metadata,
+        )
+
+    return await start_answer(services, key, body_hash, plan)
+
+
+async def stats(request: Request) -> Response:
+    """GET /api/v1/stats?repository=&environment=&days=30."""
+    if not authorized(request):
+        return unauthorized()
+    days = _int_param(request, "days", 30, MAX_DAYS)
+    if days is None:
+        return error(
+            422,
+            "invalid_request",
+            f"days must be an integer from 1 to {MAX_DAYS}",
+            errors=[{"field": "days", "message": f"must be 1..{MAX_DAYS}"}],
+        )
+    since = time.time() - days * 86400
+    params = request.query_params
+    entries = await services_of(request).store.stats(
+        since=since,
+        days=days,
+        repository=params.get("repository") or None,
+        environment=params.get("environment") or None,
+    )
+    return JSONResponse(
+        {"since": datetime.fromtimestamp(since, UTC).isoformat(), "stats": entries}
+    )
+
+
+_ENV = "/api/v1/repos/{owner}/{repo}/environments"
+routes = [
+    Route(_ENV, list_environments, methods=["GET"]),
+    Route(_ENV + "/{environment}/releases", list_releases, methods=["GET"]),
+    Route(_ENV + "/{environment}/rollback", rollback, methods=["POST"]),
+    Route("/api/v1/stats", stats, methods=["GET"]),
+]
