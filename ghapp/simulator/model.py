@@ -116,6 +116,9 @@ class Workflow:
     run_name: str | None = None
     content: str | None = None
     id: int = 0
+    # `concurrency.group` with `cancel-in-progress: false`, e.g. "deploy-${{ inputs.environment }}":
+    # one run of a group at a time, and only the newest waiting run is kept.
+    concurrency: str | None = None
 
     def __post_init__(self) -> None:
         if self.inputs is None:

@@ -214,6 +214,10 @@ class Simulator:
     async def _autoplay(self, run_id: int, attempt: int) -> None:
         run = self.world.runs[run_id]
         while self.auto and run.attempt == attempt and run.status != "completed":
+            if run.waiting:
+                # Its concurrency group is held by another run: wait for it to complete.
+                await asyncio.sleep(max(self.step_delay, 0.01))
+                continue
             await asyncio.sleep(self.step_delay)
             if self.auto and run.attempt == attempt and run.status != "completed":
                 await self.advance(run_id)
@@ -231,6 +235,8 @@ class Simulator:
     async def advance(self, run_id: int) -> RunState:
         """Move a run one phase (queued -> in_progress -> completed), sending its webhooks."""
         def move(run: RunState) -> list[Outgoing]:
+            if run.status == "queued" and run.waiting:
+                return []  # its concurrency group is held by another run
             if run.status == "queued":
                 return self.engine.begin(run)
             if run.status == "in_progress":
