@@ -159,7 +159,7 @@ async def test_a_failure_with_on_failure_rollback_restores_the_current_release(
 
 async def test_on_failure_rollback_without_a_release_only_reports(stack: Stack) -> None:
     stack.sim.world.repos["acme/shop"].add_workflow(broken_workflow())
-    status, bad = await stack.deploy("acme/shop", workflow="broken.yml", on_failure="rollback")
+    _, bad = await stack.deploy("acme/shop", workflow="broken.yml", on_failure="rollback")
     failed = (await stack.receiver.wait_for(bad["id"])).deployment
     assert failed["verdict"]["status"] == "failure" and failed["verdict"]["rollback"] is None
     assert len(dispatches(stack)) == 1
