@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import economy, ingest, latency, log_excerpt, scale
+from benchmarks import economy, ingest, latency, log_excerpt, scale, stats
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -60,6 +60,7 @@ BENCHMARKS: dict[str, Runner] = {
     economy.NAME: economy.run,
     "log_excerpt": excerpt,
     scale.NAME: scale.run,
+    stats.NAME: stats.run,
 }
 
 

@@ -747,5 +747,10 @@ def _columns(record: DeploymentRecord) -> dict[str, Any]:
         "verdict_status": record.verdict.status if record.verdict else None,
         "verdict_reason": record.verdict.reason if record.verdict else None,
         "completed_at": record.completed_at.timestamp() if record.completed_at else None,
+        "duration_seconds": (
+            (record.completed_at - record.created_at).total_seconds()
+            if record.completed_at is not None and record.run is not None
+            else None
+        ),
         "doc": record.model_dump_json(exclude={"version"}),
     }

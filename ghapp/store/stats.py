@@ -1,13 +1,18 @@
 """Deployment statistics per repository and environment, computed in SQL (see DESIGN.md).
 
-Counts and percentiles come from the `ix_deployments_stats` index alone. PostgreSQL computes
-the percentiles with `percentile_cont`; SQLite has none, so it selects the two ranked values
-around each percentile with window functions and they are interpolated the same way here."""
+Every query reads indexes only. Counts come from one GROUP BY over `ix_deployments_stats`.
+Time to restore: each counted failure looks up the first success after it (an index seek in
+`ix_deployments_releases`); the failures sharing that success are one run of consecutive
+failures, whose sample is that success's verdict minus the run's first failure's. Percentiles
+interpolate linearly as PostgreSQL's `percentile_cont`, which computes them there; SQLite has
+none, so it reads the two durations ranked around each percentile with LIMIT 2 OFFSET from
+`ix_deployments_durations`, and the restore samples (one per run of failures: few) sorted."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -16,71 +21,64 @@ if TYPE_CHECKING:
     from ghapp.store.sql import SqlStore
 
 Group = tuple[str, str]
+PERCENTILES = (0.5, 0.9)
+COMPOUND_LIMIT = 400
 # Failure verdicts that count as failures (a superseded or never-dispatched deploy does not).
 _COUNTED_FAILURE = (
-    "verdict_status = 'failure' "
-    "AND COALESCE(verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')"
+    "{t}verdict_status = 'failure' "
+    "AND COALESCE({t}verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')"
 )
-_DURATIONS = """
-SELECT repository, environment, completed_at - created_at AS v
-FROM deployments WHERE {window} AND run_id IS NOT NULL AND completed_at IS NOT NULL
-"""
-# One sample per run of consecutive failures: `s` counts the successes up to each outcome, so
-# the failures of one run share `s` and the success that ends it has `s + 1`.
-_RESTORES = """
-WITH o AS (
-  SELECT repository, environment, completed_at,
-    CASE WHEN verdict_status = 'success' THEN 1 ELSE 0 END AS ok
-  FROM deployments
-  WHERE {window} AND completed_at IS NOT NULL
-    AND (verdict_status = 'success' OR ({failure}))
-), m AS (
-  SELECT repository, environment, completed_at, ok,
-    SUM(ok) OVER (PARTITION BY repository, environment ORDER BY completed_at
-                  ROWS UNBOUNDED PRECEDING) AS s
-  FROM o
-), f AS (
-  SELECT repository, environment, s, MIN(completed_at) AS first_failure
-  FROM m WHERE ok = 0 GROUP BY repository, environment, s
-)
-SELECT f.repository, f.environment, m.completed_at - f.first_failure AS v
-FROM f JOIN m ON m.repository = f.repository AND m.environment = f.environment
-  AND m.ok = 1 AND m.s = f.s + 1
-"""
 _COUNTS = """
 SELECT repository, environment, COUNT(*) AS deployments,
   SUM(CASE WHEN verdict_status = 'success' THEN 1 ELSE 0 END) AS successes,
-  SUM(CASE WHEN {failure} THEN 1 ELSE 0 END) AS failures
+  SUM(CASE WHEN {failure} THEN 1 ELSE 0 END) AS failures,
+  COUNT(duration_seconds) AS timed
 FROM deployments WHERE {window}
 GROUP BY repository, environment
 """
-_PG_PERCENTILES = """
-SELECT repository, environment,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS p50,
-  percentile_cont(0.9) WITHIN GROUP (ORDER BY v) AS p90
-FROM ({samples}) AS samples GROUP BY repository, environment
-"""
-# The values ranked floor((n-1)p) and the one after, for p = 0.5 and 0.9.
-_RANKED = """
-WITH r AS (
-  SELECT repository, environment, v,
-    ROW_NUMBER() OVER (PARTITION BY repository, environment ORDER BY v) - 1 AS i,
-    COUNT(*) OVER (PARTITION BY repository, environment) AS n
-  FROM ({samples}) AS samples
+# `+created_at`: a window bound must not steer the planner to the created_at index, away
+# from the covering one (the unary plus is a no-op on PostgreSQL).
+_RESTORES = """
+WITH failures AS MATERIALIZED (
+  SELECT f.repository, f.environment, f.completed_at,
+    (SELECT MIN(s.completed_at) FROM deployments s
+     WHERE s.repository = f.repository AND s.environment = f.environment
+       AND s.verdict_status = 'success' AND s.completed_at > f.completed_at) AS restored_at
+  FROM deployments f
+  WHERE +f.created_at >= :since {filters} AND f.completed_at IS NOT NULL AND {failure}
+), samples AS (
+  SELECT repository, environment, restored_at - MIN(completed_at) AS v FROM failures
+  WHERE restored_at IS NOT NULL GROUP BY repository, environment, restored_at
 )
-SELECT repository, environment, i, n, v FROM r
-WHERE i IN (CAST((n - 1) * 0.5 AS INTEGER), CAST((n - 1) * 0.5 AS INTEGER) + 1,
-            CAST((n - 1) * 0.9 AS INTEGER), CAST((n - 1) * 0.9 AS INTEGER) + 1)
+"""
+_PG_RESTORE_MEDIAN = """
+SELECT repository, environment, percentile_cont(0.5) WITHIN GROUP (ORDER BY v)
+FROM samples GROUP BY repository, environment
+"""
+_SORTED_SAMPLES = "SELECT repository, environment, v FROM samples ORDER BY repository, environment, v"
+_PG_DURATIONS = """
+SELECT repository, environment,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds),
+  percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_seconds)
+FROM deployments WHERE {window} AND duration_seconds IS NOT NULL
+GROUP BY repository, environment
+"""
+_RANKED_DURATIONS = """
+SELECT {group}, {which}, duration_seconds FROM (
+  SELECT duration_seconds FROM deployments
+  WHERE repository = :r{group} AND environment = :e{group} AND duration_seconds IS NOT NULL
+    AND created_at >= :since
+  ORDER BY duration_seconds LIMIT 2 OFFSET :k{group}_{which}) AS ranked{group}_{which}
 """
 
 
-def _window(repository: str | None, environment: str | None) -> str:
-    clauses = ["created_at >= :since"]
+def _filters(repository: str | None, environment: str | None, prefix: str = "") -> str:
+    clauses = []
     if repository is not None:
-        clauses.append("repository = :repository")
+        clauses.append(f" AND {prefix}repository = :repository")
     if environment is not None:
-        clauses.append("environment = :environment")
-    return " AND ".join(clauses)
+        clauses.append(f" AND {prefix}environment = :environment")
+    return "".join(clauses)
 
 
 def interpolate(ranked: dict[int, float], n: int, fraction: float) -> float:
@@ -93,23 +91,56 @@ def interpolate(ranked: dict[int, float], n: int, fraction: float) -> float:
     return value
 
 
-async def _percentiles(
-    store: SqlStore, samples: str, params: dict[str, Any]
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """percentile_cont over sorted values."""
+    return interpolate(dict(enumerate(values)), len(values), fraction)
+
+
+async def _durations_sqlite(
+    store: SqlStore, timed: dict[Group, int], params: dict[str, Any]
 ) -> dict[Group, tuple[float, float]]:
+    groups = [group for group, n in timed.items() if n]
+    if not groups:
+        return {}
+    parts = []
+    bound = {"since": params["since"]}
+    for index, (repository, environment) in enumerate(groups):
+        bound[f"r{index}"], bound[f"e{index}"] = repository, environment
+        for which, fraction in enumerate(PERCENTILES):
+            bound[f"k{index}_{which}"] = math.floor((timed[groups[index]] - 1) * fraction)
+            parts.append(_RANKED_DURATIONS.format(group=index, which=which))
+    ranked: dict[tuple[int, int], list[float]] = defaultdict(list)
+    async with store.reader.connect() as conn:
+        # SQLite allows 500 terms in a compound SELECT.
+        for start in range(0, len(parts), COMPOUND_LIMIT):
+            statement = text(" UNION ALL ".join(parts[start : start + COMPOUND_LIMIT]))
+            for index, which, value in await conn.execute(statement, bound):
+                ranked[(int(index), int(which))].append(float(value))
+    result = {}
+    for index, group in enumerate(groups):
+        n = timed[group]
+        values = []
+        for which, fraction in enumerate(PERCENTILES):
+            low = math.floor((n - 1) * fraction)
+            pair = dict(enumerate(ranked[(index, which)], start=low))
+            if low in pair:  # else a deployment was deleted between the two reads
+                values.append(interpolate(pair, n, fraction))
+        if len(values) == len(PERCENTILES):
+            result[group] = (values[0], values[1])
+    return result
+
+
+async def _restores(store: SqlStore, sql: str, params: dict[str, Any]) -> dict[Group, float]:
     async with store.reader.connect() as conn:
         if not store.is_sqlite:
-            rows = await conn.execute(text(_PG_PERCENTILES.format(samples=samples)), params)
-            return {(r[0], r[1]): (float(r[2]), float(r[3])) for r in rows}
-        rows = await conn.execute(text(_RANKED.format(samples=samples)), params)
-        ranked: dict[Group, dict[int, float]] = defaultdict(dict)
-        sizes: dict[Group, int] = {}
-        for repository, environment, i, n, v in rows:
-            ranked[(repository, environment)][int(i)] = float(v)
-            sizes[(repository, environment)] = int(n)
-    return {
-        group: (interpolate(values, sizes[group], 0.5), interpolate(values, sizes[group], 0.9))
-        for group, values in ranked.items()
-    }
+            rows = await conn.execute(text(sql + _PG_RESTORE_MEDIAN), params)
+            return {(r[0], r[1]): float(r[2]) for r in rows}
+        samples: dict[Group, list[float]] = defaultdict(list)
+        for repository, environment, value in await conn.execute(
+            text(sql + _SORTED_SAMPLES), params
+        ):
+            samples[(repository, environment)].append(float(value))
+    return {group: percentile(values, 0.5) for group, values in samples.items()}
 
 
 async def deployment_stats(
@@ -121,24 +152,36 @@ async def deployment_stats(
     environment: str | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per repository and environment with deployments created since a time."""
-    window = _window(repository, environment)
-    params: dict[str, Any] = {"since": since, "repository": repository, "environment": environment}
-    params = {k: v for k, v in params.items() if v is not None}
+    window = "created_at >= :since" + _filters(repository, environment)
+    params: dict[str, Any] = {"since": since}
+    if repository is not None:
+        params["repository"] = repository
+    if environment is not None:
+        params["environment"] = environment
+    failure = _COUNTED_FAILURE.format(t="")
     async with store.reader.connect() as conn:
         counts = (
-            await conn.execute(
-                text(_COUNTS.format(window=window, failure=_COUNTED_FAILURE)), params
-            )
+            await conn.execute(text(_COUNTS.format(window=window, failure=failure)), params)
         ).all()
-    durations = await _percentiles(store, _DURATIONS.format(window=window), params)
-    restores = await _percentiles(
-        store, _RESTORES.format(window=window, failure=_COUNTED_FAILURE), params
+        durations: dict[Group, tuple[float, float]] = {}
+        if not store.is_sqlite:
+            rows = await conn.execute(text(_PG_DURATIONS.format(window=window)), params)
+            durations = {(r[0], r[1]): (float(r[2]), float(r[3])) for r in rows}
+    if store.is_sqlite:
+        timed = {(row[0], row[1]): int(row[5]) for row in counts}
+        durations = await _durations_sqlite(store, timed, params)
+    restores = await _restores(
+        store,
+        _RESTORES.format(
+            filters=_filters(repository, environment, "f."),
+            failure=_COUNTED_FAILURE.format(t="f."),
+        ),
+        params,
     )
     stats = []
-    for repo, env, total, successes, failures in sorted(counts):
+    for repo, env, total, successes, failures, _timed in sorted(counts):
         judged = int(successes or 0) + int(failures or 0)
         duration = durations.get((repo, env))
-        restore = restores.get((repo, env))
         stats.append(
             {
                 "repository": repo,
@@ -152,7 +195,7 @@ async def deployment_stats(
                     "p90": duration[1] if duration else None,
                 },
                 "deployments_per_day": int(total) / days,
-                "time_to_restore_seconds": {"median": restore[0] if restore else None},
+                "time_to_restore_seconds": {"median": restores.get((repo, env))},
             }
         )
     return stats

@@ -25,6 +25,7 @@ def upgrade() -> None:
     op.add_column("deployments", sa.Column("verdict_status", sa.String(10), nullable=True))
     op.add_column("deployments", sa.Column("verdict_reason", sa.String(30), nullable=True))
     op.add_column("deployments", sa.Column("completed_at", sa.Float, nullable=True))
+    op.add_column("deployments", sa.Column("duration_seconds", sa.Float, nullable=True))
     op.create_table(
         "environment_locks",
         sa.Column("repository", sa.String(200), primary_key=True),
@@ -41,14 +42,19 @@ def upgrade() -> None:
         "ix_deployments_stats",
         "deployments",
         [
-            "created_at",
             "repository",
             "environment",
+            "completed_at",
+            "created_at",
             "verdict_status",
             "verdict_reason",
-            "completed_at",
-            "run_id",
+            "duration_seconds",
         ],
+    )
+    op.create_index(
+        "ix_deployments_durations",
+        "deployments",
+        ["repository", "environment", "duration_seconds", "created_at"],
     )
     op.create_index(
         "ix_deployments_env_phase", "deployments", ["repository", "environment", "phase"]
@@ -67,7 +73,7 @@ def _fill_in() -> None:
             {"last": last, "n": BATCH},
         ).all()
         if not rows:
-            return
+            break
         for deployment_id, doc in rows:
             record = json.loads(doc)
             verdict = record.get("verdict") or {}
@@ -85,6 +91,13 @@ def _fill_in() -> None:
                 },
             )
         last = rows[-1][0]
+    # Dispatch to verdict (created_at is the dispatch time), for those that had a run.
+    bind.execute(
+        sa.text(
+            "UPDATE deployments SET duration_seconds = completed_at - created_at "
+            "WHERE run_id IS NOT NULL AND completed_at IS NOT NULL"
+        )
+    )
 
 
 def _timestamp(value: str | None) -> float | None:
@@ -94,8 +107,13 @@ def _timestamp(value: str | None) -> float | None:
 
 
 def downgrade() -> None:
-    for name in ("ix_deployments_env_phase", "ix_deployments_stats", "ix_deployments_releases"):
+    for name in (
+        "ix_deployments_env_phase",
+        "ix_deployments_durations",
+        "ix_deployments_stats",
+        "ix_deployments_releases",
+    ):
         op.drop_index(name, "deployments")
     op.drop_table("environment_locks")
-    for column in ("completed_at", "verdict_reason", "verdict_status", "kind"):
+    for column in ("duration_seconds", "completed_at", "verdict_reason", "verdict_status", "kind"):
         op.drop_column("deployments", column)
