@@ -55,7 +55,9 @@ _PG_RESTORE_MEDIAN = """
 SELECT repository, environment, percentile_cont(0.5) WITHIN GROUP (ORDER BY v)
 FROM samples GROUP BY repository, environment
 """
-_SORTED_SAMPLES = "SELECT repository, environment, v FROM samples ORDER BY repository, environment, v"
+_SORTED_SAMPLES = (
+    "SELECT repository, environment, v FROM samples ORDER BY repository, environment, v"
+)
 _PG_DURATIONS = """
 SELECT repository, environment,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds),
