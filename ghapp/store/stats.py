@@ -10,6 +10,7 @@ none, so it reads the two durations ranked around each percentile with LIMIT 2 O
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -161,25 +162,29 @@ async def deployment_stats(
     if environment is not None:
         params["environment"] = environment
     failure = _COUNTED_FAILURE.format(t="")
-    async with store.reader.connect() as conn:
-        counts = (
-            await conn.execute(text(_COUNTS.format(window=window, failure=failure)), params)
-        ).all()
-        durations: dict[Group, tuple[float, float]] = {}
-        if not store.is_sqlite:
-            rows = await conn.execute(text(_PG_DURATIONS.format(window=window)), params)
-            durations = {(r[0], r[1]): (float(r[2]), float(r[3])) for r in rows}
-    if store.is_sqlite:
-        timed = {(row[0], row[1]): int(row[5]) for row in counts}
-        durations = await _durations_sqlite(store, timed, params)
-    restores = await _restores(
-        store,
-        _RESTORES.format(
-            filters=_filters(repository, environment, "f."),
-            failure=_COUNTED_FAILURE.format(t="f."),
-        ),
-        params,
+    restore_sql = _RESTORES.format(
+        filters=_filters(repository, environment, "f."),
+        failure=_COUNTED_FAILURE.format(t="f."),
     )
+
+    async def counted() -> list[Any]:
+        async with store.reader.connect() as conn:
+            sql = _COUNTS.format(window=window, failure=failure)
+            return list((await conn.execute(text(sql), params)).all())
+
+    async def ranked() -> dict[Group, tuple[float, float]]:
+        if store.is_sqlite:
+            # The ranks to read need the counts first.
+            rows = await counts_task
+            return await _durations_sqlite(store, {(r[0], r[1]): int(r[5]) for r in rows}, params)
+        async with store.reader.connect() as conn:
+            found = await conn.execute(text(_PG_DURATIONS.format(window=window)), params)
+            return {(r[0], r[1]): (float(r[2]), float(r[3])) for r in found}
+
+    # Three reads on three connections, side by side: the answer waits for the slowest only.
+    counts_task = asyncio.ensure_future(counted())
+    durations, restores = await asyncio.gather(ranked(), _restores(store, restore_sql, params))
+    counts = await counts_task
     stats = []
     for repo, env, total, successes, failures, _timed in sorted(counts):
         judged = int(successes or 0) + int(failures or 0)
