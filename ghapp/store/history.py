@@ -107,3 +107,15 @@ async def environment_guard(
                     update(environment_locks).where(*where).values(locked_at=time.time())
                 )
         yield conn
+
+
+async def environment_pairs(store: SqlStore, limit: int = 50) -> list[tuple[str, str]]:
+    """Every (repository, environment) deployed to, by name (at most `limit`)."""
+    query = (
+        select(deployments.c.repository, deployments.c.environment)
+        .group_by(deployments.c.repository, deployments.c.environment)
+        .order_by(deployments.c.repository, deployments.c.environment)
+        .limit(limit)
+    )
+    async with store.reader.connect() as conn:
+        return [(str(r[0]), str(r[1])) for r in (await conn.execute(query)).all()]

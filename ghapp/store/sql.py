@@ -634,6 +634,22 @@ class SqlStore:
         """The environments a repository was deployed to, by name."""
         return await history.environments(self, repository)
 
+    async def environment_pairs(self, limit: int = 50) -> list[tuple[str, str]]:
+        """Every (repository, environment) deployed to."""
+        return await history.environment_pairs(self, limit)
+
+    async def daily(
+        self,
+        *,
+        since: float,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> list[tuple[int, int, int, float | None]]:
+        """Per UTC day: successes, counted failures, mean duration (for the page's charts)."""
+        return await stats.daily(
+            self, since=since, repository=repository, environment=environment
+        )
+
     def environment_guard(
         self, repository: str, environment: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:

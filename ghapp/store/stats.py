@@ -206,3 +206,38 @@ async def deployment_stats(
             }
         )
     return stats
+
+
+_DAILY = """
+SELECT {day} AS day,
+  SUM(CASE WHEN verdict_status = 'success' THEN 1 ELSE 0 END) AS successes,
+  SUM(CASE WHEN {failure} THEN 1 ELSE 0 END) AS failures,
+  AVG(duration_seconds) AS mean_duration
+FROM deployments WHERE {window}
+GROUP BY {day} ORDER BY day
+"""
+
+
+async def daily(
+    store: SqlStore,
+    *,
+    since: float,
+    repository: str | None = None,
+    environment: str | None = None,
+) -> list[tuple[int, int, int, float | None]]:
+    """Per UTC day (days since the epoch): successes, counted failures, mean duration."""
+    # PostgreSQL rounds a float cast to integer; SQLite truncates (and may lack FLOOR).
+    day = "CAST(created_at / 86400 AS INTEGER)" if store.is_sqlite else "FLOOR(created_at / 86400)"
+    window = "created_at >= :since" + _filters(repository, environment)
+    params: dict[str, Any] = {"since": since}
+    if repository is not None:
+        params["repository"] = repository
+    if environment is not None:
+        params["environment"] = environment
+    sql = _DAILY.format(day=day, failure=_COUNTED_FAILURE.format(t=""), window=window)
+    async with store.reader.connect() as conn:
+        rows = await conn.execute(text(sql), params)
+        return [
+            (int(r[0]), int(r[1] or 0), int(r[2] or 0), float(r[3]) if r[3] is not None else None)
+            for r in rows
+        ]
