@@ -281,3 +281,6 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     errors: list[dict[str, Any]] | None = None
+    deployment_id: str | None = Field(
+        default=None, description="error conflict: the unfinished deployment of the environment"
+    )

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
 from ghapp.core import models
+from ghapp.web import openapi_releases
 
 OPENAPI_VERSION = "3.1.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -109,6 +110,10 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookAnswer, "serialization"),
     (DeliveryList, "serialization"),
     (DeliveryDetail, "serialization"),
+    (models.EnvironmentList, "serialization"),
+    (models.ReleaseList, "serialization"),
+    (models.RollbackRequest, "validation"),
+    *openapi_releases.MODELS,
 ]
 
 
@@ -197,7 +202,13 @@ def _orchestrator_paths() -> dict[str, Any]:
             ),
             "400": _json("ErrorBody", "the body is not JSON"),
             "401": _UNAUTHORIZED,
-            "409": _json("ErrorBody", "this Idempotency-Key was used with another body"),
+            "409": _json(
+                "ErrorBody",
+                "this Idempotency-Key was used with another body (error "
+                "idempotency_conflict), or concurrency reject found an unfinished deployment "
+                "of the environment (error conflict, deployment_id names it; nothing "
+                "dispatched)",
+            ),
             "413": _json("ErrorBody", "the body is over 1 MiB"),
             "422": _json(
                 "ErrorBody",
@@ -436,6 +447,9 @@ def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
     paths = _orchestrator_paths()
     if deliveries:
         paths.update(_deliveries_paths())
+    paths.update(
+        openapi_releases.paths(_operation, _json, _ref, _UNAUTHORIZED, _RETRY_AFTER)
+    )
     paths.update(_operations_paths(webhook_path))
     schemas = _components()
     if not deliveries:
@@ -457,6 +471,7 @@ def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
         "tags": [
             {"name": "deployments", "description": "the orchestrator API"},
             {"name": "repositories", "description": "repository set-up"},
+            {"name": "releases", "description": "what is live where, rollback, statistics"},
             {"name": "operations", "description": "health, readiness, metrics"},
             {"name": "github", "description": "what GitHub calls"},
         ],

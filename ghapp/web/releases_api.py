@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import UTC, datetime
-from urllib.parse import unquote
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -36,7 +35,7 @@ def _repository(request: Request) -> str:
 
 
 def _environment(request: Request) -> str:
-    return unquote(request.path_params["environment"])
+    return str(request.path_params["environment"])
 
 
 def _int_param(request: Request, name: str, default: int, high: int) -> int | None:
@@ -150,11 +149,16 @@ async def stats(request: Request) -> Response:
         )
     since = time.time() - days * 86400
     params = request.query_params
-    entries = await services_of(request).store.stats(
-        since=since,
-        days=days,
-        repository=params.get("repository") or None,
-        environment=params.get("environment") or None,
+    repository = params.get("repository") or None
+    environment = params.get("environment") or None
+    # PostgreSQL refuses NUL in text, and no name has one: nothing matches.
+    named = (repository or "") + (environment or "")
+    entries = (
+        []
+        if "\x00" in named
+        else await services_of(request).store.stats(
+            since=since, days=days, repository=repository, environment=environment
+        )
     )
     return JSONResponse(
         {"since": datetime.fromtimestamp(since, UTC).isoformat(), "stats": entries}
