@@ -17,7 +17,7 @@ from ghapp.core.models import (
     DeploymentRequest,
     FailedJob,
     OnFailure,
-    Reason,
+    ReasonValue,
     RollbackStarted,
     Run,
     Verdict,
@@ -35,7 +35,7 @@ _STATUS_RANK = {
     "in_progress": 1,
     "completed": 2,
 }
-_REASONS = frozenset(get_args(Reason))
+_REASONS = frozenset(get_args(ReasonValue))
 # Failures that start no automatic rollback: nothing was deployed, or someone chose to stop it.
 NO_ROLLBACK_REASONS = frozenset({"dispatch_rejected", "superseded", "cancelled"})
 # GitHub's annotation on a waiting run its concurrency group cancelled for a newer one.
@@ -530,7 +530,7 @@ def _on_rerun(record: DeploymentRecord, event: RunObserved) -> Transition:
     return Transition(updated, changed=True)
 
 
-def verdict_reason(conclusion: str | None) -> Reason:
+def verdict_reason(conclusion: str | None) -> ReasonValue:
     """The verdict reason for a run conclusion that is not success."""
     value = conclusion or "failure"
     return value if value in _REASONS else "failure"  # type: ignore[return-value]

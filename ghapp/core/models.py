@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 
-DeploymentState = Literal["dispatched", "in_progress", "completed"]
-VerdictStatus = Literal["success", "failure"]
-Reason = Literal[
+
+def _tolerant(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    # A newer server may send values this version does not know: a client reading with
+    # context {"tolerant": True} keeps them as plain strings instead of failing.
+    try:
+        return handler(value)
+    except ValidationError:
+        if isinstance(value, str) and isinstance(info.context, dict) and info.context.get(
+            "tolerant"
+        ):
+            return value
+        raise
+
+
+TOLERANT = WrapValidator(_tolerant)
+TOLERANT_CONTEXT = {"tolerant": True}
+
+DeploymentState = Annotated[Literal["dispatched", "in_progress", "completed"], TOLERANT]
+VerdictStatus = Annotated[Literal["success", "failure"], TOLERANT]
+ReasonValue = Literal[
     "failure",
     "cancelled",
     "timed_out",
@@ -23,10 +49,11 @@ Reason = Literal[
     "run_not_found",
     "superseded",
 ]
-DeploymentKind = Literal["deploy", "rollback"]
+Reason = Annotated[ReasonValue, TOLERANT]
+DeploymentKind = Annotated[Literal["deploy", "rollback"], TOLERANT]
 OnFailure = Literal["report", "rollback"]
 Concurrency = Literal["queue", "cancel_previous", "reject"]
-CallbackState = Literal["pending", "delivered", "failed"]
+CallbackState = Annotated[Literal["pending", "delivered", "failed"], TOLERANT]
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
