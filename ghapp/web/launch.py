@@ -178,7 +178,6 @@ async def _dispatch(
             rollback_of=plan.rollback_of,
         )
         record = await _store(services, transition.record, key, body_hash, conn, callback=True)
-        services.notify_verdict(record)
         log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})
         return record
     services.metrics.dispatch_latency.observe(time.perf_counter() - started)
@@ -229,7 +228,9 @@ async def _store(
 
 
 async def _after_stored(services: Services, record: DeploymentRecord) -> DeploymentRecord:
+    # Committed by now: the callback sender, woken, finds the verdict.
     if record.state == "completed":
+        services.notify_verdict(record)
         return record
     if record.run is not None:
         # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
