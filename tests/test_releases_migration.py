@@ -84,6 +84,13 @@ async def test_previous_schema_with_rows_upgrades_in_place(database_url: str) ->
             ("dep_old3", "deploy", "success"), ("dep_old4", "deploy", None),
         ]
         assert found[3][3] is None and found[0][3] < found[2][3]
+        async with store.reader.connect() as conn:
+            restores = dict(
+                (await conn.execute(text("SELECT id, restore_seconds FROM deployments"))).all()
+            )
+        # The failure at 10:06 was restored by the success at 10:07.
+        assert restores == {"dep_old1": None, "dep_old2": None, "dep_old3": 60.0,
+                            "dep_old4": None}
         history = await store.releases("acme/shop", "production")
         assert [r.id for r in history] == ["dep_old3", "dep_old1"]
         view = releases.environment_view("production", history)

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -119,3 +119,34 @@ async def environment_pairs(store: SqlStore, limit: int = 50) -> list[tuple[str,
     )
     async with store.reader.connect() as conn:
         return [(str(r[0]), str(r[1])) for r in (await conn.execute(query)).all()]
+
+
+# Time to restore, kept on the success that ends a run of failures: its verdict minus the
+# first failure's since the success before it (index range reads in ix_deployments_stats and
+# ix_deployments_releases). Counted failures: not superseded, not dispatch_rejected.
+_RESTORED_FROM = """
+(SELECT MIN(f.completed_at) FROM deployments f
+ WHERE f.repository = {t}.repository AND f.environment = {t}.environment
+   AND f.verdict_status = 'failure'
+   AND COALESCE(f.verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')
+   AND f.completed_at < {t}.completed_at
+   AND f.completed_at > COALESCE(
+     (SELECT MAX(s.completed_at) FROM deployments s
+      WHERE s.repository = {t}.repository AND s.environment = {t}.environment
+        AND s.verdict_status = 'success' AND s.completed_at < {t}.completed_at), -1))
+"""
+_SET_RESTORE = text(
+    "UPDATE deployments SET restore_seconds = completed_at - "
+    + _RESTORED_FROM.format(t="deployments")
+    + " WHERE id = :id AND verdict_status = 'success' AND completed_at IS NOT NULL"
+)
+FILL_RESTORES = (
+    "UPDATE deployments SET restore_seconds = completed_at - "
+    + _RESTORED_FROM.format(t="deployments")
+    + " WHERE verdict_status = 'success' AND completed_at IS NOT NULL"
+)
+
+
+async def note_restore(conn: AsyncConnection, deployment_id: str) -> None:
+    """A success was written: record how long its environment had been failing, if it was."""
+    await conn.execute(_SET_RESTORE, {"id": deployment_id})

@@ -50,6 +50,8 @@ deployments = Table(
     Column("completed_at", Float, nullable=True),
     # Dispatch to verdict, for deployments that had a run (what /stats' percentiles rank).
     Column("duration_seconds", Float, nullable=True),
+    # On a success that ended a run of failures: seconds since the run's first failure.
+    Column("restore_seconds", Float, nullable=True),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
@@ -71,10 +73,14 @@ deployments = Table(
         "verdict_status",
         "verdict_reason",
         "duration_seconds",
+        "restore_seconds",
     ),
-    # Durations in rank order per environment: a percentile is an OFFSET into it.
+    # Durations and restore times in rank order per environment: a percentile is an OFFSET.
     Index(
         "ix_deployments_durations", "repository", "environment", "duration_seconds", "created_at"
+    ),
+    Index(
+        "ix_deployments_restores", "repository", "environment", "restore_seconds", "created_at"
     ),
     # Unfinished deployments of an environment (the concurrency rules).
     Index("ix_deployments_env_phase", "repository", "environment", "phase"),

@@ -204,6 +204,8 @@ class SqlStore:
             )
         if enqueue_callback:
             await self._enqueue(conn, record)
+        if record.verdict is not None and record.verdict.status == "success":
+            await history.note_restore(conn, record.id)
         record.version = 1
 
     async def by_idempotency_key(self, key: str) -> tuple[DeploymentRecord, str | None] | None:
@@ -463,6 +465,8 @@ class SqlStore:
                     return False
                 if enqueue_callback:
                     await self._enqueue(conn, record)
+                    if record.verdict is not None and record.verdict.status == "success":
+                        await history.note_restore(conn, record.id)
         except IntegrityError:
             # The delivery id was recorded by someone else first: that one did the work.
             return False
@@ -768,5 +772,7 @@ def _columns(record: DeploymentRecord) -> dict[str, Any]:
             if record.completed_at is not None and record.run is not None
             else None
         ),
+        # Set by `history.note_restore` in the same transaction when a success is written.
+        "restore_seconds": None,
         "doc": record.model_dump_json(exclude={"version"}),
     }
