@@ -77,22 +77,27 @@ def synthetic_rows(count: int, seed: int = 15) -> list[dict[str, Any]]:
     return rows
 
 
+async def _analyze(store: SqlStore) -> None:
+    if store.is_sqlite:
+        async with store.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+        return
+    # As autovacuum leaves a table a while after a bulk load: statistics and the visibility
+    # map (without it PostgreSQL reads the table's rows to check an index-only scan).
+    async with store.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE deployments"))
+
+
 async def _fill(store: SqlStore, rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), 2000):
         async with store.begin() as conn:
             await conn.execute(insert(deployments), rows[start : start + 2000])
+    await _analyze(store)
     # What writing each success through the store records on it (bulk inserts skip that).
     async with store.begin() as conn:
         await conn.execute(text(FILL_RESTORES))
-    if store.is_sqlite:
-        async with store.begin() as conn:
-            await conn.execute(text("ANALYZE"))
-    else:
-        # As autovacuum leaves a table a while after a bulk load: statistics and the visibility
-        # map (without it PostgreSQL reads the table's rows to check an index-only scan).
-        async with store.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("VACUUM ANALYZE deployments"))
+    await _analyze(store)
 
 
 async def _time(store: SqlStore, repository: str | None, repeats: int) -> tuple[float, int]:
