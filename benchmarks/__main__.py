@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import economy, ingest, latency, log_excerpt, scale, stats
+from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, stats
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -59,6 +59,7 @@ BENCHMARKS: dict[str, Runner] = {
     latency.NAME: latency.run,
     economy.NAME: economy.run,
     "log_excerpt": excerpt,
+    causes.NAME: causes.run,
     scale.NAME: scale.run,
     stats.NAME: stats.run,
 }

@@ -27,13 +27,15 @@ import aiohttp
 from pydantic import ValidationError
 
 from ghapp.core.models import (
-    TOLERANT_CONTEXT,
+    LENIENT,
+    Cause,
     Deployment,
     DeploymentList,
     EnvironmentList,
     EnvironmentReleases,
     Release,
     ReleaseList,
+    Verdict,
 )
 
 __all__ = [
@@ -41,8 +43,11 @@ __all__ = [
     "EVENT_HEADER",
     "SIGNATURE_HEADER",
     "CallbackVerificationError",
+    "Cause",
     "Client",
+    "Deployment",
     "GhappError",
+    "Verdict",
     "verify_callback",
 ]
 
@@ -122,8 +127,7 @@ def verify_callback(body: bytes, headers: Mapping[str, str], secret: str | bytes
     if event is not None and event.strip() != CALLBACK_EVENT:
         raise CallbackVerificationError(f"unexpected {EVENT_HEADER} {event!r}")
     try:
-        # Values this version does not know (a newer server's reason, say) are kept as text.
-        return Deployment.model_validate_json(body, context=TOLERANT_CONTEXT)
+        return Deployment.model_validate_json(body, context=LENIENT)
     except ValidationError as exc:
         raise CallbackVerificationError(f"body is not a Deployment: {exc}") from None
 
@@ -210,8 +214,12 @@ class Client:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        raw: bool = False,
     ) -> tuple[int, Any]:
-        """Send one API call, retrying 502/503/504 and lost connections; status and JSON."""
+        """Send one API call, retrying 502/503/504 and lost connections; status and JSON.
+
+        With `raw`, a 2xx answer's body is returned as text (the Markdown report).
+        """
         session = self._get_session()
         send_headers = dict(headers or {})
         if not self._owns_session:
@@ -229,6 +237,8 @@ class Client:
                     if response.status in _RETRY_STATUSES and not last:
                         await asyncio.sleep(self._delay(attempt, response.headers))
                         continue
+                    if raw and 200 <= response.status < 300:
+                        return response.status, text
                     return response.status, self._decode(response.status, text)
             except (aiohttp.ClientConnectionError, TimeoutError):
                 # Safe to repeat: reads are reads, and deploy carries an Idempotency-Key.
@@ -270,7 +280,8 @@ class Client:
     def _deployment(answer: tuple[int, Any]) -> Deployment:
         status, data = answer
         try:
-            return Deployment.model_validate(data, context=TOLERANT_CONTEXT)
+            # Lenient: a cause category or reason this version does not know stays a string.
+            return Deployment.model_validate(data, context=LENIENT)
         except ValidationError as exc:
             raise GhappError(status, "invalid_response", f"not a Deployment: {exc}") from None
 
@@ -314,6 +325,17 @@ class Client:
         )
         return self._deployment(answer)
 
+    async def report(self, deployment_id: str) -> str | None:
+        """The failure report, Markdown (GET /api/v1/deployments/{id}/report); None if none."""
+        path = f"/api/v1/deployments/{quote(deployment_id, safe='')}/report"
+        try:
+            _, text = await self._request("GET", path, raw=True)
+        except GhappError as exc:
+            if exc.status == 404 and exc.error == "no_report":
+                return None
+            raise
+        return str(text)
+
     async def get(self, deployment_id: str) -> Deployment:
         """The Deployment `deployment_id` (GET /api/v1/deployments/{id})."""
         path = f"/api/v1/deployments/{quote(deployment_id, safe='')}"
@@ -337,7 +359,7 @@ class Client:
             params["state"] = state
         status, data = await self._request("GET", "/api/v1/deployments", params=params)
         try:
-            return DeploymentList.model_validate(data, context=TOLERANT_CONTEXT).deployments
+            return DeploymentList.model_validate(data, context=LENIENT).deployments
         except ValidationError as exc:
             raise GhappError(status, "invalid_response", f"not a deployment list: {exc}") from None
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ghapp.core.causes import CauseRules, RulesError, load_rules
 
 
 class SettingsError(Exception):
@@ -53,6 +55,9 @@ class Settings(BaseSettings):
     auto_redeliver: bool = False
     # Only a label for requests without inputs.environment; nothing is added to the dispatch.
     default_environment: str = Field(default="production", min_length=1, max_length=100)
+    # Extra failure-cause rules, tried before the built-in ones.
+    cause_rules_path: Path | None = None
+    _cause_rules: CauseRules | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
     @classmethod
@@ -105,6 +110,28 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"file {value} does not exist")
         return value
+
+    @field_validator("cause_rules_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cause_rules_path")
+    @classmethod
+    def _cause_rules_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            load_rules(value)  # checked whole at start-up: a bad rule stops ghapp here
+        except RulesError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def cause_rules(self) -> CauseRules:
+        """The user's cause rules (CAUSE_RULES_PATH) then the built-in ones, loaded once."""
+        if self._cause_rules is None:
+            self._cause_rules = load_rules(self.cause_rules_path)
+        return self._cause_rules
 
     @model_validator(mode="after")
     def _default_allowed_hosts(self) -> Settings:

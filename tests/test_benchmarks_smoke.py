@@ -19,6 +19,9 @@ EXPECTED: dict[str, list[str]] = {
         "steady_failure_two_jobs_api", "wrong_status", "rows",
     ],
     "log_excerpt": ["sizes_mib", "results", "rows"],
+    "causes": [
+        "rules", "lines", "results", "verdict_path_added_ms", "reference_one_search_ms", "rows",
+    ],
     "scale": [
         "idle_rss_mib", "idle_first_rss_mib", "ready_empty_s", "ready_s", "claimed_all_s",
         "baseline", "at_scale", "polls_per_s", "rss_mib", "rows",

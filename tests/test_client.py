@@ -93,6 +93,36 @@ def test_verify_accepts_a_correctly_signed_body() -> None:
     assert sign_callback(BODY, SECRET) == _signed(BODY)["X-Ghapp-Signature-256"]
 
 
+def test_verify_keeps_enum_values_a_newer_server_may_send() -> None:
+    """A cause category or reason this version does not know is kept, not refused."""
+    body = json.dumps(
+        _deployment_json(
+            verdict={
+                "status": "failure",
+                "reason": "quota_exceeded",
+                "summary": "out of minutes",
+                "failed_jobs": [],
+                "cause": {
+                    "category": "billing",
+                    "retryable": False,
+                    "rule": "github.minutes",
+                    "hint": "Buy minutes.",
+                    "evidence": None,
+                },
+                "report": "# Deploy of acme/shop@main to production failed\n",
+            }
+        )
+    ).encode()
+    deployment = verify_callback(body, _signed(body), SECRET)
+    assert deployment.verdict is not None and deployment.verdict.cause is not None
+    assert deployment.verdict.cause.category == "billing"
+    assert deployment.verdict.reason == "quota_exceeded"
+    assert deployment.verdict.report is not None
+    # The server itself still refuses what it does not know.
+    with pytest.raises(ValueError):
+        Deployment.model_validate_json(body)
+
+
 def test_verify_header_names_are_case_insensitive() -> None:
     """Lower-case header names (as many frameworks hand them over) work too."""
     headers = {k.lower(): v for k, v in _signed(BODY).items()}
@@ -227,6 +257,12 @@ async def test_deploy_wait_get_list(stack: Stack) -> None:
         assert len(await client.list(limit=1)) == 1
         failed = await client.wait(other.id, timeout=20, interval=0.05)
         assert failed.verdict is not None and failed.verdict.reason == "failure"
+        assert failed.verdict.cause is not None
+        assert failed.verdict.cause.category == "infrastructure"
+        report = await client.report(other.id)
+        assert report is not None and report == failed.verdict.report
+        assert report.startswith("# Deploy of acme/api@main")
+        assert await client.report(dep.id) is None
         assert [d.id for d in await client.list(state="completed")] == [other.id, dep.id]
 
 

@@ -32,6 +32,7 @@ DESIGN_OPERATIONS = {
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/api/v1/deployments/{deployment_id}/report"),
     ("post", "/api/github/webhooks"),
 }
 
@@ -227,3 +228,18 @@ async def test_schemathesis_finds_nothing(stack: Stack) -> None:
     assert not findings, f"{len(findings)} schemathesis finding(s):\n\n" + "\n\n".join(
         str(f) for f in findings
     )
+
+
+def test_the_verdict_describes_its_cause_and_report() -> None:
+    spec = build_spec(deliveries=False)
+    schemas = spec["components"]["schemas"]
+    verdict = schemas["Verdict"]["properties"]
+    assert {"cause", "report"} <= set(verdict)
+    cause = schemas["Cause"]
+    assert set(cause["required"]) >= {"category", "retryable", "rule", "hint"}
+    assert cause["properties"]["category"]["enum"] == [
+        "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+    ]
+    report = spec["paths"]["/api/v1/deployments/{deployment_id}/report"]["get"]
+    assert "text/markdown" in report["responses"]["200"]["content"]
+    assert set(report["responses"]) == {"200", "401", "404"}

@@ -131,6 +131,7 @@ async def test_the_bearer_token_works_too_and_filters_apply(stack: Stack) -> Non
     status, html, _ = await _page(stack, "/?repository=acme/api", headers=stack.auth)
     assert status == 200
     assert api["id"] in html and shop["id"] not in html
+    assert "cause-category" in html and ">infrastructure</span>" in html
     _, html, _ = await _page(stack, "/?state=dispatched", headers=stack.auth)
     # The deployments table (the environments above it show releases whatever the filter).
     table = html.split('id="deployments"', 1)[1]
@@ -272,7 +273,9 @@ def _drive(
         ]
         for name, deployment_id in ids.items():
             row = driver.find_element(By.CSS_SELECTOR, f'tr[data-deployment-id="{deployment_id}"]')
+            causes = row.find_elements(By.CSS_SELECTOR, ".cause-category")
             seen[name] = {
+                "cause": causes[0].text if causes else None,
                 "verdict": row.find_element(By.CSS_SELECTOR, ".verdict-status").text,
                 "text": row.text,
                 "run_link": row.find_element(By.CSS_SELECTOR, "a.run-link").get_attribute("href"),
@@ -325,6 +328,10 @@ async def test_operator_page_in_headless_chromium(stack: Stack, tmp_path: Path) 
     assert seen["success"]["callback"] == "delivered"
     assert seen["failure"]["verdict"] == "failure"
     assert api["verdict"]["summary"] in seen["failure"]["text"]
+    # The cause beside the verdict: the category as a badge, and the hint.
+    assert seen["success"]["cause"] is None
+    assert seen["failure"]["cause"] == "infrastructure"
+    assert api["verdict"]["cause"]["hint"] in seen["failure"]["text"]
     assert "Connection refused" in seen["excerpt"]
     assert seen["failure"]["callback"] == "delivered"
     assert seen["deliveries"] > 0

@@ -56,8 +56,8 @@ def demo_workflows() -> dict[str, Workflow]:
                         command="./deploy.sh",
                         fail=True,
                         output=[
-                            "Pulling ghcr.io/acme/api on deploy@203.0.113.7",
-                            "ssh: connect to host 203.0.113.7 port 22: Connection refused",
+                            "Pulling ghcr.io/acme/api on deploy@203.0.113.10",
+                            "ssh: connect to host 203.0.113.10 port 22: Connection refused",
                         ],
                         error="Process completed with exit code 255.",
                     ),
@@ -81,6 +81,13 @@ def describe(callback: ReceivedCallback, out: TextIO) -> None:
         return
     out.write(f"{head}  reason={verdict.get('reason')}  [{signature}]\n")
     out.write(f"           {verdict.get('summary')}\n")
+    cause = verdict.get("cause") or {}
+    if cause:
+        retry = "retryable" if cause.get("retryable") else "not retryable"
+        rule = cause.get("rule")
+        rule = cause.get("rule")
+        out.write(f"           cause: {cause.get('category')} ({retry}, rule {rule})\n")
+        out.write(f"           hint:  {cause.get('hint')}\n")
     for job in verdict.get("failed_jobs") or []:
         step = job.get("failed_step") or {}
         out.write(

@@ -9,8 +9,11 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from ghapp.core import report_markdown
+from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
     CallbackInfo,
+    Cause,
     Concurrency,
     Deployment,
     DeploymentKind,
@@ -112,6 +115,8 @@ class FailureGathered:
     failed_jobs: list[FailedJob]
     summary: str
     at: datetime
+    # Classified where the report was gathered (with the configured rules); None: classify here.
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class DeadlinesChecked:
     at: datetime
     run_lookup_timeout: float
     run_timeout: float
+    rules: CauseRules | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,7 @@ def rejected_deployment(
     default_environment: str = "production",
     kind: DeploymentKind = "deploy",
     rollback_of: str | None = None,
+    rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
     record = new_deployment(
@@ -290,6 +297,8 @@ def rejected_deployment(
         summary=f"GitHub refused to dispatch {request.workflow} on {request.repository}@{ref}: "
         f"{message}",
     )
+    # The evidence is GitHub's own message, not ghapp's sentence around it.
+    verdict.cause = _rules(rules).classify(Failure(reason="dispatch_rejected", log=message))
     return _complete(record, verdict, now)
 
 
@@ -393,7 +402,16 @@ def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tr
     if reason == "cancelled" and (record.superseded or _group_cancelled(event.failed_jobs)):
         reason = "superseded"
     verdict = Verdict(
-        status="failure", reason=reason, summary=event.summary, failed_jobs=event.failed_jobs
+        status="failure",
+        reason=reason,
+        summary=event.summary,
+        failed_jobs=event.failed_jobs,
+        # Superseded is decided here, after the reporter classified the run as cancelled.
+        cause=(
+            event.cause
+            if event.cause is not None and reason != "superseded"
+            else classify_jobs(default_rules(), reason, event.failed_jobs)
+        ),
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
@@ -416,6 +434,7 @@ def _on_superseded(record: DeploymentRecord, event: Superseded) -> Transition:
             summary=f"Superseded by {event.by} before its run was identified; "
             "ghapp stopped following it.",
         )
+        verdict.cause = default_rules().classify(Failure(reason="superseded", log=""))
         return _complete(updated, verdict, event.at)
     return Transition(updated, changed=True)
 
@@ -454,6 +473,9 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
             summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
             f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
         )
+        verdict.cause = _rules(event.rules).classify(
+            Failure(reason="run_not_found", log=verdict.summary)
+        )
         return _complete(record.model_copy(deep=True), verdict, event.at)
     if event.at - record.dispatched_at < timedelta(seconds=event.run_timeout):
         return Transition(record)
@@ -463,6 +485,7 @@ def _on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transiti
         summary=f"Run {record.run.id} was still {record.run.status or 'running'} after "
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
+    verdict.cause = _rules(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
     return _complete(record.model_copy(deep=True), verdict, event.at)
 
 
@@ -482,6 +505,10 @@ def _success(record: DeploymentRecord, url: str | None) -> Verdict:
     )
 
 
+def _rules(rules: CauseRules | None) -> CauseRules:
+    return rules if rules is not None else default_rules()
+
+
 def _complete(
     record: DeploymentRecord, verdict: Verdict, now: datetime, *, hold: bool = True
 ) -> Transition:
@@ -493,6 +520,8 @@ def _complete(
         return Transition(
             record, [StartRollback(record.repository, record.environment)], changed=True
         )
+    if verdict.status == "failure":
+        verdict.report = report_markdown.render(record, verdict)
     record.verdict = verdict
     record.state = record.phase = "completed"
     record.completed_at = now

@@ -17,22 +17,25 @@ from pydantic import (
     field_validator,
 )
 
+# Validation context a client passes (ghapp.client): a newer server may send enum values this
+# version does not know; they are kept as plain strings instead of failing the whole answer.
+LENIENT = {"lenient_enums": True}
 
-def _tolerant(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    # A newer server may send values this version does not know: a client reading with
-    # context {"tolerant": True} keeps them as plain strings instead of failing.
+
+def _lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
     try:
         return handler(value)
     except ValidationError:
         if isinstance(value, str) and isinstance(info.context, dict) and info.context.get(
-            "tolerant"
+            "lenient_enums"
         ):
             return value
         raise
 
 
-TOLERANT = WrapValidator(_tolerant)
-TOLERANT_CONTEXT = {"tolerant": True}
+# The enums of the resource, lenient under the LENIENT context.
+TOLERANT = WrapValidator(_lenient_enum)
+TOLERANT_CONTEXT = LENIENT
 
 DeploymentState = Annotated[Literal["dispatched", "in_progress", "completed"], TOLERANT]
 VerdictStatus = Annotated[Literal["success", "failure"], TOLERANT]
@@ -54,6 +57,9 @@ DeploymentKind = Annotated[Literal["deploy", "rollback"], TOLERANT]
 OnFailure = Literal["report", "rollback"]
 Concurrency = Literal["queue", "cancel_previous", "reject"]
 CallbackState = Annotated[Literal["pending", "delivered", "failed"], TOLERANT]
+CauseCategory = Literal[
+    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+]
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
@@ -194,6 +200,23 @@ class RollbackStarted(BaseModel):
     to: str
 
 
+class Cause(BaseModel):
+    """Why a deployment failed, and so who should act: the rule that decided and its evidence."""
+
+    category: CauseCategory = Field(
+        description="code: a developer; configuration: whoever sets up the repository; "
+        "infrastructure: whoever runs the server; transient: retry; cancelled; unknown"
+    )
+    retryable: bool = Field(description="the same deploy may well succeed if retried")
+    rule: str = Field(description="id of the rule that decided ('unknown' when none matched)")
+    hint: str = Field(description="one sentence: what to do next")
+    evidence: str | None = Field(
+        default=None, description="the log line or message that decided"
+    )
+
+    _category = field_validator("category", mode="wrap")(_lenient_enum)
+
+
 class Verdict(BaseModel):
     """The outcome of a deployment, as the orchestrator receives it."""
 
@@ -202,7 +225,16 @@ class Verdict(BaseModel):
     summary: str
     deployed_url: str | None = None
     failed_jobs: list[FailedJob] = Field(default_factory=list)
-    rollback: RollbackStarted | None = None
+    cause: Cause | None = Field(default=None, description="every failure verdict; null on success")
+    report: str | None = Field(
+        default=None,
+        description="Markdown (at most 16 KiB) to hand as is to a developer or an agent; "
+        "null on success",
+    )
+    rollback: RollbackStarted | None = Field(
+        default=None,
+        description="the automatic rollback a failure started (on_failure rollback), else null",
+    )
 
 
 class CallbackInfo(BaseModel):

@@ -169,6 +169,18 @@ async def get_deployment(request: Request) -> Response:
     return JSONResponse(record.public().model_dump(mode="json"))
 
 
+async def get_report(request: Request) -> Response:
+    """GET /api/v1/deployments/{id}/report: the failure report as Markdown (404 when none)."""
+    if not authorized(request):
+        return unauthorized()
+    record = await services_of(request).store.get(request.path_params["deployment_id"])
+    if record is None:
+        return error(404, "not_found", "no such deployment")
+    if record.verdict is None or not record.verdict.report:
+        return error(404, "no_report", "the deployment has no failure report")
+    return Response(record.verdict.report, media_type="text/markdown; charset=utf-8")
+
+
 async def list_deployments(request: Request) -> Response:
     """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first)."""
     if not authorized(request):
@@ -264,6 +276,7 @@ routes = [
     Route("/api/v1/deployments", create_deployment, methods=["POST"]),
     Route("/api/v1/deployments", list_deployments, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
+    Route("/api/v1/deployments/{deployment_id}/report", get_report, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),
     Route("/api/v1/deployments/{deployment_id}/callback", resend_callback, methods=["POST"]),
 ]

@@ -136,6 +136,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         github,
         on_verdict=lambda record: services.notify_verdict(record),
         action_retry_base=app.state.retry_base,
+        rules=settings.cause_rules(),
     )
     poller = Poller(store, github, engine, settings)
     poller.metrics = metrics

@@ -176,6 +176,7 @@ async def _dispatch(
             default_environment=settings.default_environment,
             kind=plan.kind,
             rollback_of=plan.rollback_of,
+            rules=settings.cause_rules(),
         )
         record = await _store(services, transition.record, key, body_hash, conn, callback=True)
         log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})

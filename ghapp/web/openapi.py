@@ -269,6 +269,24 @@ def _orchestrator_paths() -> dict[str, Any]:
         tag="deployments",
         parameters=[_DEPLOYMENT_ID],
     )
+    report = _operation(
+        "getDeploymentReport",
+        "The failure report (verdict.report) as Markdown, to hand to a developer or an agent",
+        {
+            "200": {
+                "description": "the report: at most 16 KiB of Markdown",
+                "content": {"text/markdown": {"schema": {"type": "string", "maxLength": 16384}}},
+            },
+            "401": _UNAUTHORIZED,
+            "404": _json(
+                "ErrorBody",
+                "no such deployment (error not_found), or no failure report: not completed, "
+                "or a success (error no_report)",
+            ),
+        },
+        tag="deployments",
+        parameters=[_DEPLOYMENT_ID],
+    )
     cancel = _operation(
         "cancelDeployment",
         "Cancel the deployment's run on GitHub; the verdict (cancelled) follows as usual",
@@ -330,6 +348,7 @@ def _orchestrator_paths() -> dict[str, Any]:
     return {
         "/api/v1/deployments": {"post": create, "get": listing},
         "/api/v1/deployments/{deployment_id}": {"get": read},
+        "/api/v1/deployments/{deployment_id}/report": {"get": report},
         "/api/v1/deployments/{deployment_id}/cancel": {"post": cancel},
         "/api/v1/deployments/{deployment_id}/callback": {"post": resend},
         "/api/v1/repos/{owner}/{repo}/deploy-key": {"post": deploy_key},

@@ -13,6 +13,7 @@ from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ghapp.core import deploys
+from ghapp.core.causes import CauseRules
 from ghapp.core.deploys import (
     Action,
     DeployedUrlFound,
@@ -54,12 +55,13 @@ class Engine(Worker):
         *,
         on_verdict: Callable[[DeploymentRecord], None] = lambda _r: None,
         action_retry_base: float = 1.0,
+        rules: CauseRules | None = None,
     ) -> None:
         super().__init__(store, "engine")
         self.github = github
         self.on_verdict = on_verdict
         self.action_retry_base = action_retry_base
-        self.reporter = FailureReporter(github, retry_base=action_retry_base)
+        self.reporter = FailureReporter(github, retry_base=action_retry_base, rules=rules)
         # Dispatches an automatic rollback (the app sets it: starting a deployment is the web
         # layer's); without it a held verdict is reported with no rollback.
         self.start_rollback: Callable[[DeploymentRecord], Awaitable[RollbackDecided]] | None = (

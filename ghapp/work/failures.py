@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import gidgethub
 
 from ghapp.core import reports
-from ghapp.core.deploys import FailureGathered
+from ghapp.core.causes import CauseRules, classify_jobs, default_rules
+from ghapp.core.deploys import FailureGathered, verdict_reason
 from ghapp.core.models import Annotation, FailedJob
 from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
 from ghapp.github.joblogs import SignedUrlRefused, read_job_log
@@ -49,9 +50,16 @@ def _check_run_id(job: Mapping[str, Any]) -> int:
 class FailureReporter:
     """Reads what a failure verdict needs; every GitHub call goes through the client."""
 
-    def __init__(self, github: GitHubClient, *, retry_base: float = 1.0) -> None:
+    def __init__(
+        self,
+        github: GitHubClient,
+        *,
+        retry_base: float = 1.0,
+        rules: CauseRules | None = None,
+    ) -> None:
         self.github = github
         self.retry_base = retry_base
+        self.rules = rules or default_rules()
 
     async def gather(
         self, repository: str, installation_id: int, run_id: int, attempt: int, conclusion: str
@@ -74,7 +82,11 @@ class FailureReporter:
             [first_error for _, first_error in results],
             omitted=len(failed) - len(shown),
         )
-        return FailureGathered(failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC))
+        # Classified here, with the configured rules, while the excerpts are at hand.
+        cause = classify_jobs(self.rules, verdict_reason(conclusion), failed_jobs)
+        return FailureGathered(
+            failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC), cause=cause
+        )
 
     async def _job(
         self, repository: str, installation_id: int, job: Mapping[str, Any]

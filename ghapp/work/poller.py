@@ -232,6 +232,7 @@ class Poller(Worker):
             at=datetime.now(UTC),
             run_lookup_timeout=settings.run_lookup_timeout,
             run_timeout=settings.run_timeout,
+            rules=settings.cause_rules(),
         )
         for record in records:
             await self.engine.apply(record, event)
