@@ -8,7 +8,8 @@ endpoint's whole work but the JSON encoding) is timed: the median of 7 calls aft
 for every repository and environment, and for one repository. The reference, measured side by
 side on the same data: the same calls with the covering index `ix_deployments_stats` dropped.
 PostgreSQL is vacuumed after the load, as autovacuum would (index-only scans need its
-visibility map). PostgreSQL runs when GHAPP_BENCH_POSTGRES_URL (or GHAPP_TEST_POSTGRES_URL) is
+visibility map). PostgreSQL runs (not under --quick) when GHAPP_BENCH_POSTGRES_URL (or
+GHAPP_TEST_POSTGRES_URL) is
 set; its database's public schema is dropped first."""
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
     postgres = os.environ.get("GHAPP_BENCH_POSTGRES_URL") or os.environ.get(
         "GHAPP_TEST_POSTGRES_URL"
     )
-    if postgres:
+    # --quick runs beside the other benchmarks: it leaves PostgreSQL (and its schema) alone.
+    if postgres and not quick:
         await _reset_postgres(postgres)
         databases["postgresql"] = postgres
     results: dict[str, Any] = {"deployments": count}
