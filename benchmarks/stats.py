@@ -9,8 +9,7 @@ for every repository and environment, and for one repository. The reference, mea
 side on the same data: the same calls with the covering index `ix_deployments_stats` dropped.
 PostgreSQL is vacuumed after the load, as autovacuum would (index-only scans need its
 visibility map). PostgreSQL runs (not under --quick) when GHAPP_BENCH_POSTGRES_URL (or
-GHAPP_TEST_POSTGRES_URL) is
-set; its database's public schema is dropped first."""
+GHAPP_TEST_POSTGRES_URL) is set; its database's public schema is dropped first."""
 
 from __future__ import annotations
 
