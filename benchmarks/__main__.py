@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, stats
+from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, stats, streams
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -62,6 +62,7 @@ BENCHMARKS: dict[str, Runner] = {
     causes.NAME: causes.run,
     scale.NAME: scale.run,
     stats.NAME: stats.run,
+    streams.NAME: streams.run,
 }
 
 

@@ -45,6 +45,12 @@ Method:
   kept for the newest deliveries only) gives the handler time by outcome and run event, which
   separates the cheap filter from the deliveries that reach the database. The load generator's
   CPU use is recorded too (`loadgen_cpu_utilization`: near 1.0 would mean it was the limit).
+* Jobs: the realistic mix also carries `workflow_job` deliveries in GitHub's proportion, three
+  per job (`queued`, `in_progress`, `completed`), one job per `workflow_run` delivery: each run
+  delivery is followed by three job deliveries (bodies of 9,700 bytes from
+  `workflow_job.completed.0.json`, 1 in 20 about ghapp's own runs). Beside it, a jobs-only run
+  (all of runs ghapp does not watch: the `not_ours` fast path alone) is measured against the
+  bare endpoint in turn, 3 rounds, the median ratio judged (target >= 1.0).
 * Checks: non-2xx answers are counted (any makes the row suspect); for one ghapp worker the
   `ghapp_webhooks_received_total` counters of `/metrics` give the outcomes (handled / not_ours /
   duplicate), which must be about 5% / 95% / 0.
@@ -91,6 +97,7 @@ from ghapp.simulator.stack import settings_env
 
 NAME = "ingest"
 BODY_SIZE = 19_296
+JOB_BODY_SIZE = 9_700
 DISTINCT_BODIES = 1_000
 FOREIGN_RUN_BASE = 8_100_000_000
 # Per 20 deliveries: 12 push, 5 pull_request, 1 schedule, 1 foreign workflow_dispatch, 1 ours.
@@ -102,6 +109,7 @@ REFERENCE_BARE = {1: 4_730.0, 2: 8_114.0}
 # ghapp and the bare endpoint on one worker, measured in turn this many times (the full run):
 # other processes on the machine move single runs by 10-30%, the median of the ratios less.
 ROUNDS = 5
+JOB_ROUNDS = 3
 LUA = r"""
 local data_path, host, path, prefix = %(data)s, %(host)s, %(path)s, %(prefix)s
 local heads, bodies, n, counter = {}, {}, 0, 0
@@ -217,13 +225,90 @@ def make_bodies(
     return bodies
 
 
-def write_requests(path: Path, bodies: list[bytes], secret: str) -> None:
-    """The request file both load generators read: `event sig256 sig1 length`, then the body."""
+def job_template() -> tuple[dict[str, Any], str]:
+    """A `workflow_job.completed` payload to vary, and where it came from."""
+    path = REFERENCE / "webhooks" / "workflow_job.completed.0.json"
+    if path.is_file():
+        payload: dict[str, Any] = json.loads(path.read_text())
+        payload["installation"] = {"id": 50_000_001, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbA=="}
+        return payload, f"reference {path.name}"
+    from ghapp.simulator import Simulator
+
+    sim = Simulator(webhook_secret="unused")
+    repo = sim.add_repository("acme/site")
+    workflow = repo.add_workflow(
+        Workflow(file="ci.yml", name="CI", jobs=[Job("build", steps=[Step(f"Step {n}")
+                                                                     for n in range(8)])])
+    )
+    run, _events = sim.engine.create_run(repo, workflow, "main", {})
+    events = sim.engine.begin(run) + sim.engine.complete(run)
+    job = next(e for e in events if e.event == "workflow_job" and e.action == "completed")
+    return copy.deepcopy(job.payload), "simulator workflow_job payload (reference absent)"
+
+
+JOB_ACTIONS = ("queued", "in_progress", "completed")
+
+
+def make_job_body(
+    base: dict[str, Any], *, run_id: int, job_id: int, action: str, ours: Own | None
+) -> bytes:
+    """One workflow_job delivery's body, padded to JOB_BODY_SIZE bytes."""
+    payload = copy.deepcopy(base)
+    job = payload["workflow_job"]
+    payload["action"] = action
+    job.update(id=job_id, run_id=run_id, status=action,
+               conclusion="success" if action == "completed" else None)
+    if action == "queued":
+        job["steps"] = []
+    if ours is not None:
+        payload["installation"]["id"] = ours.installation_id
+        payload["repository"]["full_name"] = ours.repository
+        payload["repository"]["name"] = ours.repository.split("/")[1]
+    size = len(json.dumps(payload, separators=(",", ":")).encode())
+    if size < JOB_BODY_SIZE:
+        job["runner_name"] = "x" * (JOB_BODY_SIZE - size + len(job.get("runner_name") or ""))
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def make_job_bodies(
+    base: dict[str, Any], own: Own, count: int = DISTINCT_BODIES
+) -> list[bytes]:
+    """`count` job bodies: per 20, one of ours; each job queued, in progress, completed."""
+    bodies = []
+    for i in range(count):
+        action = JOB_ACTIONS[i % 3]
+        job = i // 3
+        if (job % 20) == 19 and own.run_ids:
+            run_id = own.run_ids[(job // 20) % len(own.run_ids)]
+            bodies.append(make_job_body(base, run_id=run_id, job_id=FOREIGN_RUN_BASE + job,
+                                        action=action, ours=own))
+        else:
+            bodies.append(make_job_body(base, run_id=FOREIGN_RUN_BASE + job,
+                                        job_id=FOREIGN_RUN_BASE + job, action=action, ours=None))
+    return bodies
+
+
+def with_jobs(runs: list[bytes], jobs: list[bytes]) -> list[tuple[str, bytes]]:
+    """GitHub's proportion: each workflow_run delivery followed by three workflow_job ones."""
+    mixed: list[tuple[str, bytes]] = []
+    for i, run in enumerate(runs):
+        mixed.append(("workflow_run", run))
+        mixed += [("workflow_job", jobs[(3 * i + k) % len(jobs)]) for k in range(3)]
+    return mixed
+
+
+def write_requests(
+    path: Path, bodies: list[bytes] | list[tuple[str, bytes]], secret: str
+) -> None:
+    """The request file both load generators read: `event sig256 sig1 length`, then the body.
+
+    Bare bodies are `workflow_run` deliveries; (event, body) pairs say their event."""
     with path.open("wb") as out:
-        for body in bodies:
+        for item in bodies:
+            event, body = item if isinstance(item, tuple) else ("workflow_run", item)
             sig256 = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             sig1 = "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
-            out.write(f"workflow_run {sig256} {sig1} {len(body)}\n".encode() + body + b"\n")
+            out.write(f"{event} {sig256} {sig1} {len(body)}\n".encode() + body + b"\n")
 
 
 # --- load -------------------------------------------------------------------------------
@@ -447,8 +532,14 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
         base, source = template()
         realistic = tmp / "realistic.req"
         bodies = make_bodies(base, own, REALISTIC)
+        job_base, _job_source = job_template()
+        job_bodies = make_job_bodies(job_base, own)
         sizes = sorted({len(body) for body in bodies})
-        write_requests(realistic, bodies, secret)
+        write_requests(realistic, with_jobs(bodies, job_bodies), secret)
+        # Jobs only, of runs ghapp does not watch: the fast path the issue judges alone.
+        jobs_only = tmp / "jobs.req"
+        foreign = make_job_bodies(job_base, Own([], own.repository, own.installation_id))
+        write_requests(jobs_only, [("workflow_job", body) for body in foreign], secret)
         database = tmp / "ingest.db"
         results["ghapp-1w"] = await measure(
             "ghapp", 1, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
@@ -475,6 +566,22 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
                 kind, workers, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
                 database=database,
             )
+        # Jobs alone (a job of a run ghapp does not watch must cost no more than the bare
+        # endpoint's verify-and-parse), side by side in turn as above.
+        job_rounds = [
+            [
+                await measure(kind, 1, env, jobs_only, tmp, duration=duration, warmup=warmup,
+                              path=path, database=database)
+                for kind in ("ghapp", "bare")
+            ]
+            for _ in range(1 if quick else JOB_ROUNDS)
+        ]
+        results["ghapp-1w-jobs"], results["bare-1w-jobs"] = job_rounds[0]
+        results["job_rounds"] = [
+            {"ghapp_rate": g["rate"], "bare_rate": b["rate"],
+             "ghapp_cpu_us": g["cpu_us_per_delivery"], "bare_cpu_us": b["cpu_us_per_delivery"]}
+            for g, b in job_rounds
+        ]
         results["ghapp-1w-dispatch-heavy"] = None
         if not quick:
             heavy = tmp / "dispatch-heavy.req"
@@ -502,7 +609,7 @@ def summarize(
     g2, b2 = results["ghapp-2w"]["rate"], results["bare-2w"]["rate"]
     rows = [row("load generator", generator)]
     for name, result in results.items():
-        if result is None or name == "rounds":
+        if result is None or name in ("rounds", "job_rounds"):
             continue
         suspect = "".join(
             f" ({result[key]} {label})"
@@ -539,6 +646,17 @@ def summarize(
             met(g2 >= OCTOKIT)),
         row("bare 2 workers / bare 1 worker", round(b2 / b1, 3) if b1 else None, ""),
     ]
+    job_rounds = results["job_rounds"]
+    job_ratios = [r["ghapp_rate"] / r["bare_rate"] for r in job_rounds if r["bare_rate"]]
+    job_ratio = round(statistics.median(job_ratios), 3) if job_ratios else None
+    rows += [
+        row(
+            f"1 worker, jobs only, {len(job_rounds)} rounds: ghapp / bare deliveries/s",
+            " ".join(f"{r['ghapp_rate']:.0f}/{r['bare_rate']:.0f}" for r in job_rounds), "",
+        ),
+        row("jobs only: ghapp 1 worker / bare 1 worker (median of rounds)", job_ratio, "",
+            ">= 1.0", met(job_ratio is not None and job_ratio >= 1.0)),
+    ]
     return {
         "generator": generator,
         "comparable": comparable,
@@ -549,6 +667,7 @@ def summarize(
         "own_deployments": len(own.run_ids),
         "results": results,
         "ghapp_over_bare_1w": ratio,
+        "ghapp_over_bare_1w_jobs": job_ratio,
         "reference": {"probot": PROBOT, "octokit": OCTOKIT, "bare_starlette": REFERENCE_BARE},
         "rows": rows,
     }

@@ -1,6 +1,7 @@
 """Profile the webhook path under the ingest load: where `ghapp serve` spends its CPU.
 
-    python -m benchmarks.profile_webhooks [--seconds 10] [--mix realistic|dispatch-heavy|push-only]
+    python -m benchmarks.profile_webhooks [--seconds 10]
+        [--mix realistic|dispatch-heavy|push-only|jobs]
         [--target ghapp|bare] [--top 25] [--out DIR] [--set NAME=VALUE ...] [--no-spy]
 
 Starts the same set-up as `benchmarks.ingest` (simulator, real deployments, one worker pinned
@@ -23,14 +24,17 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmarks._common import CHILDREN, Rig, cpu_seconds
 from benchmarks.ingest import (
     DISPATCH_HEAVY,
     REALISTIC,
     Own,
+    job_template,
     load,
     make_bodies,
+    make_job_bodies,
     own_deployments,
     start_server,
     template,
@@ -119,7 +123,10 @@ async def profile(
         if mix == "push-only":  # no delivery that needs the database
             own = Own([], own.repository, own.installation_id)
         mixed = {"realistic": REALISTIC, "dispatch-heavy": DISPATCH_HEAVY}.get(mix, ["push"])
-        bodies = make_bodies(template()[0], own, mixed)
+        bodies: list[Any] = make_bodies(template()[0], own, mixed)
+        if mix == "jobs":  # workflow_job deliveries only, of runs ghapp does not watch
+            foreign = Own([], own.repository, own.installation_id)
+            bodies = [("workflow_job", b) for b in make_job_bodies(job_template()[0], foreign)]
         write_requests(data, bodies, rig.settings.webhook_secret[0])
         server = await start_server(target, 1, env, out)
         try:
@@ -167,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument(
-        "--mix", choices=["realistic", "dispatch-heavy", "push-only"], default="realistic"
+        "--mix", choices=["realistic", "dispatch-heavy", "push-only", "jobs"],
+        default="realistic",
     )
     parser.add_argument("--target", choices=["ghapp", "bare"], default="ghapp")
     parser.add_argument("--top", type=int, default=25)

@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -37,23 +37,28 @@ from ghapp.core.models import (
     ReleaseList,
     Verdict,
 )
+from ghapp.sse import EventParser
 
 __all__ = [
     "CALLBACK_EVENT",
     "EVENT_HEADER",
     "SIGNATURE_HEADER",
+    "STARTED_EVENT",
     "CallbackVerificationError",
     "Cause",
     "Client",
     "Deployment",
     "GhappError",
+    "StreamUnavailable",
     "Verdict",
+    "callback_event",
     "verify_callback",
 ]
 
 SIGNATURE_HEADER = "X-Ghapp-Signature-256"
 EVENT_HEADER = "X-Ghapp-Event"
 CALLBACK_EVENT = "deployment.completed"
+STARTED_EVENT = "deployment.started"
 # DESIGN.md fixes `sha256=<lowercase hex>`; anything else (SHA256=, sha1=, upper-case hex) is
 # refused rather than normalised, so a sender that drifts from the contract is noticed.
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
@@ -84,6 +89,14 @@ class GhappError(Exception):
         self.deployment_id = deployment_id
 
 
+class StreamUnavailable(GhappError):
+    """The server has no event stream (an older ghapp): poll instead."""
+
+
+# The server sends a keep-alive at least every 15 s: a longer silence is a dead connection.
+STREAM_READ_TIMEOUT = 45.0
+
+
 class CallbackVerificationError(Exception):
     """A callback whose signature, event or body does not check out: do not act on it."""
 
@@ -106,8 +119,17 @@ def sign_callback(body: bytes, secret: str | bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def verify_callback(body: bytes, headers: Mapping[str, str], secret: str | bytes) -> Deployment:
-    """Check a callback's signature (constant time) and event; return its Deployment."""
+def verify_callback(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | bytes,
+    *,
+    events: Collection[str] | None = None,
+) -> Deployment:
+    """Check a callback's signature (constant time) and event; return its Deployment.
+
+    Any `X-Ghapp-Event` is accepted by default (`deployment.completed`, `deployment.started`,
+    or one a newer server sends: see `callback_event`); `events` limits which."""
     if not secret:
         # An empty key would make every forged signature computable by anyone.
         raise ValueError("secret must not be empty")
@@ -123,13 +145,19 @@ def verify_callback(body: bytes, headers: Mapping[str, str], secret: str | bytes
     expected = sign_callback(body, secret)
     if not hmac.compare_digest(expected.encode(), ("sha256=" + match.group(1)).encode()):
         raise CallbackVerificationError("signature does not match the body")
-    event = _header(headers, EVENT_HEADER)
-    if event is not None and event.strip() != CALLBACK_EVENT:
+    event = callback_event(headers)
+    if events is not None and event not in events:
         raise CallbackVerificationError(f"unexpected {EVENT_HEADER} {event!r}")
     try:
         return Deployment.model_validate_json(body, context=LENIENT)
     except ValidationError as exc:
         raise CallbackVerificationError(f"body is not a Deployment: {exc}") from None
+
+
+def callback_event(headers: Mapping[str, str]) -> str:
+    """A callback's `X-Ghapp-Event` (`deployment.completed` when a sender omits it)."""
+    event = _header(headers, EVENT_HEADER)
+    return event.strip() if event is not None else CALLBACK_EVENT
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -434,7 +462,63 @@ class Client:
             raise GhappError(status, "invalid_response", "not a stats answer")
         return data
 
-    # The contract names the parameter `timeout`: it bounds the polling, not one await.
+
+    async def events(
+        self, deployment_id: str, *, reconnect_wait: float = 1.0, max_failures: int = 5
+    ) -> AsyncIterator[Deployment]:
+        """The deployment as it changes (its event stream), snapshot first, until `completed`.
+
+        A dropped connection is reopened with `Last-Event-ID` (the server then sends a
+        snapshot, so nothing is missed); `max_failures` failed connections in a row raise.
+        StreamUnavailable when the server has no stream; GhappError for 401, 404 and the like.
+        """
+        session = self._get_session()
+        url = f"{self.base_url}/api/v1/deployments/{quote(deployment_id, safe='')}/events"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=STREAM_READ_TIMEOUT)
+        last_id: str | None = None
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if not self._owns_session:
+                headers["Authorization"] = f"Bearer {self._token}"
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            try:
+                async with session.get(url, headers=headers, timeout=timeout) as response:
+                    await self._check_stream(response)
+                    failures = 0
+                    parser = EventParser()
+                    async for chunk in response.content.iter_any():
+                        for event in parser.feed(chunk):
+                            last_id = parser.last_id
+                            try:
+                                deployment = Deployment.model_validate_json(
+                                    event.data, context=LENIENT
+                                )
+                            except ValidationError:
+                                continue  # an event this client does not know
+                            yield deployment
+                            if deployment.state == "completed":
+                                return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                failures += 1
+                if failures >= max_failures:
+                    raise
+            # The stream ended without the verdict (the server restarting): follow it again.
+            await asyncio.sleep(min(reconnect_wait * 2 ** max(failures - 1, 0), 15.0))
+
+    async def _check_stream(self, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200 and response.content_type == "text/event-stream":
+            return
+        text = (await response.read()).decode("utf-8", "replace")
+        if response.status in (404, 405) and not text.lstrip().startswith("{"):
+            raise StreamUnavailable(response.status, "no_stream", "the server has no event stream")
+        if response.status == 200:
+            raise StreamUnavailable(200, "no_stream", f"not an event stream: {text[:100]!r}")
+        self._decode(response.status, text)
+        raise GhappError(response.status, "invalid_response", text[:200])
+
+    # The contract names the parameter `timeout`: it bounds the wait, not one await.
     async def wait(
         self,
         deployment_id: str,
@@ -442,9 +526,25 @@ class Client:
         timeout: float = 600.0,
         interval: float = 2.0,
     ) -> Deployment:
-        """Poll until the deployment is `completed`; TimeoutError after `timeout` seconds."""
+        """Follow the deployment until `completed` (its event stream, else polling every
+        `interval` s); TimeoutError after `timeout` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        latest: Deployment | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for latest in self.events(deployment_id):
+                    if latest.state == "completed":
+                        return latest
+        except StreamUnavailable:
+            pass
+        except TimeoutError:
+            state = latest.state if latest is not None else "unknown"
+            if loop.time() >= deadline:
+                raise TimeoutError(
+                    f"deployment {deployment_id} still {state} after {timeout:g}s"
+                ) from None
+            raise
         while True:
             deployment = await self.get(deployment_id)
             if deployment.state == "completed":

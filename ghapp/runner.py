@@ -9,6 +9,25 @@ from typing import Any
 import uvicorn
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server; when it shuts down, the app's event streams end first.
+
+    uvicorn waits for open responses to finish before it tells the app to shut down, and an
+    event stream would not finish by itself: its clients reconnect (to another replica)."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        """End the event streams, then shut down as uvicorn does."""
+        app: Any = getattr(self.config, "loaded_app", None)
+        while app is not None:
+            services = getattr(getattr(app, "state", None), "services", None)
+            hub = getattr(services, "hub", None)
+            if hub is not None:
+                hub.end_streams()
+                break
+            app = getattr(app, "app", None)
+        await super().shutdown(sockets)
+
+
 class BackgroundServer:
     """A uvicorn server on a loopback port, started and stopped from async code."""
 
@@ -16,7 +35,7 @@ class BackgroundServer:
         config = uvicorn.Config(
             app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
         )
-        self.server = uvicorn.Server(config)
+        self.server = Server(config)
         # Signals belong to whoever owns the process (pytest, the demo), not to this server.
         self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
         self.host = host

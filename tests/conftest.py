@@ -12,7 +12,11 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import Stack
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "github-reference"
+# GHAPP_REFERENCE (as for the benchmarks) points a checkout elsewhere at the shared data.
+REFERENCE = Path(
+    os.environ.get("GHAPP_REFERENCE")
+    or Path(__file__).resolve().parents[2] / "shared" / "github-reference"
+)
 POSTGRES_ENV = "GHAPP_TEST_POSTGRES_URL"
 
 

@@ -27,6 +27,7 @@ EXPECTED: dict[str, list[str]] = {
         "idle_rss_mib", "idle_first_rss_mib", "ready_empty_s", "ready_s", "claimed_all_s",
         "baseline", "at_scale", "polls_per_s", "rss_mib", "rows",
     ],
+    "streams": ["results", "rows"],
 }
 SERVERS = ["ghapp-1w", "ghapp-2w", "bare-1w", "bare-2w"]
 

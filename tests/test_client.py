@@ -25,6 +25,7 @@ from ghapp.client import (
     CallbackVerificationError,
     Client,
     GhappError,
+    callback_event,
     sign_callback,
     verify_callback,
 )
@@ -188,12 +189,14 @@ def test_verify_rejects_other_signature_formats(transform: Any) -> None:
         verify_callback(BODY, headers, SECRET)
 
 
-def test_verify_rejects_another_event() -> None:
-    """A signed body announced as another event is refused."""
+def test_verify_accepts_other_events_unless_told_which() -> None:
+    """`deployment.started` (and events a newer server sends) verify; `events` limits them."""
     headers = _signed(BODY)
     headers["X-Ghapp-Event"] = "deployment.started"
+    assert verify_callback(BODY, headers, SECRET).id
+    assert callback_event(headers) == "deployment.started"
     with pytest.raises(CallbackVerificationError, match="X-Ghapp-Event"):
-        verify_callback(BODY, headers, SECRET)
+        verify_callback(BODY, headers, SECRET, events={"deployment.completed"})
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,10 @@ async def test_a_handled_delivery_is_recorded_with_its_outcome_and_exact_body(
     assert len(everything) == len(stack.sim.deliveries)
     times = [d["received_at"] for d in everything]
     assert times == sorted(times, reverse=True)
-    assert {d["outcome"] for d in everything} >= {"handled", "noted"}
+    assert "handled" in {d["outcome"] for d in everything}
+    # Job deliveries move the deployment's progress (one may come before it is stored).
+    jobs = {d["outcome"] for d in everything if d["event"] == "workflow_job"}
+    assert "handled" in jobs and jobs <= {"handled", "not_ours"}
 
 
 async def test_over_one_mib_is_kept_truncated_and_flagged(stack: Stack) -> None:

@@ -252,6 +252,7 @@ def test_public_view_hides_internal_fields() -> None:
         "updated_at",
         "completed_at",
         "reruns",
+        "progress",
     }
 
 

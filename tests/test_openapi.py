@@ -22,6 +22,7 @@ DESIGN_OPERATIONS = {
     ("post", "/api/v1/deployments"),
     ("get", "/api/v1/deployments"),
     ("get", "/api/v1/deployments/{deployment_id}"),
+    ("get", "/api/v1/deployments/{deployment_id}/events"),
     ("post", "/api/v1/deployments/{deployment_id}/cancel"),
     ("post", "/api/v1/deployments/{deployment_id}/callback"),
     ("post", "/api/v1/repos/{owner}/{repo}/deploy-key"),
@@ -220,10 +221,12 @@ async def test_schemathesis_finds_nothing(stack: Stack) -> None:
         for method, path in _operations(spec)
         if path.startswith("/api/v1/") and not has_route(routes, path, method.upper())
     }
+    # A stream of a running deployment does not end by itself; tests/test_events.py covers it.
+    skip.add("GET /api/v1/deployments/{deployment_id}/events")
     token = stack.settings.orchestrator_token or ""
     async with asyncio.timeout(FUZZ_TIMEOUT):
         findings = await asyncio.to_thread(_fuzz, spec, stack.base_url, token, skip)
-    if skip:
+    if skip - {"GET /api/v1/deployments/{deployment_id}/events"}:
         print("not routed in this build, not fuzzed:", ", ".join(sorted(skip)))
     assert not findings, f"{len(findings)} schemathesis finding(s):\n\n" + "\n\n".join(
         str(f) for f in findings

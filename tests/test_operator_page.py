@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -233,15 +234,10 @@ def _browser_missing() -> str | None:
     return None
 
 
-def _drive(
-    base_url: str, token: str, ids: dict[str, str], profile: Path, screenshot: Path
-) -> dict[str, Any]:
-    """Log in through the form, check the table, screenshot it, click one resend (sync)."""
+def _chrome(profile: Path) -> Any:
+    """A headless Chromium driven by Debian's chromedriver."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     # Debian's browser and driver: Selenium Manager must not try to download either.
@@ -259,7 +255,18 @@ def _drive(
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def _drive(
+    base_url: str, token: str, ids: dict[str, str], profile: Path, screenshot: Path
+) -> dict[str, Any]:
+    """Log in through the form, check the table, screenshot it, click one resend (sync)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(profile)
     seen: dict[str, Any] = {}
     try:
         wait = WebDriverWait(driver, 15)
@@ -375,3 +382,92 @@ async def test_redeliver_asks_github_to_send_the_webhook_again(stack: Stack) -> 
         allow_redirects=False,
     ) as response:
         assert response.headers["Location"] == "/?notice=delivery_unknown"
+
+
+def _watch_live(
+    base_url: str, token: str, deployment_id: str, profile: Path, moves: list[threading.Event]
+) -> dict[str, Any]:
+    """Log in, then read the deployment's row as the test moves its run on (sync)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(profile)
+    seen: dict[str, Any] = {}
+    row_css = f'tr[data-deployment-id="{deployment_id}"]'
+
+    def read() -> dict[str, Any]:
+        row = driver.find_element(By.CSS_SELECTOR, row_css)
+        bar = row.find_elements(By.CSS_SELECTOR, "progress")
+        return {
+            "state": row.find_element(By.CSS_SELECTOR, ".state-badge").text,
+            "value": float(bar[0].get_attribute("value") or 0) if bar else None,
+            "max": float(bar[0].get_attribute("max") or 0) if bar else None,
+            "text": row.find_element(By.CSS_SELECTOR, ".progress-text").text,
+            "verdict": row.find_element(By.CSS_SELECTOR, ".verdict").text,
+        }
+
+    try:
+        wait = WebDriverWait(driver, 15)
+        driver.get(base_url + "/")
+        driver.find_element(By.ID, "token").send_keys(token)
+        driver.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, row_css)))
+        driver.execute_script("window.notReloaded = true;")
+        seen["before"] = read()
+        moves[0].set()  # the run starts now: its job is busy in a step
+        wait.until(lambda _d: (read()["value"] or 0) > 0)
+        seen["during"] = read()
+        moves[1].set()  # the run ends now
+        wait.until(lambda _d: read()["state"] == "completed")
+        seen["after"] = read()
+        seen["not_reloaded"] = driver.execute_script("return window.notReloaded === true;")
+        seen["errors"] = [
+            entry["message"]
+            for entry in driver.get_log("browser")
+            if entry.get("level") == "SEVERE"
+        ]
+    finally:
+        driver.quit()
+    return seen
+
+
+async def test_running_deployments_move_live_in_headless_chromium(
+    stack: Stack, tmp_path: Path
+) -> None:
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    stack.sim.auto = False
+    status, body = await stack.deploy("acme/shop")
+    assert status == 202
+    run_id = body["run"]["id"]
+    moves = [threading.Event(), threading.Event()]
+    watching = asyncio.create_task(
+        asyncio.to_thread(
+            _watch_live,
+            stack.base_url,
+            stack.settings.orchestrator_token or "",
+            body["id"],
+            tmp_path / "chromium-profile",
+            moves,
+        )
+    )
+    for move, step in zip(moves, (stack.sim.advance, stack.sim.finish), strict=True):
+        async with asyncio.timeout(30):
+            while True:
+                if move.is_set() or watching.done():
+                    break
+                await asyncio.sleep(0.05)
+        await step(run_id)
+    seen = await asyncio.wait_for(watching, 60)
+    assert seen["before"]["state"] == "dispatched" and seen["before"]["value"] == 0
+    assert "waiting for the run" in seen["before"]["text"]
+    during = seen["during"]
+    assert during["state"] == "in progress"
+    assert 0 < during["value"] < during["max"]
+    assert f"{int(during['value'])}/{int(during['max'])} steps" in during["text"]
+    assert "success" in seen["after"]["verdict"]
+    assert seen["after"]["value"] == seen["after"]["max"]
+    assert seen["not_reloaded"], "the page moved without reloading"
+    assert seen["errors"] == []

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 import uuid
@@ -28,8 +29,11 @@ from nacl.public import PublicKey, SealedBox
 
 from ghapp.simulator import Annotation, Job, Simulator, Step, Workflow
 from ghapp.simulator.auth import generate_private_key_pem
+from ghapp.simulator.stack import Stack
 
-REFERENCE = Path(__file__).parents[2] / "shared" / "github-reference"
+REFERENCE = Path(
+    os.environ.get("GHAPP_REFERENCE") or Path(__file__).parents[2] / "shared" / "github-reference"
+)
 KEY = generate_private_key_pem()
 OTHER_KEY = generate_private_key_pem()
 SECRET = "s3cret"
@@ -1046,3 +1050,18 @@ async def test_rest_answers_validate_against_the_openapi_subset(
     async with http.post(f"{sim.api_url}/app-manifests/{manifest_code}/conversions") as r:
         spec.validate("POST", "/app-manifests/{code}/conversions", 201, await r.json())
     assert len(spec.checked) == len(calls) + 3
+
+
+async def test_job_webhooks_show_the_steps_moving_as_the_run_does(stack: Stack) -> None:
+    stack.sim.step_delay = 0.02
+    _, body = await stack.deploy("acme/shop")
+    await stack.receiver.wait_for(body["id"])
+    jobs = [d.payload["workflow_job"] for d in stack.sim.deliveries if d.event == "workflow_job"]
+    assert jobs[0]["status"] == "queued" and jobs[0]["steps"] == []
+    running = [job for job in jobs if job["status"] == "in_progress"]
+    # As GitHub shows it: first only "Set up job" running, then one step after the other.
+    assert [s["status"] for s in running[0]["steps"]][:2] == ["in_progress", "queued"]
+    done = [sum(s["status"] == "completed" for s in job["steps"]) for job in running]
+    assert done == list(range(len(running))) and len(running) >= 3
+    assert jobs[-1]["status"] == "completed"
+    assert {s["status"] for s in jobs[-1]["steps"]} == {"completed"}

@@ -10,7 +10,7 @@ import pytest
 from pydantic_core import from_json
 
 from ghapp.simulator.stack import Stack
-from ghapp.web.webhooks import RunHead, run_head
+from ghapp.web.webhooks import RunHead, job_head, run_head
 
 
 def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(
@@ -155,3 +155,55 @@ async def test_a_run_whose_webhooks_beat_its_dispatch_answer_still_gets_its_verd
     callback = await stack.receiver.wait_for(body["id"], timeout=10)
     assert callback.deployment["verdict"]["status"] == "success"
     assert callback.deployment["run"]["id"] == body["run"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "head"),
+    [
+        (b'{"action": "completed", "workflow_job": {"id": 1, "run_id": 7}}', ("completed", 7)),
+        (b'{"workflow_job": {"run_id": "7"}}', (None, None)),
+        (b'{"workflow_job": {"run_id": true}, "action": 5}', (None, None)),
+        (b'{"workflow_job": null}', None),
+        (b"[1]", None),
+        (b"not json", None),
+    ],
+)
+def test_job_head_reads_the_run_id_or_says_look_closer(
+    body: bytes, head: tuple[str | None, int | None] | None
+) -> None:
+    assert job_head(body) == head
+
+
+async def test_jobs_of_runs_ghapp_does_not_watch_are_not_ours_after_one_lookup(
+    stack: Stack,
+) -> None:
+    store = _services(stack).store
+    lookups: list[int] = []
+    by_run = store.by_run
+
+    async def recording_by_run(run_id: int) -> Any:
+        lookups.append(run_id)
+        return await by_run(run_id)
+
+    store.by_run = recording_by_run
+    job = {"id": 5, "run_id": 4242, "status": "completed", "name": "build", "steps": []}
+    body = json.dumps({"action": "completed", "workflow_job": job}).encode()
+    assert await _post(stack, "workflow_job", body, "j-1") == (200, {"outcome": "not_ours"})
+    assert lookups == [4242]
+    # A job of ghapp's own run is handled; one with impossible field types is refused (400).
+    stack.sim.faults.drop_webhooks = True
+    stack.sim.auto = False
+    _, deployment = await stack.deploy("acme/shop")
+    run_id = deployment["run"]["id"]
+    steps = [{"number": 1, "name": "Set up job", "status": "in_progress", "conclusion": None}]
+    job = {"id": 6, "run_id": run_id, "run_attempt": 1, "status": "in_progress",
+           "name": "deploy", "steps": steps}
+    body = json.dumps({"action": "in_progress", "workflow_job": job}).encode()
+    status, answer = await _post(stack, "workflow_job", body, "j-2")
+    assert (status, answer["outcome"], answer["state"]) == (200, "handled", "in_progress")
+    _, now = await stack.get(f"/api/v1/deployments/{deployment['id']}")
+    assert now["progress"]["steps_total"] == 1 and now["progress"]["jobs"][0]["id"] == 6
+    job["steps"] = "many"
+    body = json.dumps({"action": "in_progress", "workflow_job": job}).encode()
+    status, answer = await _post(stack, "workflow_job", body, "j-3")
+    assert (status, answer["outcome"]) == (400, "bad_request")

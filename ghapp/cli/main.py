@@ -31,8 +31,10 @@ def _serve(args: argparse.Namespace) -> int:
         from ghapp.cli.serving import serve_workers
 
         return serve_workers(args.workers, settings.host, settings.port, options)
+    from ghapp.runner import Server
+
     app = create_app(settings, freeze_gc=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, **options)
+    Server(uvicorn.Config(app, host=settings.host, port=settings.port, **options)).run()
     return 0
 
 
@@ -83,6 +85,50 @@ def _deploy_key(args: argparse.Namespace) -> int:
     from ghapp.cli.deploykey import run
 
     return run(args)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from ghapp.cli.deploy import run_deploy
+
+    return run_deploy(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from ghapp.cli.deploy import run_watch
+
+    return run_watch(args)
+
+
+def _add_deploy_and_watch(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="ask a running server for a deployment; print its id (--watch: follow it)",
+        description="Asks the server at --url (default http://127.0.0.1:$PORT, token from "
+        "ORCHESTRATOR_TOKEN) for a deployment and prints its id alone on stdout's first line. "
+        "With --watch it then follows it as `ghapp watch` does.",
+    )
+    deploy.add_argument("repository", metavar="OWNER/REPO")
+    deploy.add_argument("--workflow", default="deploy.yml", help="workflow file (deploy.yml)")
+    deploy.add_argument("--ref", help="branch or tag (default: the default branch)")
+    deploy.add_argument(
+        "--input", action="append", metavar="K=V", help="a workflow input (repeatable)"
+    )
+    deploy.add_argument("--env", metavar="E", help="the environment (--input environment=E)")
+    deploy.add_argument("--watch", action="store_true", help="follow it to its verdict")
+    deploy.add_argument("--url", help="the server (default http://127.0.0.1:$PORT)")
+    deploy.set_defaults(func=_deploy)
+    watch = commands.add_parser(
+        "watch",
+        help="follow a deployment live to its verdict (exit 0 success, 1 failure, 2 lost)",
+        description="Shows the deployment's jobs and steps as they run (one line per change "
+        "when stdout is not a terminal), then the verdict: on failure the failing job, step "
+        "and log excerpt. Exit status 0 success, 1 failure, 2 could not follow it.",
+    )
+    watch.add_argument("id", metavar="ID", help="the deployment id (dep_...)")
+    watch.add_argument("--url", help="the server (default http://127.0.0.1:$PORT)")
+    watch.set_defaults(func=_watch)
 
 
 def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -200,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     template = commands.add_parser("template", help="print a template")
     template.add_argument("name", choices=["deploy"], help="deploy: the deploy.yml workflow")
     template.set_defaults(func=_template)
+    _add_deploy_and_watch(commands)
     _add_setup_and_debugging(commands)
     return parser
 

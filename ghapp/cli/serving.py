@@ -32,12 +32,14 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    from ghapp.runner import Server
+
     sock = reuse_port_socket(host, port)
     # Each worker builds its own app from the environment, like a replica.
     config = uvicorn.Config(
         "ghapp.web.app:app_from_env", factory=True, host=host, port=port, **options
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
 def serve_workers(workers: int, host: str, port: int, options: dict[str, Any]) -> int:

@@ -9,6 +9,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from ghapp.core import progress as jobs_progress
 from ghapp.core import report_markdown
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
@@ -20,11 +21,13 @@ from ghapp.core.models import (
     DeploymentRequest,
     FailedJob,
     OnFailure,
+    Progress,
     ReasonValue,
     RollbackStarted,
     Run,
     Verdict,
 )
+from ghapp.core.progress import JobObserved
 
 # Internal progress, finer than the public `state`: `concluding` means GitHub said the run
 # completed and ghapp is gathering what the verdict needs (jobs, logs, the deployed URL).
@@ -68,6 +71,20 @@ class DeploymentRecord(Deployment):
     # can name the rollback (`verdict.rollback`).
     held_verdict: Verdict | None = None
     version: int = Field(default=0, exclude=True)
+    # Callbacks asked for besides the verdict's (`notify` of the request).
+    notify: list[str] = Field(default_factory=list)
+    run_started_at: datetime | None = None
+    run_completed_at: datetime | None = None
+    # The median run time of recent successes like this one, taken at the dispatch.
+    typical_run_seconds: float | None = None
+
+    def run_seconds(self) -> float | None:
+        """How long a successful run took (GitHub's start to its completion), else None."""
+        if self.verdict is None or self.verdict.status != "success":
+            return None
+        if self.run_started_at is None or self.run_completed_at is None:
+            return None
+        return max((self.run_completed_at - self.run_started_at).total_seconds(), 0.0)
 
     def public(self) -> Deployment:
         """The resource as the orchestrator sees it."""
@@ -88,6 +105,9 @@ class RunObserved:
     html_url: str | None
     head_sha: str | None
     at: datetime
+    # GitHub's `run_started_at`, and its `updated_at` once completed (for the estimates).
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,7 @@ Event = (
     RunObserved
     | Superseded
     | RollbackDecided
+    | JobObserved
     | EnvironmentObserved
     | DeployedUrlFound
     | FailureGathered
@@ -200,7 +221,12 @@ class StartRollback:
     environment: str
 
 
-Action = GatherFailure | FindDeployedUrl | SendCallback | StartRollback
+@dataclass(frozen=True)
+class SendStarted:
+    """Queue the `deployment.started` callback (in the same transaction as the new state)."""
+
+
+Action = GatherFailure | FindDeployedUrl | SendCallback | SendStarted | StartRollback
 
 
 @dataclass
@@ -231,6 +257,7 @@ def new_deployment(
     default_environment: str = "production",
     kind: DeploymentKind = "deploy",
     rollback_of: str | None = None,
+    typical_run_seconds: float | None = None,
 ) -> DeploymentRecord:
     """A deployment GitHub has just accepted."""
     run = Run(id=run_id, attempt=1, html_url=html_url, status="queued") if run_id else None
@@ -255,6 +282,9 @@ def new_deployment(
         dispatched_at=now,
         last_heard_at=now,
         correlation_id=correlation_id,
+        notify=list(request.notify),
+        typical_run_seconds=typical_run_seconds,
+        progress=Progress() if run else None,
     )
 
 
@@ -315,6 +345,8 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return _on_superseded(record, event)
     if isinstance(event, RunObserved):
         return _on_run(record, event)
+    if isinstance(event, JobObserved):
+        return _on_jobs(record, event)
     if isinstance(event, EnvironmentObserved):
         return _on_environment(record, event)
     if isinstance(event, DeployedUrlFound):
@@ -362,16 +394,69 @@ def _on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
     updated.run = _run_of(event, run)
     updated.head_sha = event.head_sha or updated.head_sha
     updated.updated_at = event.at
+    if event.started_at is not None and (run is None or event.attempt >= run.attempt):
+        updated.run_started_at = event.started_at
+    _refresh_progress(updated)
     if event.status != "completed":
         if new_rank >= 1:
-            updated.state = updated.phase = "in_progress"
+            return _start(updated)
         return Transition(updated, changed=True)
+    updated.run_completed_at = event.updated_at or event.at
     updated.state = "in_progress"
     updated.phase = "concluding"
     updated.run_completed_seen_at = event.at
     if event.conclusion == "success" and updated.deployed_url_seen:
         return _complete(updated, _success(updated, updated.deployed_url_seen), event.at)
     return Transition(updated, [_conclude_action(updated, updated.run)], changed=True)
+
+
+def _start(updated: DeploymentRecord) -> Transition:
+    """The run is known to be going: `in_progress`, and the started callback if asked for."""
+    first = updated.state == "dispatched"
+    updated.state = updated.phase = "in_progress"
+    actions: list[Action] = []
+    if first and "deployment.started" in updated.notify:
+        actions.append(SendStarted())
+    return Transition(updated, actions, changed=True)
+
+
+def _refresh_progress(record: DeploymentRecord) -> None:
+    if record.run is None:
+        return
+    current = record.progress or Progress()
+    record.progress = jobs_progress.estimate(
+        current, record.run_started_at, record.typical_run_seconds
+    )
+
+
+def _on_jobs(record: DeploymentRecord, event: JobObserved) -> Transition:
+    run = record.run
+    if run is None or run.id != event.run_id or event.attempt != run.attempt:
+        return Transition(record)
+    before = record.progress or Progress()
+    after = jobs_progress.merge(before, event.jobs)
+    after = jobs_progress.estimate(after, record.run_started_at, record.typical_run_seconds)
+    starts = record.phase == "dispatched" and jobs_progress.started(event.jobs)
+    heard = max(record.last_heard_at, event.at)
+    if after == record.progress and not starts:
+        if heard - record.last_heard_at < HEARD_RESOLUTION or record.phase == "completed":
+            return Transition(record)
+        alive = record.model_copy(deep=True)
+        alive.last_heard_at = heard
+        return Transition(alive, changed=True, liveness_only=True)
+    updated = record.model_copy(deep=True)
+    updated.progress = after
+    updated.updated_at = max(updated.updated_at, event.at)
+    if record.phase == "completed":
+        # A job's last report may come after the run's: kept, though no stream shows it.
+        return Transition(updated, changed=True)
+    updated.last_heard_at = heard
+    if starts:
+        assert updated.run is not None
+        if _STATUS_RANK.get(updated.run.status or "", -1) < 1:
+            updated.run = updated.run.model_copy(update={"status": "in_progress"})
+        return _start(updated)
+    return Transition(updated, changed=True)
 
 
 def _on_environment(record: DeploymentRecord, event: EnvironmentObserved) -> Transition:

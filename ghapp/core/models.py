@@ -17,6 +17,9 @@ from pydantic import (
     field_validator,
 )
 
+# Callbacks besides the verdict's that a request may ask for (`notify`).
+NotifyEvent = Literal["deployment.started"]
+
 # Validation context a client passes (ghapp.client): a newer server may send enum values this
 # version does not know; they are kept as plain strings instead of failing the whole answer.
 LENIENT = {"lenient_enums": True}
@@ -121,6 +124,11 @@ class DeploymentRequest(BaseModel):
     concurrency: Concurrency = Field(
         default="queue",
         description="against unfinished deployments of the same repository and environment",
+    )
+    notify: list[NotifyEvent] = Field(
+        default_factory=list,
+        description="extra callbacks: `deployment.started` is sent once when the run starts",
+        examples=[["deployment.started"]],
     )
 
     @field_validator("metadata")
@@ -237,6 +245,41 @@ class Verdict(BaseModel):
     )
 
 
+class ProgressStep(BaseModel):
+    """One step of a job, as GitHub last reported it."""
+
+    number: int
+    name: str
+    status: str
+    conclusion: str | None = None
+
+
+class ProgressJob(BaseModel):
+    """One job of the run with its steps."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None = None
+    html_url: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    steps: list[ProgressStep] = Field(default_factory=list)
+
+
+class Progress(BaseModel):
+    """How far the run has got: its jobs and steps, and when it should be done."""
+
+    jobs: list[ProgressJob] = Field(default_factory=list)
+    steps_completed: int = 0
+    steps_total: int = 0
+    estimated_completion_at: datetime | None = Field(
+        default=None,
+        description="the run's start plus the median run time of the last (at most 5) "
+        "successful deployments of the same repository, workflow and environment",
+    )
+
+
 class CallbackInfo(BaseModel):
     """Where the verdict goes and how delivering it is going."""
 
@@ -269,6 +312,9 @@ class Deployment(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
+    progress: Progress | None = Field(
+        default=None, description="jobs and steps of the run; null until the run is known"
+    )
     reruns: list[Run] = Field(
         default_factory=list,
         description="manual re-runs of the reported run (attempt 2...): recorded, not reported",

@@ -292,6 +292,14 @@ class GitHubClient:
         )
         return dict(data)
 
+    async def run_jobs(
+        self, repository: str, installation_id: int, run_id: int
+    ) -> list[dict[str, Any]]:
+        """The jobs of a run's latest attempt (conditional: unchanged jobs answer 304)."""
+        url = f"/repos/{repository}/actions/runs/{run_id}/jobs?per_page=100"
+        data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
+        return [dict(job) for job in data.get("jobs") or [] if isinstance(job, dict)]
+
     async def jobs(
         self, repository: str, installation_id: int, run_id: int, attempt: int
     ) -> list[dict[str, Any]]:

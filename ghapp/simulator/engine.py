@@ -190,14 +190,26 @@ class Engine:
         run.attempts[run.attempt] = self._new_jobs(run, run.attempt, now)
         return self._queued_events(run)
 
-    def begin(self, run: RunState) -> list[Outgoing]:
-        """queued -> in_progress: the run starts, and so do the jobs that need nothing."""
+    def begin(self, run: RunState, *, stepwise: bool = False) -> list[Outgoing]:
+        """queued -> in_progress: the run starts, and so do the jobs that need nothing.
+
+        At once, each job is busy in its last scripted step; `stepwise`, in its first, and
+        `step` moves it on (a `workflow_job.in_progress` each time, as GitHub shows it)."""
         now = max(now_s(), run.run_started)
         run.status, run.updated = "in_progress", now
         events = [self._run_event(run, "in_progress")]
         for job in run.jobs:
             if not job.spec.needs:
-                events += self._begin_job(run, job, now)
+                events += self._begin_job(run, job, now, stepwise=stepwise)
+        return events
+
+    def step(self, run: RunState) -> list[Outgoing]:
+        """Each running job finishes its current step and starts the next (none: nothing left)."""
+        events = []
+        for job in run.jobs:
+            if job.status == "in_progress" and job.shown < job.pivot:
+                self._reveal(job, job.shown + 1)
+                events.append(self._job_event(run, job, "in_progress"))
         return events
 
     def complete(self, run: RunState) -> list[Outgoing]:
@@ -275,7 +287,23 @@ class Engine:
         job.started = job.completed = when
         job.steps = []
 
-    def _begin_job(self, run: RunState, job: JobState, start: int) -> list[Outgoing]:
+    @staticmethod
+    def _reveal(job: JobState, current: int) -> None:
+        """Steps before `current` done (as planned), `current` running, the rest queued."""
+        job.shown = current
+        for i, step in enumerate(job.steps):
+            if i < current:
+                step.status, step.conclusion = "completed", "success"
+                step.started, step.completed = step.window
+            elif i == current:
+                step.status, step.conclusion = "in_progress", None
+                step.started, step.completed = step.window[0], None
+            else:
+                step.status, step.conclusion, step.started, step.completed = (
+                    "queued", None, None, None)
+
+    def _begin_job(self, run: RunState, job: JobState, start: int,
+                   stepwise: bool = False) -> list[Outgoing]:
         job.steps = plan_steps(job.spec)
         flagged = [i for i, s in enumerate(job.steps[:-1]) if s.spec.fail or s.spec.cancelled]
         if run.workflow.timeout:
@@ -298,12 +326,9 @@ class Engine:
             seconds = logs.step_seconds(len(step.lines), step.padding)
             step.window = (t, t + seconds)
             t += seconds
-            if i < job.pivot:
-                step.status, step.started, step.completed = "completed", t - seconds, t
-            else:
-                step.status, step.conclusion, step.started = "in_progress", None, t - seconds
         for step in job.steps[job.pivot + 1 :]:
             step.window = (t, t + 1) if step.kind == "complete" else (t, t)
+        self._reveal(job, 0 if stepwise else job.pivot)
         events = [self._job_event(run, job, "in_progress")]
         if job.spec.environment:
             dep = DeploymentState(
@@ -325,6 +350,7 @@ class Engine:
             next(self.world.ids.deployment_status), state, when, env_url, url))
 
     def _complete_job(self, run: RunState, job: JobState) -> list[Outgoing]:
+        self._reveal(job, job.pivot)
         pivot = job.steps[job.pivot]
         pivot.status, pivot.conclusion = "completed", STEP_END[job.outcome]
         pivot.completed = pivot.window[1]

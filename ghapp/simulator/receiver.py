@@ -26,6 +26,14 @@ class ReceivedCallback:
     # time.time() once the body was read (the benchmarks' end of verdict latency).
     arrived_at: float = 0.0
 
+    @property
+    def event(self) -> str:
+        """X-Ghapp-Event (whatever the case of the header's name)."""
+        for name, value in self.headers.items():
+            if name.lower() == "x-ghapp-event":
+                return value
+        return ""
+
     @functools.cached_property
     def deployment(self) -> dict[str, Any]:
         """The body parsed (once: `wait_for` looks at every callback on each arrival)."""
@@ -84,12 +92,14 @@ class CallbackReceiver:
         """Callbacks this receiver accepted (answered 2xx)."""
         return [c for c in self.received if 200 <= c.status < 300]
 
-    async def wait_for(self, deployment_id: str, timeout: float = 30.0) -> ReceivedCallback:
-        """The first accepted callback about a deployment, waiting for it if need be."""
+    async def wait_for(
+        self, deployment_id: str, timeout: float = 30.0, event: str = "deployment.completed"
+    ) -> ReceivedCallback:
+        """The first accepted callback of an event about a deployment, waiting if need be."""
 
         def find() -> ReceivedCallback | None:
             for callback in self.delivered():
-                if callback.deployment.get("id") == deployment_id:
+                if callback.deployment.get("id") == deployment_id and callback.event == event:
                     return callback
             return None
 

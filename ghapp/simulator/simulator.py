@@ -212,15 +212,28 @@ class Simulator:
         task.add_done_callback(self._tasks.discard)
 
     async def _autoplay(self, run_id: int, attempt: int) -> None:
+        # With time between moves, jobs go through their steps one by one, each move a
+        # workflow_job webhook (at step_delay 0, a run starts and ends at once, as before).
         run = self.world.runs[run_id]
+        stepwise = self.step_delay > 0
         while self.auto and run.attempt == attempt and run.status != "completed":
             if run.waiting:
                 # Its concurrency group is held by another run: wait for it to complete.
                 await asyncio.sleep(max(self.step_delay, 0.01))
                 continue
             await asyncio.sleep(self.step_delay)
-            if self.auto and run.attempt == attempt and run.status != "completed":
+            if not (self.auto and run.attempt == attempt and run.status != "completed"):
+                return
+            if run.status == "queued" and stepwise:
+                await self._apply(run_id, lambda r: self.engine.begin(r, stepwise=True))
+            elif not (stepwise and await self._apply_steps(run_id)):
                 await self.advance(run_id)
+
+    async def _apply_steps(self, run_id: int) -> bool:
+        """Move the run's jobs one step on; False when they are all in their last step."""
+        moved = self.engine.step(self._run(run_id))
+        await asyncio.gather(*self.emit(moved))
+        return bool(moved)
 
     def _run(self, run_id: int) -> RunState:
         if run_id not in self.world.runs:

@@ -154,6 +154,8 @@ class JobState:
     completed: int | None = None
     steps: list[StepState] = field(default_factory=list)
     pivot: int = 0
+    # The step the job is in, as shown (the simulator moves it on step by step).
+    shown: int = 0
     outcome: str = "success"
     runner_id: int | None = None
     runner_name: str | None = None

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -42,12 +43,15 @@ deployments = Table(
     Column("gather_owner", String(64), nullable=True),
     Column("gather_until", Float, nullable=True),
     Column("environment", String(100), nullable=False, server_default="production"),
+    Column("workflow", String(200), nullable=True),
+    Column("completed_at", Float, nullable=True),
+    # A successful run's duration (GitHub's start to completion): the progress estimates' history.
+    Column("run_seconds", Float, nullable=True),
     # Second round (releases and statistics): what the release history and /stats select on,
     # beside the doc so that they are read from an index, never from the JSON.
     Column("kind", String(10), nullable=False, server_default="deploy"),
     Column("verdict_status", String(10), nullable=True),
     Column("verdict_reason", String(30), nullable=True),
-    Column("completed_at", Float, nullable=True),
     # Dispatch to verdict, for deployments that had a run (what /stats' percentiles rank).
     Column("duration_seconds", Float, nullable=True),
     # On a success that ended a run of failures: seconds since the run's first failure.
@@ -58,6 +62,7 @@ deployments = Table(
     Index("ix_deployments_phase_heard", "phase", "last_heard_at"),
     Index("ix_deployments_created", "created_at"),
     Index("ix_deployments_correlation", "correlation_id"),
+    Index("ix_deployments_history", "repository", "environment", "completed_at"),
     # The release history of an environment, newest first.
     Index(
         "ix_deployments_releases", "repository", "environment", "verdict_status", "completed_at"
@@ -127,12 +132,14 @@ early_runs = Table(
     Index("ix_early_runs_received", "received_at"),
 )
 
-# The callback outbox: one row per verdict, written in the verdict's own transaction.
+# The callback outbox: one row per callback event of a deployment (its verdict, its start),
+# written in the same transaction as the change it reports.
 outbox = Table(
     "outbox",
     metadata,
     Column("delivery_id", String(64), primary_key=True),
-    Column("deployment_id", String(64), nullable=False, unique=True),
+    Column("deployment_id", String(64), nullable=False),
+    Column("event", String(40), nullable=False, server_default="deployment.completed"),
     Column("url", Text, nullable=True),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -143,6 +150,9 @@ outbox = Table(
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("delivered_at", Float, nullable=True),
+    # The body as it was when queued (a `deployment.started` shows the state it announces).
+    Column("body", Text, nullable=True),
+    UniqueConstraint("deployment_id", "event", name="uq_outbox_deployment_event"),
     Index("ix_outbox_state_next", "state", "next_attempt_at"),
 )
 

@@ -7,7 +7,7 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -40,6 +41,10 @@ from ghapp.store.schema import (
     seen_deliveries,
 )
 
+COMPLETED = "deployment.completed"
+STARTED = "deployment.started"
+HISTORY = 5
+
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
@@ -55,6 +60,9 @@ class OutboxItem:
     attempts: int
     created_at: float
     lease_until: float
+    event: str = COMPLETED
+    # The body queued with the callback (a `deployment.started`); None: render the record.
+    body: str | None = None
 
 
 def async_url(database_url: str) -> str:
@@ -105,6 +113,12 @@ class SqlStore:
         self._writes: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
         )
+        # Called with every deployment this process wrote, once committed (event streams).
+        self.on_change: list[Callable[[DeploymentRecord], None]] = []
+
+    def _changed(self, record: DeploymentRecord) -> None:
+        for listener in self.on_change:
+            listener(record)
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -174,6 +188,7 @@ class SqlStore:
                 raise IdempotencyConflict(idempotency_key) from None
             return existing[0]
         record.version = 1
+        self._changed(record)
         return record
 
     async def insert(
@@ -203,7 +218,7 @@ class SqlStore:
                 ],
             )
         if enqueue_callback:
-            await self._enqueue(conn, record)
+            await self._enqueue(conn, record, COMPLETED)
         if record.verdict is not None and record.verdict.status == "success":
             await history.note_restore(conn, record.id)
         record.version = 1
@@ -441,6 +456,7 @@ class SqlStore:
         *,
         delivery_id: str | None = None,
         enqueue_callback: bool = False,
+        enqueue_started: bool = False,
     ) -> bool:
         """Write a changed deployment if nobody else changed it since it was read.
 
@@ -463,15 +479,50 @@ class SqlStore:
                 if result.rowcount != 1:
                     await conn.rollback()
                     return False
+                if enqueue_started:
+                    # Its own row and X-Ghapp-Delivery; the version check above makes it one.
+                    await self._enqueue(conn, record, STARTED, body=_started_body(record))
                 if enqueue_callback:
-                    await self._enqueue(conn, record)
+                    await self._enqueue(conn, record, COMPLETED)
                     if record.verdict is not None and record.verdict.status == "success":
                         await history.note_restore(conn, record.id)
         except IntegrityError:
             # The delivery id was recorded by someone else first: that one did the work.
             return False
         record.version += 1
+        self._changed(record)
         return True
+
+    async def recent_run_seconds(
+        self, repository: str, workflow: str, environment: str, limit: int = HISTORY
+    ) -> list[float]:
+        """Run times of the last successful deployments of a repository, workflow, environment."""
+        if not storable(repository + workflow + environment):
+            return []
+        query = (
+            select(deployments.c.run_seconds)
+            .where(
+                deployments.c.repository == repository,
+                deployments.c.environment == environment,
+                deployments.c.workflow == workflow,
+                deployments.c.run_seconds.is_not(None),
+            )
+            .order_by(deployments.c.completed_at.desc())
+            .limit(limit)
+        )
+        async with self.reader.connect() as conn:
+            return [float(value) for value in (await conn.execute(query)).scalars()]
+
+    async def versions(self, ids: list[str]) -> dict[str, int]:
+        """The stored version of each of these deployments (a cheap check for changes)."""
+        found: dict[str, int] = {}
+        async with self.reader.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(deployments.c.id, deployments.c.version).where(
+                    deployments.c.id.in_(ids[start : start + 500])
+                )
+                found.update({row.id: int(row.version) for row in await conn.execute(query)})
+        return found
 
     async def delivery_seen(self, delivery_id: str) -> bool:
         """Whether a webhook delivery already changed a deployment."""
@@ -495,12 +546,16 @@ class SqlStore:
 
     # --- outbox -----------------------------------------------------------------------
 
-    async def _enqueue(self, conn: AsyncConnection, record: DeploymentRecord) -> None:
+    async def _enqueue(
+        self, conn: AsyncConnection, record: DeploymentRecord, event: str, body: str | None = None
+    ) -> None:
         now = time.time()
         await conn.execute(
             insert(outbox).values(
-                delivery_id=_callback_delivery_id(record.id),
+                delivery_id=_callback_delivery_id(record.id, event),
                 deployment_id=record.id,
+                event=event,
+                body=body,
                 url=record.callback.url,
                 state="pending",
                 attempts=0,
@@ -555,6 +610,8 @@ class SqlStore:
                 attempts=row.attempts,
                 created_at=row.created_at,
                 lease_until=until,
+                event=row.event,
+                body=row.body,
             )
             for row in rows
         ]
@@ -595,7 +652,7 @@ class SqlStore:
         async with self.begin() as conn:
             result = await conn.execute(
                 update(outbox)
-                .where(outbox.c.deployment_id == deployment_id)
+                .where(outbox.c.deployment_id == deployment_id, outbox.c.event == COMPLETED)
                 .values(
                     state="pending",
                     next_attempt_at=now,
@@ -708,9 +765,16 @@ def storable(value: str) -> bool:
     return "\x00" not in value
 
 
-def _callback_delivery_id(deployment_id: str) -> str:
-    # One verdict per deployment, so its id names the callback on every retry.
-    return "cb_" + deployment_id.removeprefix("dep_")
+def _callback_delivery_id(deployment_id: str, event: str = COMPLETED) -> str:
+    # One callback per deployment and event, so its id names it on every retry.
+    prefix = "cb_" if event == COMPLETED else "cbs_"
+    return prefix + deployment_id.removeprefix("dep_")
+
+
+def _started_body(record: DeploymentRecord) -> str:
+    public = record.public()
+    public.callback.state, public.callback.attempts = "pending", 0
+    return public.model_dump_json()
 
 
 # Built once: each query adds its WHERE to this (SQLAlchemy caches the compiled form).
@@ -720,7 +784,16 @@ _RECORDS = select(
     deployments.c.request_hash,
     outbox.c.state.label("cb_state"),
     outbox.c.attempts.label("cb_attempts"),
-).select_from(deployments.outerjoin(outbox, outbox.c.deployment_id == deployments.c.id))
+).select_from(
+    deployments.outerjoin(
+        outbox,
+        and_(
+            outbox.c.deployment_id == deployments.c.id,
+            # A literal, not a parameter: the inline reader passes only the WHERE's parameters.
+            outbox.c.event == literal_column(f"'{COMPLETED}'"),
+        ),
+    )
+)
 
 
 _BY_ID_SQL = compiled(_RECORDS.where(deployments.c.id == bindparam("id")))
@@ -763,16 +836,16 @@ def _columns(record: DeploymentRecord) -> dict[str, Any]:
         "updated_at": record.updated_at.timestamp(),
         "last_heard_at": record.last_heard_at.timestamp(),
         "environment": record.environment,
+        "workflow": record.workflow,
+        "completed_at": record.completed_at.timestamp() if record.completed_at else None,
+        "run_seconds": record.run_seconds(),
         "kind": record.kind,
         "verdict_status": record.verdict.status if record.verdict else None,
         "verdict_reason": record.verdict.reason if record.verdict else None,
-        "completed_at": record.completed_at.timestamp() if record.completed_at else None,
         "duration_seconds": (
             (record.completed_at - record.created_at).total_seconds()
             if record.completed_at is not None and record.run is not None
             else None
         ),
-        # Set by `history.note_restore` in the same transaction when a success is written.
-        "restore_seconds": None,
         "doc": record.model_dump_json(exclude={"version"}),
     }

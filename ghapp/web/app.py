@@ -24,6 +24,7 @@ from ghapp.web import (
     api,
     deliveries_api,
     deploykey_api,
+    events,
     launch,
     openapi,
     operator_page,
@@ -169,6 +170,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        await services.hub.close()
         await poller.close()
         await engine.close()
         await sender.close()
@@ -193,6 +195,7 @@ def create_app(
         Route("/metrics", metrics_endpoint),
         *api.routes,
         *releases_api.routes,
+        *events.routes,
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ghapp.core import deploys, releases
 from ghapp.core.deploys import DeploymentRecord, RollbackDecided, Superseded
 from ghapp.core.models import DeploymentKind, DeploymentRequest
+from ghapp.core.progress import median
 from ghapp.github.dispatch import DispatchRejected, dispatch
 from ghapp.store import IdempotencyConflict
 from ghapp.work.engine import utcnow
@@ -182,6 +183,8 @@ async def _dispatch(
         log.info("dispatch rejected", extra={"deployment_id": record.id, "error": str(exc)})
         return record
     services.metrics.dispatch_latency.observe(time.perf_counter() - started)
+    environment = deploys.environment_of(body, settings.default_environment)
+    history = await services.store.recent_run_seconds(body.repository, body.workflow, environment)
     record = deploys.new_deployment(
         deployment_id,
         body,
@@ -195,6 +198,7 @@ async def _dispatch(
         default_environment=settings.default_environment,
         kind=plan.kind,
         rollback_of=plan.rollback_of,
+        typical_run_seconds=median(history),
     )
     if plan.kind == "rollback":
         services.metrics.rollbacks.inc()

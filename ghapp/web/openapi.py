@@ -317,6 +317,43 @@ def _orchestrator_paths() -> dict[str, Any]:
         tag="deployments",
         parameters=[_DEPLOYMENT_ID],
     )
+    stream = _operation(
+        "streamDeploymentEvents",
+        "Follow a deployment live: Server-Sent Events, each the whole Deployment",
+        {
+            "200": {
+                "description": "an event stream: the first event is a snapshot (`state`, or "
+                "`completed` for a finished deployment); then `state` (state or run changed), "
+                "`progress` (a job or step changed), `completed` (the verdict; the stream "
+                "ends). Each event's `data` is the Deployment as one JSON line, its `id` "
+                "increases for the deployment, also across reconnects. `: keep-alive` comment "
+                "lines come at least every 15 s.",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string"},
+                        "example": 'retry: 2000\nid: 3\nevent: progress\ndata: {"id": '
+                        '"dep_0123456789abcdef01234567", "state": "in_progress", ...}\n\n',
+                    }
+                },
+            },
+            "401": _UNAUTHORIZED,
+            "404": _NOT_FOUND,
+        },
+        tag="deployments",
+        description="Authorised by the bearer token or by the operator page's session "
+        "cookie. A client that reconnects sends `Last-Event-ID`; it gets a snapshot with a "
+        "higher id, so nothing is lost by missing events.",
+        parameters=[
+            _DEPLOYMENT_ID,
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "the id of the last event received (EventSource sends it)",
+                "schema": {"type": "string"},
+            },
+        ],
+    )
     deploy_key = _operation(
         "createDeployKey",
         "Generate an SSH deploy key: the private half becomes the Actions secret "
@@ -348,6 +385,7 @@ def _orchestrator_paths() -> dict[str, Any]:
     return {
         "/api/v1/deployments": {"post": create, "get": listing},
         "/api/v1/deployments/{deployment_id}": {"get": read},
+        "/api/v1/deployments/{deployment_id}/events": {"get": stream},
         "/api/v1/deployments/{deployment_id}/report": {"get": report},
         "/api/v1/deployments/{deployment_id}/cancel": {"post": cancel},
         "/api/v1/deployments/{deployment_id}/callback": {"post": resend},

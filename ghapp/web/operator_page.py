@@ -1,6 +1,7 @@
 """The operator page at `/`: recent deployments and webhook deliveries, resend and redeliver.
 
-Server-rendered HTML (Jinja2, autoescaped), no scripts, no external assets. Access needs the
+Server-rendered HTML (Jinja2, autoescaped), no external assets; one inline script (allowed by the
+CSP nonce) moves the progress bars of running deployments from their event streams. Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
 form trades the token for a signed, HttpOnly, SameSite=Strict cookie. Actions are POST forms that
 also carry a per-session CSRF token.
@@ -44,6 +45,8 @@ SESSION_COOKIE = "ghapp_session"
 SESSION_SECONDS = 12 * 3600
 MAX_FORM = 16 * 1024
 STATES = ("dispatched", "in_progress", "completed")
+# Running deployments followed live on the page (each holds one of the browser's connections).
+LIVE_STREAMS = 4
 # How long before the local record the redeliver button looks for GitHub's attempt.
 REDELIVER_SLACK = 600.0
 NOTICES = {
@@ -177,11 +180,13 @@ def _back(target: str | None, notice: str | None = None) -> str:
     return parts.path + ("?" + urlencode(query) if query else "")
 
 
-def _security_headers(nonce: str) -> dict[str, str]:
+def _security_headers(nonce: str, *, script: bool = False) -> dict[str, str]:
+    # The one inline stylesheet is allowed by its nonce; so is the deployments page's one
+    # script (it follows running deployments' event streams, hence `connect-src 'self'`).
+    scripts = f"script-src 'nonce-{nonce}'; connect-src 'self'; " if script else ""
     return {
-        # No script at all; the one inline stylesheet is allowed by its nonce.
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
+            f"default-src 'none'; style-src 'nonce-{nonce}'; {scripts}form-action 'self'; "
             "frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Frame-Options": "DENY",
@@ -191,14 +196,21 @@ def _security_headers(nonce: str) -> dict[str, str]:
     }
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status: int = 200,
+    *,
+    script: bool = False,
+) -> Response:
     nonce = secrets.token_urlsafe(16)
     return _templates().TemplateResponse(
         request,
         name,
         {"nonce": nonce, **context},
         status_code=status,
-        headers=_security_headers(nonce),
+        headers=_security_headers(nonce, script=script),
     )
 
 
@@ -313,6 +325,8 @@ async def index(request: Request) -> Response:
         record.public()
         for record in await services.store.recent(repository=repository, state=state, limit=limit)
     ]
+    # A browser opens few connections to one server at a time: the newest running ones only.
+    live = [d.id for d in deployments if d.state != "completed"][:LIVE_STREAMS]
     deliveries = await _recent_deliveries(services, _bounded(params.get("deliveries"), 20))
     notice = NOTICES.get(params.get("notice", ""))
     here = request.url.path + (("?" + request.url.query) if request.url.query else "")
@@ -335,7 +349,9 @@ async def index(request: Request) -> Response:
             "back": here,
             "session": session is not None,
             "now": datetime.now(UTC),
+            "live": live,
         },
+        script=True,
     )
 
 

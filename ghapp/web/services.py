@@ -16,6 +16,7 @@ from ghapp.store import SqlStore
 from ghapp.work.callbacks import CallbackSender
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
+from ghapp.work.hub import ChangeHub
 from ghapp.work.poller import Poller
 
 
@@ -39,6 +40,11 @@ class Services:
         default_factory=lambda: LRUCache(maxsize=50_000)
     )
     delivery_log: DeliveryLog | None = None
+    hub: ChangeHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Event streams follow the store's writes (and other replicas') through the hub.
+        self.hub = ChangeHub(self.store)
 
     def notify_verdict(self, record: DeploymentRecord) -> None:
         """A verdict was stored: count it and wake the callback sender."""

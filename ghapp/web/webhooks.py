@@ -16,10 +16,12 @@ from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict
 
 from ghapp.core import correlation
-from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved, RunObserved
+from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
+from ghapp.core.progress import JobObserved, job_of
 from ghapp.logsetup import bind
 from ghapp.work.delivery_log import record_webhook
 from ghapp.work.engine import utcnow
+from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -43,7 +45,16 @@ def verify_signature(body: bytes, signature: str | None, secrets: list[str]) -> 
 
 def early_run_fields(run: dict[str, Any]) -> dict[str, Any]:
     """What a run event needs of a workflow_run payload, to keep for a deployment not stored yet."""
-    keys = ("id", "run_attempt", "status", "conclusion", "html_url", "head_sha")
+    keys = (
+        "id",
+        "run_attempt",
+        "status",
+        "conclusion",
+        "html_url",
+        "head_sha",
+        "run_started_at",
+        "updated_at",
+    )
     return {key: run.get(key) for key in keys}
 
 
@@ -143,6 +154,34 @@ def run_head(raw: bytes) -> RunHead | None:
     )
 
 
+class _JobFields(TypedDict, total=False):
+    run_id: Any
+
+
+class _JobPayloadHead(TypedDict, total=False):
+    action: Any
+    workflow_job: _JobFields
+
+
+# Several workflow_job deliveries come per workflow_run one, nearly all of runs ghapp did not
+# dispatch: the run id says so, from a 10 KB body read no further than that.
+_JOB_HEAD = TypeAdapter(_JobPayloadHead)
+
+
+def job_head(raw: bytes) -> tuple[str | None, int | None] | None:
+    """(action, run id or None) of a workflow_job body; None: not the usual shape, look closer."""
+    try:
+        head = _JOB_HEAD.validate_json(raw)
+    except ValidationError:
+        return None
+    job = head.get("workflow_job")
+    if job is None:
+        return None
+    action = head.get("action")
+    run_id = job.get("run_id")
+    return (action if isinstance(action, str) else None, run_id if _is_run_id(run_id) else None)
+
+
 def _worth_a_closer_look(head: RunHead) -> bool:
     """Whether a dispatched run no deployment watches may yet be one's (see `_workflow_run`)."""
     return correlation.may_name_deployment(head.title) or _just_created(head.created_at)
@@ -209,6 +248,15 @@ async def _receive(request: Request, services: Services) -> Answer:
             answer = _answer(200, "not_ours")
             answer.event, answer.action = event, head.action
             return answer
+    elif event == "workflow_job" and (job := job_head(raw)) is not None:
+        action, run_id = job
+        # A job's run is ours only once its deployment is stored: one indexed lookup decides.
+        if run_id is not None:
+            found = await services.store.by_run(run_id)
+        if found is None:
+            answer = _answer(200, "not_ours")
+            answer.event, answer.action = event, action
+            return answer
     try:
         payload = from_json(raw)
     except ValueError:
@@ -220,7 +268,9 @@ async def _receive(request: Request, services: Services) -> Answer:
         answer = _answer(202, "ignored", event=event)
     else:
         with bind(delivery_id=delivery_id):
-            if found is not None:
+            if found is not None and event == "workflow_job":
+                answer = await _workflow_job_of(services, payload, delivery_id, found)
+            elif found is not None:
                 answer = await _workflow_run_of(services, payload, delivery_id, found)
             else:
                 answer = await handler(services, payload, delivery_id)
@@ -271,14 +321,8 @@ async def _workflow_run_of(
     _remember_installation(services, payload)
     if delivery_id in services.recent_deliveries:
         return _answer(200, "duplicate")
-    event = RunObserved(
-        run_id=run["id"],
-        attempt=int(run.get("run_attempt") or 1),
-        status=str(run.get("status") or payload.get("action") or ""),
-        conclusion=run.get("conclusion"),
-        html_url=run.get("html_url"),
-        head_sha=run.get("head_sha"),
-        at=utcnow(),
+    event = run_event(
+        {**run, "status": run.get("status") or payload.get("action") or ""}, utcnow()
     )
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
     services.recent_deliveries[delivery_id] = True
@@ -323,6 +367,37 @@ async def _deployment_status(
     return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
+async def _workflow_job(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
+    job = payload.get("workflow_job")
+    if not isinstance(job, dict) or not _is_run_id(job.get("run_id")):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(job["run_id"])
+    if record is None:
+        return _answer(200, "not_ours")
+    return await _workflow_job_of(services, payload, delivery_id, record)
+
+
+async def _workflow_job_of(
+    services: Services, payload: dict[str, Any], delivery_id: str, record: DeploymentRecord
+) -> Answer:
+    """A workflow_job delivery about a job of the run `record` watches."""
+    job = payload.get("workflow_job")
+    parsed = job_of(job) if isinstance(job, dict) else None
+    attempt = job.get("run_attempt", 1) if isinstance(job, dict) else None
+    if parsed is None or not isinstance(attempt, int) or isinstance(attempt, bool):
+        return _answer(400, "bad_request", message="workflow_job has fields of impossible types")
+    _remember_installation(services, payload)
+    if delivery_id in services.recent_deliveries:
+        return _answer(200, "duplicate")
+    assert isinstance(job, dict)
+    event = JobObserved(run_id=job["run_id"], attempt=attempt, jobs=(parsed,), at=utcnow())
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return _answer(200, "duplicate")
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
 async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     _remember_installation(services, payload)
     return _answer(200, "noted")
@@ -332,7 +407,7 @@ HANDLERS = {
     "ping": _ping,
     "workflow_run": _workflow_run,
     "deployment_status": _deployment_status,
-    "workflow_job": _noted,
+    "workflow_job": _workflow_job,
     "installation": _noted,
     "installation_repositories": _noted,
 }

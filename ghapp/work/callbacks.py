@@ -94,14 +94,19 @@ class CallbackSender(Worker):
                 item, owner=self.owner, state="failed", error="no deployment or no callback URL"
             )
             return False
-        public = record.public()
-        public.callback.attempts = item.attempts + 1
-        public.callback.state = "pending"
-        body = public.model_dump_json().encode()
+        if item.body is not None:
+            # Queued with the change it announces: a start is sent as it was, even if the
+            # verdict has come since.
+            body = item.body.encode()
+        else:
+            public = record.public()
+            public.callback.attempts = item.attempts + 1
+            public.callback.state = "pending"
+            body = public.model_dump_json().encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "ghapp",
-            "X-Ghapp-Event": EVENT,
+            "X-Ghapp-Event": item.event,
             "X-Ghapp-Delivery": item.delivery_id,
             "X-Ghapp-Signature-256": sign(body, self.secret),
         }
@@ -119,11 +124,15 @@ class CallbackSender(Worker):
                 await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = repr(exc)
-        extra = {"deployment_id": item.deployment_id, "delivery_id": item.delivery_id}
+        extra = {
+            "deployment_id": item.deployment_id,
+            "delivery_id": item.delivery_id,
+            "event": item.event,
+        }
         if status is not None and 200 <= status < 300:
             self.metrics.callback_attempts.labels("delivered").inc()
             seen = record.run_completed_seen_at
-            if seen is not None and item.attempts == 0:
+            if seen is not None and item.attempts == 0 and item.event == EVENT:
                 self.metrics.verdict_latency.observe(
                     max((datetime.now(UTC) - seen).total_seconds(), 0.0)
                 )

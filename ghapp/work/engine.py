@@ -23,6 +23,7 @@ from ghapp.core.deploys import (
     GatherFailure,
     RollbackDecided,
     SendCallback,
+    SendStarted,
     StartRollback,
     Transition,
 )
@@ -137,11 +138,16 @@ class Engine(Worker):
                 self._write_alive_later(transition.record)
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
+            starts = any(isinstance(a, SendStarted) for a in transition.actions)
             saved = await self.store.save(
-                transition.record, delivery_id=delivery_id, enqueue_callback=sends
+                transition.record,
+                delivery_id=delivery_id,
+                enqueue_callback=sends,
+                enqueue_started=starts,
             )
             if saved:
-                if sends:
+                if sends or starts:
+                    # Wakes the callback sender (and counts a verdict, when there is one).
                     self.on_verdict(transition.record)
                 self.schedule(transition.record, transition.actions)
                 return transition
@@ -156,7 +162,7 @@ class Engine(Worker):
     def schedule(self, record: DeploymentRecord, actions: list[Action]) -> None:
         """Start the slow actions (reading jobs and logs) as background tasks."""
         for action in actions:
-            if isinstance(action, SendCallback) or record.id in self._in_flight:
+            if isinstance(action, SendCallback | SendStarted) or record.id in self._in_flight:
                 continue
             self._in_flight.add(record.id)
             self.spawn(self._conclude(record.id, action))

@@ -18,6 +18,7 @@ import gidgethub
 from ghapp.config import Settings
 from ghapp.core import correlation
 from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
+from ghapp.core.progress import JobObserved, job_of
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -37,16 +38,30 @@ def _lease_for(batch: int) -> float:
     return batch / MAX_POLLS_PER_SECOND + 10.0
 
 
+def github_time(value: Any) -> datetime | None:
+    """An aware datetime from GitHub's ISO text (`Z` or an offset); None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
     """A RunObserved from a workflow run object (REST answer or webhook payload)."""
+    status = str(run.get("status") or "")
     return RunObserved(
         run_id=int(run["id"]),
         attempt=int(run.get("run_attempt") or 1),
-        status=str(run.get("status") or ""),
+        status=status,
         conclusion=run.get("conclusion"),
         html_url=run.get("html_url"),
         head_sha=run.get("head_sha"),
         at=at,
+        started_at=github_time(run.get("run_started_at")),
+        updated_at=github_time(run.get("updated_at")) if status == "completed" else None,
     )
 
 
@@ -151,9 +166,24 @@ class Poller(Worker):
             self.not_modified += unchanged
             self.metrics.polls.labels("not_modified" if unchanged else "changed").inc()
             await self.engine.apply(record, run_event(run, utcnow()))
+            if run.get("status") != "completed":
+                await self.poll_jobs(record, installation, run)
         except (GitHubUnavailable, gidgethub.HTTPException) as exc:
             self.metrics.polls.labels("error").inc()
             log.warning("poll failed", extra={"deployment_id": record.id, "error": str(exc)})
+
+    async def poll_jobs(
+        self, record: DeploymentRecord, installation: int, run: Mapping[str, Any]
+    ) -> None:
+        """Read the jobs of a polled run still going (conditional request), for `progress`."""
+        run_id = int(run["id"])
+        listed = await self.github.run_jobs(record.repository, installation, run_id)
+        self.polls += 1
+        jobs = tuple(job for job in map(job_of, listed) if job is not None)
+        attempt = int(run.get("run_attempt") or 1)
+        await self.engine.apply(
+            record, JobObserved(run_id=run_id, attempt=attempt, jobs=jobs, at=utcnow())
+        )
 
     async def find_run(self, record: DeploymentRecord, installation: int) -> bool:
         """Search the dispatch's run by listing runs; bind it when the rules allow."""

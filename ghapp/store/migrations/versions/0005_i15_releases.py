@@ -1,7 +1,8 @@
 """Second round: releases, rollback and statistics.
 
-Columns the release history and /stats select on (kind, the verdict's status and reason, when
-it completed), their indexes, and the per-environment lock row of the concurrency rules.
+Columns the release history and /stats select on (kind, the verdict's status and reason, the
+duration, the time to restore; `completed_at` comes from 0004_i13 and is filled here for the
+rows before it), their indexes, and the per-environment lock row of the concurrency rules.
 Existing deployments are filled in from their stored document: `kind` "deploy", and their
 successes become the release history."""
 
@@ -28,8 +29,8 @@ UPDATE deployments SET restore_seconds = completed_at - (
 WHERE verdict_status = 'success' AND completed_at IS NOT NULL
 """
 
-revision = "0004_i15"
-down_revision = "0003"
+revision = "0005_i15"
+down_revision = "0004_i13"
 BATCH = 1000
 
 
@@ -40,7 +41,6 @@ def upgrade() -> None:
     )
     op.add_column("deployments", sa.Column("verdict_status", sa.String(10), nullable=True))
     op.add_column("deployments", sa.Column("verdict_reason", sa.String(30), nullable=True))
-    op.add_column("deployments", sa.Column("completed_at", sa.Float, nullable=True))
     op.add_column("deployments", sa.Column("duration_seconds", sa.Float, nullable=True))
     op.add_column("deployments", sa.Column("restore_seconds", sa.Float, nullable=True))
     op.create_table(
@@ -148,7 +148,6 @@ def downgrade() -> None:
     for column in (
         "restore_seconds",
         "duration_seconds",
-        "completed_at",
         "verdict_reason",
         "verdict_status",
         "kind",

@@ -1,0 +1,250 @@
+"""`ghapp deploy` and `ghapp watch`: ship a deploy from a terminal and follow it as it runs.
+
+Like `gh workflow run` + `gh run watch`: the deployment's id alone on stdout's first line, then
+(with --watch, or `ghapp watch ID`) its jobs and steps live on a terminal, one line per change
+otherwise, and the verdict. Exit status: 0 success, 1 failure, 2 could not follow."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from ghapp.client import Client, GhappError, StreamUnavailable
+from ghapp.config import SettingsError, load_settings
+from ghapp.core.models import Deployment, ProgressJob
+
+FOLLOW_FAILED = 2
+MARKS = {"completed": "✓", "in_progress": "*", "queued": "·", "waiting": "·", "pending": "·"}
+FAILED_MARK = "X"
+
+
+def _server(url: str | None) -> tuple[str, str]:
+    settings = load_settings()
+    if not settings.orchestrator_token:
+        raise SettingsError("ORCHESTRATOR_TOKEN: required to talk to the server")
+    return (url or f"http://127.0.0.1:{settings.port}").rstrip("/"), settings.orchestrator_token
+
+
+def _inputs(pairs: list[str], environment: str | None) -> dict[str, str | int | float | bool]:
+    inputs: dict[str, str | int | float | bool] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"--input {pair!r}: expected KEY=VALUE")
+        inputs[key] = value
+    if environment is not None:
+        inputs["environment"] = environment
+    return inputs
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    """`ghapp deploy OWNER/REPO ...`: ask the server for a deployment; --watch follows it."""
+    base, token = _server(args.url)
+    inputs = _inputs(args.input or [], args.env)
+    return asyncio.run(_deploy(base, token, args, inputs))
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """`ghapp watch ID`: follow a deployment to its verdict."""
+    base, token = _server(args.url)
+    return asyncio.run(_follow(base, token, args.id))
+
+
+async def _deploy(
+    base: str, token: str, args: argparse.Namespace, inputs: dict[str, str | int | float | bool]
+) -> int:
+    try:
+        async with Client(base, token, max_attempts=2) as client:
+            deployment = await client.deploy(
+                args.repository, workflow=args.workflow, ref=args.ref, inputs=inputs
+            )
+    except GhappError as exc:
+        return _fail(f"the server refused the deployment: {exc}", exc.errors)
+    except (aiohttp.ClientError, OSError) as exc:
+        return _fail(f"could not reach the server at {base}: {exc}")
+    print(deployment.id, flush=True)
+    if not args.watch:
+        return 0
+    return await _follow(base, token, deployment.id)
+
+
+def _fail(message: str, errors: list[dict[str, Any]] | None = None) -> int:
+    print(f"ghapp: {message}", file=sys.stderr)
+    for item in errors or []:
+        print(f"  {item.get('field')}: {item.get('message')}", file=sys.stderr)
+    return FOLLOW_FAILED
+
+
+async def _follow(base: str, token: str, deployment_id: str) -> int:
+    view: View = LiveView() if sys.stdout.isatty() else LineView()
+    last: Deployment | None = None
+    try:
+        async with Client(base, token, max_attempts=2) as client:
+            last = await client.get(deployment_id)
+            view.show(last)
+            try:
+                async for last in client.events(deployment_id):
+                    view.show(last)
+            except StreamUnavailable:
+                while last.state != "completed":
+                    await asyncio.sleep(2.0)
+                    last = await client.get(deployment_id)
+                    view.show(last)
+    except GhappError as exc:
+        view.close()
+        if exc.status == 401:
+            return _fail(f"the server at {base} refused the token (ORCHESTRATOR_TOKEN)")
+        if exc.status == 404:
+            return _fail(f"no deployment {deployment_id} on {base}")
+        return _fail(str(exc))
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        view.close()
+        return _fail(f"lost the server at {base}: {exc!r}")
+    view.close()
+    return verdict_lines(last)
+
+
+def verdict_lines(deployment: Deployment) -> int:
+    """Print the verdict (and on failure where it failed); the exit status it means."""
+    verdict = deployment.verdict
+    if verdict is None:
+        print(f"{deployment.id}: ended without a verdict ({deployment.state})")
+        return FOLLOW_FAILED
+    reason = f" ({verdict.reason})" if verdict.reason and verdict.reason != "failure" else ""
+    print(f"{verdict.status}{reason}: {verdict.summary}")
+    if verdict.deployed_url:
+        print(f"deployed to {verdict.deployed_url}")
+    if verdict.status == "success":
+        return 0
+    # The report (when the server writes one) carries the excerpts, the cause and the links.
+    report = getattr(verdict, "report", None)
+    for job in verdict.failed_jobs:
+        failed = job.failed_step
+        step = f", step {failed.number} {failed.name!r}" if failed else ""
+        print(f"failed job {job.name!r}{step} ({job.conclusion})")
+        if report:
+            continue
+        if job.html_url:
+            print(f"  {job.html_url}")
+        for line in job.log_excerpt.splitlines():
+            print(f"  | {line}")
+    if report:
+        print()
+        print(report)
+    return 1
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _current(job: ProgressJob) -> str:
+    for step in job.steps:
+        if step.status == "in_progress":
+            return step.name
+    return ""
+
+
+def summary(deployment: Deployment, now: datetime) -> str:
+    """One line: state, steps done, the running step of each job, elapsed and the estimate."""
+    parts: list[str] = [deployment.state]
+    progress = deployment.progress
+    if progress is not None and progress.steps_total:
+        parts.append(f"{progress.steps_completed}/{progress.steps_total} steps")
+    for job in progress.jobs if progress else []:
+        running = _current(job)
+        status = job.conclusion or job.status
+        parts.append(f"{job.name}: {running}" if running else f"{job.name}: {status}")
+    parts.append(f"elapsed {_clock((now - deployment.created_at).total_seconds())}")
+    estimate = progress.estimated_completion_at if progress is not None else None
+    if estimate is not None and deployment.state != "completed":
+        left = (estimate - now).total_seconds()
+        parts.append(f"about {_clock(left)} left" if left > 0 else "past the estimate")
+    return " · ".join(parts)
+
+
+class View:
+    """How a followed deployment is shown."""
+
+    def show(self, deployment: Deployment) -> None:
+        """A new snapshot."""
+
+    def close(self) -> None:
+        """Following is over."""
+
+
+class LineView(View):
+    """One line per change (not a terminal: logs, CI, pipes)."""
+
+    def __init__(self) -> None:
+        self._last = ""
+
+    def show(self, deployment: Deployment) -> None:
+        """Print a line if anything but the clock changed."""
+        now = datetime.now(UTC)
+        line = summary(deployment, now)
+        key = line.rsplit(" · elapsed", 1)[0]
+        if key != self._last:
+            self._last = key
+            print(f"{now:%H:%M:%S} {line}", flush=True)
+
+
+class LiveView(View):
+    """Jobs and steps redrawn in place on a terminal (rich), the clock ticking."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._deployment: Deployment | None = None
+        self._live = Live(
+            get_renderable=self._render, console=Console(), refresh_per_second=4, transient=False
+        )
+        self._live.start()
+
+    def show(self, deployment: Deployment) -> None:
+        """Redraw with this snapshot."""
+        self._deployment = deployment
+        self._live.refresh()
+
+    def close(self) -> None:
+        """Leave the last drawing on screen."""
+        self._live.stop()
+
+    def _render(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        deployment = self._deployment
+        if deployment is None:
+            return Text("connecting...")
+        now = datetime.now(UTC)
+        where = f"{deployment.workflow}@{deployment.ref}"
+        title = f"{deployment.repository} · {where} · {deployment.id}"
+        table = Table(title=title, show_header=False, box=None, title_justify="left")
+        table.add_column(width=2)
+        table.add_column()
+        run = f"run {deployment.run.id}" if deployment.run else "run not known yet"
+        table.add_row("", Text(f"{run} · {summary(deployment, now)}", style="bold"))
+        for job in deployment.progress.jobs if deployment.progress else []:
+            table.add_row(_mark(job.status, job.conclusion), Text(job.name, style="bold"))
+            for step in job.steps:
+                table.add_row("", Text(f"{_mark(step.status, step.conclusion)} {step.name}"))
+        return table
+
+
+def _mark(status: str, conclusion: str | None) -> str:
+    if conclusion in ("failure", "cancelled", "timed_out"):
+        return FAILED_MARK
+    if conclusion == "skipped":
+        return "-"
+    return MARKS.get(status, "·")
