@@ -155,6 +155,12 @@ async def test_a_failure_with_on_failure_rollback_restores_the_current_release(
     assert callback.deployment["verdict"]["rollback"] is None
     _, body = await stack.get(ENVS)
     assert body["environments"][0]["current"]["deployment_id"] == rollback_id
+    assert stack.session is not None
+    async with stack.session.get(stack.base_url + "/metrics") as response:
+        metrics = await response.text()
+    assert "ghapp_rollbacks_total 1.0" in metrics
+    series = 'ghapp_deployment_duration_seconds_count{kind="rollback",status="success"}'
+    assert f"{series} 1.0" in metrics
 
 
 async def test_on_failure_rollback_without_a_release_only_reports(stack: Stack) -> None:
