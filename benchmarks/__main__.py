@@ -23,7 +23,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import causes, economy, ingest, latency, log_excerpt, scale, stats, streams
+from benchmarks import (
+    causes,
+    economy,
+    ingest,
+    latency,
+    log_excerpt,
+    memory,
+    reconcile,
+    scale,
+    stats,
+    streams,
+    takeover,
+)
 from benchmarks._common import CHILDREN, machine, row
 
 Runner = Callable[[bool, Path], Awaitable[dict[str, Any]]]
@@ -63,6 +75,9 @@ BENCHMARKS: dict[str, Runner] = {
     scale.NAME: scale.run,
     stats.NAME: stats.run,
     streams.NAME: streams.run,
+    reconcile.NAME: reconcile.run,
+    takeover.NAME: takeover.run,
+    memory.NAME: memory.run,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -170,12 +172,59 @@ class Settings(BaseSettings):
 
 
 def check_key_loads(pem: str) -> None:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    """Raise SettingsError unless the PEM holds an RSA private key (PKCS#1 or PKCS#8).
 
+    Read with the standard library: cryptography (~8 MiB resident) is loaded only when the
+    first App JWT is signed, which an idle server may never do."""
     try:
-        load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
+        _rsa_private_key_der(pem)
+    except (ValueError, IndexError) as exc:
         raise SettingsError(f"PRIVATE_KEY: the key does not load ({exc})") from None
+
+
+_PEM = re.compile(
+    r"-----BEGIN (RSA )?PRIVATE KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END \1?PRIVATE KEY-----"
+)
+# DER of the rsaEncryption algorithm's OID (1.2.840.113549.1.1.1).
+_RSA_OID = bytes.fromhex("06092a864886f70d010101")
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, content) items one after another in a DER string."""
+    items, at = [], 0
+    while at < len(data):
+        tag, length = data[at], data[at + 1]
+        at += 2
+        if length & 0x80:
+            size = length & 0x7F
+            if not 0 < size <= 4:
+                raise ValueError("bad DER length")
+            length = int.from_bytes(data[at : at + size], "big")
+            at += size
+        if at + length > len(data):
+            raise ValueError("truncated DER")
+        items.append((tag, data[at : at + length]))
+        at += length
+    return items
+
+
+def _rsa_private_key_der(pem: str) -> None:
+    found = _PEM.search(pem)
+    if found is None:
+        raise ValueError("no RSA PRIVATE KEY or PRIVATE KEY block")
+    body = base64.b64decode("".join(found.group(2).split()), validate=True)
+    ((tag, content),) = _der_items(body) or [(0, b"")]
+    if tag != 0x30:
+        raise ValueError("not a DER sequence")
+    fields = _der_items(content)
+    if found.group(1) is None:  # PKCS#8: version, algorithm, the PKCS#1 key as an octet string
+        if len(fields) < 3 or not fields[1][1].startswith(_RSA_OID) or fields[2][0] != 0x04:
+            raise ValueError("not an RSA key")
+        ((tag, content),) = _der_items(fields[2][1])
+        fields = _der_items(content) if tag == 0x30 else []
+    # RSAPrivateKey: version, n, e, d, p, q, d mod (p-1), d mod (q-1), q^-1 mod p.
+    if len(fields) < 9 or any(tag != 0x02 for tag, _ in fields[:9]):
+        raise ValueError("not an RSA private key")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -12,6 +12,10 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import Stack
 
+# The orchestrator kit's fixture, taken from the module rather than as the plugin, so that this
+# suite runs the same whether the plugin is installed, not yet installed, or off (-p no:...).
+from ghapp.testing import ghapp_sandbox as ghapp_sandbox
+
 # GHAPP_REFERENCE (as for the benchmarks) points a checkout elsewhere at the shared data.
 REFERENCE = Path(
     os.environ.get("GHAPP_REFERENCE")

@@ -28,6 +28,12 @@ EXPECTED: dict[str, list[str]] = {
         "baseline", "at_scale", "polls_per_s", "rss_mib", "rows",
     ],
     "streams": ["results", "rows"],
+    "reconcile": ["results", "rows"],
+    "takeover": ["rows"],
+    "memory": [
+        "idle_rss_mib", "idle_first_rss_mib", "workers2_tree_rss_mib",
+        "workers2_supervisor_rss_mib", "rows",
+    ],
 }
 SERVERS = ["ghapp-1w", "ghapp-2w", "bare-1w", "bare-2w"]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from pathlib import Path
 
 from ghapp.cli.demo import demo_workflows
@@ -10,6 +12,7 @@ from ghapp.simulator.balancer import RoundRobinBalancer
 from ghapp.simulator.stack import ProcessServer, Stack
 
 DEPLOYMENTS = 50
+TAKEOVER_S = 15.0
 
 
 async def test_two_replicas_one_killed_exactly_one_callback_each(
@@ -27,6 +30,7 @@ async def test_two_replicas_one_killed_exactly_one_callback_each(
         stack.base_url = await balancer.start()
         stack.sim.webhook_url = stack.base_url + stack.settings.webhook_path
         stack.sim.step_delay = 0.3  # runs overlap the kill below
+        stack.receiver.delay = 0.2  # so do callbacks: the killed replica holds some mid-send
         deployments = await asyncio.gather(
             *(
                 stack.deploy(
@@ -39,13 +43,18 @@ async def test_two_replicas_one_killed_exactly_one_callback_each(
         await asyncio.sleep(0.5)
         # Both replicas took webhooks before one of them dies mid-flight.
         assert all(balancer.sent[url] > 0 for url in urls)
+        killed_at = time.time()
         await replicas[0].kill()
         ids = [body["id"] for _, body in deployments]
         for deployment_id in ids:
             await stack.receiver.wait_for(deployment_id, timeout=60)
+        # Its leases (callbacks, reports, polls) run out within seconds, not the 30 s of old.
+        last = max(c.arrived_at for c in stack.receiver.delivered())
+        assert last - killed_at <= TAKEOVER_S
         await asyncio.sleep(1.0)  # a duplicate callback would have arrived by now
         delivered = [c.deployment["id"] for c in stack.receiver.delivered()]
-        assert sorted(delivered) == sorted(ids), "each deployment exactly one callback"
+        twice = {i: n for i, n in Counter(delivered).items() if n > 1}
+        assert sorted(delivered) == sorted(ids), f"each deployment exactly one callback: {twice}"
         for _, body in deployments:
             callback = await stack.receiver.wait_for(body["id"])
             expected = "success" if body["repository"] == "acme/shop" else "failure"

@@ -30,13 +30,25 @@ def test_workers_can_each_listen_on_the_same_port() -> None:
 
 
 def workers_of(pid: int) -> list[int]:
-    """The worker processes of `ghapp serve` (not multiprocessing's resource tracker)."""
+    """The worker processes of `ghapp serve --workers N`."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text():
+            if "--reuse-port" in Path(f"/proc/{child}/cmdline").read_text():
                 found.append(int(child))
     return found
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def loaded_files(pid: int) -> set[str]:
+    """The shared libraries and extension modules a process has mapped."""
+    return {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()}
 
 
 async def test_two_workers_stop_cleanly_and_a_dead_worker_stops_the_rest(tmp_path: Path) -> None:
@@ -51,6 +63,9 @@ async def test_two_workers_stop_cleanly_and_a_dead_worker_stops_the_rest(tmp_pat
                 async with session.get(server.url + "/healthz") as response:
                     assert response.status == 200
         assert len(workers_of(server.process.pid)) == 2
+        # The supervisor loads nothing of the app: a few MiB, not a worker's weight.
+        assert rss_mib(server.process.pid) <= 30
+        assert not [m for m in loaded_files(server.process.pid) if "pydantic" in m]
         await server.stop()
         assert server.process.returncode == 0
 

@@ -8,12 +8,21 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ghapp.config import SettingsError, load_settings
+# Nothing of the app is imported here: `ghapp serve --workers N` runs as a small supervisor,
+# and each command loads only what it needs.
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers > 1 and not args.reuse_port:
+        # Each worker reads the settings, builds its own app and shares the database with
+        # the others, like a replica; each listens on its own socket so the kernel spreads
+        # the connections. The supervisor itself loads nothing of the app.
+        from ghapp.cli.serving import serve_workers
+
+        return serve_workers(args.workers)
     import uvicorn
 
+    from ghapp.config import load_settings
     from ghapp.web.app import create_app
 
     settings = load_settings()
@@ -24,17 +33,20 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": settings.log_level == "debug",
         "log_config": None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
         "proxy_headers": True,
+        # No WebSocket route exists: not loading a WebSocket library saves memory.
+        "ws": "none",
     }
-    if args.workers > 1:
-        # Each worker builds its own app and shares the database with the others, like a
-        # replica; each listens on its own socket so the kernel spreads the connections.
-        from ghapp.cli.serving import serve_workers
-
-        return serve_workers(args.workers, settings.host, settings.port, options)
     from ghapp.runner import Server
 
     app = create_app(settings, freeze_gc=True)
-    Server(uvicorn.Config(app, host=settings.host, port=settings.port, **options)).run()
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)
+    if args.reuse_port:
+        from ghapp.cli.serving import reuse_port_socket
+
+        # A worker of `--workers N`: its own SO_REUSEPORT socket, the kernel spreads connections.
+        Server(config).run(sockets=[reuse_port_socket(settings.host, settings.port)])
+        return 0
+    Server(config).run()
     return 0
 
 
@@ -237,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes (default 1); they share the database like replicas",
     )
+    # A worker of `--workers N`: listen on a socket of its own (SO_REUSEPORT).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     demo = commands.add_parser(
         "demo", help="the whole flow against the embedded GitHub simulator, no account needed"
@@ -248,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     template.set_defaults(func=_template)
     _add_deploy_and_watch(commands)
     _add_setup_and_debugging(commands)
+    from ghapp.cli import sandbox
+
+    sandbox.add_parser(commands)
     return parser
 
 
@@ -256,11 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except SettingsError as exc:
-        print(f"ghapp: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A SettingsError can only come from the settings module once it is loaded: asked
+        # this way, a command that never needs the settings never imports them (nor pydantic).
+        config = sys.modules.get("ghapp.config")
+        if config is None or not isinstance(exc, config.SettingsError):
+            raise
+        print(f"ghapp: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -4,19 +4,23 @@ uvicorn's own workers share one listening socket, and whichever process wakes fi
 whole burst of new connections: with long-lived connections (a proxy's keep-alive pool, a load
 generator) one worker can end up with nearly all of them (the ingest benchmark once kept 0.97 of
 two cores busy). With a socket each, the kernel spreads connections over the workers.
+
+The supervisor is a few megabytes: this module imports only the standard library and none of
+the app; each worker is `python -m ghapp serve --reuse-port`, which reads its own settings.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import os
+import json
 import signal
 import socket
-from multiprocessing.connection import wait
+import subprocess
+import sys
+import time
 from typing import Any
 
-log = logging.getLogger("ghapp.serving")
+# The hidden `serve` option a worker is started with.
+WORKER_FLAG = "--reuse-port"
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -29,53 +33,39 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
-    import uvicorn
-
-    from ghapp.runner import Server
-
-    sock = reuse_port_socket(host, port)
-    # Each worker builds its own app from the environment, like a replica.
-    config = uvicorn.Config(
-        "ghapp.web.app:app_from_env", factory=True, host=host, port=port, **options
-    )
-    Server(config).run(sockets=[sock])
+def _say(message: str, **fields: Any) -> None:
+    # One JSON line on stderr, the shape of ghapp's own log lines (no logging set-up here).
+    line = {"level": "error", "logger": "ghapp.serving", "message": message, **fields}
+    print(json.dumps(line), file=sys.stderr, flush=True)
 
 
-def serve_workers(workers: int, host: str, port: int, options: dict[str, Any]) -> int:
-    """Run the workers until SIGTERM/SIGINT (0) or until one of them dies (1)."""
-    # Bound once here first, so a port in use fails at once with one clear error.
-    reuse_port_socket(host, port).close()
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(target=_worker, args=(host, port, options), name=f"ghapp-worker-{n}")
-        for n in range(workers)
-    ]
-    for process in processes:
-        process.start()
+def serve_workers(workers: int) -> int:
+    """Run the workers until SIGTERM/SIGINT (0) or until one of them dies (its status, or 1)."""
+    command = [sys.executable, "-m", "ghapp", "serve", WORKER_FLAG]
+    processes = [subprocess.Popen(command) for _ in range(workers)]
     stopping = False
 
     def stop(_signum: int = 0, _frame: Any = None) -> None:
         nonlocal stopping
         stopping = True
         for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while alive := [process for process in processes if process.is_alive()]:
+    failed: int | None = None
+    while alive := [process for process in processes if process.poll() is None]:
         # Checked before each wait, so a worker that died at any moment is seen.
         if not stopping and len(alive) < len(processes):
-            dead = next(p for p in processes if not p.is_alive())
-            log.error(
-                "a worker exited: stopping the others",
-                extra={"worker": dead.name, "exit_code": dead.exitcode},
-            )
+            dead = next(p for p in processes if p.poll() is not None)
+            failed = dead.returncode
+            _say("a worker exited: stopping the others", worker=dead.pid, exit_code=failed)
             stop()
-        wait([process.sentinel for process in alive], timeout=1.0)
-    for process in processes:
-        process.join()
+        time.sleep(0.2)
     # uvicorn re-raises the signal it stopped on once it has shut down cleanly.
     clean = (0, -signal.SIGTERM, -signal.SIGINT)
-    return 0 if stopping and all(p.exitcode in clean for p in processes) else 1
+    if failed is None and stopping and all(p.returncode in clean for p in processes):
+        return 0
+    return failed if failed not in (None, 0) and failed > 0 else 1
+

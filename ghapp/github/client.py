@@ -7,22 +7,19 @@ import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urljoin
 
-import aiohttp
 import gidgethub
-import gidgethub.aiohttp
 from cachetools import LRUCache, TLRUCache, TTLCache
-from gidgethub.apps import get_installation_access_token
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from ghapp.github.retry import backoff, is_rate_limited, rate_limit_wait
+from ghapp.github.retry import is_rate_limited
+from ghapp.github.sessions import LazySession
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ghapp.github.api import GitHubAPI as _GitHubAPI
 
 T = TypeVar("T")
 USER_AGENT = "ghapp"
@@ -43,69 +40,25 @@ class LogUnavailable(Exception):
     """GitHub will not give the job's log (no permission, deleted, expired for good)."""
 
 
-class _GitHubAPI(gidgethub.aiohttp.GitHubAPI):
-    """gidgethub's client with the retries GitHub's docs ask for."""
-
-    max_attempts = 5
-    retry_base = 1.0
-
-    async def handle_rate_limit_error(
-        self, *, method: str, url: str, exception: gidgethub.HTTPException, attempt: int
-    ) -> bool:
-        if attempt >= self.max_attempts:
-            return False
-        status = int(exception.status_code)
-        if is_rate_limited(status, exception.headers, str(exception)):
-            await self.sleep(rate_limit_wait(exception.headers, time.time()))
-            return True
-        if status >= 500:
-            await self.sleep(backoff(attempt, base=self.retry_base, cap=30.0))
-            return True
-        return False
-
-    async def _request(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        # Connection failures mean the request never arrived, so even a POST may be sent again.
-        retryable: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
-        if method == "GET":
-            retryable += (TimeoutError, aiohttp.ClientPayloadError)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(retryable),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self.retry_base, max=30.0, jitter=self.retry_base
-            ),
-            reraise=True,
-        ):
-            with attempt:
-                answer = await super()._request(method, url, headers, body)
-                self.observe(method, url, answer[0], answer[1])
-                return answer
-        raise AssertionError("unreachable")
-
-    def observe(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
-        """Called with every answer (the client counts them); replaced per instance."""
-
-
 class GitHubClient:
     """The GitHub calls of one App, with its caches; one per process."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | LazySession,
         *,
         app_id: str,
         private_key: str,
         api_url: str,
         retry_base: float = 1.0,
     ) -> None:
-        self.session = session
+        # A LazySession opens (and loads aiohttp) at the first call GitHub is sent.
+        self._session = session
         self.app_id = app_id
         self.api_url = api_url.rstrip("/")
         self._private_key = private_key
         self._retry_base = retry_base
-        self._app = self._api(app_id=app_id, private_key=private_key)
+        self._app_api: _GitHubAPI | None = None
         self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(
             maxsize=4096, ttu=lambda _k, v, _now: v[1] - TOKEN_RENEW_MARGIN, timer=time.time
         )
@@ -129,18 +82,35 @@ class GitHubClient:
 
         return observe
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (opened now if it was lazy)."""
+        if isinstance(self._session, LazySession):
+            return self._session.get()
+        return self._session
+
+    @property
+    def _app(self) -> _GitHubAPI:
+        if self._app_api is None:
+            self._app_api = self._api(app_id=self.app_id, private_key=self._private_key)
+        return self._app_api
+
     def _api(self, installation_id: int | None = None, **kwargs: Any) -> _GitHubAPI:
-        api = _GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
+        from ghapp.github.api import GitHubAPI
+
+        api = GitHubAPI(self.session, USER_AGENT, base_url=self.api_url, **kwargs)
         api.retry_base = self._retry_base
         api.observe = self._observer(installation_id)  # type: ignore[method-assign]
         return api
 
     async def _guard(self, call: Awaitable[T]) -> T:
+        from ghapp.github.api import ClientError
+
         try:
             return await call
         except gidgethub.GitHubBroken as exc:
             raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientError, TimeoutError) as exc:
             raise GitHubUnavailable(f"GitHub could not be reached: {exc!r}") from exc
         except gidgethub.BadRequest as exc:
             if is_rate_limited(int(exc.status_code), exc.headers, str(exc)):
@@ -184,6 +154,10 @@ class GitHubClient:
             cached = self._tokens.get(installation_id)
             if cached is not None:
                 return cached[0]
+            # Loaded at the first token: PyJWT's RS256 brings cryptography (~8 MiB), which
+            # an idle server does not need.
+            from gidgethub.apps import get_installation_access_token
+
             data = await self._guard(
                 get_installation_access_token(
                     self._app,
@@ -279,6 +253,18 @@ class GitHubClient:
         url = f"/repos/{repository}/actions/workflows/{workflow}/runs?{query}"
         data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
         return list(data.get("workflow_runs") or [])
+
+    async def dispatch_runs_page(
+        self, repository: str, installation_id: int, created: str, page: int = 1
+    ) -> dict[str, Any]:
+        """One page (100 runs, newest first) of a repository's dispatched runs created in a
+        window (GitHub's `created` syntax); conditional, so an unchanged page is a free 304."""
+        query = urlencode(
+            {"event": "workflow_dispatch", "created": created, "per_page": 100, "page": page}
+        )
+        url = f"/repos/{repository}/actions/runs?{query}"
+        data = await self.as_installation(installation_id, lambda gh: gh.getitem(url))
+        return dict(data)
 
     async def cancel_run(self, repository: str, installation_id: int, run_id: int) -> None:
         """Ask GitHub to cancel a run (it answers 202; the run ends `cancelled`)."""

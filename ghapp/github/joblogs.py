@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -14,6 +14,9 @@ from tenacity import (
 
 from ghapp.github.client import USER_AGENT, GitHubClient, GitHubUnavailable, LogsNotReady
 from ghapp.github.logexcerpt import Excerpt, ExcerptBuilder
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Logs past this are cut: the excerpt needs the failing step, not an endless stream.
 LOG_SIZE_CAP = 512 * 1024 * 1024

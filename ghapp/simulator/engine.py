@@ -33,6 +33,13 @@ class Outgoing:
     payload: dict[str, Any]
     run_id: int | None = None
     closes_run: bool = False
+    lost: bool = False
+
+
+def _lost(run: RunState, event: str, action: str | None) -> bool:
+    """Whether the run's workflow says this webhook never arrives."""
+    names = run.workflow.lose_webhooks
+    return bool(names) and (event in names or f"{event}.{action}" in names)
 
 
 def display_title(wf: Workflow, inputs: dict[str, Any]) -> str:
@@ -87,14 +94,16 @@ class Engine:
             workflow=payloads.run_workflow(self.world, run),
             workflow_run=payloads.workflow_run(self.world, run),
         )
-        return Outgoing("workflow_run", action, body, run.id, closes)
+        return Outgoing("workflow_run", action, body, run.id, closes,
+                        _lost(run, "workflow_run", action))
 
     def _job_event(self, run: RunState, job: JobState, action: str) -> Outgoing:
         body = payloads.envelope(
             self.world, run.repo, action,
             workflow_job=payloads.job(self.world, run, job, webhook=True),
         )
-        return Outgoing("workflow_job", action, body, run.id)
+        return Outgoing("workflow_job", action, body, run.id,
+                        lost=_lost(run, "workflow_job", action))
 
     def _status_event(self, run: RunState, dep: DeploymentState) -> Outgoing:
         body = payloads.envelope(
@@ -104,7 +113,8 @@ class Engine:
             workflow=payloads.run_workflow(self.world, run),
             workflow_run=payloads.workflow_run(self.world, run),
         )
-        return Outgoing("deployment_status", "created", body, run.id)
+        return Outgoing("deployment_status", "created", body, run.id,
+                        lost=_lost(run, "deployment_status", "created"))
 
     # -- runs -----------------------------------------------------------------------------
 

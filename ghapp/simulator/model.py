@@ -116,6 +116,12 @@ class Workflow:
     run_name: str | None = None
     content: str | None = None
     id: int = 0
+    # Per-run knobs the sandbox's scenarios set: seconds between a run's phases (the
+    # simulator's step_delay when None), webhooks of its runs that are lost ("event" or
+    # "event.action"), and seconds of 502s from the whole API once one of its runs is dispatched.
+    phase_delay: float | None = None
+    lose_webhooks: frozenset[str] = frozenset()
+    errors_after_dispatch: float = 0.0
     # `concurrency.group` with `cancel-in-progress: false`, e.g. "deploy-${{ inputs.environment }}":
     # one run of a group at a time, and only the newest waiting run is kept.
     concurrency: str | None = None
@@ -166,6 +172,8 @@ class Faults:
     # The dispatch is answered only once its run has finished and all its webhooks were sent:
     # the App hears of the run before it learns the run's id (the early-run race).
     webhooks_before_answer: bool = False
+    # Every API request answers 502 until this time.monotonic() (GitHub down for a while).
+    server_errors_until: float = 0.0
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

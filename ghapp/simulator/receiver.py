@@ -47,6 +47,9 @@ class CallbackReceiver:
 
     secret: str
     fail_with: list[int] = field(default_factory=list)
+    # Seconds to take before answering (an orchestrator that is slow to say 2xx); a callback
+    # whose sender went away meanwhile is not kept: its answer never reached the sender.
+    delay: float = 0.0
     received: list[ReceivedCallback] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -72,6 +75,10 @@ class CallbackReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)
         arrived_at = time.time()
         expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
         given = request.headers.get("X-Ghapp-Signature-256", "")

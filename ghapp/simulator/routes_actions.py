@@ -29,6 +29,9 @@ NEW_API_VERSION = "2026-03-10"
 LOGS_DOCS = "https://docs.github.com/rest/reference/actions#download-job-logs-for-a-workflow-run"
 RUN_STATUSES = {"completed", "in_progress", "queued", "requested", "waiting", "pending"}
 MAX_INPUTS = 25
+# GitHub answers at most this many runs for a listing narrowed by one of these parameters.
+FILTERED_CAP = 1000
+CAPPED_FILTERS = ("actor", "branch", "check_suite_id", "created", "event", "head_sha", "status")
 
 
 def _bounds(text: str) -> tuple[int, int]:
@@ -126,6 +129,9 @@ def register(router: Router, sim: Simulator) -> None:
         effective.update(inputs)
         run, events = sim.engine.create_run(repo, wf, branch, effective)
         sim.launch(run, events)
+        if wf.errors_after_dispatch > 0:
+            until = time.monotonic() + wf.errors_after_dispatch
+            sim.faults.server_errors_until = max(sim.faults.server_errors_until, until)
         if sim.faults.webhooks_before_answer:
             await sim.wait_for_run(run.id)
         version = call.request.headers.get("X-GitHub-Api-Version")
@@ -174,8 +180,13 @@ def register(router: Router, sim: Simulator) -> None:
             low, high = created_filter(q["created"])
             runs = [r for r in runs if low <= r.created <= high]
         runs.sort(key=lambda r: r.id, reverse=True)
+        total = len(runs)
+        if any(q.get(name) for name in CAPPED_FILTERS):
+            # Pages past the first 1,000 results are empty; total_count still says how many
+            # matched, which is how a client learns it must narrow the search.
+            runs = runs[:FILTERED_CAP]
         chunk, headers = _paginate(call, sim, runs)
-        body = {"total_count": len(runs),
+        body = {"total_count": total,
                 "workflow_runs": [payloads.workflow_run(world, r) for r in chunk]}
         return json_response(body, headers=headers)
 

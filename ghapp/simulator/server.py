@@ -64,6 +64,9 @@ class ApiServer:
     def app(self) -> web.Application:
         """The aiohttp application of the API origin."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Routes of whoever embeds the simulator (the sandbox's /sandbox/...), outside GitHub's
+        # API: no auth, no faults, no records.
+        app.add_routes(self.sim.extra_routes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -94,6 +97,9 @@ class ApiServer:
 
     def _fault(self, record: RequestRecord, rid: str) -> ApiError | None:
         faults = self.sim.faults
+        if faults.server_errors_until > time.monotonic():
+            record.fault = "server_errors"
+            return ApiError(502, "Server Error")
         if faults.server_errors > 0:
             faults.server_errors -= 1
             record.fault = "server_errors"
@@ -123,6 +129,9 @@ class ApiServer:
         route, params, _ = self.router.match(request.method, path)
         if route is None:
             raise ApiError(404, "Not Found")
+        if self.sim.on_unknown_repository is not None and "owner" in params and "repo" in params \
+                and self.sim.world.repo_of(params["owner"], params["repo"]) is None:
+            self.sim.on_unknown_repository(params["owner"], params["repo"])
         call = Call(request, params, record=record)
         bucket = self._authenticate(route, call, request) or bucket
         if bucket.remaining <= 0:

@@ -69,6 +69,10 @@ class Simulator:
             secret=lambda: self.webhook_secret, url=lambda: self.webhook_url,
             app_id=app_id, faults=self.faults, next_id=lambda: next(self.world.ids.delivery),
         )
+        # Set before start(): extra aiohttp routes on the API origin, and a hook that may create
+        # a repository the first time a request names one that does not exist (the sandbox).
+        self.extra_routes: list[web.RouteDef] = []
+        self.on_unknown_repository: Callable[[str, str], object] | None = None
         self.api_url = ""
         self.log_url = ""
         self._runners: list[web.AppRunner] = []
@@ -215,13 +219,15 @@ class Simulator:
         # With time between moves, jobs go through their steps one by one, each move a
         # workflow_job webhook (at step_delay 0, a run starts and ends at once, as before).
         run = self.world.runs[run_id]
-        stepwise = self.step_delay > 0
+        # A workflow may set its own pace (the sandbox's scenarios do).
+        delay = self.step_delay if run.workflow.phase_delay is None else run.workflow.phase_delay
+        stepwise = delay > 0
         while self.auto and run.attempt == attempt and run.status != "completed":
             if run.waiting:
                 # Its concurrency group is held by another run: wait for it to complete.
-                await asyncio.sleep(max(self.step_delay, 0.01))
+                await asyncio.sleep(max(delay, 0.01))
                 continue
-            await asyncio.sleep(self.step_delay)
+            await asyncio.sleep(delay)
             if not (self.auto and run.attempt == attempt and run.status != "completed"):
                 return
             if run.status == "queued" and stepwise:

@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ class Stack:
     receiver: CallbackReceiver
     settings: Settings
     retry_base: float = 1.0
+    port: int = 0
     server: BackgroundServer | None = None
     base_url: str = ""
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
@@ -50,9 +52,12 @@ class Stack:
         *,
         step_delay: float = 0.0,
         retry_base: float = 0.05,
+        port: int = 0,
+        github_port: int = 0,
+        configure_simulator: Callable[[Simulator], None] | None = None,
         **overrides: Any,
     ) -> Stack:
-        """Start the simulator, the stand-in and ghapp (settings overridable)."""
+        """Start the simulator, the stand-in and ghapp (settings overridable; ports 0: any)."""
         webhook_secret = secrets.token_hex(16)
         sim = Simulator(
             app_id=424242,
@@ -63,8 +68,11 @@ class Stack:
         receiver = CallbackReceiver(secret=secrets.token_hex(16))
         stack = cls(sim=sim, receiver=receiver, settings=Settings(_env_file=None))
         stack.retry_base = retry_base
+        stack.port = port
+        if configure_simulator is not None:
+            configure_simulator(sim)
         try:
-            await sim.start()
+            await sim.start(port=github_port)
             await receiver.start()
             values = {"callback_retry_base": retry_base, **overrides}
             stack.settings = settings_for(sim, receiver, database_url, **values)
@@ -77,7 +85,8 @@ class Stack:
 
     async def start_ghapp(self) -> str:
         """Start (or start again) ghapp on the same database; webhooks go to it."""
-        self.server = BackgroundServer(create_app(self.settings, retry_base=self.retry_base))
+        app = create_app(self.settings, retry_base=self.retry_base)
+        self.server = BackgroundServer(app, port=self.port)
         self.base_url = await self.server.start()
         self.sim.webhook_url = self.base_url + self.settings.webhook_path
         return self.base_url

@@ -166,7 +166,7 @@ class WebhookSender:
         if self._faults.delay_webhooks > 0:
             await asyncio.sleep(self._faults.delay_webhooks)
         copies = 2 if self._faults.duplicate_webhooks else 1
-        dropped = self._faults.drops(out.event, out.action)
+        dropped = out.lost or self._faults.drops(out.event, out.action)
         for _ in range(copies):
             await self.post(out.event, out.payload, guid=item.guid,
                             redelivery=item.redelivery, dropped=dropped)

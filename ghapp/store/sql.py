@@ -306,12 +306,15 @@ class SqlStore:
         silent_since: float,
         polled_before: float,
         lease_seconds: float,
-        limit: int,
+        repositories: int,
     ) -> list[DeploymentRecord]:
-        """Claim unfinished deployments silent and unpolled since a time, for one poller.
+        """Claim, for one poller, the unfinished deployments silent and unpolled since a time,
+        every such deployment of up to `repositories` repositories (one listing answers for a
+        repository's deployments together).
 
-        The claim marks them polled now (which spaces the polls of a quiet deployment) and
-        reserves them for `lease_seconds`, so no other replica polls them meanwhile.
+        The lease keeps other replicas off them while it is renewed (`renew_poll_claims`);
+        `release_poll_claims` marks them polled, so a claim that dies with its replica leaves
+        them due for whoever comes next.
         """
         now = time.time()
         claimable = and_(
@@ -324,29 +327,66 @@ class SqlStore:
         async with self.begin() as conn:
             due = (
                 await conn.execute(
-                    select(deployments.c.id)
+                    select(deployments.c.repository)
                     .where(claimable)
-                    .order_by(deployments.c.last_heard_at)
-                    .limit(limit)
+                    .group_by(deployments.c.repository)
+                    .order_by(func.min(deployments.c.last_heard_at))
+                    .limit(repositories)
                 )
             ).all()
             if not due:
                 return []
-            ids = [row.id for row in due]
+            names = [row.repository for row in due]
             await conn.execute(
                 update(deployments)
-                .where(deployments.c.id.in_(ids), claimable)
-                .values(lease_owner=owner, lease_until=until, polled_at=now)
+                .where(deployments.c.repository.in_(names), claimable)
+                .values(lease_owner=owner, lease_until=until)
             )
             rows = (
                 await conn.execute(
                     _select_records().where(
-                        deployments.c.id.in_(ids),
+                        deployments.c.repository.in_(names),
                         deployments.c.lease_owner == owner,
                         deployments.c.lease_until == until,
                     )
                 )
             ).all()
+        return [_record(row) for row in rows]
+
+    async def renew_poll_claims(self, ids: list[str], owner: str, lease_seconds: float) -> int:
+        """Extend a live poller's leases (its heartbeat); how many it still holds."""
+        held = 0
+        async with self.begin() as conn:
+            for chunk in _chunks(ids):
+                result = await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.lease_owner == owner)
+                    .values(lease_until=time.time() + lease_seconds)
+                )
+                held += int(result.rowcount)
+        return held
+
+    async def renew_gathers(self, ids: list[str], owner: str, lease_seconds: float) -> int:
+        """Extend the gather leases a live worker holds (its heartbeat); how many it holds."""
+        held = 0
+        async with self.begin() as conn:
+            for chunk in _chunks(ids):
+                result = await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.gather_owner == owner)
+                    .values(gather_until=time.time() + lease_seconds)
+                )
+                held += int(result.rowcount)
+        return held
+
+    async def stranded(self) -> list[DeploymentRecord]:
+        """Deployments concluding with nobody holding their gather lease (a replica died)."""
+        query = _select_records().where(
+            deployments.c.phase == "concluding",
+            or_(deployments.c.gather_until.is_(None), deployments.c.gather_until < time.time()),
+        )
+        async with self.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
         return [_record(row) for row in rows]
 
     async def claim(self, deployment_id: str, *, owner: str, lease_seconds: float) -> bool:
@@ -415,14 +455,20 @@ class SqlStore:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def release_poll_claims(self, ids: list[str], owner: str) -> None:
-        """End a poller's claim on deployments it has polled."""
+    async def release_poll_claims(
+        self, ids: list[str], owner: str, *, polled: bool = True
+    ) -> None:
+        """End a poller's claim on deployments, marking them polled now when they were."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if polled:
+            values["polled_at"] = time.time()
         async with self.begin() as conn:
-            await conn.execute(
-                update(deployments)
-                .where(deployments.c.id.in_(ids), deployments.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+            for chunk in _chunks(ids):
+                await conn.execute(
+                    update(deployments)
+                    .where(deployments.c.id.in_(chunk), deployments.c.lease_owner == owner)
+                    .values(**values)
+                )
 
     async def unbound(self, repository: str) -> list[DeploymentRecord]:
         """Unfinished deployments of a repository whose run is not identified yet."""
@@ -457,12 +503,18 @@ class SqlStore:
         delivery_id: str | None = None,
         enqueue_callback: bool = False,
         enqueue_started: bool = False,
+        gather_owner: str | None = None,
+        gather_seconds: float = 0.0,
     ) -> bool:
         """Write a changed deployment if nobody else changed it since it was read.
 
         Returns False on a lost race (the caller reads again and re-applies its event).
-        The delivery id, the record and the callback commit together or not at all.
+        The delivery id, the record and the callback commit together or not at all; so does
+        the lease on the deployment's slow work (`gather_owner`), which saves a write.
         """
+        lease: dict[str, Any] = {}
+        if gather_owner is not None:
+            lease = {"gather_owner": gather_owner, "gather_until": time.time() + gather_seconds}
         try:
             async with self.begin() as conn:
                 if delivery_id is not None:
@@ -474,7 +526,7 @@ class SqlStore:
                 result = await conn.execute(
                     update(deployments)
                     .where(deployments.c.id == record.id, deployments.c.version == record.version)
-                    .values(**_columns(record), version=record.version + 1)
+                    .values(**_columns(record), **lease, version=record.version + 1)
                 )
                 if result.rowcount != 1:
                     await conn.rollback()
@@ -615,6 +667,20 @@ class SqlStore:
             )
             for row in rows
         ]
+
+    async def renew_callback(self, item: OutboxItem, *, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease of a callback being sent (the heartbeat); False once it is lost."""
+        async with self.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.delivery_id == item.delivery_id,
+                    outbox.c.lease_owner == owner,
+                    outbox.c.state == "pending",
+                )
+                .values(lease_until=time.time() + lease_seconds)
+            )
+        return bool(result.rowcount)
 
     async def finish_callback(
         self,
@@ -758,6 +824,11 @@ def select_records() -> Any:
 def record_of(row: Row[Any]) -> DeploymentRecord:
     """A record from a row of `select_records()`."""
     return _record(row)
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    # SQLite builds may allow as few as 999 bound parameters in one statement.
+    return [ids[at : at + size] for at in range(0, len(ids), size)]
 
 
 def storable(value: str) -> bool:

@@ -8,15 +8,16 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.config import Settings
+from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
+from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -38,8 +39,9 @@ from ghapp.work.engine import Engine
 from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.app")
-# How often stranded work (a verdict half-gathered when a task died) is picked up again.
-SWEEP_INTERVAL = 10.0
+# How often stranded work (a verdict half-gathered when a task or a replica died) is looked
+# for: with the gather lease's few seconds, a dead replica's reports move on within 10 s.
+SWEEP_INTERVAL = 2.0
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -93,7 +95,7 @@ async def _sweep(engine: Engine) -> None:
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         try:
-            await engine.resume()
+            await engine.resume(stranded_only=True)
         except Exception:
             log.exception("sweep failed")
 
@@ -111,7 +113,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         register_secret(secret)
     store = SqlStore(settings.database_url)
     await store.open()
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    # Opened at the first request GitHub or an orchestrator is sent: an idle server never
+    # loads aiohttp.
+    session = LazySession(timeout=30)
     github = GitHubClient(
         session,
         app_id=settings.app_id or "",
@@ -139,7 +143,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         action_retry_base=app.state.retry_base,
         rules=settings.cause_rules(),
     )
-    poller = Poller(store, github, engine, settings)
+    # Background polling pauses for an installation low on its API budget (headers of
+    # every answer); nothing on the dispatch path asks it.
+    budget = RateBudget()
+    github.observers.append(budget.observe)
+    poller = Poller(store, github, engine, settings, budget)
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-import aiohttp
 from cachetools import LRUCache
 
 from ghapp.config import Settings
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.github.client import GitHubClient
+from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.work.callbacks import CallbackSender
@@ -26,7 +26,7 @@ class Services:
 
     settings: Settings
     store: SqlStore
-    session: aiohttp.ClientSession
+    session: LazySession
     github: GitHubClient
     engine: Engine
     sender: CallbackSender

@@ -10,17 +10,33 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ghapp.github.retry import backoff
+from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
 from ghapp.work.workers import Worker
 
+if TYPE_CHECKING:
+    import aiohttp
+
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
 EVENT = "deployment.completed"
+# A claimed callback's lease: renewed every third of it while the POST is out, so a replica
+# that dies frees its callbacks within this; short of it, the POST is abandoned first, so
+# two replicas never send the same callback at once.
+CALLBACK_LEASE = 6.0
+# Callbacks claimed (and sent side by side) at once: a backlog after an outage moves in
+# few claims.
+CLAIM_BATCH = 50
+# Stop sending this long before a lease no renewal could extend runs out.
+LEASE_MARGIN = 1.0
+
+
+class LeaseLost(Exception):
+    """The callback's lease could not be renewed in time: another replica may take it."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -49,14 +65,15 @@ class CallbackSender(Worker):
     def __init__(
         self,
         store: SqlStore,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | LazySession,
         *,
         secret: str,
         policy: RetryPolicy,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = CALLBACK_LEASE,
     ) -> None:
         super().__init__(store, "cb")
-        self.session = session
+        # A LazySession opens (and loads aiohttp) with the first callback sent.
+        self._session = session
         self.secret = secret
         self.policy = policy
         self.lease_seconds = lease_seconds
@@ -73,7 +90,7 @@ class CallbackSender(Worker):
             self._wake.clear()
             try:
                 items = await self.store.claim_callbacks(
-                    owner=self.owner, lease_seconds=self.lease_seconds
+                    owner=self.owner, lease_seconds=self.lease_seconds, limit=CLAIM_BATCH
                 )
                 if items:
                     await asyncio.gather(*(self.deliver(item) for item in items))
@@ -110,20 +127,23 @@ class CallbackSender(Worker):
             "X-Ghapp-Delivery": item.delivery_id,
             "X-Ghapp-Signature-256": sign(body, self.secret),
         }
+        from aiohttp import ClientError
+
         status: int | None = None
         error: str | None = None
+        if item.lease_until - time.time() < LEASE_MARGIN:
+            return False  # claimed too long ago (a stalled loop): leave it to the next claim
         try:
-            async with self.session.post(
-                item.url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT),
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status = await self._post_holding_lease(item, body, headers)
+        except (ClientError, TimeoutError) as exc:
             error = repr(exc)
+        except LeaseLost:
+            # Not ours any more: whoever holds it now sends it (with the same delivery id).
+            log.warning(
+                "callback lease lost mid-send",
+                extra={"deployment_id": item.deployment_id, "delivery_id": item.delivery_id},
+            )
+            return False
         extra = {
             "deployment_id": item.deployment_id,
             "delivery_id": item.delivery_id,
@@ -160,3 +180,53 @@ class CallbackSender(Worker):
             extra={**extra, "error": error, "attempt": item.attempts + 1},
         )
         return False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (opened now if it was lazy)."""
+        if isinstance(self._session, LazySession):
+            return self._session.get()
+        return self._session
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        import aiohttp
+
+        async with self.session.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT),
+            allow_redirects=False,
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def _post_holding_lease(
+        self, item: OutboxItem, body: bytes, headers: dict[str, str]
+    ) -> int:
+        """POST while renewing the lease; abandon the POST before an unrenewed lease ends."""
+        assert item.url is not None
+        post = asyncio.ensure_future(self._post(item.url, body, headers))
+        held_until = item.lease_until
+        try:
+            while True:
+                beat = min(self.lease_seconds / 3, held_until - LEASE_MARGIN - time.time())
+                done, _ = await asyncio.wait({post}, timeout=max(beat, 0.0))
+                if done:
+                    return post.result()
+                renewed_at = time.time()
+                renewed: bool | None
+                try:
+                    renewed = await self.store.renew_callback(
+                        item, owner=self.owner, lease_seconds=self.lease_seconds
+                    )
+                except Exception:
+                    renewed = None  # the database did not answer: try again while time lasts
+                if renewed:
+                    held_until = renewed_at + self.lease_seconds
+                elif renewed is False or time.time() >= held_until - LEASE_MARGIN:
+                    raise LeaseLost(item.delivery_id)
+        finally:
+            if not post.done():
+                post.cancel()
+                await asyncio.gather(post, return_exceptions=True)

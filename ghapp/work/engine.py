@@ -38,7 +38,9 @@ SAVE_RETRIES = 8
 # Deployments whose last saved record is kept, to apply the next event to without a read.
 LATEST_KEPT = 1000
 # Renewed while the work goes on, so a replica that dies frees its work within this time.
-GATHER_LEASE = 30.0
+GATHER_LEASE = 6.0
+# Verdicts gathered side by side; a backlog (after an outage) waits its turn with its lease kept.
+GATHER_CONCURRENCY = 32
 
 
 def utcnow() -> datetime:
@@ -78,6 +80,10 @@ class Engine(Worker):
         self._saved: LRUCache[str, DeploymentRecord] = LRUCache(maxsize=LATEST_KEPT)
         # Signs of life not written yet (a newer `last_heard_at` only), by deployment id.
         self._alive: dict[str, DeploymentRecord] = {}
+        # Gather leases held here (renewed together), and how many gathers run at once.
+        self._held: set[str] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._gather_slots = asyncio.Semaphore(GATHER_CONCURRENCY)
 
     def _lock(self, deployment_id: str) -> asyncio.Lock:
         lock = self._applying.get(deployment_id)
@@ -139,17 +145,22 @@ class Engine(Worker):
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
             starts = any(isinstance(a, SendStarted) for a in transition.actions)
+            # Slow work to start: its lease is taken in the same write (here, not elsewhere).
+            gathers = any(not isinstance(a, SendCallback | SendStarted) for a in transition.actions)
+            lease = gathers and transition.record.id not in self._in_flight
             saved = await self.store.save(
                 transition.record,
                 delivery_id=delivery_id,
                 enqueue_callback=sends,
                 enqueue_started=starts,
+                gather_owner=self.owner if lease else None,
+                gather_seconds=GATHER_LEASE,
             )
             if saved:
                 if sends or starts:
                     # Wakes the callback sender (and counts a verdict, when there is one).
                     self.on_verdict(transition.record)
-                self.schedule(transition.record, transition.actions)
+                self.schedule(transition.record, transition.actions, leased=lease)
                 return transition
             if delivery_id is not None and await self.store.delivery_seen(delivery_id):
                 return None
@@ -159,53 +170,62 @@ class Engine(Worker):
             record = fresh
         raise RuntimeError(f"deployment {record.id}: too many concurrent updates")
 
-    def schedule(self, record: DeploymentRecord, actions: list[Action]) -> None:
-        """Start the slow actions (reading jobs and logs) as background tasks."""
+    def schedule(
+        self, record: DeploymentRecord, actions: list[Action], *, leased: bool = False
+    ) -> None:
+        """Start the slow actions (reading jobs and logs) as background tasks; `leased`: the
+        write that asked for them took their lease already."""
         for action in actions:
             if isinstance(action, SendCallback | SendStarted) or record.id in self._in_flight:
                 continue
             self._in_flight.add(record.id)
-            self.spawn(self._conclude(record.id, action))
+            self.spawn(self._conclude(record.id, action, leased))
 
-    async def _conclude(self, deployment_id: str, action: Action) -> None:
+    async def _conclude(self, deployment_id: str, action: Action, leased: bool) -> None:
         with bind(deployment_id=deployment_id):
-            await self._conclude_bound(deployment_id, action)
+            await self._conclude_bound(deployment_id, action, leased)
 
-    async def _conclude_bound(self, deployment_id: str, action: Action) -> None:
+    async def _conclude_bound(self, deployment_id: str, action: Action, leased: bool) -> None:
         # Another replica may be gathering this verdict already: the lease decides.
-        if not await self.store.claim(
+        if not leased and not await self.store.claim(
             deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE
         ):
             self._in_flight.discard(deployment_id)
             return
-        renew = asyncio.create_task(self._renew(deployment_id))
+        self._held.add(deployment_id)
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = self.spawn(self._renew_held())
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(GitHubUnavailable),
-                stop=stop_after_attempt(5),
-                wait=wait_exponential(multiplier=self.action_retry_base, max=60),
-                reraise=True,
-            ):
-                with attempt:
-                    record = await self.store.get(deployment_id)
-                    if record is None or record.phase != "concluding":
-                        return
-                    event = await self._gather(record, action)
-                    await self.apply(record, event)
+            async with self._gather_slots:
+                await self._gather_and_apply(deployment_id, action)
         except Exception:
             # The deployment stays `concluding`; the next sweep tries again.
             log.exception("concluding deployment failed", extra={"deployment_id": deployment_id})
         finally:
-            renew.cancel()
-            # Wait for it: a renewal cut off mid-query would leave its connection unreturned.
-            await asyncio.gather(renew, return_exceptions=True)
+            self._held.discard(deployment_id)
             self._in_flight.discard(deployment_id)
 
-    async def _renew(self, deployment_id: str) -> None:
-        while True:
+    async def _gather_and_apply(self, deployment_id: str, action: Action) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(GitHubUnavailable),
+            stop=stop_after_attempt(5),
+            wait=wait_exponential(multiplier=self.action_retry_base, max=60),
+            reraise=True,
+        ):
+            with attempt:
+                record = await self.store.get(deployment_id)
+                if record is None or record.phase != "concluding":
+                    return
+                event = await self._gather(record, action)
+                await self.apply(record, event)
+
+    async def _renew_held(self) -> None:
+        # One heartbeat for every lease this process holds (thousands after an outage), not
+        # one each: a write every few seconds whatever the backlog.
+        while self._held:
             await asyncio.sleep(GATHER_LEASE / 3)
             with contextlib.suppress(Exception):
-                await self.store.claim(deployment_id, owner=self.owner, lease_seconds=GATHER_LEASE)
+                await self.store.renew_gathers(list(self._held), self.owner, GATHER_LEASE)
 
     async def _gather(self, record: DeploymentRecord, action: Action) -> Event:
         if isinstance(action, StartRollback):
@@ -227,10 +247,14 @@ class Engine(Worker):
             record.repository, installation, action.run_id, action.attempt, action.conclusion
         )
 
-    async def resume(self) -> int:
-        """Restart the pending actions of every stored deployment (after a restart)."""
+    async def resume(self, *, stranded_only: bool = False) -> int:
+        """Restart the pending actions of stored deployments (after a restart: all of them;
+        `stranded_only`: those whose gather lease nobody holds, e.g. a dead replica's)."""
         count = 0
-        for record in await self.store.unfinished(phase="concluding"):
+        records = await (
+            self.store.stranded() if stranded_only else self.store.unfinished(phase="concluding")
+        )
+        for record in records:
             actions = deploys.pending_actions(record)
             if actions:
                 self.schedule(record, actions)

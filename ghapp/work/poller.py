@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from ghapp.config import Settings
 from ghapp.core import correlation
 from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
 from ghapp.core.progress import JobObserved, job_of
+from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
@@ -26,16 +27,21 @@ from ghapp.work.engine import Engine, utcnow
 from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.poller")
-# At most this many polls a second for the whole process, whatever the backlog.
-MAX_POLLS_PER_SECOND = 5.0
+# At most this many background requests a second for the whole process, whatever the backlog
+# (each installation's own budget is watched too, see RateBudget).
+MAX_POLLS_PER_SECOND = 10.0
 DEADLINE_INTERVAL = 30.0
-RECONCILE_BATCH = 50
-
-
-def _lease_for(batch: int) -> float:
-    # Long enough to work through the batch at the polling rate; the spacing of polls is
-    # `polled_at`'s business, so the lease can end as soon as the work is done.
-    return batch / MAX_POLLS_PER_SECOND + 10.0
+# Repositories claimed at once: each gets one listing for all its due deployments.
+RECONCILE_REPOSITORIES = 10
+# Short, renewed while the work goes on: a replica that dies frees its polls within this.
+POLL_LEASE = 6.0
+# GitHub's most results for a filtered listing; a window that reaches it is narrowed.
+LISTING_CAP = 1000
+PAGE_SIZE = 100
+# What one listing settled is written this many at a time (the database overlaps commits).
+APPLY_CONCURRENCY = 16
+# Repositories polled side by side (their requests still share the process's pace).
+PARALLEL_REPOSITORIES = 4
 
 
 def github_time(value: Any) -> datetime | None:
@@ -65,22 +71,38 @@ def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
     )
 
 
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Poller(Worker):
-    """One per process; claims work per deployment so several replicas share it."""
+    """One per process; claims work by repository so several replicas share it."""
 
     def __init__(
-        self, store: SqlStore, github: GitHubClient, engine: Engine, settings: Settings
+        self,
+        store: SqlStore,
+        github: GitHubClient,
+        engine: Engine,
+        settings: Settings,
+        budget: RateBudget | None = None,
     ) -> None:
         super().__init__(store, "poll")
         self.github = github
         self.engine = engine
         self.settings = settings
-        self.tick = min(max(settings.poll_after / 4, 0.05), 5.0)
+        self.budget = budget or RateBudget()
+        self.tick = min(max(settings.poll_after / 4, 0.05), 2.0)
         self.polls = 0
         self.not_modified = 0
+        self.requests = 0
         self._last_deadlines = 0.0
         self._next_slot = 0.0
         self.metrics = Metrics()
+        # Called for each deployment a silent-poll found still running (not for what
+        # reconciliation finds completed): where job progress is read.
+        self.follow_progress: Callable[
+            [DeploymentRecord, Mapping[str, Any], int], Awaitable[None]
+        ] = self.poll_jobs
 
     async def run(self) -> None:
         """Reconcile (alongside), and poll silent deployments until cancelled."""
@@ -103,77 +125,196 @@ class Poller(Worker):
         started = time.time()
         count = 0
         while True:
-            # Batch by batch: a deployment polled since the start (here or by another
-            # replica) is not claimed again.
+            # A few repositories at a time: a deployment polled since the start (here or by
+            # another replica) is not claimed again.
             records = await self.store.claim_for_poll(
                 owner=self.owner,
                 silent_since=started + 1,
                 polled_before=started,
-                lease_seconds=_lease_for(RECONCILE_BATCH),
-                limit=RECONCILE_BATCH,
+                lease_seconds=POLL_LEASE,
+                repositories=RECONCILE_REPOSITORIES,
             )
             if not records:
                 return count
             count += len(records)
-            await self._check_all(records)
+            await self._check_all(records, progress=False)
 
     async def poll_silent(self) -> int:
         """Poll the deployments nothing was heard about (nor polled) for POLL_AFTER seconds."""
         since = time.time() - self.settings.poll_after
-        batch = max(int(MAX_POLLS_PER_SECOND * self.tick), 1)
         records = await self.store.claim_for_poll(
             owner=self.owner,
             silent_since=since,
             polled_before=since,
-            lease_seconds=_lease_for(batch),
-            limit=batch,
+            lease_seconds=POLL_LEASE,
+            repositories=RECONCILE_REPOSITORIES,
         )
-        await self._check_all(records)
+        await self._check_all(records, progress=True)
         return len(records)
 
-    async def _check_all(self, records: list[DeploymentRecord]) -> None:
+    async def _check_all(self, records: list[DeploymentRecord], *, progress: bool) -> None:
+        ids = [r.id for r in records]
+        heartbeat = asyncio.create_task(self._heartbeat(ids))
         try:
+            by_repository: dict[str, list[DeploymentRecord]] = {}
             for record in records:
-                await self._pace()
-                with contextlib.suppress(Exception):
-                    await self.check(record)
+                by_repository.setdefault(record.repository, []).append(record)
+            slots = asyncio.Semaphore(PARALLEL_REPOSITORIES)
+
+            async def one(group: list[DeploymentRecord]) -> None:
+                installation = await self._installation(group[0])
+                # A paused installation waits outside the slots: others go on meanwhile.
+                await self.budget.wait(installation)
+                async with slots:
+                    await self.check_repository(group, installation, progress=progress)
+
+            results = await asyncio.gather(
+                *(one(group) for group in by_repository.values()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, Exception) and not isinstance(
+                    result, (GitHubUnavailable, gidgethub.HTTPException)
+                ):
+                    log.error("polling a repository failed", exc_info=result)
         finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             if records:
                 with contextlib.suppress(Exception):
-                    await self.store.release_poll_claims([r.id for r in records], self.owner)
+                    await self.store.release_poll_claims(ids, self.owner)
 
-    async def _pace(self) -> None:
+    async def _heartbeat(self, ids: list[str]) -> None:
+        while True:
+            await asyncio.sleep(POLL_LEASE / 3)
+            with contextlib.suppress(Exception):
+                await self.store.renew_poll_claims(ids, self.owner, POLL_LEASE)
+
+    async def _installation(self, record: DeploymentRecord) -> int:
+        return record.installation_id or await self.github.installation_for(record.repository)
+
+    async def _pace(self, installation: int) -> None:
         # One schedule for reconciliation and polling together: a backlog is spread out at
         # MAX_POLLS_PER_SECOND, never a burst against the API.
+        await self.budget.wait(installation)
         now = time.monotonic()
         slot = max(now, self._next_slot)
         self._next_slot = slot + 1 / MAX_POLLS_PER_SECOND
         await asyncio.sleep(slot - now)
+        self.requests += 1
 
-    async def check(self, record: DeploymentRecord) -> None:
-        """Ask GitHub about one deployment's run (or look for the run if unknown)."""
-        installation = record.installation_id or await self.github.installation_for(
-            record.repository
-        )
-        try:
+    async def check_repository(
+        self, records: list[DeploymentRecord], installation: int, *, progress: bool = False
+    ) -> None:
+        """Settle a repository's deployments from one listing of its dispatched runs; ask
+        about single runs only for those the listing does not show."""
+        bound = [r for r in records if r.run is not None]
+        for record in records:
             if record.run is None:
-                await self.find_run(record, installation)
-                return
-            before = self.github.etag_hits
-            run = await self.github.run(record.repository, installation, record.run.id)
-            self.polls += 1
-            unchanged = self.github.etag_hits > before
-            self.not_modified += unchanged
-            self.metrics.polls.labels("not_modified" if unchanged else "changed").inc()
-            await self.engine.apply(record, run_event(run, utcnow()))
-            if run.get("status") != "completed":
-                await self.poll_jobs(record, installation, run)
+                await self._guarded(record, self.find_run(record, installation))
+        if not bound:
+            return
+        oldest = min(r.dispatched_at for r in bound) - correlation.CLOCK_SKEW
+        wanted = {r.run.id for r in bound if r.run is not None}
+        try:
+            listed = await self.list_runs(records[0].repository, installation, oldest, wanted)
+        except (GitHubUnavailable, gidgethub.HTTPException) as exc:
+            self.metrics.polls.labels("error").inc()
+            log.warning(
+                "listing runs failed",
+                extra={"repository": records[0].repository, "error": str(exc)},
+            )
+            listed = {}
+        slots = asyncio.Semaphore(APPLY_CONCURRENCY)
+
+        async def settle(record: DeploymentRecord) -> None:
+            assert record.run is not None
+            run = listed.get(record.run.id)
+            async with slots:
+                if run is None:
+                    await self._guarded(record, self.check(record, installation))
+                    return
+                self.polls += 1
+                self.metrics.polls.labels("listed").inc()
+                await self._guarded(record, self._observe(record, run, installation, progress))
+
+        await asyncio.gather(*(settle(record) for record in bound))
+
+    async def list_runs(
+        self, repository: str, installation: int, oldest: datetime, wanted: set[int]
+    ) -> dict[int, dict[str, Any]]:
+        """A repository's dispatched runs created since a time, by id; stops once every
+        wanted run was seen, and narrows the window when GitHub's 1,000 cap cuts it off."""
+        runs: dict[int, dict[str, Any]] = {}
+        since = _stamp(oldest)
+        upper: str | None = None
+        while True:
+            created = f">={since}" if upper is None else f"{since}..{upper}"
+            window: list[dict[str, Any]] = []
+            total = 0
+            page = 1
+            while True:
+                await self._pace(installation)
+                before = self.github.etag_hits
+                data = await self.github.dispatch_runs_page(
+                    repository, installation, created, page
+                )
+                self.not_modified += self.github.etag_hits > before
+                total = int(data.get("total_count") or 0)
+                items = list(data.get("workflow_runs") or [])
+                window.extend(items)
+                for run in items:
+                    runs[int(run["id"])] = run
+                if wanted <= runs.keys():
+                    return runs
+                if len(items) < PAGE_SIZE or len(window) >= min(total, LISTING_CAP):
+                    break
+                page += 1
+            if total <= len(window) or not window:
+                return runs
+            # Newest first: what the cap cut off is older than the oldest run returned.
+            oldest_seen = min(str(run.get("created_at") or "") for run in window)
+            if not oldest_seen or oldest_seen == upper:
+                return runs  # a thousand runs within one second: single requests settle it
+            upper = oldest_seen
+
+    async def _observe(
+        self,
+        record: DeploymentRecord,
+        run: Mapping[str, Any],
+        installation: int,
+        progress: bool,
+    ) -> None:
+        transition = await self.engine.apply(record, run_event(run, utcnow()))
+        if progress and run.get("status") != "completed":
+            latest = transition.record if transition is not None else record
+            await self.follow_progress(latest, run, installation)
+
+    async def _guarded(self, record: DeploymentRecord, work: Awaitable[Any]) -> None:
+        try:
+            await work
         except (GitHubUnavailable, gidgethub.HTTPException) as exc:
             self.metrics.polls.labels("error").inc()
             log.warning("poll failed", extra={"deployment_id": record.id, "error": str(exc)})
+        except Exception:
+            log.exception("poll failed", extra={"deployment_id": record.id})
+
+    async def check(self, record: DeploymentRecord, installation: int | None = None) -> None:
+        """Ask GitHub about one deployment's run (or look for the run if unknown)."""
+        installation = installation or await self._installation(record)
+        if record.run is None:
+            await self.find_run(record, installation)
+            return
+        await self._pace(installation)
+        before = self.github.etag_hits
+        run = await self.github.run(record.repository, installation, record.run.id)
+        self.polls += 1
+        unchanged = self.github.etag_hits > before
+        self.not_modified += unchanged
+        self.metrics.polls.labels("not_modified" if unchanged else "changed").inc()
+        await self.engine.apply(record, run_event(run, utcnow()))
 
     async def poll_jobs(
-        self, record: DeploymentRecord, installation: int, run: Mapping[str, Any]
+        self, record: DeploymentRecord, run: Mapping[str, Any], installation: int
     ) -> None:
         """Read the jobs of a polled run still going (conditional request), for `progress`."""
         run_id = int(run["id"])
@@ -187,7 +328,8 @@ class Poller(Worker):
 
     async def find_run(self, record: DeploymentRecord, installation: int) -> bool:
         """Search the dispatch's run by listing runs; bind it when the rules allow."""
-        since = (record.dispatched_at - correlation.CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since = _stamp(record.dispatched_at - correlation.CLOCK_SKEW)
+        await self._pace(installation)
         runs = await self.github.dispatch_runs(
             record.repository, installation, record.workflow, record.ref, since
         )
@@ -267,3 +409,4 @@ class Poller(Worker):
         for record in records:
             await self.engine.apply(record, event)
         return len(records)
+

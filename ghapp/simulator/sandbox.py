@@ -1,0 +1,104 @@
+"""The sandbox: the simulator and ghapp as long-lived servers, any repository installed on demand.
+
+`ghapp sandbox` runs one on fixed ports; `ghapp.testing`'s fixture runs one on free ports."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghapp.simulator.scenarios import ApplyScenario, Scenario, ScenarioBook, attach
+from ghapp.simulator.stack import Stack
+
+# Silence about a deployment before ghapp polls GitHub: short, so that a scenario that loses its
+# webhooks still ends within seconds (a real server waits POLL_AFTER, 60 s by default).
+SANDBOX_POLL_AFTER = 3.0
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox; `env()` is what an orchestrator needs to talk to it."""
+
+    stack: Stack
+    book: ScenarioBook
+    apply: ApplyScenario
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        port: int = 0,
+        github_port: int = 0,
+        callback_url: str | None = None,
+        scenarios: ScenarioBook | None = None,
+        database_url: str | None = None,
+        **overrides: Any,
+    ) -> Sandbox:
+        """Start the simulator on `github_port` and ghapp on `port` (0: any free port)."""
+        book = scenarios or ScenarioBook()
+        tmp = None
+        if database_url is None:
+            tmp = tempfile.TemporaryDirectory(prefix="ghapp-sandbox-")
+            database_url = f"sqlite:///{tmp.name}/ghapp.db"
+        applied: list[ApplyScenario] = []
+        settings: dict[str, Any] = {"poll_after": SANDBOX_POLL_AFTER, **overrides}
+        if callback_url is not None:
+            settings["orchestrator_callback_url"] = callback_url
+        try:
+            stack = await Stack.start(
+                database_url,
+                retry_base=1.0,
+                port=port,
+                github_port=github_port,
+                configure_simulator=lambda sim: applied.append(attach(sim, book)),
+                **settings,
+            )
+        except BaseException:
+            if tmp is not None:
+                tmp.cleanup()
+            raise
+        return cls(stack=stack, book=book, apply=applied[0], _tmp=tmp)
+
+    @property
+    def url(self) -> str:
+        """ghapp's base URL."""
+        return self.stack.base_url
+
+    @property
+    def token(self) -> str:
+        """The orchestrator's bearer token."""
+        return self.stack.settings.orchestrator_token or ""
+
+    @property
+    def callback_secret(self) -> str:
+        """The key that signs every callback."""
+        return self.stack.settings.callback_secret or ""
+
+    @property
+    def github_api_url(self) -> str:
+        """The simulated GitHub API (where `/sandbox/scenarios/...` also lives)."""
+        return self.stack.sim.api_url
+
+    def env(self) -> dict[str, str]:
+        """The settings a client needs, as environment variables (the lines of a `.env`)."""
+        return {
+            "GHAPP_URL": self.url,
+            "ORCHESTRATOR_TOKEN": self.token,
+            "CALLBACK_SECRET": self.callback_secret,
+            "GITHUB_API_URL": self.github_api_url,
+        }
+
+    def set_scenario(self, repository: str, scenario: Scenario | None) -> None:
+        """Set a repository's scenario (None: back to the default); call on the sandbox's loop."""
+        self.apply(repository, scenario)
+
+    async def close(self) -> None:
+        """Stop both servers and remove the temporary database."""
+        try:
+            await self.stack.close()
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None

@@ -1,0 +1,276 @@
+"""What a sandbox repository's deploy does: scenarios, from a YAML file or over HTTP.
+
+A scenario (every field optional; the default succeeds after 2 s):
+
+    {"outcome": "failure", "after_seconds": 2, "step": "Deploy over SSH",
+     "log": ["ssh: connect to host 203.0.113.7 port 22: Connection refused"],
+     "url": "https://shop.example.com", "lose_webhooks": "none", "github_errors_for_seconds": 0}
+
+`attach(sim, book)` makes a simulator install any repository on first use with a `deploy.yml`
+that follows its scenario, and serves `PUT/GET/DELETE /sandbox/scenarios/{owner}/{repo}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ghapp.simulator.model import Job, Step, Workflow
+from ghapp.simulator.simulator import Simulator
+
+DEFAULT_KEY = "default"
+DEFAULT_STEP = "Deploy over SSH"
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+# What "lose_webhooks" drops: nothing, what tells that the run ended, or every webhook of the run.
+_LOST: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "completed": frozenset({"workflow_run.completed", "workflow_job.completed"}),
+    "all": frozenset({"workflow_run", "workflow_job", "deployment_status"}),
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario (or scenarios file) that does not validate; the message names the field."""
+
+
+class Scenario(BaseModel):
+    """What the next deploys of a repository do."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    outcome: Literal["success", "failure", "cancelled", "timed_out"] = "success"
+    after_seconds: float = Field(default=2.0, ge=0, le=3600)
+    url: str | None = Field(default=None, max_length=2000)
+    step: str = Field(default=DEFAULT_STEP, min_length=1, max_length=200)
+    log: list[str] = Field(default_factory=list, max_length=2000)
+    lose_webhooks: Literal["none", "completed", "all"] = "none"
+    github_errors_for_seconds: float = Field(default=0.0, ge=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+\S*", value):
+            raise ValueError("must be an http or https URL")
+        return value
+
+
+def describe_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Pydantic's errors as `{"field", "message"}` pairs a person can read."""
+    found = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(body)"
+        found.append({"field": prefix + where, "message": error["msg"]})
+    return found
+
+
+def parse_scenario(data: Any, prefix: str = "") -> Scenario:
+    """A Scenario from JSON-like data, or a ScenarioError naming each bad field."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = describe_errors(exc, prefix)
+        raise ScenarioError("; ".join(f"{e['field']}: {e['message']}" for e in errors)) from None
+
+
+def check_repository(full_name: str) -> str:
+    """`owner/repo` with GitHub's characters, or a ScenarioError."""
+    owner, _, name = full_name.partition("/")
+    if not all(_NAME.fullmatch(part) and part not in (".", "..") for part in (owner, name)):
+        raise ScenarioError(f"{full_name!r}: expected owner/repo (letters, digits, '.', '_', '-')")
+    return f"{owner}/{name}"
+
+
+class ScenarioBook:
+    """The default scenario and each repository's own (names compared case-insensitively)."""
+
+    def __init__(
+        self, scenarios: Mapping[str, Scenario] | None = None, default: Scenario | None = None
+    ) -> None:
+        """Start with these repositories' scenarios and this default (else: success after 2 s)."""
+        self.default = default or Scenario()
+        self._own: dict[str, Scenario] = {}
+        # Set from the test thread of `ghapp.testing` while the sandbox's loop reads it.
+        self._lock = threading.Lock()
+        for repository, scenario in (scenarios or {}).items():
+            self.set(repository, scenario)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ScenarioBook:
+        """Read a scenarios file: a mapping of `owner/repo` (or `default`) to scenarios."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ScenarioError(f"{path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{path}: not YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ScenarioError(
+                f"{path}: expected a mapping of owner/repo (or default) to a scenario"
+            )
+        book = cls()
+        for key, value in data.items():
+            scenario = parse_scenario(value if value is not None else {}, prefix=f"{key}.")
+            if key == DEFAULT_KEY:
+                book.default = scenario
+            else:
+                try:
+                    book.set(check_repository(str(key)), scenario)
+                except ScenarioError as exc:
+                    raise ScenarioError(f"{path}: {exc}") from None
+        return book
+
+    def own(self, repository: str) -> Scenario | None:
+        """The repository's own scenario, if one was set."""
+        with self._lock:
+            return self._own.get(repository.lower())
+
+    def get(self, repository: str) -> Scenario:
+        """The scenario in force for a repository: its own, else the default."""
+        return self.own(repository) or self.default
+
+    def set(self, repository: str, scenario: Scenario) -> None:
+        """Give a repository its own scenario."""
+        with self._lock:
+            self._own[repository.lower()] = scenario
+
+    def reset(self, repository: str) -> None:
+        """Back to the default scenario."""
+        with self._lock:
+            self._own.pop(repository.lower(), None)
+
+
+def default_url(repository: str) -> str:
+    """Where a succeeding deploy says it went when the scenario names no `url`."""
+    owner, _, name = repository.lower().partition("/")
+    return f"https://{name}.{owner}.example"
+
+
+def workflow_for(repository: str, scenario: Scenario) -> Workflow:
+    """A deploy.yml like the template's whose runs end as the scenario says."""
+    names = ["Run actions/checkout@v4", "Build image", "Push image", DEFAULT_STEP]
+    commands = {
+        "Run actions/checkout@v4": "actions/checkout@v4",
+        "Build image": "docker build -t ghcr.io/${GITHUB_REPOSITORY}:${GITHUB_SHA} .",
+        "Push image": "docker push ghcr.io/${GITHUB_REPOSITORY}:${GITHUB_SHA}",
+        DEFAULT_STEP: "./deploy.sh",
+    }
+    if scenario.outcome != "success" and scenario.step not in names:
+        names[-1] = scenario.step
+    ending = scenario.step if scenario.outcome != "success" else names[-1]
+    ran = names[: names.index(ending)]  # the scripted steps before the one it ends in
+    steps = []
+    for name in names:
+        ends_here = scenario.outcome != "success" and name == scenario.step
+        output = scenario.log if ends_here or (scenario.outcome == "success"
+                                               and name == names[-1]) else ()
+        steps.append(
+            Step(
+                name,
+                command=commands.get(name, name),
+                output=list(output),
+                fail=ends_here and scenario.outcome in ("failure", "timed_out"),
+                cancelled=ends_here and scenario.outcome == "cancelled",
+            )
+        )
+    job = Job(
+        name="deploy",
+        environment="production",
+        environment_url=scenario.url or default_url(repository),
+        steps=steps,
+    )
+    return Workflow(
+        file="deploy.yml",
+        name="Deploy",
+        jobs=[job],
+        timeout=scenario.outcome == "timed_out",
+        # The simulator's moves share the time: the start, one per step up to the last one
+        # that runs ("Set up job" comes first), and the end.
+        phase_delay=scenario.after_seconds / (len(ran) + 3),
+        lose_webhooks=_LOST[scenario.lose_webhooks],
+        errors_after_dispatch=scenario.github_errors_for_seconds,
+    )
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "message": message, **extra}, status=status)
+
+
+ApplyScenario = Callable[[str, "Scenario | None"], None]
+
+
+def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
+    """Install repositories on demand and serve the scenario routes (call before `start`).
+
+    Returns `apply(repository, scenario)`: set a repository's scenario (None: back to the
+    default), from the simulator's event loop."""
+
+    def install(owner: str, name: str) -> None:
+        full_name = f"{owner}/{name}"
+        repo = sim.add_repository(full_name, default_branch="main")
+        repo.add_workflow(workflow_for(full_name, book.get(full_name)))
+
+    def refresh(full_name: str) -> None:
+        # A repository already installed follows its new scenario from its next dispatch on;
+        # a run under way keeps the workflow it started with.
+        repo = sim.world.repo_of(*full_name.split("/", 1))
+        if repo is not None:
+            repo.add_workflow(workflow_for(repo.full_name, book.get(full_name)))
+
+    def apply(full_name: str, scenario: Scenario | None) -> None:
+        if scenario is None:
+            book.reset(full_name)
+        else:
+            book.set(full_name, scenario)
+        refresh(full_name)
+
+    def repository_of(request: web.Request) -> str:
+        return check_repository(f"{request.match_info['owner']}/{request.match_info['repo']}")
+
+    async def put(request: web.Request) -> web.Response:
+        try:
+            full_name = repository_of(request)
+        except ScenarioError as exc:
+            return _error(422, "invalid_repository", str(exc))
+        try:
+            data = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return _error(400, "invalid_json", "the body is not JSON")
+        try:
+            scenario = Scenario.model_validate(data)
+        except ValidationError as exc:
+            errors = describe_errors(exc)
+            message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            return _error(422, "invalid_scenario", message, errors=errors)
+        apply(full_name, scenario)
+        return web.json_response(scenario.model_dump())
+
+    async def get(request: web.Request) -> web.Response:
+        try:
+            full_name = repository_of(request)
+        except ScenarioError as exc:
+            return _error(422, "invalid_repository", str(exc))
+        return web.json_response(book.get(full_name).model_dump())
+
+    async def delete(request: web.Request) -> web.Response:
+        try:
+            full_name = repository_of(request)
+        except ScenarioError as exc:
+            return _error(422, "invalid_repository", str(exc))
+        apply(full_name, None)
+        return web.Response(status=204)
+
+    path = "/sandbox/scenarios/{owner}/{repo}"
+    sim.on_unknown_repository = install
+    sim.extra_routes = [web.put(path, put), web.get(path, get), web.delete(path, delete)]
+    return apply
