@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghapp.core.causes import CauseRules, RulesError, load_rules
+
+# Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
+MIN_SECRET = 16
 
 
 class SettingsError(Exception):
@@ -84,6 +87,10 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
@@ -113,6 +120,23 @@ class Settings(BaseSettings):
             raise ValueError(f"file {value} does not exist")
         return value
 
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit("//" + entry)
+            try:
+                parts.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a host or host:port") from None
+            if not parts.hostname or parts.path or parts.query or "@" in entry:
+                raise ValueError(f"{entry!r} is not a host or host:port")
+        return [entry.lower() for entry in value]
+
+    def weak_webhook_secrets(self) -> int:
+        """How many WEBHOOK_SECRET entries are shorter than MIN_SECRET (a start-up warning)."""
+        return sum(len(secret) < MIN_SECRET for secret in self.webhook_secret)
+
     @field_validator("cause_rules_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -135,12 +159,6 @@ class Settings(BaseSettings):
             self._cause_rules = load_rules(self.cause_rules_path)
         return self._cause_rules
 
-    @model_validator(mode="after")
-    def _default_allowed_hosts(self) -> Settings:
-        if not self.callback_allowed_hosts and self.orchestrator_callback_url:
-            netloc = urlsplit(self.orchestrator_callback_url).netloc.rsplit("@", 1)[-1]
-            self.callback_allowed_hosts = [netloc.lower()]
-        return self
 
     def app_private_key(self) -> str:
         """The App's PEM private key, inline or read from PRIVATE_KEY_PATH."""
@@ -162,6 +180,15 @@ class Settings(BaseSettings):
             raise SettingsError("ORCHESTRATOR_TOKEN: required to serve")
         if not self.callback_secret:
             raise SettingsError("CALLBACK_SECRET: required to serve")
+        for name, value in (
+            ("ORCHESTRATOR_TOKEN", self.orchestrator_token),
+            ("CALLBACK_SECRET", self.callback_secret),
+        ):
+            if len(value) < MIN_SECRET:
+                raise SettingsError(
+                    f"{name}: must be at least {MIN_SECRET} characters "
+                    f"(it has {len(value)}; e.g. openssl rand -hex 32)"
+                )
         check_key_loads(self.app_private_key())
 
     def effective_log_format(self) -> str:

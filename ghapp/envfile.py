@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -87,20 +90,31 @@ def update_env_file(
     return changed
 
 
-def _write_private(path: Path, text: str) -> None:
-    # The file holds secrets: keep its mode if it exists, else create it readable by the owner only.
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+def _write_private(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace `path` with `text` without following a symlink planted at `path` or beside it.
+
+    The text goes to a new file with a random name in the same folder (created exclusively,
+    mode 0600), then takes the place of `path` (a symlink there is replaced, not written through).
+    """
+    if mode is None:
+        # The file holds secrets: keep the mode of a regular file there, else owner-only.
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            info = None
+        mode = info.st_mode & 0o777 if info is not None and stat.S_ISREG(info.st_mode) else 0o600
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_secret_file(path: Path, text: str) -> None:
     """Write a file readable by its owner only (mode 0600), even if it existed before."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
+    _write_private(path, text, 0o600)

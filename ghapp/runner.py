@@ -8,6 +8,8 @@ from typing import Any
 
 import uvicorn
 
+from ghapp.web.limits import uvicorn_limits
+
 
 class Server(uvicorn.Server):
     """uvicorn's server; when it shuts down, the app's event streams end first.
@@ -33,7 +35,13 @@ class BackgroundServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            **uvicorn_limits(),
         )
         self.server = Server(config)
         # Signals belong to whoever owns the process (pytest, the demo), not to this server.

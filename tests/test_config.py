@@ -51,7 +51,9 @@ def test_lists_and_default_allowed_host(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("ORCHESTRATOR_CALLBACK_URL", "https://Orch.Example:8443/cb")
     s = load_settings()
     assert s.webhook_secret == ["old", "new"]
-    assert s.callback_allowed_hosts == ["orch.example:8443"]
+    # No default list: without CALLBACK_ALLOWED_HOSTS only that URL's scheme, host and port.
+    assert s.callback_allowed_hosts == []
+    assert s.weak_webhook_secrets() == 2
 
 
 def test_dotenv_is_read(tmp_path: Path) -> None:
@@ -76,6 +78,8 @@ def test_inline_key_with_literal_newlines(monkeypatch: pytest.MonkeyPatch) -> No
         ("POLL_AFTER", "-1", "POLL_AFTER:"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL:"),
         ("PRIVATE_KEY", "not a key", "PRIVATE_KEY: is not a PEM"),
+        ("ORCHESTRATOR_CALLBACK_URL", "http://orch:99999/cb", "ORCHESTRATOR_CALLBACK_URL:"),
+        ("CALLBACK_ALLOWED_HOSTS", "orch:x", "CALLBACK_ALLOWED_HOSTS: 'orch:x' is not a host"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -94,19 +98,32 @@ def test_serve_requires_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ID", "1")
     monkeypatch.setenv("PRIVATE_KEY", pem())
     monkeypatch.setenv("WEBHOOK_SECRET", "s")
-    monkeypatch.setenv("ORCHESTRATOR_TOKEN", "t")
+    monkeypatch.setenv("ORCHESTRATOR_TOKEN", "t" * 16)
     with pytest.raises(SettingsError, match=r"^CALLBACK_SECRET:"):
         load_settings().require_for_serve()
     monkeypatch.setenv("CALLBACK_SECRET", "c")
-    load_settings().require_for_serve()
+    with pytest.raises(SettingsError) as info:
+        load_settings().require_for_serve()
+    assert str(info.value) == (
+        "CALLBACK_SECRET: must be at least 16 characters (it has 1; e.g. openssl rand -hex 32)"
+    )
+    monkeypatch.setenv("CALLBACK_SECRET", "c" * 16)
+    monkeypatch.setenv("ORCHESTRATOR_TOKEN", "t" * 15)
+    with pytest.raises(SettingsError, match=r"^ORCHESTRATOR_TOKEN: must be at least 16"):
+        load_settings().require_for_serve()
+    monkeypatch.setenv("ORCHESTRATOR_TOKEN", "t" * 16)
+    # A short webhook secret is only warned about (at start-up): it may be mid-rotation.
+    settings = load_settings()
+    settings.require_for_serve()
+    assert settings.weak_webhook_secrets() == 1
 
 
 def test_serve_refuses_a_key_that_does_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "APP_ID": "1",
         "WEBHOOK_SECRET": "s",
-        "ORCHESTRATOR_TOKEN": "t",
-        "CALLBACK_SECRET": "c",
+        "ORCHESTRATOR_TOKEN": "t" * 16,
+        "CALLBACK_SECRET": "c" * 16,
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA-----")
@@ -128,3 +145,30 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("ghapp: PORT:")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["ORCHESTRATOR_TOKEN", "CALLBACK_SECRET"])
+def test_serve_stops_on_a_short_secret_with_one_line(tmp_path: Path, name: str) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "APP_ID": "1",
+        "PRIVATE_KEY": pem(),
+        "WEBHOOK_SECRET": "w" * 32,
+        "ORCHESTRATOR_TOKEN": "t" * 32,
+        "CALLBACK_SECRET": "c" * 32,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'ghapp.db'}",
+        name: "short-secret",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "ghapp", "serve"],
+        env={**env, "PYTHONPATH": ":".join(sys.path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"ghapp: {name}: must be at least 16 characters (it has 12; e.g. openssl rand -hex 32)"
+    )

@@ -18,7 +18,14 @@ from ghapp.cli.main import main
 from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.store.schema import delivery_log
-from ghapp.work.delivery_log import FLUSH_BATCH, FLUSH_BYTES, MAX_BODY, DeliveryLog
+from ghapp.work.delivery_log import (
+    FLUSH_BATCH,
+    FLUSH_BYTES,
+    HEADERS_CUT,
+    MAX_BODY,
+    MAX_HEADERS,
+    DeliveryLog,
+)
 
 
 async def post_webhook(
@@ -170,17 +177,24 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
 
 
 def record(
-    log: DeliveryLog, n: int, received_at: float, *, status: int = 200, body: bytes = b"{}"
+    log: DeliveryLog,
+    n: int,
+    received_at: float,
+    *,
+    status: int = 200,
+    body: bytes = b"{}",
+    signature: str = "ok",
+    headers: dict[str, str] | None = None,
 ) -> None:
     log.record(
         delivery_id=f"guid-{n}",
         event="ping",
         action=None,
-        signature="ok",
+        signature=signature,
         outcome="pong" if status == 200 else "bad_signature",
         status=status,
         duration_ms=1.0,
-        headers={"x-github-event": "ping"},
+        headers=headers or {"x-github-event": "ping"},
         body=body,
         received_at=received_at,
     )
@@ -249,3 +263,32 @@ async def test_the_migration_makes_the_table_the_schema_describes(store: SqlStor
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )
     assert [d for d in diff if "delivery_log" in repr(d)] == []
+
+
+async def test_headers_are_kept_up_to_8_kib_and_marked_cut(store: SqlStore) -> None:
+    log = DeliveryLog(store.engine)
+    big = {"x-github-event": "ping", "x-filler": "f" * 20_000, "x-after": "kept"}
+    record(log, 1, time.time(), signature="bad", status=401, headers=big)
+    assert await log.flush() == 1
+    found = await log.get("guid-1")
+    assert found is not None and found.truncated and found.headers is not None
+    assert "x-filler" not in found.headers and found.headers["x-after"] == "kept"
+    assert found.headers[HEADERS_CUT].startswith("200")
+    assert len(json.dumps(found.headers)) < MAX_HEADERS + 200
+
+
+async def test_refused_deliveries_never_evict_signed_ones(store: SqlStore) -> None:
+    log = DeliveryLog(store.engine, keep=50, keep_refused=10)
+    now = time.time()
+    for n in range(20):
+        record(log, n, now + n)
+    # A flood of forged deliveries after them, in the buffer and over several batches.
+    for n in range(20, 1220):
+        record(log, n, now + n, status=401, signature="bad")
+    while await log.flush():
+        pass
+    await log.purge(now + 2000)
+    signed = [d.delivery_id for d in await log.recent(limit=1000, signature="ok")]
+    refused = await log.recent(limit=1000, signature="bad")
+    assert signed == [f"guid-{n}" for n in range(19, -1, -1)]
+    assert len(refused) == 10 and refused[0].delivery_id == "guid-1219"

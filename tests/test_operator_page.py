@@ -169,13 +169,15 @@ async def test_resend_needs_the_session_and_its_csrf_token(stack: Stack) -> None
     value, _ = _session_cookie(headers)
     cookie = {"Cookie": f"{SESSION_COOKIE}={value}"}
     url = f"{stack.base_url}/ui/deployments/{shop['id']}/resend"
-    # No session: back to the login form; with the session but without its CSRF token: refused.
-    for headers_, form in (({}, {}), (cookie, {"csrf": "wrong"})):
-        async with stack.session.post(
-            url, data=form, headers=headers_, allow_redirects=False
-        ) as response:
-            assert response.status == 303
-            assert "notice=resent" not in response.headers["Location"]
+    # No session: 401 and the login form; with the session but without its CSRF token: refused.
+    async with stack.session.post(url, data={}, allow_redirects=False) as response:
+        assert response.status == 401
+        assert 'action="/login"' in await response.text()
+    async with stack.session.post(
+        url, data={"csrf": "wrong"}, headers=cookie, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/?notice=csrf"
     await asyncio.sleep(0.3)
     assert len([c for c in stack.receiver.received if c.deployment["id"] == shop["id"]]) == 1
     session = read_session_cookie(stack.settings, value)

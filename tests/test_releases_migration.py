@@ -1,4 +1,4 @@
-"""Migration 0005_i15 upgrades a database of the previous schema with its rows in place: the
+"""Migration 0006_i15 upgrades a database of the previous schema with its rows in place: the
 new columns are filled from each stored document and old successes become releases."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _old_row(number: int, status: str | None, completed: str | None) -> dict[str
 async def test_previous_schema_with_rows_upgrades_in_place(database_url: str) -> None:
     store = SqlStore(database_url)
     async with store.begin() as conn:
-        await conn.run_sync(_to_revision, "0004_i13")
+        await conn.run_sync(_to_revision, "0005_i12")
     rows = [
         _old_row(1, "success", "2026-11-30T10:05:00Z"),
         _old_row(2, "failure", "2026-11-30T10:06:00Z"),

@@ -18,7 +18,7 @@ import yaml
 from ghapp.cli.main import main
 from ghapp.cli.setup import SetupOptions, SetupServer
 from ghapp.config import Settings
-from ghapp.envfile import update_env_file
+from ghapp.envfile import update_env_file, write_secret_file
 from ghapp.manifest import BUILTIN, MANIFEST_FILE, load_manifest
 from ghapp.simulator import Simulator
 
@@ -224,3 +224,22 @@ def test_env_file_updates_in_place(tmp_path: Path) -> None:
     update_env_file(fresh, {"X": "1"})
     assert fresh.read_text() == "X=1\n"
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_writes_do_not_follow_planted_symlinks(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    env = tmp_path / ".env"
+    # The old fixed temporary name, and the target itself, planted as symlinks to the victim.
+    (tmp_path / "..env.tmp").symlink_to(victim)
+    update_env_file(env, {"X": "1"})
+    assert victim.read_text() == "untouched\n"
+    assert env.read_text() == "X=1\n" and not env.is_symlink()
+    key = tmp_path / "app.pem"
+    key.symlink_to(victim)
+    write_secret_file(key, "secret\n")
+    assert victim.read_text() == "untouched\n"
+    assert not key.is_symlink() and key.read_text() == "secret\n"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # No temporary file is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["..env.tmp", ".env", "app.pem", "victim"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +160,17 @@ async def test_unfinished_lists_only_deployments_without_verdict(store: SqlStore
     await store.create(done.record)
     assert [r.id for r in await store.unfinished()] == ["dep_1"]
 
+
+
+async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'private.db'}")
+    await store.open()
+    try:
+        await store.ping()
+        files = sorted(tmp_path.iterdir())  # noqa: ASYNC240 - a test, a folder of three files
+        # The database and, while it is open, its write-ahead log and shared memory.
+        assert {p.name for p in files} >= {"private.db", "private.db-wal", "private.db-shm"}
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        await store.close()

@@ -45,10 +45,13 @@ NOTHING = RunHead(None, None, "", None)
             b'{"workflow_run": {"event": "workflow_dispatch", "id": 7, "display_title": "x"}}',
             RunHead(None, 7, "x", None),
         ),
-        # A boolean is no run id, a string neither: nothing to look up.
-        (b'{"workflow_run": {"event": "workflow_dispatch", "id": true}}', NOTHING),
-        (b'{"workflow_run": {"event": "workflow_dispatch", "id": "7"}}', NOTHING),
+        # A boolean is no run id, a string neither, nor 2**70: the whole body is checked.
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": true}}', None),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": "7"}}', None),
+        (b'{"workflow_run": {"event": "workflow_dispatch", "id": 1180591620717411303424}}', None),
         (b'{"action": 3, "workflow_run": {"display_title": 5}}', NOTHING),
+        # Other fields are not read here: a run found to be ghapp's has them checked later.
+        (b'{"workflow_run": {"event": "push", "id": 7, "run_attempt": "x"}}', NOTHING),
         # Not the usual shape: the caller parses the whole body and decides.
         (b'{"workflow_run": null}', None),
         (b'{"workflow_run": [1]}', None),

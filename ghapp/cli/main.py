@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ghapp.config import load_settings
     from ghapp.web.app import create_app
+    from ghapp.web.limits import uvicorn_limits
 
     settings = load_settings()
     settings.require_for_serve()
@@ -33,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": settings.log_level == "debug",
         "log_config": None,  # ghapp's own logging formats (and redacts) uvicorn's lines too
         "proxy_headers": True,
+        **uvicorn_limits(),
         # No WebSocket route exists: not loading a WebSocket library saves memory.
         "ws": "none",
     }

@@ -10,10 +10,9 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
-from ghapp.simulator.scenarios import ScenarioBook, ScenarioError
-
 if TYPE_CHECKING:
     from ghapp.simulator.receiver import CallbackReceiver
+    from ghapp.simulator.scenarios import ScenarioBook
 
 HELP = """\
 The GitHub simulator and ghapp on fixed ports; any repository name is installed on first use
@@ -64,6 +63,9 @@ def _problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM or Ctrl-C; 0 then, 2 when it cannot start."""
+    # Imported here: `ghapp serve --workers N` builds this parser too and must stay small.
+    from ghapp.simulator.scenarios import ScenarioBook, ScenarioError
+
     problem = _problem(args)
     if problem is not None:
         print(f"ghapp sandbox: {problem}", file=sys.stderr)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -64,9 +71,58 @@ CauseCategory = Literal[
     "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
 ]
 
-_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+# GitHub's characters for an owner or a repository name; `.` and `..` are not names.
+NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$"
+_NAME = r"(?!\.\.?/)[A-Za-z0-9._-]{1,100}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}"
+REPOSITORY_PATTERN = f"^{_NAME}$"
+# A workflow file name, or its numeric id (a 64-bit integer).
+WORKFLOW_PATTERN = r"^(?:[A-Za-z0-9_.-]{1,250}\.ya?ml|[0-9]{1,18})$"
+# A branch or tag: no whitespace, no control characters. Spelt out, not `\s`: Python's and
+# ECMA's (the OpenAPI description's) `\s` differ.
+REF_PATTERN = (
+    r"^[^\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+    r"{1,255}$"
+)
+REF_MAX = 255
+CALLBACK_URL_MAX = 2048
+# GitHub's limits on a dispatch's inputs.
+INPUTS_MAX_KEYS = 25
+INPUTS_MAX_CHARS = 65_535
+INPUT_NAME_MAX = 100
+
+_REPOSITORY = re.compile(REPOSITORY_PATTERN)
+_WORKFLOW = re.compile(WORKFLOW_PATTERN)
+_REF = re.compile(REF_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def valid_name(name: str) -> bool:
+    """Whether an owner or repository name keeps to GitHub's characters (and is not . or ..)."""
+    return re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def callback_url_problem(url: str) -> str | None:
+    """What is wrong with a callback URL (scheme, credentials, characters, port), or None."""
+    if _CONTROL.search(url):
+        return "must not contain spaces or control characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http or https URL"
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "must not carry a user or password"
+    if not parts.hostname:
+        return "must name a host"
+    try:
+        port = parts.port
+    except ValueError:
+        return "has an invalid port"
+    if port == 0:
+        return "has an invalid port"
+    return None
+
 # Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
-_METADATA_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
+_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
 METADATA_MAX_KEYS = 20
 METADATA_MAX_VALUE = 500
 
@@ -86,15 +142,11 @@ def check_metadata(value: dict[str, str]) -> dict[str, str]:
 
 
 def check_callback_url(value: str | None) -> str | None:
-    """An http(s) URL without spaces, or a ValueError."""
-    if value is not None and (
-        not re.match(r"https?://[^/\s]+", value) or any(c.isspace() for c in value)
-    ):
-        raise ValueError("must be an http or https URL")
+    """An http(s) URL ghapp may call back (see callback_url_problem), or a ValueError."""
+    if value is not None and (problem := callback_url_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
-
-_WORKFLOW = re.compile(r"[A-Za-z0-9_.-]+\.ya?ml|[0-9]+")
 
 
 class DeploymentRequest(BaseModel):
@@ -102,12 +154,26 @@ class DeploymentRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # The patterns are checked by the validators below (Python's re: GitHub's names need a
+    # look-ahead) and published in the OpenAPI description (ghapp.web.openapi).
     repository: str = Field(description="owner/name", examples=["acme/shop"])
     workflow: str = Field(default="deploy.yml", description="workflow file name or id")
     ref: str | None = Field(default=None, description="branch or tag; the default branch if absent")
-    inputs: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=25)
+    inputs: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=INPUT_NAME_MAX)],
+        StrictStr | StrictInt | StrictFloat | StrictBool,
+    ] = Field(
+        default_factory=dict,
+        max_length=INPUTS_MAX_KEYS,
+        description=(
+            f"the workflow's inputs: at most {INPUTS_MAX_KEYS} keys and "
+            f"{INPUTS_MAX_CHARS} characters as JSON (GitHub's limits)"
+        ),
+    )
     callback_url: str | None = Field(
-        default=None, description="ORCHESTRATOR_CALLBACK_URL if absent"
+        default=None,
+        description="ORCHESTRATOR_CALLBACK_URL if absent",
+        max_length=CALLBACK_URL_MAX,
     )
     metadata: dict[str, str] = Field(
         default_factory=dict,
@@ -140,7 +206,10 @@ class DeploymentRequest(BaseModel):
     @classmethod
     def _repository(cls, value: str) -> str:
         if not _REPOSITORY.fullmatch(value):
-            raise ValueError("must be 'owner/name' with exactly one '/'")
+            raise ValueError(
+                "must be 'owner/name': one '/', GitHub's characters [A-Za-z0-9._-], "
+                "neither part '.' or '..'"
+            )
         return value
 
     @field_validator("workflow")
@@ -153,8 +222,23 @@ class DeploymentRequest(BaseModel):
     @field_validator("ref")
     @classmethod
     def _ref(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
-            raise ValueError("must be a branch or tag name without spaces")
+        if value is not None and not _REF.fullmatch(value):
+            raise ValueError(
+                f"must be a branch or tag name: 1 to {REF_MAX} characters, no spaces"
+            )
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        for item in value.values():
+            # A number must fit in a signed 64-bit integer's range (as the OpenAPI says).
+            if isinstance(item, int | float) and not isinstance(item, bool) and abs(item) >= 2**63:
+                raise ValueError("number inputs must be within a signed 64-bit integer's range")
+        if len(json.dumps(value, separators=(",", ":"))) > INPUTS_MAX_CHARS:
+            raise ValueError(f"must be at most {INPUTS_MAX_CHARS} characters as JSON")
         return value
 
     @field_validator("callback_url")

@@ -177,3 +177,12 @@ delivery_log = Table(
     Index("ix_delivery_log_received", "received_at"),
     Index("ix_delivery_log_delivery_id", "delivery_id"),
 )
+
+# Operator page sessions ended by signing out (their cookies still carry a valid signature until
+# `expires_at`, when the row can go).
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -75,6 +77,21 @@ def async_url(database_url: str) -> str:
     raise ValueError(f"unsupported DATABASE_URL {database_url!r}")
 
 
+def create_private_file(path: Path) -> None:
+    """Create an empty file readable by its owner only (0600), unless it exists.
+
+    SQLite creates the database's -wal and -shm files with the database file's mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        # No such folder: SQLite's own error says so when it opens the file.
+        return
+    os.close(fd)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the poller read while a webhook writes; a crashed process loses no commit.
     cursor = dbapi_connection.cursor()
@@ -128,6 +145,8 @@ class SqlStore:
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start)."""
+        if self.is_sqlite and (path := sqlite_file(self.url)) is not None:
+            create_private_file(path)
         async with self.begin() as conn:
             await conn.run_sync(upgrade)
         path = sqlite_file(self.url) if self.is_sqlite else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -16,16 +17,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core.models import DeploymentList, DeploymentRequest, check_metadata
+from ghapp.core.models import (
+    REPOSITORY_PATTERN,
+    DeploymentList,
+    DeploymentRequest,
+    check_metadata,
+)
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
 from ghapp.web import launch
+from ghapp.web.limits import API_CAP, BodyRefused, read_body
 
 if TYPE_CHECKING:
+    from ghapp.core.deploys import DeploymentRecord
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
-MAX_BODY = 1024 * 1024
+# Most deployments one list answer holds (DESIGN.md).
+LIST_MAX = 200
+REPOSITORY = re.compile(REPOSITORY_PATTERN)
+# ghapp's own ids are `dep_` and 24 hex digits; this is looser, and bounded.
+DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+DEPLOYMENT_ID = re.compile(DEPLOYMENT_ID_PATTERN)
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,200}$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -59,11 +74,24 @@ def unauthorized() -> JSONResponse:
     )
 
 
-def callback_allowed(url: str, allowed: list[str]) -> bool:
-    """Whether a callback URL's host (and port, where the entry names one) is allowed."""
+def _origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def callback_allowed(url: str, allowed: list[str], default_url: str | None = None) -> bool:
+    """Whether ghapp may call `url` back (DESIGN.md, Hardening rules: Input checks).
+
+    With CALLBACK_ALLOWED_HOSTS (`allowed`): its host equals an entry's, and its port too where
+    the entry names one. Without: its scheme, host and effective port equal `default_url`'s.
+    """
+    try:
+        scheme, host, port = _origin(url)
+        if not allowed:
+            return default_url is not None and (scheme, host, port) == _origin(default_url)
+    except ValueError:
+        return False
     for entry in allowed:
         wanted = urlsplit("//" + entry.strip().lower())
         try:
@@ -73,6 +101,23 @@ def callback_allowed(url: str, allowed: list[str]) -> bool:
         if wanted.hostname == host and wanted_port in (None, port):
             return True
     return False
+
+
+async def stored(services: Services, deployment_id: str) -> DeploymentRecord | None:
+    """The deployment with this id; None too for what cannot be an id (no lookup then)."""
+    if not DEPLOYMENT_ID.fullmatch(deployment_id):
+        return None
+    return await services.store.get(deployment_id)
+
+
+def query_int(value: str | None, *, default: int, top: int) -> int | None:
+    """A query parameter that must be an integer in 1..top (None: it is not)."""
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        return None
+    number = int(value)
+    return number if 1 <= number <= top else None
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -87,9 +132,10 @@ async def create_deployment(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        raw = await read_body(request, API_CAP)
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
     try:
         # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
         payload = from_json(raw, allow_inf_nan=False)
@@ -110,17 +156,28 @@ async def create_deployment(request: Request) -> Response:
             "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
             errors=[{"field": "callback_url", "message": "required"}],
         )
-    if not callback_allowed(callback_url, settings.callback_allowed_hosts):
+    if not callback_allowed(
+        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
+    ):
+        where = (
+            "its host is not in CALLBACK_ALLOWED_HOSTS"
+            if settings.callback_allowed_hosts
+            else "its scheme, host and port differ from ORCHESTRATOR_CALLBACK_URL's "
+            "(set CALLBACK_ALLOWED_HOSTS to allow others)"
+        )
         return error(
             422,
             "invalid_request",
-            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
+            f"callback_url is not allowed: {where}",
             errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
     key = request.headers.get("idempotency-key")
-    if key is not None and (len(key) > 200 or not key.isprintable()):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         return error(
-            422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
+            422,
+            "invalid_request",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
     body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
@@ -163,7 +220,7 @@ async def get_deployment(request: Request) -> Response:
     """GET /api/v1/deployments/{id}."""
     if not authorized(request):
         return unauthorized()
-    record = await services_of(request).store.get(request.path_params["deployment_id"])
+    record = await stored(services_of(request), request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     return JSONResponse(record.public().model_dump(mode="json"))
@@ -173,7 +230,7 @@ async def get_report(request: Request) -> Response:
     """GET /api/v1/deployments/{id}/report: the failure report as Markdown (404 when none)."""
     if not authorized(request):
         return unauthorized()
-    record = await services_of(request).store.get(request.path_params["deployment_id"])
+    record = await stored(services_of(request), request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     if record.verdict is None or not record.verdict.report:
@@ -186,16 +243,13 @@ async def list_deployments(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "50"))
-        if not 1 <= limit <= 500:
-            raise ValueError
-    except ValueError:
+    limit = query_int(params.get("limit"), default=50, top=LIST_MAX)
+    if limit is None:
         return error(
             422,
             "invalid_request",
-            "limit must be an integer from 1 to 500",
-            errors=[{"field": "limit", "message": "must be 1..500"}],
+            f"limit must be an integer from 1 to {LIST_MAX}",
+            errors=[{"field": "limit", "message": f"must be 1..{LIST_MAX}"}],
         )
     state = params.get("state")
     if state is not None and state not in ("dispatched", "in_progress", "completed"):
@@ -204,6 +258,14 @@ async def list_deployments(request: Request) -> Response:
             "invalid_request",
             "state must be dispatched, in_progress or completed",
             errors=[{"field": "state", "message": "unknown state"}],
+        )
+    repository = params.get("repository")
+    if repository is not None and not REPOSITORY.fullmatch(repository):
+        return error(
+            422,
+            "invalid_request",
+            "repository must be 'owner/name' in GitHub's characters",
+            errors=[{"field": "repository", "message": "not a repository name"}],
         )
     metadata = {
         name.removeprefix("metadata."): value
@@ -220,7 +282,7 @@ async def list_deployments(request: Request) -> Response:
             errors=[{"field": "metadata", "message": str(exc)}],
         )
     records = await services_of(request).store.recent(
-        repository=params.get("repository"), state=state, limit=limit, metadata=metadata
+        repository=repository, state=state, limit=limit, metadata=metadata
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))
@@ -231,7 +293,7 @@ async def cancel_deployment(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    record = await services.store.get(request.path_params["deployment_id"])
+    record = await stored(services, request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
     if record.state == "completed":
@@ -262,7 +324,7 @@ async def resend_callback(request: Request) -> Response:
         return unauthorized()
     services = services_of(request)
     deployment_id = request.path_params["deployment_id"]
-    record = await services.store.get(deployment_id)
+    record = await stored(services, deployment_id)
     if record is None:
         return error(404, "not_found", "no such deployment")
     if record.state != "completed" or not await services.store.resend_callback(deployment_id):
@@ -272,9 +334,15 @@ async def resend_callback(request: Request) -> Response:
     return JSONResponse(record.public().model_dump(mode="json"), 202)
 
 
+async def deployments(request: Request) -> Response:
+    """/api/v1/deployments: POST asks for one, GET lists them (one route: one `Allow` header)."""
+    if request.method == "POST":
+        return await create_deployment(request)
+    return await list_deployments(request)
+
+
 routes = [
-    Route("/api/v1/deployments", create_deployment, methods=["POST"]),
-    Route("/api/v1/deployments", list_deployments, methods=["GET"]),
+    Route("/api/v1/deployments", deployments, methods=["GET", "POST"]),
     Route("/api/v1/deployments/{deployment_id}", get_deployment, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}/report", get_report, methods=["GET"]),
     Route("/api/v1/deployments/{deployment_id}/cancel", cancel_deployment, methods=["POST"]),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.config import Settings
+from ghapp.config import MIN_SECRET, Settings
 from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
@@ -111,6 +111,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.app_private_key(),
     ):
         register_secret(secret)
+    if weak := settings.weak_webhook_secrets():
+        # Accepted: the secret is shared with GitHub and may be mid-rotation (README, Upgrading).
+        log.warning(
+            "WEBHOOK_SECRET: %d of its entries are shorter than %d characters: "
+            "rotate to a longer one",
+            weak,
+            MIN_SECRET,
+        )
     store = SqlStore(settings.database_url)
     await store.open()
     # Opened at the first request GitHub or an orchestrator is sent: an idle server never

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.web.api import authorized, error, services_of, unauthorized
+from ghapp.web.api import authorized, error, query_int, services_of, unauthorized
 from ghapp.work.delivery_log import DeliveryLog
 
 SIGNATURE_VERDICTS = ("ok", "bad", "missing", "unchecked")
@@ -22,11 +22,8 @@ async def list_deliveries(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "50"))
-        if not 1 <= limit <= 1000:
-            raise ValueError
-    except ValueError:
+    limit = query_int(params.get("limit"), default=50, top=1000)
+    if limit is None:
         return error(
             422,
             "invalid_request",

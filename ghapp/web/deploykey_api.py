@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ghapp.core.models import valid_name
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.secrets import SECRET_NAME, NotInstalled, SecretRefused, install_deploy_key
 from ghapp.web.api import authorized, error, services_of, unauthorized
@@ -19,7 +20,16 @@ async def create_deploy_key(request: Request) -> Response:
     """Generate the key pair, store the private half as DEPLOY_SSH_KEY, answer the public half."""
     if not authorized(request):
         return unauthorized()
-    repository = f"{request.path_params['owner']}/{request.path_params['repo']}"
+    owner, repo = request.path_params["owner"], request.path_params["repo"]
+    bad = [name for name, value in (("owner", owner), ("repo", repo)) if not valid_name(value)]
+    if bad:
+        return error(
+            422,
+            "invalid_request",
+            "owner and repo must be GitHub names: [A-Za-z0-9._-], not '.' or '..'",
+            errors=[{"field": name, "message": "not a GitHub name"} for name in bad],
+        )
+    repository = f"{owner}/{repo}"
     github = services_of(request).github
     try:
         key = await install_deploy_key(github, repository)

@@ -21,8 +21,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ghapp.core.deploys import DeploymentRecord
-from ghapp.web.api import authorized, error, unauthorized
-from ghapp.web.operator_page import SESSION_COOKIE, read_session_cookie
+from ghapp.web.api import DEPLOYMENT_ID, authorized, error, unauthorized
+from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie, session_revoked
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -55,11 +55,12 @@ def _last_event_id(request: Request) -> int:
     return int(value) if value.isdigit() and len(value) < 19 else 0
 
 
-def _allowed(request: Request, services: Services) -> bool:
+async def _allowed(request: Request, services: Services) -> bool:
     if authorized(request):
         return True
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return read_session_cookie(services.settings, cookie) is not None
+    session = read_session_cookie(services.settings, request.cookies.get(SESSION_COOKIE))
+    # A signed-out session's cookie no longer opens the stream either.
+    return session is not None and not await session_revoked(services.store, session)
 
 
 class EventStream(Response):
@@ -153,9 +154,11 @@ class EventStream(Response):
 async def deployment_events(request: Request) -> Response:
     """GET /api/v1/deployments/{id}/events (bearer token, or the operator page's session)."""
     services: Services = request.app.state.services
-    if not _allowed(request, services):
+    if not await _allowed(request, services):
         return unauthorized()
     deployment_id = request.path_params["deployment_id"]
+    if not DEPLOYMENT_ID.fullmatch(deployment_id):
+        return error(404, "not_found", "no such deployment")
     hub = services.hub
     subscription = contextlib.ExitStack()
     # Subscribed before the snapshot is read: a change in between still wakes the stream.

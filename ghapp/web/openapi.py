@@ -1,140 +1,29 @@
 """`GET /openapi.json`: the OpenAPI 3.1 description of ghapp's HTTP interface.
 
-The schemas come from the pydantic models of the contract (`ghapp.core.models`), so the description
-cannot drift from what the handlers validate and answer.
+The operations are described here, the schemas in `ghapp.web.openapi_schemas`.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
 from ghapp.core import models
-from ghapp.web import openapi_releases
+from ghapp.web import api, openapi_releases
+from ghapp.web.openapi_schemas import REF_TEMPLATE, components
 
 OPENAPI_VERSION = "3.1.0"
-REF_TEMPLATE = "#/components/schemas/{model}"
 DELIVERIES_PATH = "/api/v1/deliveries"
-
-
-class DeployKeyCreated(BaseModel):
-    """Answer of `POST /api/v1/repos/{owner}/{repo}/deploy-key`."""
-
-    secret_name: Literal["DEPLOY_SSH_KEY"] = Field(
-        description="the Actions secret that now holds the private key"
-    )
-    public_key: str = Field(
-        description="line for the server's authorized_keys",
-        examples=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... ghapp-deploy@acme/shop"],
-    )
-    fingerprint: str = Field(
-        description="SHA256 fingerprint as OpenSSH prints it", examples=["SHA256:abc..."]
-    )
-
-
-class Health(BaseModel):
-    """Answer of `GET /healthz`."""
-
-    status: Literal["ok"]
-
-
-class Readiness(BaseModel):
-    """Answer of `GET /readyz`: ready, or what is wrong."""
-
-    status: Literal["ready", "unavailable"]
-    problems: dict[str, str] | None = Field(
-        default=None, description="what is not ready, by part (database, settings)"
-    )
-
-
-class WebhookAnswer(BaseModel):
-    """Answer of the webhook endpoint: what became of the delivery."""
-
-    model_config = ConfigDict(extra="allow")
-
-    outcome: str = Field(description="e.g. processed, duplicate, ignored, bad_signature")
-    message: str | None = None
-
-
-class DeliverySummary(BaseModel):
-    """A webhook delivery as ghapp's local delivery log keeps it (a list item)."""
-
-    id: str = Field(description="the log's own id")
-    delivery_id: str | None = Field(description="X-GitHub-Delivery (GitHub's GUID)")
-    received_at: datetime
-    event: str | None
-    action: str | None
-    signature: Literal["ok", "bad", "missing", "unchecked"]
-    outcome: str = Field(description="what ghapp made of it, e.g. processed, duplicate, ignored")
-    status: int = Field(description="the HTTP status ghapp answered")
-    duration_ms: float
-    body_size: int
-    truncated: bool = Field(description="the stored body was cut to the log's limit")
-
-
-class DeliveryDetail(DeliverySummary):
-    """One logged delivery in full: headers (credentials redacted) and body."""
-
-    headers: dict[str, str]
-    body: str | None = Field(description="the body as text, when it is UTF-8")
-    body_base64: str | None = Field(description="the body in base64, when it is not UTF-8")
-
-
-class DeliveryList(BaseModel):
-    """Answer of `GET /api/v1/deliveries`."""
-
-    deliveries: list[DeliverySummary]
-    enabled: bool = Field(description="false when DELIVERY_LOG_DAYS turns the log off")
-    dropped: int = Field(
-        default=0, description="deliveries left out of the log under load (it keeps a sample)"
-    )
-
-
-_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-    (models.DeploymentRequest, "validation"),
-    (models.Deployment, "serialization"),
-    (models.DeploymentList, "serialization"),
-    (models.ErrorBody, "serialization"),
-    (DeployKeyCreated, "serialization"),
-    (Health, "serialization"),
-    (Readiness, "serialization"),
-    (WebhookAnswer, "serialization"),
-    (DeliveryList, "serialization"),
-    (DeliveryDetail, "serialization"),
-    (models.EnvironmentList, "serialization"),
-    (models.ReleaseList, "serialization"),
-    (models.RollbackRequest, "validation"),
-    *openapi_releases.MODELS,
-]
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF_TEMPLATE.format(model=name)}
-
-
-def _components() -> dict[str, Any]:
-    """Every model's schema, with their nested `$defs` collected as components."""
-    _, top = models_json_schema(_MODELS, ref_template=REF_TEMPLATE)
-    schemas: dict[str, Any] = top.get("$defs", {})
-    request = schemas["DeploymentRequest"]["properties"]
-    # Field validators are code, invisible to the JSON schema: state their rules as patterns.
-    request["repository"]["pattern"] = models._REPOSITORY.pattern
-    request["workflow"]["pattern"] = models._WORKFLOW.pattern
-    request["ref"]["anyOf"][0]["pattern"] = r"^\S+$"
-    request["callback_url"]["anyOf"][0]["pattern"] = r"^https?://[^/\s]+"
-    request["callback_url"]["anyOf"][0]["description"] = (
-        "its host must be in CALLBACK_ALLOWED_HOSTS"
-    )
-    return schemas
 
 
 def _json(name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -160,8 +49,19 @@ _DEPLOYMENT_ID = {
     "name": "deployment_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
+    "description": "anything else is no deployment (404)",
+    "schema": {"type": "string", "pattern": api.DEPLOYMENT_ID_PATTERN, "maxLength": 64},
     "example": "dep_0123456789abcdef01234567",
+}
+_LATE = _json("ErrorBody", "the body did not arrive within 30 s of the headers")
+# createDeployment's answer leads to the deployment's other operations (the stateful phase).
+_DEPLOYMENT_LINKS = {
+    name: {"operationId": operation, "parameters": {"deployment_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetDeployment", "getDeployment"),
+        ("CancelDeployment", "cancelDeployment"),
+        ("ResendCallback", "resendCallback"),
+    )
 }
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
@@ -191,17 +91,21 @@ def _orchestrator_paths() -> dict[str, Any]:
         "createDeployment",
         "Deploy a repository: dispatch its workflow; the verdict comes as a callback",
         {
-            "202": _json(
-                "Deployment",
-                "GitHub accepted the dispatch (state dispatched), or refused it (state "
-                "completed, verdict reason dispatch_rejected; its callback is sent too)",
-            ),
+            "202": {
+                **_json(
+                    "Deployment",
+                    "GitHub accepted the dispatch (state dispatched), or refused it (state "
+                    "completed, verdict reason dispatch_rejected; its callback is sent too)",
+                ),
+                "links": _DEPLOYMENT_LINKS,
+            },
             "200": _json(
                 "Deployment",
                 "replay: this Idempotency-Key was used with the same body; nothing dispatched",
             ),
             "400": _json("ErrorBody", "the body is not JSON"),
             "401": _UNAUTHORIZED,
+            "408": _LATE,
             "409": _json(
                 "ErrorBody",
                 "this Idempotency-Key was used with another body (error "
@@ -229,7 +133,12 @@ def _orchestrator_paths() -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "description": "the same key with the same body returns the same deployment",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 200,
+                    "pattern": api.IDEMPOTENCY_KEY_PATTERN,
+                },
             }
         ],
         requestBody={
@@ -249,7 +158,15 @@ def _orchestrator_paths() -> dict[str, Any]:
         description="`metadata.KEY=VALUE` query parameters (any number) keep the deployments "
         "whose metadata has KEY set to VALUE.",
         parameters=[
-            {"name": "repository", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "repository",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "pattern": models.REPOSITORY_PATTERN,
+                    "maxLength": 201,
+                },
+            },
             {
                 "name": "state",
                 "in": "query",
@@ -258,7 +175,12 @@ def _orchestrator_paths() -> dict[str, Any]:
             {
                 "name": "limit",
                 "in": "query",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": api.LIST_MAX,
+                    "default": 50,
+                },
             },
         ],
     )
@@ -377,9 +299,10 @@ def _orchestrator_paths() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 # GitHub's own rule for owner and repository names.
-                "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+                "schema": {"type": "string", "pattern": models.NAME_PATTERN, "maxLength": 100},
+                "example": example,
             }
-            for name in ("owner", "repo")
+            for name, example in (("owner", "acme"), ("repo", "shop"))
         ],
     )
     return {
@@ -409,8 +332,14 @@ def _deliveries_paths() -> dict[str, Any]:
                 "in": "query",
                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
             },
-            {"name": "event", "in": "query", "schema": {"type": "string"}},
-            {"name": "outcome", "in": "query", "schema": {"type": "string"}},
+            *(
+                {
+                    "name": name,
+                    "in": "query",
+                    "schema": {"type": "string", "maxLength": 100, "pattern": "^[^\\x00]*$"},
+                }
+                for name in ("event", "outcome")
+            ),
             {
                 "name": "signature",
                 "in": "query",
@@ -428,7 +357,13 @@ def _deliveries_paths() -> dict[str, Any]:
         },
         tag="operations",
         parameters=[
-            {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": "delivery_id",
+                "in": "path",
+                "required": True,
+                "description": "anything longer is in no log (404)",
+                "schema": {"type": "string", "maxLength": 100, "pattern": "^[^\\x00]+$"},
+            }
         ],
     )
     return {
@@ -448,6 +383,7 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
                 "WebhookAnswer", "X-GitHub-Event or X-GitHub-Delivery missing, or not JSON"
             ),
             "401": _json("WebhookAnswer", "X-Hub-Signature-256 missing or wrong"),
+            "408": _json("WebhookAnswer", "the body did not arrive within 30 s of the headers"),
             "413": _json("WebhookAnswer", "over 25 MiB"),
             "500": _json("WebhookAnswer", "handling failed: GitHub lists it failed, redeliverable"),
         },
@@ -500,7 +436,12 @@ def _operations_paths(webhook_path: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
+def _cached_spec(
+    webhook_path: str,
+    deliveries: bool,
+    allowed: tuple[str, ...] | None = None,
+    default_url: str | None = None,
+) -> dict[str, Any]:
     paths = _orchestrator_paths()
     if deliveries:
         paths.update(_deliveries_paths())
@@ -508,7 +449,7 @@ def _cached_spec(webhook_path: str, deliveries: bool) -> dict[str, Any]:
         openapi_releases.paths(_operation, _json, _ref, _UNAUTHORIZED, _RETRY_AFTER)
     )
     paths.update(_operations_paths(webhook_path))
-    schemas = _components()
+    schemas = components(allowed, default_url)
     if not deliveries:
         for name in ("DeliveryList", "DeliverySummary", "DeliveryDetail"):
             schemas.pop(name, None)
@@ -562,10 +503,17 @@ def has_route(routes: list[BaseRoute], path: str, method: str = "GET") -> bool:
 
 
 async def openapi_json(request: Request) -> Response:
-    """GET /openapi.json: the description of this server (no token needed to read it)."""
+    """GET /openapi.json: the description of this server (no token needed to read it).
+
+    Its callback_url pattern is this server's own rule (CALLBACK_ALLOWED_HOSTS, or the origin
+    of ORCHESTRATOR_CALLBACK_URL), so a client can check a URL before asking.
+    """
+    settings = request.app.state.settings
     spec = _cached_spec(
-        request.app.state.settings.webhook_path,
+        settings.webhook_path,
         has_route(request.app.routes, DELIVERIES_PATH),
+        tuple(settings.callback_allowed_hosts),
+        settings.orchestrator_callback_url,
     )
     return JSONResponse(spec)
 

@@ -88,6 +88,7 @@ def paths(
             "200": json("Deployment", "replay of an Idempotency-Key with the same body"),
             "400": json("ErrorBody", "the body is not JSON"),
             "401": unauthorized,
+            "408": json("ErrorBody", "the body did not arrive within 30 s of the headers"),
             "409": json(
                 "ErrorBody",
                 "no such earlier release (error no_release), or this Idempotency-Key was used "

@@ -3,22 +3,19 @@
 Server-rendered HTML (Jinja2, autoescaped), no external assets; one inline script (allowed by the
 CSP nonce) moves the progress bars of running deployments from their event streams. Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
-form trades the token for a signed, HttpOnly, SameSite=Strict cookie. Actions are POST forms that
-also carry a per-session CSRF token.
+form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`ghapp.web.sessions`).
+Actions, sign-out included, are POST forms that also carry a per-session CSRF token; no form is
+read before the request is known to be authorised (the sign-in form aside, 16 KiB at most).
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import hmac
-import json
 import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +29,18 @@ from starlette.routing import Route
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.web import launch, releases_page
+from ghapp.web.api import stored
+from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
+from ghapp.web.sessions import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Session,
+    SignInThrottle,
+    make_session_cookie,
+    read_session_cookie,
+    revoke_session,
+    session_revoked,
+)
 
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
@@ -41,9 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ghapp.operator")
 
-SESSION_COOKIE = "ghapp_session"
-SESSION_SECONDS = 12 * 3600
-MAX_FORM = 16 * 1024
 STATES = ("dispatched", "in_progress", "completed")
 # Running deployments followed live on the page (each holds one of the browser's connections).
 LIVE_STREAMS = 4
@@ -85,57 +91,7 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
-# --- sessions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Session:
-    """A logged-in browser: when its cookie expires, and its CSRF token."""
-
-    expires: int
-    csrf: str
-
-
-def _key(settings: Settings) -> bytes:
-    # Derived from the token, so changing ORCHESTRATOR_TOKEN ends every session.
-    token = (settings.orchestrator_token or "").encode()
-    return hmac.new(token, b"ghapp operator session v1", hashlib.sha256).digest()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def make_session_cookie(settings: Settings, *, now: float | None = None) -> tuple[str, Session]:
-    """A new session and its cookie value (`payload.signature`, HMAC-SHA256)."""
-    session = Session(
-        expires=int((now or time.time()) + SESSION_SECONDS), csrf=secrets.token_urlsafe(24)
-    )
-    payload = _b64(json.dumps({"exp": session.expires, "csrf": session.csrf}).encode())
-    signature = _b64(hmac.new(_key(settings), payload.encode(), hashlib.sha256).digest())
-    return f"{payload}.{signature}", session
-
-
-def read_session_cookie(
-    settings: Settings, value: str | None, *, now: float | None = None
-) -> Session | None:
-    """The session a cookie carries, if its signature holds and it has not expired."""
-    if not value or not settings.orchestrator_token:
-        return None
-    payload, _, signature = value.partition(".")
-    expected = _b64(hmac.new(_key(settings), payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
-        return None
-    try:
-        data = json.loads(_unb64(payload))
-        session = Session(expires=int(data["exp"]), csrf=str(data["csrf"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return session if session.expires > (now or time.time()) else None
+# --- sessions ---------------------------------------------------------------------------------
 
 
 def _token_ok(settings: Settings, token: str) -> bool:
@@ -160,12 +116,28 @@ def _secure(request: Request) -> bool:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form body (small; the page's forms have a few short fields)."""
-    raw = await request.body()
-    if len(raw) > MAX_FORM:
-        return {}
+    """An urlencoded form body, read as a stream; TooLarge past 16 KiB (a few short fields)."""
+    raw = await read_body(request, FORM_CAP)
     fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items()}
+
+
+async def _session(request: Request) -> Session | None:
+    """The request's signed-in session, unless it expired or was signed out."""
+    services = _services(request)
+    session = read_session_cookie(services.settings, request.cookies.get(SESSION_COOKIE))
+    if session is None or await session_revoked(services.store, session):
+        return None
+    return session
+
+
+def _refused(exc: BodyRefused) -> Response:
+    return Response(
+        f"{exc}\n",
+        exc.status,
+        media_type="text/plain",
+        headers=_security_headers(secrets.token_urlsafe(16)),
+    )
 
 
 def _back(target: str | None, notice: str | None = None) -> str:
@@ -297,15 +269,19 @@ def _bounded(value: str | None, default: int) -> int:
         return default
 
 
-def _login_page(request: Request, *, failed: bool = False) -> Response:
-    return _render(request, "login.html", {"failed": failed}, 401 if failed else 200)
+def _login_page(
+    request: Request, *, failed: bool = False, status: int | None = None
+) -> Response:
+    return _render(
+        request, "login.html", {"failed": failed}, status or (401 if failed else 200)
+    )
 
 
 async def index(request: Request) -> Response:
     """GET /: the operator page, or the login form without a session or token."""
     services = _services(request)
     settings = services.settings
-    session = read_session_cookie(settings, request.cookies.get(SESSION_COOKIE))
+    session = await _session(request)
     if session is None and not _bearer(request, settings):
         return _login_page(request)
     params = request.query_params
@@ -355,12 +331,39 @@ async def index(request: Request) -> Response:
     )
 
 
+def _throttle(request: Request) -> SignInThrottle:
+    throttle: SignInThrottle | None = getattr(request.app.state, "sign_in_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.sign_in_throttle = SignInThrottle()
+    return throttle
+
+
 async def login(request: Request) -> Response:
-    """POST /login: check the token; set the session cookie and go to `/`."""
+    """POST /login: check the token; set the session cookie and go to `/`.
+
+    At most 10 failed attempts per client address a minute: the next gets 429, right or wrong.
+    """
     settings = _services(request).settings
-    form = await _form(request)
+    address = request.client.host if request.client else "unknown"
+    throttle = _throttle(request)
+    wait = throttle.retry_after(address)
+    if wait is not None:
+        log.warning("operator sign-in throttled", extra={"client": address})
+        response = Response(
+            "too many failed sign-ins from this address: try again later\n",
+            429,
+            media_type="text/plain",
+            headers={**_security_headers(secrets.token_urlsafe(16)), "Retry-After": str(wait)},
+        )
+        return response
+    try:
+        form = await _form(request)
+    except BodyRefused as exc:
+        throttle.failed(address)
+        return _refused(exc)
     if not _token_ok(settings, form.get("token", "").strip()):
-        log.warning("operator login refused")
+        throttle.failed(address)
+        log.warning("operator login refused", extra={"client": address})
         return _login_page(request, failed=True)
     value, _ = make_session_cookie(settings)
     response = RedirectResponse("/", status_code=303)
@@ -378,7 +381,18 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """POST (or GET) /logout: forget the session cookie."""
+    """POST /logout (with the CSRF token): end the session on the server, forget the cookie."""
+    session = await _session(request)
+    if session is None:
+        return _login_page(request, status=401)
+    try:
+        form = await _form(request)
+    except BodyRefused as exc:
+        return _refused(exc)
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+        return RedirectResponse(_back("/", "csrf"), status_code=303)
+    await revoke_session(_services(request).store, session)
+    log.info("operator signed out")
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
@@ -386,35 +400,37 @@ async def logout(request: Request) -> Response:
     return response
 
 
-async def _authorized_action(request: Request) -> tuple[bool, dict[str, str]]:
-    """Whether a page action may run: a bearer token, or the session plus its CSRF token."""
-    settings = _services(request).settings
-    form = await _form(request)
-    if _bearer(request, settings):
-        # A browser never attaches this header by itself, so a cross-site form cannot forge it.
-        return True, form
-    session = read_session_cookie(settings, request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        return False, form
-    return hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()), form
+async def _authorized_action(request: Request) -> Response | dict[str, str]:
+    """The form of a page action that may run, or the answer refusing it.
 
-
-def _forbidden(request: Request) -> Response:
+    Authorisation first (a bearer token, or a session), the body only then; with a session,
+    the form must carry its CSRF token.
+    """
     settings = _services(request).settings
-    if read_session_cookie(settings, request.cookies.get(SESSION_COOKIE)) is None:
-        return RedirectResponse("/", status_code=303)
-    return RedirectResponse(_back("/", "csrf"), status_code=303)
+    bearer = _bearer(request, settings)
+    session = None if bearer else await _session(request)
+    if not bearer and session is None:
+        return _login_page(request, status=401)
+    try:
+        form = await _form(request)
+    except BodyRefused as exc:
+        return _refused(exc)
+    # A browser never attaches the bearer header by itself, so a cross-site form cannot forge it.
+    if session is not None and not hmac.compare_digest(
+        form.get("csrf", "").encode(), session.csrf.encode()
+    ):
+        return RedirectResponse(_back("/", "csrf"), status_code=303)
+    return form
 
 
 async def resend(request: Request) -> Response:
     """POST /ui/deployments/{id}/resend: queue a completed deployment's callback again."""
-    allowed, form = await _authorized_action(request)
-    if not allowed:
-        return _forbidden(request)
+    form = await _authorized_action(request)
+    if isinstance(form, Response):
+        return form
     services = _services(request)
     deployment_id = request.path_params["deployment_id"]
-    # PostgreSQL refuses NUL in text, and no deployment id has one.
-    record = None if "\x00" in deployment_id else await services.store.get(deployment_id)
+    record = await stored(services, deployment_id)
     if record is None:
         notice = "no_such_deployment"
     elif record.state != "completed" or not await services.store.resend_callback(deployment_id):
@@ -428,9 +444,9 @@ async def resend(request: Request) -> Response:
 
 async def redeliver(request: Request) -> Response:
     """POST /ui/deliveries/{guid}/redeliver: ask GitHub to send that webhook again."""
-    allowed, form = await _authorized_action(request)
-    if not allowed:
-        return _forbidden(request)
+    form = await _authorized_action(request)
+    if isinstance(form, Response):
+        return form
     services = _services(request)
     guid = request.path_params["guid"]
     # The local log knows the GUID; GitHub redelivers by its own attempt id, so look that up
@@ -461,9 +477,9 @@ async def redeliver(request: Request) -> Response:
 
 async def rollback(request: Request) -> Response:
     """POST /ui/repos/{owner}/{repo}/environments/{environment}/rollback: the release before."""
-    allowed, form = await _authorized_action(request)
-    if not allowed:
-        return _forbidden(request)
+    form = await _authorized_action(request)
+    if isinstance(form, Response):
+        return form
     services = _services(request)
     repository = f"{request.path_params['owner']}/{request.path_params['repo']}"
     environment = request.path_params["environment"]
@@ -500,7 +516,7 @@ routes = [
         methods=["POST"],
     ),
     Route("/login", login, methods=["POST"]),
-    Route("/logout", logout, methods=["GET", "POST"]),
+    Route("/logout", logout, methods=["POST"]),
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
 ]

@@ -17,7 +17,7 @@ from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
 from ghapp.web import launch
 from ghapp.web.api import (
-    MAX_BODY,
+    IDEMPOTENCY_KEY,
     authorized,
     callback_allowed,
     error,
@@ -25,6 +25,7 @@ from ghapp.web.api import (
     start_answer,
     unauthorized,
 )
+from ghapp.web.limits import API_CAP, BodyRefused, read_body
 
 MAX_RELEASES = 200
 MAX_DAYS = 366
@@ -83,9 +84,10 @@ async def rollback(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        raw = await read_body(request, API_CAP)
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
     try:
         payload = from_json(raw or b"{}", allow_inf_nan=False)
         body = RollbackRequest.model_validate(payload)
@@ -105,7 +107,10 @@ async def rollback(request: Request) -> Response:
             "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
             errors=[{"field": "callback_url", "message": "required"}],
         )
-    if not callback_allowed(callback_url, services.settings.callback_allowed_hosts):
+    settings = services.settings
+    if not callback_allowed(
+        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
+    ):
         return error(
             422,
             "invalid_request",
@@ -113,9 +118,12 @@ async def rollback(request: Request) -> Response:
             errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
     key = request.headers.get("idempotency-key")
-    if key is not None and (len(key) > 200 or not key.isprintable()):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         return error(
-            422, "invalid_request", "Idempotency-Key must be at most 200 printable characters"
+            422,
+            "invalid_request",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
     repository, environment = _repository(request), _environment(request)
     body_hash = hashlib.sha256(

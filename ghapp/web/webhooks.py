@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict
 
@@ -98,8 +98,31 @@ _BARE_BODIES: dict[str, bytes] = {}
 _answer = Answer
 
 
+# A run id, attempt, installation id...: GitHub's are positive and fit a signed 64-bit integer
+# (what PostgreSQL's BIGINT holds); anything else is not GitHub's.
+_Id = Annotated[int, Field(strict=True, ge=0, lt=2**63)]
+_Text = Annotated[str | None, Field(strict=True)]
+
+
+class _Run(TypedDict, total=False):
+    """What the handlers read of a `workflow_run` object; other fields are not looked at."""
+
+    id: _Id
+    run_attempt: _Id | None
+    workflow_id: _Id | None
+    status: _Text
+    conclusion: _Text
+    html_url: _Text
+    head_sha: _Text
+    head_branch: _Text
+    event: _Text
+    display_title: _Text
+    created_at: _Text
+    path: _Text
+
+
 class _RunFields(TypedDict, total=False):
-    id: Any
+    id: _Id
     event: Any
     display_title: Any
     created_at: Any
@@ -112,8 +135,37 @@ class _PayloadHead(TypedDict, total=False):
 
 # Most of an organisation's workflow_run stream is CI runs ghapp did not dispatch; to see that,
 # a few fields suffice. Validating against this shape skips the rest of the 20 KiB body without
-# building it into Python objects (about a third of the cost of parsing it all).
+# building it into Python objects (about a third of the cost of parsing it all). A run id that
+# is not GitHub's sends the body to the closer look (and its 400); a run found to be one of
+# ghapp's has all its fields checked there (`_PAYLOAD`).
 _HEAD = TypeAdapter(_PayloadHead)
+
+
+class _Installation(TypedDict, total=False):
+    id: _Id
+
+
+class _Repository(TypedDict, total=False):
+    full_name: _Text
+
+
+class _DeploymentStatus(TypedDict, total=False):
+    state: _Text
+    environment_url: _Text
+
+
+class _Payload(TypedDict, total=False):
+    """The fields of a delivery the handlers read, with the types GitHub sends."""
+
+    action: _Text
+    workflow_run: _Run | None
+    installation: _Installation | None
+    repository: _Repository | None
+    deployment_status: _DeploymentStatus | None
+
+
+# A signed delivery whose fields have impossible types or values is answered 400, not 500.
+_PAYLOAD = TypeAdapter(_Payload)
 
 
 class RunHead(NamedTuple):
@@ -126,7 +178,7 @@ class RunHead(NamedTuple):
 
 
 def _is_run_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def run_head(raw: bytes) -> RunHead | None:
@@ -220,11 +272,15 @@ async def _receive(request: Request, services: Services) -> Answer:
         return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BODY:
-            return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    try:
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BODY:
+                return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+    except ClientDisconnect:
+        # Gone, or cut by the body deadline (the protocol answered 408).
+        return _answer(408, "timeout", message="the body did not arrive in time")
     # A body usually comes in one piece: no copy then.
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request.state.webhook_body = raw  # for the delivery log
@@ -238,6 +294,8 @@ async def _receive(request: Request, services: Services) -> Answer:
     delivery_id = request.headers.get("x-github-delivery")
     if not event or not delivery_id:
         return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
+    if len(delivery_id) > 100 or len(event) > 100:
+        return _answer(400, "bad_request", message="X-GitHub-Event or X-GitHub-Delivery too long")
     found: DeploymentRecord | None = None
     if event == "workflow_run" and (head := run_head(raw)) is not None:
         # ghapp only ever dispatches, so runs started by pushes and PRs are not ours; nor is a
@@ -264,6 +322,15 @@ async def _receive(request: Request, services: Services) -> Answer:
     if not isinstance(payload, dict):
         return _answer(400, "bad_request", message="the body is not a JSON object")
     handler = HANDLERS.get(event)
+    if handler is not None:
+        try:
+            _PAYLOAD.validate_python(payload)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            return _answer(
+                400, "bad_request", message=f"impossible field {where}: {problem['msg']}"
+            )
     if handler is None:
         answer = _answer(202, "ignored", event=event)
     else:

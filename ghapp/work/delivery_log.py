@@ -5,7 +5,12 @@ a background task writes the buffer to the database in batches and purges rows p
 retention (`DELIVERY_LOG_DAYS` days, at most `keep` rows). A batch is at most `FLUSH_BATCH` rows
 and `FLUSH_BYTES` of bodies, one batch per `FLUSH_INTERVAL`: writing a 20 KiB row and purging it
 later costs about as much CPU as handling the webhook, so under a heavier load the log keeps a
-sample (refused deliveries first, then the newest) instead of slowing the server down.
+sample (signed deliveries ghapp answered with an error first, then the newest signed ones, then
+unsigned ones) instead of slowing the server down.
+
+Anyone can post to the webhook path: deliveries whose signature was not good are kept within
+their own small quota (`keep_refused`), so a flood of them never evicts GitHub's. Headers are
+kept up to `MAX_HEADERS` bytes and count in every byte budget, like bodies.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, or_, select
@@ -34,6 +40,11 @@ log = logging.getLogger("ghapp.delivery_log")
 MAX_BODY = 1024 * 1024
 # A body whose signature failed came from anyone: keep less of it.
 MAX_UNSIGNED_BODY = 64 * 1024
+# Headers kept of one delivery (GitHub's are about 1 KiB); more is cut and marked.
+MAX_HEADERS = 8 * 1024
+HEADERS_CUT = "x-ghapp-headers-truncated"
+# Rows kept of deliveries whose signature was missing, bad or not checked.
+KEEP_REFUSED = 100
 # A delivery waits at most FLUSH_INTERVAL in memory; a batch goes sooner once FLUSH_BATCH wait,
 # but never more than one batch per interval.
 FLUSH_INTERVAL = 0.5
@@ -122,6 +133,41 @@ class _Pending(NamedTuple):
     headers: Mapping[str, str]
     body: bytes
     body_size: int
+    # Bytes of headers kept, and whether some were cut.
+    header_size: int = 0
+    headers_cut: bool = False
+
+    @property
+    def size(self) -> int:
+        """What this entry counts in the byte budgets."""
+        return len(self.body) + self.header_size
+
+    @property
+    def signed(self) -> bool:
+        """Whether GitHub's signature was good (others came from anyone)."""
+        return self.signature == "ok"
+
+
+def _header_size(headers: Mapping[str, str]) -> int:
+    # ": " and CRLF: four bytes a header. Starlette's Headers: the bytes as received, no decoding.
+    raw = getattr(headers, "raw", None)
+    pairs = raw if raw is not None else [(k.encode(), v.encode()) for k, v in headers.items()]
+    return len(b"".join(chain.from_iterable(pairs))) + 4 * len(pairs)
+
+
+def clip_headers(headers: Mapping[str, str], budget: int = MAX_HEADERS) -> dict[str, str]:
+    """The headers that fit in `budget` bytes (in order), plus a marker saying what was cut."""
+    kept: dict[str, str] = {}
+    used = 0
+    total = 0
+    for name, value in headers.items():
+        size = len(name) + len(value) + 4
+        total += size
+        if used + size <= budget:
+            kept[name] = value
+            used += size
+    kept[HEADERS_CUT] = f"{total} bytes of headers received, {used} kept"
+    return kept
 
 
 class DeliveryLog:
@@ -133,6 +179,7 @@ class DeliveryLog:
         *,
         days: float = 3,
         keep: int = 1000,
+        keep_refused: int = KEEP_REFUSED,
         begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]] | None = None,
     ) -> None:
         self.engine = engine
@@ -140,16 +187,20 @@ class DeliveryLog:
         self.begin = begin or engine.begin
         self.retention = days * 86400
         self.keep = keep
+        self.keep_refused = keep_refused
         self.enabled = days > 0 and keep > 0
         # Deliveries received but never written (sampled out under load, or the database failed).
         self.dropped = 0
+        # Signed deliveries, and the others (their own quota: they never push signed ones out).
         self._buffer: deque[_Pending] = deque()
+        self._refused: deque[_Pending] = deque()
         self._buffered_bytes = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._written_since_purge = 0
+        self._refused_since_purge = 0
 
     # --- the hot path: no await, no I/O ------------------------------------------------
 
@@ -167,38 +218,46 @@ class DeliveryLog:
         body: bytes,
         received_at: float | None = None,
     ) -> None:
-        """Buffer one delivery (the body clipped to 1 MiB); nothing when the log is off."""
+        """Buffer one delivery (body and headers clipped); nothing when the log is off."""
         if not self.enabled:
             return
-        limit = MAX_BODY if signature == "ok" else MAX_UNSIGNED_BODY
+        signed = signature == "ok"
+        limit = MAX_BODY if signed else MAX_UNSIGNED_BODY
         kept = body if len(body) <= limit else body[:limit]
-        if len(self._buffer) >= self.keep:
-            self._evict()
+        header_size = _header_size(headers)
+        cut = header_size > MAX_HEADERS
+        if cut:
+            headers = clip_headers(headers)
+            header_size = _header_size(headers)
+        queue = self._buffer if signed else self._refused
+        if len(queue) >= (self.keep if signed else self.keep_refused):
+            self._evict(queue)
         when = time.time() if received_at is None else received_at
-        self._buffer.append(
-            _Pending(
-                when,
-                delivery_id,
-                event,
-                action,
-                signature,
-                outcome,
-                status,
-                duration_ms,
-                headers,
-                kept,
-                len(body),
-            )
+        entry = _Pending(
+            when,
+            delivery_id,
+            event,
+            action,
+            signature,
+            outcome,
+            status,
+            duration_ms,
+            headers,
+            kept,
+            len(body),
+            header_size,
+            cut,
         )
-        self._buffered_bytes += len(kept)
+        queue.append(entry)
+        self._buffered_bytes += len(kept) + header_size
         while self._buffered_bytes > BUFFER_BYTES:
-            self._evict()
-        if len(self._buffer) >= FLUSH_BATCH:
+            self._evict(self._refused if self._refused else self._buffer)
+        if len(self._buffer) + len(self._refused) >= FLUSH_BATCH:
             self._wake.set()
 
-    def _evict(self) -> None:
-        oldest = self._buffer.popleft()
-        self._buffered_bytes -= len(oldest.body)
+    def _evict(self, queue: deque[_Pending]) -> None:
+        oldest = queue.popleft()
+        self._buffered_bytes -= oldest.size
         self.dropped += 1
 
     # --- the background side -----------------------------------------------------------
@@ -228,6 +287,8 @@ class DeliveryLog:
                 await self.flush()
                 if (
                     self._written_since_purge >= self.keep
+                    # A flood of forged deliveries is trimmed to its quota batch by batch.
+                    or self._refused_since_purge >= self.keep_refused
                     or time.time() - self._last_purge >= PURGE_INTERVAL
                 ):
                     await self.purge()
@@ -239,11 +300,12 @@ class DeliveryLog:
     async def flush(self) -> int:
         """Write one batch of the buffered deliveries (a sample when more wait); how many."""
         async with self._lock:
-            taken, self._buffer = self._buffer, deque()
+            taken = sorted([*self._buffer, *self._refused], key=lambda entry: entry.received_at)
+            self._buffer, self._refused = deque(), deque()
             self._buffered_bytes = 0
             if not taken:
                 return 0
-            chosen = _sample(list(taken), FLUSH_BATCH, FLUSH_BYTES)
+            chosen = _sample(taken, FLUSH_BATCH, FLUSH_BYTES)
             self.dropped += len(taken) - len(chosen)
             rows = [_row(entry) for entry in chosen]
             try:
@@ -254,31 +316,37 @@ class DeliveryLog:
                 self.dropped += len(rows)
                 raise
             self._written_since_purge += len(rows)
+            self._refused_since_purge += sum(not entry.signed for entry in chosen)
             return len(rows)
 
     async def purge(self, now: float | None = None) -> int:
-        """Delete rows older than the retention, then all but the newest `keep`."""
+        """Delete rows older than the retention, then all but the newest `keep` signed ones
+        and the newest `keep_refused` others."""
         now = time.time() if now is None else now
         self._last_purge = now
         self._written_since_purge = 0
+        self._refused_since_purge = 0
+        signed = delivery_log.c.signature == "ok"
         async with self.begin() as conn:
             result = await conn.execute(
                 delete(delivery_log).where(delivery_log.c.received_at < now - self.retention)
             )
             removed = int(result.rowcount or 0)
-            cutoff = (
-                await conn.execute(
-                    select(delivery_log.c.received_at)
-                    .order_by(delivery_log.c.received_at.desc())
-                    .offset(self.keep - 1)
-                    .limit(1)
-                )
-            ).scalar()
-            if cutoff is not None:
-                result = await conn.execute(
-                    delete(delivery_log).where(delivery_log.c.received_at < cutoff)
-                )
-                removed += int(result.rowcount or 0)
+            for which, keep in ((signed, self.keep), (~signed, self.keep_refused)):
+                cutoff = (
+                    await conn.execute(
+                        select(delivery_log.c.received_at)
+                        .where(which)
+                        .order_by(delivery_log.c.received_at.desc())
+                        .offset(max(keep, 1) - 1)
+                        .limit(1)
+                    )
+                ).scalar()
+                if cutoff is not None:
+                    result = await conn.execute(
+                        delete(delivery_log).where(which, delivery_log.c.received_at < cutoff)
+                    )
+                    removed += int(result.rowcount or 0)
         return removed
 
     # --- reading -------------------------------------------------------------------------
@@ -324,19 +392,24 @@ class DeliveryLog:
 
 
 def _sample(pending: list[_Pending], rows: int, size: int) -> list[_Pending]:
-    """What fits in `rows` rows and `size` bytes of bodies: refused ones first, then the newest."""
-    if len(pending) <= rows and sum(len(p.body) for p in pending) <= size:
+    """What fits in `rows` rows and `size` bytes: signed ones answered with an error first,
+    then the newest signed ones, then the newest of the others."""
+    if len(pending) <= rows and sum(p.size for p in pending) <= size:
         return pending
-    order = sorted(range(len(pending)), key=lambda i: (pending[i].status >= 400, i), reverse=True)
+    order = sorted(
+        range(len(pending)),
+        key=lambda i: (pending[i].signed, pending[i].status >= 400, i),
+        reverse=True,
+    )
     chosen: list[int] = []
     used = 0
     for i in order:
         if len(chosen) >= rows:
             break
-        if chosen and used + len(pending[i].body) > size:
+        if chosen and used + pending[i].size > size:
             continue
         chosen.append(i)
-        used += len(pending[i].body)
+        used += pending[i].size
     return [pending[i] for i in sorted(chosen)]
 
 
@@ -352,7 +425,7 @@ def _row(p: _Pending) -> dict[str, Any]:
         "status": p.status,
         "duration_ms": round(p.duration_ms, 3),
         "body_size": p.body_size,
-        "truncated": len(p.body) < p.body_size,
+        "truncated": len(p.body) < p.body_size or p.headers_cut,
         "headers": json.dumps(redact_headers(p.headers)),
         "body": p.body,
     }

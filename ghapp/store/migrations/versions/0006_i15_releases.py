@@ -29,8 +29,8 @@ UPDATE deployments SET restore_seconds = completed_at - (
 WHERE verdict_status = 'success' AND completed_at IS NOT NULL
 """
 
-revision = "0005_i15"
-down_revision = "0004_i13"
+revision = "0006_i15"
+down_revision = "0005_i12"
 BATCH = 1000
 
 
