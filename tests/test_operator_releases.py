@@ -18,7 +18,7 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import Stack
 from ghapp.web import charts
-from ghapp.web.operator_page import SESSION_COOKIE, read_session_cookie
+from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie
 from tests.test_operator_page import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -58,12 +58,14 @@ async def test_rollback_button_needs_the_session_and_its_csrf_token(stack: Stack
     cookie = {"Cookie": f"{SESSION_COOKIE}={value}"}
     url = f"{stack.base_url}/ui/repos/acme/shop/environments/production/rollback"
     runs = len(stack.sim.world.runs)
-    for headers_, form in (({}, {}), (cookie, {"csrf": "wrong"})):
-        async with stack.session.post(
-            url, data=form, headers=headers_, allow_redirects=False
-        ) as response:
-            assert response.status == 303
-            assert "rollback_started" not in response.headers["Location"]
+    # No session: the sign-in form (401); the session without its CSRF token: refused.
+    async with stack.session.post(url, data={}, allow_redirects=False) as response:
+        assert response.status == 401
+    async with stack.session.post(
+        url, data={"csrf": "wrong"}, headers=cookie, allow_redirects=False
+    ) as response:
+        assert response.status == 303
+        assert "rollback_started" not in response.headers["Location"]
     assert len(stack.sim.world.runs) == runs
     session = read_session_cookie(stack.settings, value)
     assert session is not None

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ghapp.web.api import IDEMPOTENCY_KEY_PATTERN
+
 
 class DurationFigures(BaseModel):
     """Seconds from dispatch to verdict, over the deployments that had a run."""
@@ -105,7 +107,7 @@ def paths(
             *name_params,
             env_param,
             {"name": "Idempotency-Key", "in": "header", "required": False,
-             "schema": {"type": "string", "maxLength": 200}},
+             "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}},
         ],
         requestBody={
             "required": False,

@@ -7,6 +7,7 @@ cannot drift from what the handlers validate and answer.
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -201,4 +202,8 @@ def components(allowed: tuple[str, ...] | None, default_url: str | None) -> dict
     else:
         callback["pattern"] = callback_pattern(allowed, default_url)
         callback["description"] = "an http(s) URL this server may call back (its settings)"
+    # A rollback's callback_url and metadata follow the same rules as a deployment's.
+    rollback = schemas["RollbackRequest"]["properties"]
+    for name in ("callback_url", "metadata"):
+        rollback[name] = copy.deepcopy(request[name])
     return schemas
