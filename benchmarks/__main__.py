@@ -32,6 +32,7 @@ from benchmarks import (
     memory,
     reconcile,
     scale,
+    stats,
     streams,
     takeover,
 )
@@ -72,6 +73,7 @@ BENCHMARKS: dict[str, Runner] = {
     "log_excerpt": excerpt,
     causes.NAME: causes.run,
     scale.NAME: scale.run,
+    stats.NAME: stats.run,
     streams.NAME: streams.run,
     reconcile.NAME: reconcile.run,
     takeover.NAME: takeover.run,

@@ -26,7 +26,17 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
-from ghapp.core.models import LENIENT, Cause, Deployment, DeploymentList, Verdict
+from ghapp.core.models import (
+    LENIENT,
+    Cause,
+    Deployment,
+    DeploymentList,
+    EnvironmentList,
+    EnvironmentReleases,
+    Release,
+    ReleaseList,
+    Verdict,
+)
 from ghapp.sse import EventParser
 
 __all__ = [
@@ -66,13 +76,17 @@ class GhappError(Exception):
         error: str,
         message: str,
         errors: list[dict[str, Any]] | None = None,
+        deployment_id: str | None = None,
     ) -> None:
-        """Keep the parts of the error body; the text is `<status> <error>: <message>`."""
+        """Keep the parts of the error body; the text is `<status> <error>: <message>`.
+
+        `deployment_id`: for error `conflict` (concurrency reject), the unfinished one."""
         super().__init__(f"{status} {error}: {message}")
         self.status = status
         self.error = error
         self.message = message
         self.errors = errors
+        self.deployment_id = deployment_id
 
 
 class StreamUnavailable(GhappError):
@@ -286,6 +300,7 @@ class Client:
                 data["error"],
                 str(data.get("message", "")),
                 errors if isinstance(errors, list) else None,
+                data["deployment_id"] if isinstance(data.get("deployment_id"), str) else None,
             )
         raise GhappError(status, f"http_{status}", text[:500])
 
@@ -308,8 +323,14 @@ class Client:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        on_failure: str | None = None,
+        concurrency: str | None = None,
     ) -> Deployment:
-        """Ask ghapp to deploy `repository` (POST /api/v1/deployments); the new Deployment."""
+        """Ask ghapp to deploy `repository` (POST /api/v1/deployments); the new Deployment.
+
+        `on_failure="rollback"` restores the environment's current release after a failure;
+        `concurrency` is "queue" (default), "reject" (GhappError 409 `conflict` while another
+        deployment of the environment is unfinished) or "cancel_previous"."""
         body: dict[str, Any] = {
             "repository": repository,
             "workflow": workflow,
@@ -321,6 +342,10 @@ class Client:
             body["callback_url"] = callback_url
         if metadata:
             body["metadata"] = dict(metadata)
+        if on_failure is not None:
+            body["on_failure"] = on_failure
+        if concurrency is not None:
+            body["concurrency"] = concurrency
         # One key for every retry of this call, so a retried POST never deploys twice.
         key = idempotency_key or str(uuid.uuid4())
         answer = await self._request(
@@ -370,6 +395,73 @@ class Client:
         """Cancel the deployment's run (POST /api/v1/deployments/{id}/cancel)."""
         path = f"/api/v1/deployments/{quote(deployment_id, safe='')}/cancel"
         return self._deployment(await self._request("POST", path))
+
+    @staticmethod
+    def _environment_path(repository: str, environment: str | None = None) -> str:
+        owner, _, name = repository.partition("/")
+        path = f"/api/v1/repos/{quote(owner, safe='')}/{quote(name, safe='')}/environments"
+        return path + (f"/{quote(environment, safe='')}" if environment is not None else "")
+
+    async def environments(self, repository: str) -> builtins.list[EnvironmentReleases]:
+        """Each environment of `repository` with its current and previous release."""
+        status, data = await self._request("GET", self._environment_path(repository))
+        try:
+            return EnvironmentList.model_validate(data).environments
+        except ValidationError as exc:
+            message = f"not an environment list: {exc}"
+            raise GhappError(status, "invalid_response", message) from None
+
+    async def releases(
+        self, repository: str, environment: str, *, limit: int = 20
+    ) -> builtins.list[Release]:
+        """The releases of `repository` in `environment`, newest first."""
+        path = self._environment_path(repository, environment) + "/releases"
+        status, data = await self._request("GET", path, params={"limit": str(limit)})
+        try:
+            return ReleaseList.model_validate(data).releases
+        except ValidationError as exc:
+            raise GhappError(status, "invalid_response", f"not a release list: {exc}") from None
+
+    async def rollback(
+        self,
+        repository: str,
+        environment: str,
+        *,
+        to: str | None = None,
+        callback_url: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Deployment:
+        """Deploy an earlier release again: `to` (a deployment id), or the one before the
+        current; the rollback Deployment. GhappError 409 `no_release` when there is none."""
+        body: dict[str, Any] = {"to": to}
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        if metadata:
+            body["metadata"] = dict(metadata)
+        key = idempotency_key or str(uuid.uuid4())
+        path = self._environment_path(repository, environment) + "/rollback"
+        answer = await self._request("POST", path, body=body, headers={"Idempotency-Key": key})
+        return self._deployment(answer)
+
+    async def stats(
+        self,
+        *,
+        repository: str | None = None,
+        environment: str | None = None,
+        days: int = 30,
+    ) -> dict[str, Any]:
+        """GET /api/v1/stats: `{"since", "stats": [...]}` as DESIGN.md defines it."""
+        params = {"days": str(days)}
+        if repository is not None:
+            params["repository"] = repository
+        if environment is not None:
+            params["environment"] = environment
+        status, data = await self._request("GET", "/api/v1/stats", params=params)
+        if not isinstance(data, dict) or not isinstance(data.get("stats"), builtins.list):
+            raise GhappError(status, "invalid_response", "not a stats answer")
+        return data
+
 
     async def events(
         self, deployment_id: str, *, reconnect_wait: float = 1.0, max_failures: int = 5

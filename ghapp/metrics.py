@@ -160,6 +160,8 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # From the completed webhook to the callback: log download and, on bad days, callback retries.
 _VERDICT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 # Webhook handlers answer within milliseconds (slow work runs after the answer).
+# A deploy takes minutes: dispatch to verdict.
+_DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 _HANDLING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -257,6 +259,32 @@ class Metrics:
             "ghapp_polls",
             "Fallback polls of a run, by outcome (changed, not_modified, error).",
             ["outcome"],
+            registry=r,
+        )
+
+        # Releases and statistics: no repository or environment label (unbounded sets); the
+        # per-environment figures are GET /api/v1/stats.
+        self.deployment_duration = Histogram(
+            "ghapp_deployment_duration_seconds",
+            "Time from dispatch to verdict of deployments that had a run, by kind (deploy, "
+            "rollback) and verdict status.",
+            ["kind", "status"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "ghapp_rollbacks",
+            "Rollback deployments dispatched (by hand or on_failure: rollback).",
+            registry=r,
+        )
+        self.concurrency_rejected = Counter(
+            "ghapp_concurrency_rejected",
+            "Deployment requests refused (409) by concurrency: reject.",
+            registry=r,
+        )
+        self.superseded = Counter(
+            "ghapp_superseded_cancels",
+            "Unfinished deployments cancelled by a newer one (concurrency: cancel_previous).",
             registry=r,
         )
 

@@ -19,6 +19,7 @@ EXPECTED: dict[str, list[str]] = {
         "steady_failure_two_jobs_api", "wrong_status", "rows",
     ],
     "log_excerpt": ["sizes_mib", "results", "rows"],
+    "stats": ["deployments", "sqlite", "rows"],
     "causes": [
         "rules", "lines", "results", "verdict_path_added_ms", "reference_one_search_ms", "rows",
     ],

@@ -206,13 +206,24 @@ def test_verify_accepts_other_events_unless_told_which() -> None:
         b"{}",
         b"[]",
         json.dumps({"id": "dep_01"}).encode(),
-        json.dumps(_deployment_json(state="exploded")).encode(),
+        json.dumps(_deployment_json(state=42)).encode(),
     ],
 )
 def test_verify_rejects_a_body_that_is_not_a_deployment(body: bytes) -> None:
     """A correctly signed body that is not a Deployment is still refused."""
     with pytest.raises(CallbackVerificationError, match="not a Deployment"):
         verify_callback(body, _signed(body), SECRET)
+
+
+def test_verify_accepts_enum_values_it_does_not_know() -> None:
+    """DESIGN.md: a newer server may send states, reasons or kinds this client never heard of."""
+    verdict = {"status": "failure", "reason": "quantum_flux", "summary": "-", "failed_jobs": []}
+    body = json.dumps(
+        _deployment_json(state="paused", kind="canary", verdict=verdict, rollback_of=None)
+    ).encode()
+    deployment = verify_callback(body, _signed(body), SECRET)
+    assert deployment.state == "paused" and deployment.kind == "canary"
+    assert deployment.verdict is not None and deployment.verdict.reason == "quantum_flux"
 
 
 def test_verify_refuses_an_empty_secret() -> None:

@@ -244,6 +244,8 @@ def test_public_view_hides_internal_fields() -> None:
         "inputs",
         "environment",
         "metadata",
+        "kind",
+        "rollback_of",
         "state",
         "run",
         "verdict",

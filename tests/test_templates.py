@@ -141,3 +141,134 @@ def test_inputs_reach_scripts_only_through_env(workflow: dict[Any, Any]) -> None
     """No `${{ }}` inside run: scripts, so inputs cannot inject shell commands."""
     for step in _steps(workflow):
         assert "${{" not in step.get("run", ""), step.get("name")
+
+
+# --- the shell steps, run against stand-ins for docker and ssh -----------------------------
+
+FAKE_DOCKER = """#!/bin/sh
+# A stand-in for docker: a registry holding the tags listed in $FAKE_REGISTRY.
+echo "docker $*" >> "$TOOL_LOG"
+if [ "$1 $2" = "manifest inspect" ]; then
+  if grep -qxF "$3" "$FAKE_REGISTRY"; then
+    echo '{"schemaVersion": 2}'
+    exit 0
+  fi
+  echo "manifest unknown" >&2
+  exit 1
+fi
+exit 0
+"""
+FAKE_SSH = """#!/bin/sh
+# A stand-in for ssh: records the remote script (the last argument) and reads stdin.
+for last in "$@"; do :; done
+printf '%s\\n' "$last" > "$REMOTE_SCRIPT"
+cat > /dev/null
+echo "ssh" >> "$TOOL_LOG"
+"""
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def _evaluate(text: str, context: dict[str, str]) -> str:
+    """The template's `${{ a || b || 'literal' }}` expressions, from a flat context."""
+
+    def one(match: re.Match[str]) -> str:
+        for operand in (part.strip() for part in match.group(1).split("||")):
+            if operand.startswith("'"):
+                return operand.strip("'")
+            if context.get(operand):
+                return context[operand]
+        return ""
+
+    return EXPRESSION.sub(one, text)
+
+
+def _condition_holds(condition: str, context: dict[str, str]) -> bool:
+    """`steps.X.outputs.Y != 'v'`, the only form of `if:` the template's build steps use."""
+    left, right = (side.strip() for side in condition.split("!="))
+    return context.get(left, "") != right.strip("'")
+
+
+def _run_steps(
+    workflow: dict[Any, Any], tmp_path: Path, version: str, registry: list[str]
+) -> tuple[dict[str, str], str, list[str], list[str]]:
+    """Run the template's steps as a runner would, `uses:` steps only judged by their `if:`.
+
+    Returns the step outputs, the remote script, the docker/ssh calls and the actions run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_ins = (("docker", FAKE_DOCKER), ("ssh", FAKE_SSH), ("ssh-keyscan", "#!/bin/sh\n"))
+    for name, script in stand_ins:
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "registry").write_text("".join(f"{tag}\n" for tag in registry))
+    home = tmp_path / "home"
+    home.mkdir()
+    context = {
+        "github.repository": "Acme/Shop", "github.sha": "0123abcd" * 5, "github.actor": "bot",
+        "github.server_url": "https://github.com", "inputs.version": version,
+        "inputs.environment": "production", "secrets.DEPLOY_SSH_KEY": "KEY",
+        "secrets.GITHUB_TOKEN": "token", "vars.DEPLOY_HOST": "app.example.com",
+        "vars.DEPLOY_USER": "deploy",
+        "vars.DEPLOY_KNOWN_HOSTS": "app.example.com ssh-ed25519 AAAA",
+    }
+    actions_run = []
+    for step in _steps(workflow):
+        condition = step.get("if")
+        if condition and condition != "always()" and not _condition_holds(condition, context):
+            continue
+        if "uses" in step:
+            actions_run.append(step["uses"].split("@")[0])
+            continue
+        output = tmp_path / f"output-{len(context)}"
+        output.touch()
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "GITHUB_OUTPUT": str(output),
+            "FAKE_REGISTRY": str(tmp_path / "registry"), "TOOL_LOG": str(tmp_path / "tools"),
+            "REMOTE_SCRIPT": str(tmp_path / "remote"),
+        }
+        env.update({k: _evaluate(str(v), context) for k, v in (step.get("env") or {}).items()})
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            env=env, capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert done.returncode == 0, f"{step['name']}: {done.stdout}{done.stderr}"
+        for line in output.read_text().splitlines():
+            key, _, value = line.partition("=")
+            context[f"steps.{step.get('id')}.outputs.{key}"] = value
+    tools = (tmp_path / "tools").read_text().splitlines() if (tmp_path / "tools").exists() else []
+    return context, (tmp_path / "remote").read_text(), tools, actions_run
+
+
+def test_a_version_in_the_registry_is_deployed_without_a_build(
+    workflow: dict[Any, Any], tmp_path: Path
+) -> None:
+    context, remote, tools, actions = _run_steps(
+        workflow, tmp_path, "v1", ["ghcr.io/acme/shop:v1"]
+    )
+    assert context["steps.existing.outputs.found"] == "true"
+    assert "docker manifest inspect ghcr.io/acme/shop:v1" in tools
+    assert "docker/build-push-action" not in actions
+    assert "docker/setup-buildx-action" not in actions
+    assert "docker pull ghcr.io/acme/shop:v1" in remote
+    assert "IMAGE=ghcr.io/acme/shop:v1 docker compose up -d" in remote
+
+
+def test_a_new_version_or_none_is_built_and_pushed(
+    workflow: dict[Any, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "new").mkdir()
+    context, remote, _, actions = _run_steps(
+        workflow, tmp_path / "new", "v2", ["ghcr.io/acme/shop:v1"]
+    )
+    assert context["steps.existing.outputs.found"] == "false"
+    assert "docker/build-push-action" in actions
+    assert "docker pull ghcr.io/acme/shop:v2" in remote
+    # No version: the commit SHA is the tag, always built; the registry is not asked.
+    (tmp_path / "sha").mkdir()
+    context, remote, tools, actions = _run_steps(
+        workflow, tmp_path / "sha", "", ["ghcr.io/acme/shop:" + "0123abcd" * 5]
+    )
+    assert context["steps.existing.outputs.found"] == "false"
+    assert not [call for call in tools if "manifest" in call]
+    assert "docker/build-push-action" in actions
+    assert f"docker pull ghcr.io/acme/shop:{'0123abcd' * 5}" in remote

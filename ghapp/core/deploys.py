@@ -15,11 +15,15 @@ from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.models import (
     CallbackInfo,
     Cause,
+    Concurrency,
     Deployment,
+    DeploymentKind,
     DeploymentRequest,
     FailedJob,
+    OnFailure,
     Progress,
-    Reason,
+    ReasonValue,
+    RollbackStarted,
     Run,
     Verdict,
 )
@@ -37,7 +41,11 @@ _STATUS_RANK = {
     "in_progress": 1,
     "completed": 2,
 }
-_REASONS = frozenset(get_args(Reason))
+_REASONS = frozenset(get_args(ReasonValue))
+# Failures that start no automatic rollback: nothing was deployed, or someone chose to stop it.
+NO_ROLLBACK_REASONS = frozenset({"dispatch_rejected", "superseded", "cancelled"})
+# GitHub's annotation on a waiting run its concurrency group cancelled for a newer one.
+GROUP_CANCEL_MARK = "higher priority waiting request"
 # How stale `last_heard_at` may be before a repeated event is worth a write.
 HEARD_RESOLUTION = timedelta(seconds=5)
 
@@ -55,6 +63,13 @@ class DeploymentRecord(Deployment):
     ambiguity: str | None = None
     # When ghapp learnt the run completed: the start of the verdict latency it reports.
     run_completed_seen_at: datetime | None = None
+    on_failure: OnFailure = "report"
+    concurrency: Concurrency = "queue"
+    # A newer deployment of the environment asked for this one to stop (cancel_previous).
+    superseded: bool = False
+    # A failure verdict waiting for its automatic rollback to start, so that the callback
+    # can name the rollback (`verdict.rollback`).
+    held_verdict: Verdict | None = None
     version: int = Field(default=0, exclude=True)
     # Callbacks asked for besides the verdict's (`notify` of the request).
     notify: list[str] = Field(default_factory=list)
@@ -163,8 +178,28 @@ class RunSearched:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Superseded:
+    """A newer deployment of the same environment replaces this one (cancel_previous)."""
+
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RollbackDecided:
+    """The automatic rollback was started (its deployment and the release it restores), or
+    not (deployment_id None: no release to restore)."""
+
+    deployment_id: str | None
+    to: str | None
+    at: datetime
+
+
 Event = (
     RunObserved
+    | Superseded
+    | RollbackDecided
     | JobObserved
     | EnvironmentObserved
     | DeployedUrlFound
@@ -202,11 +237,19 @@ class SendCallback:
 
 
 @dataclass(frozen=True)
+class StartRollback:
+    """Put the environment's current release back (on_failure: rollback), then report."""
+
+    repository: str
+    environment: str
+
+
+@dataclass(frozen=True)
 class SendStarted:
     """Queue the `deployment.started` callback (in the same transaction as the new state)."""
 
 
-Action = GatherFailure | FindDeployedUrl | SendCallback | SendStarted
+Action = GatherFailure | FindDeployedUrl | SendCallback | SendStarted | StartRollback
 
 
 @dataclass
@@ -235,6 +278,8 @@ def new_deployment(
     now: datetime,
     correlation_id: str | None = None,
     default_environment: str = "production",
+    kind: DeploymentKind = "deploy",
+    rollback_of: str | None = None,
     typical_run_seconds: float | None = None,
 ) -> DeploymentRecord:
     """A deployment GitHub has just accepted."""
@@ -247,6 +292,10 @@ def new_deployment(
         inputs=dict(request.inputs),
         environment=environment_of(request, default_environment),
         metadata=dict(request.metadata),
+        kind=kind,
+        rollback_of=rollback_of,
+        on_failure=request.on_failure,
+        concurrency=request.concurrency,
         state="dispatched",
         run=run,
         callback=CallbackInfo(url=callback_url),
@@ -277,6 +326,8 @@ def rejected_deployment(
     message: str,
     now: datetime,
     default_environment: str = "production",
+    kind: DeploymentKind = "deploy",
+    rollback_of: str | None = None,
     rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
@@ -290,6 +341,8 @@ def rejected_deployment(
         html_url=None,
         now=now,
         default_environment=default_environment,
+        kind=kind,
+        rollback_of=rollback_of,
     )
     return _complete(record, _rejected(record, message, rules), now)
 
@@ -321,6 +374,12 @@ def report_deadline(record: DeploymentRecord, report_timeout: float) -> datetime
 
 def apply(record: DeploymentRecord, event: Event) -> Transition:
     """Apply one event to a deployment; repeated and out-of-order events are harmless."""
+    if isinstance(event, RollbackDecided):
+        return _on_rollback_decided(record, event)
+    if record.held_verdict is not None:
+        return Transition(record)  # the verdict is decided; only its rollback is awaited
+    if isinstance(event, Superseded):
+        return _on_superseded(record, event)
     if isinstance(event, RunObserved):
         return _on_run(record, event)
     if isinstance(event, JobObserved):
@@ -342,6 +401,8 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
 
 def pending_actions(record: DeploymentRecord) -> list[Action]:
     """The work a stored deployment still needs, so a restart can pick it up."""
+    if record.held_verdict is not None:
+        return [StartRollback(record.repository, record.environment)]
     if record.phase != "concluding" or record.run is None:
         return []
     return [_conclude_action(record, record.run)]
@@ -464,14 +525,57 @@ def _on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tr
     if record.phase != "concluding" or record.run is None:
         return Transition(record)
     reason = verdict_reason(record.run.conclusion)
+    if reason == "cancelled" and (record.superseded or _group_cancelled(event.failed_jobs)):
+        reason = "superseded"
     verdict = Verdict(
         status="failure",
         reason=reason,
         summary=event.summary,
         failed_jobs=event.failed_jobs,
-        cause=event.cause or classify_jobs(default_rules(), reason, event.failed_jobs),
+        # Superseded is decided here, after the reporter classified the run as cancelled.
+        cause=(
+            event.cause
+            if event.cause is not None and reason != "superseded"
+            else classify_jobs(default_rules(), reason, event.failed_jobs)
+        ),
     )
     return _complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _group_cancelled(jobs: list[FailedJob]) -> bool:
+    return any(GROUP_CANCEL_MARK in a.message.lower() for job in jobs for a in job.annotations)
+
+
+def _on_superseded(record: DeploymentRecord, event: Superseded) -> Transition:
+    if record.phase == "completed" or record.superseded:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    updated.superseded = True
+    updated.updated_at = event.at
+    if updated.run is None:
+        # No run to cancel yet: ghapp stops following this deployment now.
+        verdict = Verdict(
+            status="failure",
+            reason="superseded",
+            summary=f"Superseded by {event.by} before its run was identified; "
+            "ghapp stopped following it.",
+        )
+        verdict.cause = default_rules().classify(Failure(reason="superseded", log=""))
+        return _complete(updated, verdict, event.at)
+    return Transition(updated, changed=True)
+
+
+def _on_rollback_decided(record: DeploymentRecord, event: RollbackDecided) -> Transition:
+    if record.held_verdict is None:
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    verdict = updated.held_verdict
+    assert verdict is not None
+    updated.held_verdict = None
+    if event.deployment_id is not None and event.to is not None:
+        verdict.rollback = RollbackStarted(deployment_id=event.deployment_id, to=event.to)
+        verdict.summary += f" Rolling back to {event.to} ({event.deployment_id})."
+    return _complete(updated, verdict, event.at, hold=False)
 
 
 def _on_run_searched(record: DeploymentRecord, event: RunSearched) -> Transition:
@@ -585,7 +689,17 @@ def _rules(rules: CauseRules | None) -> CauseRules:
     return rules if rules is not None else default_rules()
 
 
-def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Transition:
+def _complete(
+    record: DeploymentRecord, verdict: Verdict, now: datetime, *, hold: bool = True
+) -> Transition:
+    if hold and _starts_rollback(record, verdict):
+        # The callback waits until the rollback is started, so it can name it.
+        record.held_verdict = verdict
+        record.phase = "concluding"
+        record.updated_at = now
+        return Transition(
+            record, [StartRollback(record.repository, record.environment)], changed=True
+        )
     if verdict.status == "failure":
         verdict.report = report_markdown.render(record, verdict)
     record.verdict = verdict
@@ -593,6 +707,14 @@ def _complete(record: DeploymentRecord, verdict: Verdict, now: datetime) -> Tran
     record.completed_at = now
     record.updated_at = now
     return Transition(record, [SendCallback()], changed=True)
+
+
+def _starts_rollback(record: DeploymentRecord, verdict: Verdict) -> bool:
+    return (
+        verdict.status == "failure"
+        and record.on_failure == "rollback"
+        and verdict.reason not in NO_ROLLBACK_REASONS
+    )
 
 
 def _run_of(event: RunObserved, previous: Run | None) -> Run:
@@ -617,7 +739,7 @@ def _on_rerun(record: DeploymentRecord, event: RunObserved) -> Transition:
     return Transition(updated, changed=True)
 
 
-def verdict_reason(conclusion: str | None) -> Reason:
+def verdict_reason(conclusion: str | None) -> ReasonValue:
     """The verdict reason for a run conclusion that is not success."""
     value = conclusion or "failure"
     return value if value in _REASONS else "failure"  # type: ignore[return-value]

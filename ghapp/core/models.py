@@ -20,30 +20,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
-DeploymentState = Literal["dispatched", "in_progress", "completed"]
-VerdictStatus = Literal["success", "failure"]
-Reason = Literal[
-    "failure",
-    "cancelled",
-    "timed_out",
-    "startup_failure",
-    "action_required",
-    "stale",
-    "neutral",
-    "skipped",
-    "dispatch_rejected",
-    "run_not_found",
-]
-CallbackState = Literal["pending", "delivered", "failed"]
 # Callbacks besides the verdict's that a request may ask for (`notify`).
 NotifyEvent = Literal["deployment.started"]
-
-CauseCategory = Literal[
-    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
-]
 
 # Validation context a client passes (ghapp.client): a newer server may send enum values this
 # version does not know; they are kept as plain strings instead of failing the whole answer.
@@ -60,6 +42,34 @@ def _lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: Valid
             return value
         raise
 
+
+# The enums of the resource, lenient under the LENIENT context.
+TOLERANT = WrapValidator(_lenient_enum)
+TOLERANT_CONTEXT = LENIENT
+
+DeploymentState = Annotated[Literal["dispatched", "in_progress", "completed"], TOLERANT]
+VerdictStatus = Annotated[Literal["success", "failure"], TOLERANT]
+ReasonValue = Literal[
+    "failure",
+    "cancelled",
+    "timed_out",
+    "startup_failure",
+    "action_required",
+    "stale",
+    "neutral",
+    "skipped",
+    "dispatch_rejected",
+    "run_not_found",
+    "superseded",
+]
+Reason = Annotated[ReasonValue, TOLERANT]
+DeploymentKind = Annotated[Literal["deploy", "rollback"], TOLERANT]
+OnFailure = Literal["report", "rollback"]
+Concurrency = Literal["queue", "cancel_previous", "reject"]
+CallbackState = Annotated[Literal["pending", "delivered", "failed"], TOLERANT]
+CauseCategory = Literal[
+    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+]
 
 # GitHub's characters for an owner or a repository name; `.` and `..` are not names.
 NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$"
@@ -131,6 +141,14 @@ def check_metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def check_callback_url(value: str | None) -> str | None:
+    """An http(s) URL ghapp may call back (see callback_url_problem), or a ValueError."""
+    if value is not None and (problem := callback_url_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+
 class DeploymentRequest(BaseModel):
     """Body of `POST /api/v1/deployments`."""
 
@@ -164,6 +182,15 @@ class DeploymentRequest(BaseModel):
         examples=[{"thread_id": "th_42"}],
     )
 
+    on_failure: OnFailure = Field(
+        default="report",
+        description="'rollback': after a failure verdict, put the environment's current "
+        "release back at once",
+    )
+    concurrency: Concurrency = Field(
+        default="queue",
+        description="against unfinished deployments of the same repository and environment",
+    )
     notify: list[NotifyEvent] = Field(
         default_factory=list,
         description="extra callbacks: `deployment.started` is sent once when the run starts",
@@ -217,9 +244,7 @@ class DeploymentRequest(BaseModel):
     @field_validator("callback_url")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and (problem := callback_url_problem(value)) is not None:
-            raise ValueError(problem)
-        return value
+        return check_callback_url(value)
 
 
 class Run(BaseModel):
@@ -260,6 +285,13 @@ class FailedJob(BaseModel):
     annotations: list[Annotation] = Field(default_factory=list)
 
 
+class RollbackStarted(BaseModel):
+    """The automatic rollback a failure started: the new deployment and the release it restores."""
+
+    deployment_id: str
+    to: str
+
+
 class Cause(BaseModel):
     """Why a deployment failed, and so who should act: the rule that decided and its evidence."""
 
@@ -291,8 +323,10 @@ class Verdict(BaseModel):
         description="Markdown (at most 16 KiB) to hand as is to a developer or an agent; "
         "null on success",
     )
-
-    _reason = field_validator("reason", mode="wrap")(_lenient_enum)
+    rollback: RollbackStarted | None = Field(
+        default=None,
+        description="the automatic rollback a failure started (on_failure rollback), else null",
+    )
 
 
 class ProgressStep(BaseModel):
@@ -351,6 +385,10 @@ class Deployment(BaseModel):
         description="inputs.environment, else the DEFAULT_ENVIRONMENT setting",
     )
     metadata: dict[str, str] = Field(default_factory=dict)
+    kind: DeploymentKind = "deploy"
+    rollback_of: str | None = Field(
+        default=None, description="for a rollback, the deployment_id of the release it restores"
+    )
     state: DeploymentState
     run: Run | None = None
     verdict: Verdict | None = None
@@ -373,9 +411,65 @@ class DeploymentList(BaseModel):
     deployments: list[Deployment]
 
 
+class Release(BaseModel):
+    """A successful deployment of a repository to an environment."""
+
+    deployment_id: str
+    ref: str
+    head_sha: str | None = None
+    version: str | None = Field(description="inputs.version when given, else head_sha")
+    deployed_url: str | None = None
+    released_at: datetime
+
+
+class EnvironmentReleases(BaseModel):
+    """One environment of a repository: what is live, and what a rollback would restore."""
+
+    name: str
+    current: Release | None = None
+    previous: Release | None = None
+
+
+class EnvironmentList(BaseModel):
+    """Body of `GET /api/v1/repos/{owner}/{repo}/environments`."""
+
+    environments: list[EnvironmentReleases]
+
+
+class ReleaseList(BaseModel):
+    """Body of `GET /api/v1/repos/{owner}/{repo}/environments/{env}/releases`."""
+
+    releases: list[Release]
+
+
+class RollbackRequest(BaseModel):
+    """Body of `POST /api/v1/repos/{owner}/{repo}/environments/{env}/rollback`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(
+        default=None, description="the release's deployment_id; null: the one before the current"
+    )
+    callback_url: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_metadata(value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, value: str | None) -> str | None:
+        return check_callback_url(value)
+
+
 class ErrorBody(BaseModel):
     """Every error answer of the orchestrator API."""
 
     error: str
     message: str
     errors: list[dict[str, Any]] | None = None
+    deployment_id: str | None = Field(
+        default=None, description="error conflict: the unfinished deployment of the environment"
+    )

@@ -53,6 +53,19 @@ def display_title(wf: Workflow, inputs: dict[str, Any]) -> str:
     return rendered or wf.name
 
 
+def render_group(wf: Workflow, inputs: dict[str, Any]) -> str:
+    """The run's concurrency group: the workflow's template with inputs (or their defaults)."""
+    specs = wf.input_specs()
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in inputs:
+            return str(inputs[name])
+        return str(specs.get(name, {}).get("default", ""))
+
+    return INPUT_REF.sub(value, wf.concurrency or "")
+
+
 def plan_steps(job: Job) -> list[StepState]:
     """The job's steps with GitHub's "Set up job" and "Complete job" around the scripted ones."""
     specs = list(job.steps)
@@ -127,7 +140,50 @@ class Engine:
         )
         run.attempts[1] = self._new_jobs(run, 1, now)
         self.world.runs[run.id] = run
-        return run, self._queued_events(run)
+        events = self._queued_events(run)
+        if wf.concurrency:
+            run.group = render_group(wf, inputs)
+            events += self._enter_group(run)
+        return run, events
+
+    # -- concurrency groups (cancel-in-progress: false) -----------------------------------
+
+    def _group_runs(self, run: RunState) -> list[RunState]:
+        return [
+            other for other in self.world.runs.values()
+            if other is not run and other.group == run.group and other.status != "completed"
+        ]
+
+    def _enter_group(self, run: RunState) -> list[Outgoing]:
+        """A run joins its group: it waits if another holds the group, and GitHub keeps only
+        the newest waiting run, cancelling an older one before it starts."""
+        others = self._group_runs(run)
+        if not others:
+            return []
+        run.waiting = True
+        events: list[Outgoing] = []
+        for older in others:
+            if older.waiting:
+                events += self.cancel_waiting(older)
+        return events
+
+    def cancel_waiting(self, run: RunState) -> list[Outgoing]:
+        """Cancel a waiting run for a newer one of its group, with GitHub's annotation."""
+        events = self.cancel(run)
+        message = (f"Canceling since a higher priority waiting request for '{run.group}' "
+                   "exists")
+        for job in run.jobs:
+            job.annotations = [Annotation(message, "failure")]
+        return events
+
+    def _leave_group(self, run: RunState) -> None:
+        """A run of a group completed: the run waiting in the group (at most one) may start."""
+        if run.group is None:
+            return
+        for other in self._group_runs(run):
+            if other.waiting:
+                other.waiting = False
+                other.run_started = max(other.run_started, run.updated)
 
     def _queued_events(self, run: RunState) -> list[Outgoing]:
         events = [self._run_event(run, "requested")]
@@ -200,6 +256,7 @@ class Engine:
         run.status = "completed"
         run.conclusion = self._run_conclusion(run)
         run.updated = max([now_s(), run.updated] + [j.completed or 0 for j in run.jobs])
+        self._leave_group(run)
         events.append(self._run_event(run, "completed", closes=True))
         return events
 
@@ -213,6 +270,9 @@ class Engine:
                 self._end_unstarted(job, "cancelled", now)
                 events.append(self._job_event(run, job, "completed"))
             run.status, run.conclusion, run.updated = "completed", "cancelled", now
+            if not run.waiting:
+                self._leave_group(run)
+            run.waiting = False
             events.append(self._run_event(run, "completed", closes=True))
             return events
         for job in run.jobs:

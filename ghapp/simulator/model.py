@@ -122,6 +122,9 @@ class Workflow:
     phase_delay: float | None = None
     lose_webhooks: frozenset[str] = frozenset()
     errors_after_dispatch: float = 0.0
+    # `concurrency.group` with `cancel-in-progress: false`, e.g. "deploy-${{ inputs.environment }}":
+    # one run of a group at a time, and only the newest waiting run is kept.
+    concurrency: str | None = None
 
     def __post_init__(self) -> None:
         if self.inputs is None:

@@ -226,6 +226,10 @@ class Simulator:
         delay = self.step_delay if run.workflow.phase_delay is None else run.workflow.phase_delay
         stepwise = delay > 0
         while self.auto and run.attempt == attempt and run.status != "completed":
+            if run.waiting:
+                # Its concurrency group is held by another run: wait for it to complete.
+                await asyncio.sleep(max(delay, 0.01))
+                continue
             await asyncio.sleep(delay)
             if not (self.auto and run.attempt == attempt and run.status != "completed"):
                 return
@@ -253,6 +257,8 @@ class Simulator:
     async def advance(self, run_id: int) -> RunState:
         """Move a run one phase (queued -> in_progress -> completed), sending its webhooks."""
         def move(run: RunState) -> list[Outgoing]:
+            if run.status == "queued" and run.waiting:
+                return []  # its concurrency group is held by another run
             if run.status == "queued":
                 return self.engine.begin(run)
             if run.status == "in_progress":

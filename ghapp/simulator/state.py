@@ -191,6 +191,10 @@ class RunState:
     run_started: int = 0
     attempts: dict[int, list[JobState]] = field(default_factory=dict)
     cancel_requested: bool = False
+    # The workflow's `concurrency` group as rendered for this run; `waiting`: another run of
+    # the group holds it, and this one may not start yet.
+    group: str | None = None
+    waiting: bool = False
 
     @property
     def run_attempt(self) -> int:

@@ -47,6 +47,15 @@ deployments = Table(
     Column("completed_at", Float, nullable=True),
     # A successful run's duration (GitHub's start to completion): the progress estimates' history.
     Column("run_seconds", Float, nullable=True),
+    # Second round (releases and statistics): what the release history and /stats select on,
+    # beside the doc so that they are read from an index, never from the JSON.
+    Column("kind", String(10), nullable=False, server_default="deploy"),
+    Column("verdict_status", String(10), nullable=True),
+    Column("verdict_reason", String(30), nullable=True),
+    # Dispatch to verdict, for deployments that had a run (what /stats' percentiles rank).
+    Column("duration_seconds", Float, nullable=True),
+    # On a success that ended a run of failures: seconds since the run's first failure.
+    Column("restore_seconds", Float, nullable=True),
     Column("doc", Text, nullable=False),
     Index("ix_deployments_run_id", "run_id"),
     Index("ix_deployments_repository_created", "repository", "created_at"),
@@ -54,6 +63,43 @@ deployments = Table(
     Index("ix_deployments_created", "created_at"),
     Index("ix_deployments_correlation", "correlation_id"),
     Index("ix_deployments_history", "repository", "environment", "completed_at"),
+    # The release history of an environment, newest first.
+    Index(
+        "ix_deployments_releases", "repository", "environment", "verdict_status", "completed_at"
+    ),
+    # Statistics: what /stats counts and walks, in the index itself (no table row is read),
+    # in the order its per-environment walk needs.
+    Index(
+        "ix_deployments_stats",
+        "repository",
+        "environment",
+        "completed_at",
+        "created_at",
+        "verdict_status",
+        "verdict_reason",
+        "duration_seconds",
+        "restore_seconds",
+    ),
+    # Durations and restore times in rank order per environment: a percentile is an OFFSET.
+    Index(
+        "ix_deployments_durations", "repository", "environment", "duration_seconds", "created_at"
+    ),
+    Index(
+        "ix_deployments_restores", "repository", "environment", "restore_seconds", "created_at"
+    ),
+    # Unfinished deployments of an environment (the concurrency rules).
+    Index("ix_deployments_env_phase", "repository", "environment", "phase"),
+)
+
+# One row per repository and environment, locked while a `reject` or `cancel_previous`
+# request checks for unfinished deployments and dispatches: the database serialises them
+# across replicas (a row lock on PostgreSQL, the write lock on SQLite).
+environment_locks = Table(
+    "environment_locks",
+    metadata,
+    Column("repository", String(200), primary_key=True),
+    Column("environment", String(100), primary_key=True),
+    Column("locked_at", Float, nullable=False),
 )
 
 # The orchestrator's metadata of each deployment, one row a key: what `metadata.KEY=VALUE`

@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import CallbackInfo
+from ghapp.store import history, stats
 from ghapp.store.inline import InlineReader, compiled, sqlite_file
 from ghapp.store.migrate import upgrade
 from ghapp.store.schema import (
@@ -245,24 +246,13 @@ class SqlStore:
         """Store a new deployment (and its callback when it is born completed)."""
         try:
             async with self.begin() as conn:
-                await conn.execute(
-                    insert(deployments).values(
-                        **_columns(record),
-                        idempotency_key=idempotency_key,
-                        request_hash=request_hash,
-                        version=1,
-                    )
+                await self.insert(
+                    conn,
+                    record,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    enqueue_callback=enqueue_callback,
                 )
-                if record.metadata:
-                    await conn.execute(
-                        insert(deployment_metadata),
-                        [
-                            {"key": k, "value": v, "deployment_id": record.id}
-                            for k, v in record.metadata.items()
-                        ],
-                    )
-                if enqueue_callback:
-                    await self._enqueue(conn, record, COMPLETED)
         except IntegrityError:
             if idempotency_key is None:
                 raise
@@ -275,6 +265,38 @@ class SqlStore:
         record.version = 1
         self._changed(record)
         return record
+
+    async def insert(
+        self,
+        conn: AsyncConnection,
+        record: DeploymentRecord,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        enqueue_callback: bool = False,
+    ) -> None:
+        """Insert a new deployment in a transaction the caller holds (see `create`)."""
+        await conn.execute(
+            insert(deployments).values(
+                **_columns(record),
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                version=1,
+            )
+        )
+        if record.metadata:
+            await conn.execute(
+                insert(deployment_metadata),
+                [
+                    {"key": k, "value": v, "deployment_id": record.id}
+                    for k, v in record.metadata.items()
+                ],
+            )
+        if enqueue_callback:
+            await self._enqueue(conn, record, COMPLETED)
+        if record.verdict is not None and record.verdict.status == "success":
+            await history.note_restore(conn, record.id)
+        record.version = 1
 
     async def by_idempotency_key(self, key: str) -> tuple[DeploymentRecord, str | None] | None:
         """The deployment an Idempotency-Key made, with the hash of its request body."""
@@ -596,6 +618,8 @@ class SqlStore:
                     await self._enqueue(conn, record, STARTED, body=_started_body(record))
                 if enqueue_callback:
                     await self._enqueue(conn, record, COMPLETED)
+                    if record.verdict is not None and record.verdict.status == "success":
+                        await history.note_restore(conn, record.id)
         except IntegrityError:
             # The delivery id was recorded by someone else first: that one did the work.
             return False
@@ -807,6 +831,62 @@ class SqlStore:
             ).all()
         return {str(state): int(count) for state, count in rows}
 
+    # --- releases, concurrency, statistics (ghapp.store.history, ghapp.store.stats) ---------
+
+    async def releases(
+        self, repository: str, environment: str, limit: int = 200
+    ) -> list[DeploymentRecord]:
+        """The successful deployments of a repository to an environment, newest first."""
+        return await history.releases(self, repository, environment, limit)
+
+    async def environments(self, repository: str) -> list[str]:
+        """The environments a repository was deployed to, by name."""
+        return await history.environments(self, repository)
+
+    async def environment_pairs(self, limit: int = 50) -> list[tuple[str, str]]:
+        """Every (repository, environment) deployed to."""
+        return await history.environment_pairs(self, limit)
+
+    async def daily(
+        self,
+        *,
+        since: float,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> list[tuple[int, int, int, float | None]]:
+        """Per UTC day: successes, counted failures, mean duration (for the page's charts)."""
+        return await stats.daily(
+            self, since=since, repository=repository, environment=environment
+        )
+
+    def environment_guard(
+        self, repository: str, environment: str
+    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction holding the environment's lock (see `history.environment_guard`)."""
+        return history.environment_guard(self, repository, environment)
+
+    async def unfinished_in(
+        self, repository: str, environment: str, conn: AsyncConnection | None = None
+    ) -> list[str]:
+        """Ids of an environment's deployments without a verdict, oldest first."""
+        if conn is not None:
+            return await history.unfinished_in(conn, repository, environment)
+        async with self.reader.connect() as own:
+            return await history.unfinished_in(own, repository, environment)
+
+    async def stats(
+        self,
+        *,
+        since: float,
+        days: int,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """DESIGN.md's statistics per repository and environment, computed in SQL."""
+        return await stats.deployment_stats(
+            self, since=since, days=days, repository=repository, environment=environment
+        )
+
     async def outbox_depth(self) -> int:
         """Callbacks not yet delivered nor given up."""
         async with self.reader.connect() as conn:
@@ -816,6 +896,16 @@ class SqlStore:
                 )
             ).scalar()
         return int(value or 0)
+
+
+def select_records() -> Any:
+    """The SELECT that reads whole records (add a WHERE), for the store's other modules."""
+    return _RECORDS
+
+
+def record_of(row: Row[Any]) -> DeploymentRecord:
+    """A record from a row of `select_records()`."""
+    return _record(row)
 
 
 def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
@@ -902,5 +992,13 @@ def _columns(record: DeploymentRecord) -> dict[str, Any]:
         "workflow": record.workflow,
         "completed_at": record.completed_at.timestamp() if record.completed_at else None,
         "run_seconds": record.run_seconds(),
+        "kind": record.kind,
+        "verdict_status": record.verdict.status if record.verdict else None,
+        "verdict_reason": record.verdict.reason if record.verdict else None,
+        "duration_seconds": (
+            (record.completed_at - record.created_at).total_seconds()
+            if record.completed_at is not None and record.run is not None
+            else None
+        ),
         "doc": record.model_dump_json(exclude={"version"}),
     }

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from ghapp.core.models import (
 )
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
-from ghapp.web.dispatching import dispatch_deployment
+from ghapp.web import launch
 from ghapp.web.limits import API_CAP, BodyRefused, read_body
 
 if TYPE_CHECKING:
@@ -174,36 +175,48 @@ async def create_deployment(request: Request) -> Response:
             errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
     key = request.headers.get("idempotency-key")
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    if key is None:
-        return await dispatch_deployment(
-            services, body, callback_url, None, request_hash, started=started
-        )
-    if not IDEMPOTENCY_KEY.fullmatch(key):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         return error(
             422,
             "invalid_request",
             "Idempotency-Key must be 1 to 200 printable ASCII characters",
             errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
-    # One dispatch per key in this process; the unique constraint covers other replicas.
-    lock = services.idempotency_locks.get(key)
-    if lock is None:
-        lock = services.idempotency_locks[key] = asyncio.Lock()
-    async with lock:
-        try:
-            existing = await services.store.by_idempotency_key(key)
-            if existing is not None:
-                if existing[1] != request_hash:
-                    raise IdempotencyConflict(key)
-                return JSONResponse(existing[0].public().model_dump(mode="json"), 200)
-            return await dispatch_deployment(
-                services, body, callback_url, key, request_hash, started=started
-            )
-        except IdempotencyConflict:
-            return error(
-                409, "idempotency_conflict", "this Idempotency-Key was used with another body"
-            )
+    body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+    async def plan() -> launch.Plan:
+        return launch.Plan(body, callback_url, started=started)
+
+    return await start_answer(services, key, body_hash, plan)
+
+
+async def start_answer(
+    services: Services,
+    key: str | None,
+    body_hash: str,
+    plan: Callable[[], Awaitable[launch.Plan]],
+) -> Response:
+    """Start a deployment and answer as DESIGN.md says: 202, 200 on a repeat, 409, 503."""
+    try:
+        started = await launch.start(services, key, body_hash, plan)
+    except IdempotencyConflict:
+        return error(
+            409, "idempotency_conflict", "this Idempotency-Key was used with another body"
+        )
+    except launch.Conflict as exc:
+        return error(409, "conflict", str(exc), deployment_id=exc.deployment_id)
+    except launch.NoRelease as exc:
+        return error(409, "no_release", str(exc))
+    except GitHubUnavailable as exc:
+        log.warning("GitHub unavailable for dispatch", extra={"error": str(exc)})
+        return error(
+            503,
+            "github_unavailable",
+            f"GitHub could not take the dispatch: {exc}",
+            headers={"Retry-After": "30"},
+        )
+    status = 200 if started.repeat else 202
+    return JSONResponse(started.record.public().model_dump(mode="json"), status)
 
 
 async def get_deployment(request: Request) -> Response:

@@ -26,8 +26,10 @@ from ghapp.web import (
     deliveries_api,
     deploykey_api,
     events,
+    launch,
     openapi,
     operator_page,
+    releases_api,
     webhooks,
 )
 from ghapp.web.services import Services
@@ -158,6 +160,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services
+    engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
     workers = [
         asyncio.create_task(sender.run()),
         asyncio.create_task(_sweep(engine)),
@@ -208,6 +211,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *api.routes,
+        *releases_api.routes,
         *events.routes,
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,

@@ -11,18 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from datetime import datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import gidgethub
 from pydantic_core import from_json
-from starlette.responses import JSONResponse, Response
 
-from ghapp.core import deploys
 from ghapp.core.deploys import DeploymentRecord, DispatchAnswered, DispatchRefused, Event
 from ghapp.core.models import DeploymentRequest
-from ghapp.core.progress import median
 from ghapp.github import inflight
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import Dispatched, DispatchRejected, Target, prepare, send
@@ -36,16 +32,6 @@ log = logging.getLogger("ghapp.api")
 # Of the 5 s the orchestrator is promised, what GitHub may take; the rest is ghapp's own work
 # (storing the deployment, answering).
 GITHUB_BUDGET = 4.0
-RETRY_AFTER = "30"
-
-
-def _unavailable(message: str) -> Response:
-    text = f"GitHub could not take the dispatch: {message}"
-    return JSONResponse(
-        {"error": "github_unavailable", "message": text},
-        503,
-        headers={"Retry-After": RETRY_AFTER},
-    )
 
 
 def _said(exc: gidgethub.HTTPException) -> str:
@@ -58,22 +44,24 @@ def _late(services: Services, watch: inflight.DispatchWatch) -> str:
     )
 
 
-async def dispatch_deployment(
-    services: Services,
-    body: DeploymentRequest,
-    callback_url: str,
-    key: str | None,
-    request_hash: str,
-    *,
-    started: float,
-) -> Response:
-    """Dispatch and answer: 202 (dispatched, rejected, or answer late) or 503, by `started`
-    (event-loop time the request arrived) plus GITHUB_BUDGET."""
-    deployment_id = "dep_" + uuid.uuid4().hex[:24]
-    # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
-    now = utcnow()
+@dataclass
+class Sent:
+    """What GitHub made of a dispatch within the budget: accepted (`dispatched`), refused
+    (`refused`, GitHub's message, on `ref`), or sent with its answer still to come (`pending`)."""
+
+    ref: str
+    dispatched: Dispatched | None = None
+    refused: str | None = None
+    target: Target | None = None
+    pending: asyncio.Task[Dispatched] | None = None
+
+
+async def send_within(
+    services: Services, body: DeploymentRequest, deployment_id: str, *, deadline: float
+) -> Sent:
+    """Dispatch by `deadline` (event-loop time); GitHubUnavailable (a sentence a person reads)
+    when no dispatch can have reached GitHub by then."""
     clock = time.perf_counter()
-    deadline = started + GITHUB_BUDGET
     watch = inflight.DispatchWatch(traced=services.github.traced)
     token = inflight.current.set(watch)
     try:
@@ -81,15 +69,11 @@ async def dispatch_deployment(
             async with asyncio.timeout_at(deadline):
                 target = await prepare(services.github, body.repository, body.ref)
         except TimeoutError:
-            return _unavailable(_late(services, watch))
-        except GitHubUnavailable as exc:
-            return _unavailable(str(exc))
+            raise GitHubUnavailable(_late(services, watch)) from None
         except DispatchRejected as exc:
-            return await _rejected(services, deployment_id, body, callback_url, key,
-                                   request_hash, body.ref or "(default branch)", str(exc), now)
+            return Sent(ref=body.ref or "(default branch)", refused=str(exc))
         except gidgethub.BadRequest as exc:
-            return await _rejected(services, deployment_id, body, callback_url, key,
-                                   request_hash, body.ref or "(default branch)", _said(exc), now)
+            return Sent(ref=body.ref or "(default branch)", refused=_said(exc))
         # A task of its own (it carries the watch): it may outlive this request.
         sending = asyncio.create_task(
             send(services.github, body.repository, body.workflow, target, body.inputs,
@@ -102,112 +86,26 @@ async def dispatch_deployment(
         failure = None if not sending.done() else sending.exception()
         if isinstance(failure, DispatchRejected | gidgethub.BadRequest):
             message = _said(failure) if isinstance(failure, gidgethub.BadRequest) else str(failure)
-            return await _rejected(services, deployment_id, body, callback_url, key,
-                                   request_hash, target.ref, message, now)
+            return Sent(ref=target.ref, refused=message)
         if not watch.in_flight:
             sending.cancel()
             if failure is not None and not isinstance(failure, GitHubUnavailable):
                 raise failure
-            return _unavailable(str(failure) if failure is not None else _late(services, watch))
-        return await _pending(services, deployment_id, body, callback_url, key, request_hash,
-                              target, sending, now)
-    dispatched = sending.result()
+            raise GitHubUnavailable(str(failure) if failure is not None else _late(services, watch))
+        log.warning(
+            "dispatch answer late: recording it, waiting for the answer in the background",
+            extra={"deployment_id": deployment_id, "repository": body.repository},
+        )
+        return Sent(ref=target.ref, target=target, pending=sending)
     services.metrics.dispatch_latency.observe(time.perf_counter() - clock)
-    typical = await _typical_run_seconds(services, body)
-    record = deploys.new_deployment(
-        deployment_id,
-        body,
-        ref=dispatched.ref,
-        callback_url=callback_url,
-        installation_id=dispatched.installation_id,
-        run_id=dispatched.run_id,
-        html_url=dispatched.html_url,
-        now=now,
-        correlation_id=dispatched.correlation_id,
-        default_environment=services.settings.default_environment,
-        typical_run_seconds=typical,
-    )
-    record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
-    await _after_binding(services, record)
-    log.info(
-        "dispatched",
-        extra={
-            "deployment_id": record.id,
-            "repository": record.repository,
-            "run_id": dispatched.run_id,
-        },
-    )
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
+    dispatched = sending.result()
+    return Sent(ref=dispatched.ref, dispatched=dispatched)
 
 
-async def _typical_run_seconds(services: Services, body: DeploymentRequest) -> float | None:
-    """The median run time of recent successes like this one (for the progress estimate)."""
-    environment = deploys.environment_of(body, services.settings.default_environment)
-    history = await services.store.recent_run_seconds(body.repository, body.workflow, environment)
-    return median(history)
-
-
-async def _rejected(
-    services: Services,
-    deployment_id: str,
-    body: DeploymentRequest,
-    callback_url: str,
-    key: str | None,
-    request_hash: str,
-    ref: str,
-    message: str,
-    now: datetime,
-) -> Response:
-    transition = deploys.rejected_deployment(
-        deployment_id,
-        body,
-        ref=ref,
-        callback_url=callback_url,
-        message=message,
-        now=now,
-        default_environment=services.settings.default_environment,
-        rules=services.settings.cause_rules(),
-    )
-    record = await services.store.create(
-        transition.record, idempotency_key=key, request_hash=request_hash, enqueue_callback=True
-    )
-    services.notify_verdict(record)
-    log.info("dispatch rejected", extra={"deployment_id": record.id, "error": message})
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
-
-
-async def _pending(
-    services: Services,
-    deployment_id: str,
-    body: DeploymentRequest,
-    callback_url: str,
-    key: str | None,
-    request_hash: str,
-    target: Target,
-    sending: asyncio.Task[Dispatched],
-    now: datetime,
-) -> Response:
-    """The dispatch may have started a run: record it now, learn the rest when GitHub says."""
-    typical = await _typical_run_seconds(services, body)
-    record = deploys.new_deployment(
-        deployment_id,
-        body,
-        ref=target.ref,
-        callback_url=callback_url,
-        installation_id=target.installation_id,
-        run_id=None,
-        html_url=None,
-        now=now,
-        default_environment=services.settings.default_environment,
-        typical_run_seconds=typical,
-    )
-    record = await services.store.create(record, idempotency_key=key, request_hash=request_hash)
-    services.poller.spawn(_await_answer(services, record, sending))
-    log.warning(
-        "dispatch answer late: recorded, waiting for it in the background",
-        extra={"deployment_id": record.id, "repository": record.repository},
-    )
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
+def await_answer(services: Services, record: DeploymentRecord, sent: Sent) -> None:
+    """A recorded dispatch whose answer is late: apply the answer when it comes."""
+    assert sent.pending is not None
+    services.poller.spawn(_await_answer(services, record, sent.pending))
 
 
 async def _await_answer(
@@ -244,10 +142,10 @@ async def _await_answer(
         extra={"deployment_id": record.id, "run_id": getattr(event, "run_id", None)},
     )
     if transition is not None and transition.record.phase != "completed":
-        await _after_binding(services, transition.record, late=True)
+        await after_binding(services, transition.record, late=True)
 
 
-async def _after_binding(
+async def after_binding(
     services: Services, record: DeploymentRecord, *, late: bool = False
 ) -> None:
     """What a dispatch's answer leads to: its early webhooks, or a search for its run."""

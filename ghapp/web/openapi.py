@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
 from ghapp.core import models
-from ghapp.web import api
+from ghapp.web import api, openapi_releases
 from ghapp.web.openapi_schemas import REF_TEMPLATE, components
 
 OPENAPI_VERSION = "3.1.0"
@@ -108,7 +108,13 @@ def _orchestrator_paths() -> dict[str, Any]:
             "400": _json("ErrorBody", "the body is not JSON"),
             "401": _UNAUTHORIZED,
             "408": _LATE,
-            "409": _json("ErrorBody", "this Idempotency-Key was used with another body"),
+            "409": _json(
+                "ErrorBody",
+                "this Idempotency-Key was used with another body (error "
+                "idempotency_conflict), or concurrency reject found an unfinished deployment "
+                "of the environment (error conflict, deployment_id names it; nothing "
+                "dispatched)",
+            ),
             "413": _json("ErrorBody", "the body is over 1 MiB"),
             "422": _json(
                 "ErrorBody",
@@ -442,6 +448,9 @@ def _cached_spec(
     paths = _orchestrator_paths()
     if deliveries:
         paths.update(_deliveries_paths())
+    paths.update(
+        openapi_releases.paths(_operation, _json, _ref, _UNAUTHORIZED, _RETRY_AFTER)
+    )
     paths.update(_operations_paths(webhook_path))
     schemas = components(allowed, default_url)
     if not deliveries:
@@ -463,6 +472,7 @@ def _cached_spec(
         "tags": [
             {"name": "deployments", "description": "the orchestrator API"},
             {"name": "repositories", "description": "repository set-up"},
+            {"name": "releases", "description": "what is live where, rollback, statistics"},
             {"name": "operations", "description": "health, readiness, metrics"},
             {"name": "github", "description": "what GitHub calls"},
         ],

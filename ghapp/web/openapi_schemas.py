@@ -7,6 +7,7 @@ cannot drift from what the handlers validate and answer.
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models
+from ghapp.web import openapi_releases
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -104,6 +106,10 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookAnswer, "serialization"),
     (DeliveryList, "serialization"),
     (DeliveryDetail, "serialization"),
+    (models.EnvironmentList, "serialization"),
+    (models.ReleaseList, "serialization"),
+    (models.RollbackRequest, "validation"),
+    *openapi_releases.MODELS,
 ]
 
 
@@ -196,4 +202,8 @@ def components(allowed: tuple[str, ...] | None, default_url: str | None) -> dict
     else:
         callback["pattern"] = callback_pattern(allowed, default_url)
         callback["description"] = "an http(s) URL this server may call back (its settings)"
+    # A rollback's callback_url and metadata follow the same rules as a deployment's.
+    rollback = schemas["RollbackRequest"]["properties"]
+    for name in ("callback_url", "metadata"):
+        rollback[name] = copy.deepcopy(request[name])
     return schemas

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
+from ghapp.web import launch, releases_page
 from ghapp.web.api import stored
 from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
 from ghapp.web.sessions import (
@@ -62,6 +63,9 @@ NOTICES = {
     "delivery_unknown": ("error", "GitHub has no recent delivery with that GUID."),
     "github_error": ("error", "GitHub did not take the redelivery; see the server log."),
     "csrf": ("error", "The form was stale; try again."),
+    "rollback_started": ("ok", "Rollback dispatched: the earlier release is being deployed."),
+    "no_release": ("error", "That environment has no earlier release to put back."),
+    "rollback_failed": ("error", "The rollback could not be dispatched; see the server log."),
 }
 
 
@@ -82,6 +86,8 @@ def _templates() -> Jinja2Templates:
     )
     templates.env.filters["safe_url"] = _safe_url
     templates.env.filters["when"] = _when
+    templates.env.filters["svg"] = _svg
+    templates.env.filters["seconds"] = _seconds
     return templates
 
 
@@ -190,6 +196,25 @@ def _safe_url(url: object) -> str | None:
     return None
 
 
+def _svg(markup: str) -> Any:
+    """A chart from `ghapp.web.charts`, which escapes every text it draws."""
+    from markupsafe import Markup
+
+    # Built by ghapp.web.charts, which escapes every text it draws.
+    return Markup(markup)
+
+
+def _seconds(value: object) -> str:
+    """A duration in seconds, as `4m 05s` (or `—` for none)."""
+    if not isinstance(value, (int, float)):
+        return "—"
+    minutes, seconds = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
 def _when(value: object) -> str:
     """A time as `YYYY-MM-DD HH:MM:SS` in UTC (datetimes, ISO strings, epoch seconds)."""
     moment: datetime | None = None
@@ -281,10 +306,12 @@ async def index(request: Request) -> Response:
     deliveries = await _recent_deliveries(services, _bounded(params.get("deliveries"), 20))
     notice = NOTICES.get(params.get("notice", ""))
     here = request.url.path + (("?" + request.url.query) if request.url.query else "")
+    releases = await releases_page.context(services, repository)
     return _render(
         request,
         "index.html",
         {
+            **releases,
             "deployments": deployments,
             "deliveries": deliveries,
             "repository": repository or "",
@@ -448,8 +475,46 @@ async def redeliver(request: Request) -> Response:
     return RedirectResponse(_back(form.get("back"), notice), status_code=303)
 
 
+async def rollback(request: Request) -> Response:
+    """POST /ui/repos/{owner}/{repo}/environments/{environment}/rollback: the release before."""
+    form = await _authorized_action(request)
+    if isinstance(form, Response):
+        return form
+    services = _services(request)
+    repository = f"{request.path_params['owner']}/{request.path_params['repo']}"
+    environment = request.path_params["environment"]
+    callback_url = services.settings.orchestrator_callback_url
+    notice = "rollback_started"
+    if "\x00" in repository + environment or callback_url is None:
+        notice = "rollback_failed"
+    else:
+
+        async def plan() -> launch.Plan:
+            return await launch.rollback_plan(
+                services, repository, environment, None, callback_url=callback_url, metadata={}
+            )
+
+        try:
+            started = await launch.start(services, None, "", plan)
+            log.info(
+                "operator started a rollback",
+                extra={"deployment_id": started.record.id, "repository": repository},
+            )
+        except launch.NoRelease:
+            notice = "no_release"
+        except GitHubUnavailable as exc:
+            log.warning("rollback not dispatched", extra={"error": str(exc)})
+            notice = "rollback_failed"
+    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+
+
 routes = [
     Route("/", index, methods=["GET"]),
+    Route(
+        "/ui/repos/{owner}/{repo}/environments/{environment}/rollback",
+        rollback,
+        methods=["POST"],
+    ),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),

@@ -50,4 +50,9 @@ class Services:
         """A verdict was stored: count it and wake the callback sender."""
         if record.verdict is not None:
             self.metrics.verdict(record.verdict.status, record.verdict.reason)
+            if record.run is not None and record.completed_at is not None:
+                seconds = (record.completed_at - record.created_at).total_seconds()
+                self.metrics.deployment_duration.labels(
+                    record.kind, record.verdict.status
+                ).observe(max(seconds, 0.0))
         self.sender.wake()

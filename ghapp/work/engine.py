@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from cachetools import LRUCache
@@ -22,8 +22,10 @@ from ghapp.core.deploys import (
     Event,
     FindDeployedUrl,
     GatherFailure,
+    RollbackDecided,
     SendCallback,
     SendStarted,
+    StartRollback,
     Transition,
 )
 from ghapp.github.client import GitHubClient, GitHubUnavailable
@@ -74,6 +76,11 @@ class Engine(Worker):
         self.rules = rules
         self.reporter = FailureReporter(
             github, retry_base=action_retry_base, report_timeout=report_timeout, rules=rules
+        )
+        # Dispatches an automatic rollback (the app sets it: starting a deployment is the web
+        # layer's); without it a held verdict is reported with no rollback.
+        self.start_rollback: Callable[[DeploymentRecord], Awaitable[RollbackDecided]] | None = (
+            None
         )
         self._in_flight: set[str] = set()
         # Deliveries about one deployment arrive together (a run's webhooks, GitHub's retries):
@@ -295,6 +302,10 @@ class Engine(Worker):
                 await self.store.renew_gathers(list(self._held), self.owner, GATHER_LEASE)
 
     async def _gather(self, record: DeploymentRecord, action: Action, deadline: float) -> Event:
+        if isinstance(action, StartRollback):
+            if self.start_rollback is None:
+                return RollbackDecided(deployment_id=None, to=None, at=utcnow())
+            return await self.start_rollback(record)
         installation = record.installation_id or await self.github.installation_for(
             record.repository
         )

@@ -1,0 +1,152 @@
+"""Release history and the per-environment lock of the concurrency rules, in SQL."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ghapp.core.deploys import DeploymentRecord
+from ghapp.store.schema import deployments, environment_locks
+
+if TYPE_CHECKING:
+    from ghapp.store.sql import SqlStore
+
+# How far back a release history is read to find what a rollback restores.
+HISTORY_DEPTH = 200
+
+
+async def releases(
+    store: SqlStore, repository: str, environment: str, limit: int = HISTORY_DEPTH
+) -> list[DeploymentRecord]:
+    """The successful deployments of a repository to an environment, newest first."""
+    from ghapp.store.sql import record_of, select_records, storable
+
+    if not storable(repository) or not storable(environment):
+        return []
+    query = (
+        select_records()
+        .where(
+            deployments.c.repository == repository,
+            deployments.c.environment == environment,
+            deployments.c.verdict_status == "success",
+        )
+        .order_by(deployments.c.completed_at.desc(), deployments.c.id.desc())
+        .limit(limit)
+    )
+    async with store.reader.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [record_of(row) for row in rows]
+
+
+async def environments(store: SqlStore, repository: str) -> list[str]:
+    """The environments a repository was ever deployed to (or asked to be), by name."""
+    from ghapp.store.sql import storable
+
+    if not storable(repository):
+        return []
+    query = (
+        select(deployments.c.environment)
+        .where(deployments.c.repository == repository)
+        .group_by(deployments.c.environment)
+        .order_by(deployments.c.environment)
+    )
+    async with store.reader.connect() as conn:
+        return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+
+async def unfinished_in(
+    conn: AsyncConnection, repository: str, environment: str
+) -> list[str]:
+    """Ids of the deployments of an environment that have no verdict yet, oldest first."""
+    query = (
+        select(deployments.c.id)
+        .where(
+            deployments.c.repository == repository,
+            deployments.c.environment == environment,
+            deployments.c.phase != "completed",
+        )
+        .order_by(deployments.c.created_at)
+    )
+    return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+
+@contextlib.asynccontextmanager
+async def environment_guard(
+    store: SqlStore, repository: str, environment: str
+) -> AsyncIterator[AsyncConnection]:
+    """A write transaction holding the environment's lock row until it ends.
+
+    Writing the row takes PostgreSQL's row lock (other replicas wait for it) and SQLite's
+    write lock at once (as BEGIN IMMEDIATE would): what the caller reads and inserts inside
+    is decided by one request at a time."""
+    where = (
+        environment_locks.c.repository == repository,
+        environment_locks.c.environment == environment,
+    )
+    async with store.begin() as conn:
+        taken = await conn.execute(
+            update(environment_locks).where(*where).values(locked_at=time.time())
+        )
+        if not taken.rowcount:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(environment_locks).values(
+                            repository=repository, environment=environment, locked_at=time.time()
+                        )
+                    )
+            except IntegrityError:
+                # Another request created the row first (and held it until its commit).
+                await conn.execute(
+                    update(environment_locks).where(*where).values(locked_at=time.time())
+                )
+        yield conn
+
+
+async def environment_pairs(store: SqlStore, limit: int = 50) -> list[tuple[str, str]]:
+    """Every (repository, environment) deployed to, by name (at most `limit`)."""
+    query = (
+        select(deployments.c.repository, deployments.c.environment)
+        .group_by(deployments.c.repository, deployments.c.environment)
+        .order_by(deployments.c.repository, deployments.c.environment)
+        .limit(limit)
+    )
+    async with store.reader.connect() as conn:
+        return [(str(r[0]), str(r[1])) for r in (await conn.execute(query)).all()]
+
+
+# Time to restore, kept on the success that ends a run of failures: its verdict minus the
+# first failure's since the success before it (index range reads in ix_deployments_stats and
+# ix_deployments_releases). Counted failures: not superseded, not dispatch_rejected.
+_RESTORED_FROM = """
+(SELECT MIN(f.completed_at) FROM deployments f
+ WHERE f.repository = {t}.repository AND f.environment = {t}.environment
+   AND f.verdict_status = 'failure'
+   AND COALESCE(f.verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')
+   AND f.completed_at < {t}.completed_at
+   AND f.completed_at > COALESCE(
+     (SELECT MAX(s.completed_at) FROM deployments s
+      WHERE s.repository = {t}.repository AND s.environment = {t}.environment
+        AND s.verdict_status = 'success' AND s.completed_at < {t}.completed_at), -1))
+"""
+_SET_RESTORE = text(
+    "UPDATE deployments SET restore_seconds = completed_at - "
+    + _RESTORED_FROM.format(t="deployments")
+    + " WHERE id = :id AND verdict_status = 'success' AND completed_at IS NOT NULL"
+)
+FILL_RESTORES = (
+    "UPDATE deployments SET restore_seconds = completed_at - "
+    + _RESTORED_FROM.format(t="deployments")
+    + " WHERE verdict_status = 'success' AND completed_at IS NOT NULL"
+)
+
+
+async def note_restore(conn: AsyncConnection, deployment_id: str) -> None:
+    """A success was written: record how long its environment had been failing, if it was."""
+    await conn.execute(_SET_RESTORE, {"id": deployment_id})

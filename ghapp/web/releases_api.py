@@ -1,0 +1,182 @@
+"""Releases, rollback and statistics: what is live where, put an earlier release back, and how
+deploys go over time (DESIGN.md, "Releases, rollback and statistics")."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ghapp.core import releases
+from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
+from ghapp.web import launch
+from ghapp.web.api import (
+    IDEMPOTENCY_KEY,
+    authorized,
+    callback_allowed,
+    error,
+    services_of,
+    start_answer,
+    unauthorized,
+)
+from ghapp.web.limits import API_CAP, BodyRefused, read_body
+
+MAX_RELEASES = 200
+MAX_DAYS = 366
+
+
+def _repository(request: Request) -> str:
+    return f"{request.path_params['owner']}/{request.path_params['repo']}"
+
+
+def _environment(request: Request) -> str:
+    return str(request.path_params["environment"])
+
+
+def _int_param(request: Request, name: str, default: int, high: int) -> int | None:
+    try:
+        value = int(request.query_params.get(name, str(default)))
+    except ValueError:
+        return None
+    return value if 1 <= value <= high else None
+
+
+async def list_environments(request: Request) -> Response:
+    """GET /api/v1/repos/{owner}/{repo}/environments: each one's current and previous release."""
+    if not authorized(request):
+        return unauthorized()
+    store = services_of(request).store
+    repository = _repository(request)
+    views = [
+        releases.environment_view(name, await store.releases(repository, name))
+        for name in await store.environments(repository)
+    ]
+    return JSONResponse(EnvironmentList(environments=views).model_dump(mode="json"))
+
+
+async def list_releases(request: Request) -> Response:
+    """GET .../environments/{env}/releases?limit=: the releases, newest first."""
+    if not authorized(request):
+        return unauthorized()
+    limit = _int_param(request, "limit", 20, MAX_RELEASES)
+    if limit is None:
+        return error(
+            422,
+            "invalid_request",
+            f"limit must be an integer from 1 to {MAX_RELEASES}",
+            errors=[{"field": "limit", "message": f"must be 1..{MAX_RELEASES}"}],
+        )
+    history = await services_of(request).store.releases(
+        _repository(request), _environment(request), limit
+    )
+    body = ReleaseList(releases=[releases.release_of(r) for r in history])
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+async def rollback(request: Request) -> Response:
+    """POST .../environments/{env}/rollback {"to": id|null}: dispatch an earlier release again."""
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
+    try:
+        raw = await read_body(request, API_CAP)
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
+    try:
+        payload = from_json(raw or b"{}", allow_inf_nan=False)
+        body = RollbackRequest.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return error(422, "invalid_request", "the body breaks the schema", errors=errors)
+    except ValueError as exc:
+        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    callback_url = body.callback_url or services.settings.orchestrator_callback_url
+    if callback_url is None:
+        return error(
+            422,
+            "invalid_request",
+            "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
+            errors=[{"field": "callback_url", "message": "required"}],
+        )
+    settings = services.settings
+    if not callback_allowed(
+        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
+    ):
+        return error(
+            422,
+            "invalid_request",
+            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
+            errors=[{"field": "callback_url", "message": "host not allowed"}],
+        )
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        return error(
+            422,
+            "invalid_request",
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
+        )
+    repository, environment = _repository(request), _environment(request)
+    body_hash = hashlib.sha256(
+        f"rollback\x00{repository}\x00{environment}\x00{body.model_dump_json()}".encode()
+    ).hexdigest()
+
+    async def plan() -> launch.Plan:
+        return await launch.rollback_plan(
+            services,
+            repository,
+            environment,
+            body.to,
+            callback_url=callback_url,
+            metadata=body.metadata,
+        )
+
+    return await start_answer(services, key, body_hash, plan)
+
+
+async def stats(request: Request) -> Response:
+    """GET /api/v1/stats?repository=&environment=&days=30."""
+    if not authorized(request):
+        return unauthorized()
+    days = _int_param(request, "days", 30, MAX_DAYS)
+    if days is None:
+        return error(
+            422,
+            "invalid_request",
+            f"days must be an integer from 1 to {MAX_DAYS}",
+            errors=[{"field": "days", "message": f"must be 1..{MAX_DAYS}"}],
+        )
+    since = time.time() - days * 86400
+    params = request.query_params
+    repository = params.get("repository") or None
+    environment = params.get("environment") or None
+    # PostgreSQL refuses NUL in text, and no name has one: nothing matches.
+    named = (repository or "") + (environment or "")
+    entries = (
+        []
+        if "\x00" in named
+        else await services_of(request).store.stats(
+            since=since, days=days, repository=repository, environment=environment
+        )
+    )
+    return JSONResponse(
+        {"since": datetime.fromtimestamp(since, UTC).isoformat(), "stats": entries}
+    )
+
+
+_ENV = "/api/v1/repos/{owner}/{repo}/environments"
+routes = [
+    Route(_ENV, list_environments, methods=["GET"]),
+    Route(_ENV + "/{environment}/releases", list_releases, methods=["GET"]),
+    Route(_ENV + "/{environment}/rollback", rollback, methods=["POST"]),
+    Route("/api/v1/stats", stats, methods=["GET"]),
+]
