@@ -78,8 +78,27 @@ async def test_two_workers_stop_cleanly_and_a_dead_worker_stops_the_rest(tmp_pat
             assert await server.process.wait() == 1
         with pytest.raises(ProcessLookupError):  # stopped and reaped, not left behind
             os.kill(other, 0)
+
+        # A supervisor killed outright takes its workers with it (nobody else would stop them).
+        server = ProcessServer(stack.settings, str(tmp_path / "serve3.log"), workers=2)
+        await server.start()
+        assert server.process is not None
+        orphans = workers_of(server.process.pid)
+        server.process.kill()
+        await server.process.wait()
+        async with asyncio.timeout(20):
+            while [pid for pid in orphans if _alive(pid)]:  # noqa: ASYNC110 - other processes
+                await asyncio.sleep(0.1)
     finally:
         await stack.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"  # a zombie has stopped already
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.parametrize("workers", ["0", "-2", "two"])

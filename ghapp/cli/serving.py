@@ -17,10 +17,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 # The hidden `serve` option a worker is started with.
 WORKER_FLAG = "--reuse-port"
+
+
+# prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -39,10 +44,27 @@ def _say(message: str, **fields: Any) -> None:
     print(json.dumps(line), file=sys.stderr, flush=True)
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A child set-up that has Linux send the worker SIGTERM when the supervisor dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arrange() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return arrange
+
+
 def serve_workers(workers: int) -> int:
     """Run the workers until SIGTERM/SIGINT (0) or until one of them dies (its status, or 1)."""
     command = [sys.executable, "-m", "ghapp", "serve", WORKER_FLAG]
-    processes = [subprocess.Popen(command) for _ in range(workers)]
+    # A supervisor killed outright (SIGKILL, the OOM killer) must not leave its workers
+    # serving on the port with nobody to stop them.
+    arrange = _die_with_parent()
+    processes = [subprocess.Popen(command, preexec_fn=arrange) for _ in range(workers)]
     stopping = False
 
     def stop(_signum: int = 0, _frame: Any = None) -> None:
