@@ -14,12 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from ghapp.cli.demo import demo_workflows
-from ghapp.simulator.stack import Stack
-from ghapp.web import charts
-from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie
-from tests.test_operator_page import (
+from test_operator_page import (
     CHROMEDRIVER,
     CHROMIUM,
     _browser_missing,
@@ -27,6 +22,11 @@ from tests.test_operator_page import (
     _page,
     _session_cookie,
 )
+
+from ghapp.cli.demo import demo_workflows
+from ghapp.simulator.stack import Stack
+from ghapp.web import charts
+from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "operator-releases.png"
 
@@ -112,8 +112,9 @@ async def _seed_a_month(database_url: str) -> None:
     import random
     import time
 
+    from test_stats import record
+
     from ghapp.store import SqlStore
-    from tests.test_stats import record
 
     rng = random.Random(15)
     store = SqlStore(database_url)

@@ -132,7 +132,7 @@ async def test_stats_over_http(stack: Stack) -> None:
 
 
 async def test_stats_after_a_real_sequence_of_outcomes(stack: Stack) -> None:
-    from tests.test_releases import broken_workflow
+    from test_releases import broken_workflow
 
     stack.sim.world.repos["acme/shop"].add_workflow(broken_workflow())
     for workflow in ("deploy.yml", "broken.yml", "broken.yml", "deploy.yml"):
