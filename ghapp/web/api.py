@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ghapp.config import Settings
 from ghapp.core.models import (
     REPOSITORY_PATTERN,
     DeploymentList,
@@ -121,37 +122,17 @@ def query_int(value: str | None, *, default: int, top: int) -> int | None:
     return number if 1 <= number <= top else None
 
 
-def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as the API's `errors` list."""
     return [
         {"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
         for e in exc.errors()
     ]
 
 
-async def create_deployment(request: Request) -> Response:
-    """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
-    # The 5 s answer counts from here (ghapp.web.dispatching).
-    started = asyncio.get_running_loop().time()
-    if not authorized(request):
-        return unauthorized()
-    services = services_of(request)
-    try:
-        raw = await read_body(request, API_CAP)
-    except BodyRefused as exc:
-        return error(exc.status, exc.code, str(exc))
-    try:
-        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
-        payload = from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        return error(400, "invalid_json", f"the body is not JSON: {exc}")
-    try:
-        body = DeploymentRequest.model_validate(payload)
-    except ValidationError as exc:
-        return error(
-            422, "invalid_request", "the body breaks the schema", errors=_field_errors(exc)
-        )
-    settings = services.settings
-    callback_url = body.callback_url or settings.orchestrator_callback_url
+def callback_target(settings: Settings, requested: str | None) -> str | Response:
+    """Where a request's callbacks go (its own URL or ORCHESTRATOR_CALLBACK_URL), or the 422."""
+    callback_url = requested or settings.orchestrator_callback_url
     if callback_url is None:
         return error(
             422,
@@ -174,6 +155,11 @@ async def create_deployment(request: Request) -> Response:
             f"callback_url is not allowed: {where}",
             errors=[{"field": "callback_url", "message": "host not allowed"}],
         )
+    return callback_url
+
+
+def idempotency_key(request: Request) -> str | Response | None:
+    """The request's Idempotency-Key (None without one), or the 422 for a malformed one."""
     key = request.headers.get("idempotency-key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         return error(
@@ -182,6 +168,37 @@ async def create_deployment(request: Request) -> Response:
             "Idempotency-Key must be 1 to 200 printable ASCII characters",
             errors=[{"field": "Idempotency-Key", "message": "invalid"}],
         )
+    return key
+
+
+async def create_deployment(request: Request) -> Response:
+    """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
+    # The 5 s answer counts from here (ghapp.web.dispatching).
+    started = asyncio.get_running_loop().time()
+    if not authorized(request):
+        return unauthorized()
+    services = services_of(request)
+    try:
+        raw = await read_body(request, API_CAP)
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
+    try:
+        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
+        payload = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    try:
+        body = DeploymentRequest.model_validate(payload)
+    except ValidationError as exc:
+        return error(
+            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
+        )
+    callback_url = callback_target(services.settings, body.callback_url)
+    if isinstance(callback_url, Response):
+        return callback_url
+    key = idempotency_key(request)
+    if isinstance(key, Response):
+        return key
     body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
     async def plan() -> launch.Plan:

@@ -17,10 +17,11 @@ from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
 from ghapp.web import launch
 from ghapp.web.api import (
-    IDEMPOTENCY_KEY,
     authorized,
-    callback_allowed,
+    callback_target,
     error,
+    field_errors,
+    idempotency_key,
     services_of,
     start_answer,
     unauthorized,
@@ -92,39 +93,17 @@ async def rollback(request: Request) -> Response:
         payload = from_json(raw or b"{}", allow_inf_nan=False)
         body = RollbackRequest.model_validate(payload)
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        return error(422, "invalid_request", "the body breaks the schema", errors=errors)
+        return error(
+            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
+        )
     except ValueError as exc:
         return error(400, "invalid_json", f"the body is not JSON: {exc}")
-    callback_url = body.callback_url or services.settings.orchestrator_callback_url
-    if callback_url is None:
-        return error(
-            422,
-            "invalid_request",
-            "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
-            errors=[{"field": "callback_url", "message": "required"}],
-        )
-    settings = services.settings
-    if not callback_allowed(
-        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
-    ):
-        return error(
-            422,
-            "invalid_request",
-            "callback_url's host is not in CALLBACK_ALLOWED_HOSTS",
-            errors=[{"field": "callback_url", "message": "host not allowed"}],
-        )
-    key = request.headers.get("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-        return error(
-            422,
-            "invalid_request",
-            "Idempotency-Key must be 1 to 200 printable ASCII characters",
-            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
-        )
+    callback_url = callback_target(services.settings, body.callback_url)
+    if isinstance(callback_url, Response):
+        return callback_url
+    key = idempotency_key(request)
+    if isinstance(key, Response):
+        return key
     repository, environment = _repository(request), _environment(request)
     body_hash = hashlib.sha256(
         f"rollback\x00{repository}\x00{environment}\x00{body.model_dump_json()}".encode()
