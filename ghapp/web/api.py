@@ -8,11 +8,11 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import gidgethub
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 # Most deployments one list answer holds (DESIGN.md).
 LIST_MAX = 200
 REPOSITORY = re.compile(REPOSITORY_PATTERN)
@@ -130,6 +131,28 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+async def request_model(
+    request: Request, model: type[ModelT], *, empty: bytes | None = None
+) -> ModelT | Response:
+    """The body read within the API's cap and validated, or the 413/408, 400 or 422 answer;
+    `empty` stands for a body that was left out."""
+    try:
+        raw = await read_body(request, API_CAP)
+    except BodyRefused as exc:
+        return error(exc.status, exc.code, str(exc))
+    try:
+        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
+        payload = from_json(raw or empty or b"", allow_inf_nan=False)
+    except ValueError as exc:
+        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        return error(
+            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
+        )
+
+
 def callback_target(settings: Settings, requested: str | None) -> str | Response:
     """Where a request's callbacks go (its own URL or ORCHESTRATOR_CALLBACK_URL), or the 422."""
     callback_url = requested or settings.orchestrator_callback_url
@@ -178,21 +201,9 @@ async def create_deployment(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    try:
-        raw = await read_body(request, API_CAP)
-    except BodyRefused as exc:
-        return error(exc.status, exc.code, str(exc))
-    try:
-        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
-        payload = from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        return error(400, "invalid_json", f"the body is not JSON: {exc}")
-    try:
-        body = DeploymentRequest.model_validate(payload)
-    except ValidationError as exc:
-        return error(
-            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
-        )
+    body = await request_model(request, DeploymentRequest)
+    if isinstance(body, Response):
+        return body
     callback_url = callback_target(services.settings, body.callback_url)
     if isinstance(callback_url, Response):
         return callback_url

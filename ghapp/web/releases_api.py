@@ -7,8 +7,6 @@ import hashlib
 import time
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,13 +18,12 @@ from ghapp.web.api import (
     authorized,
     callback_target,
     error,
-    field_errors,
     idempotency_key,
+    request_model,
     services_of,
     start_answer,
     unauthorized,
 )
-from ghapp.web.limits import API_CAP, BodyRefused, read_body
 
 MAX_RELEASES = 200
 MAX_DAYS = 366
@@ -85,19 +82,9 @@ async def rollback(request: Request) -> Response:
     if not authorized(request):
         return unauthorized()
     services = services_of(request)
-    try:
-        raw = await read_body(request, API_CAP)
-    except BodyRefused as exc:
-        return error(exc.status, exc.code, str(exc))
-    try:
-        payload = from_json(raw or b"{}", allow_inf_nan=False)
-        body = RollbackRequest.model_validate(payload)
-    except ValidationError as exc:
-        return error(
-            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
-        )
-    except ValueError as exc:
-        return error(400, "invalid_json", f"the body is not JSON: {exc}")
+    body = await request_model(request, RollbackRequest, empty=b"{}")
+    if isinstance(body, Response):
+        return body
     callback_url = callback_target(services.settings, body.callback_url)
     if isinstance(callback_url, Response):
         return callback_url
