@@ -135,7 +135,8 @@ _RESTORED_FROM = """
       WHERE s.repository = {t}.repository AND s.environment = {t}.environment
         AND s.verdict_status = 'success' AND s.completed_at < {t}.completed_at), -1))
 """
-_SET_RESTORE = text(
+# Run after a success is written (`note_restore`; the store batches it with others).
+SET_RESTORE = text(
     "UPDATE deployments SET restore_seconds = completed_at - "
     + _RESTORED_FROM.format(t="deployments")
     + " WHERE id = :id AND verdict_status = 'success' AND completed_at IS NOT NULL"
@@ -149,4 +150,4 @@ FILL_RESTORES = (
 
 async def note_restore(conn: AsyncConnection, deployment_id: str) -> None:
     """A success was written: record how long its environment had been failing, if it was."""
-    await conn.execute(_SET_RESTORE, {"id": deployment_id})
+    await conn.execute(SET_RESTORE, {"id": deployment_id})
