@@ -132,18 +132,27 @@ class GroupCommit:
             stages[stage].setdefault(id(statement), (statement, []))[1].append(params)
 
         async with self._begin() as conn:
-            current = await _versions(conn, sorted({w.deployment_id for w in checked}))
+            # SQLite: each UPDATE checks its own version (round trips cost no network there),
+            # so the transaction's first statement is a write: a read first would have to
+            # upgrade its lock later, which another process's write can refuse at once.
+            one_by_one = conn.dialect.name == "sqlite"
+            ids = sorted({w.deployment_id for w in checked})
+            current = {} if one_by_one else await _versions(conn, ids)
             for pending in batch:
                 write = pending.write
                 if not isinstance(write, Checked):
                     add(2, *write)
                     results.append(True)
                     continue
-                ok = current.get(write.deployment_id) == write.version
+                if one_by_one:
+                    ok = (await conn.execute(write.statement, write.params)).rowcount == 1
+                else:
+                    ok = current.get(write.deployment_id) == write.version
+                    if ok:
+                        # A second write of the deployment in this batch expects the first's.
+                        current[write.deployment_id] = write.version + 1
+                        add(0, write.statement, write.params)
                 if ok:
-                    # A second write of the same deployment in this batch expects the first's.
-                    current[write.deployment_id] = write.version + 1
-                    add(0, write.statement, write.params)
                     for statement, params in write.after:
                         add(1, statement, params)
                 results.append(ok)
