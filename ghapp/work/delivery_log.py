@@ -31,8 +31,8 @@ from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ghapp.store.aio import AsyncConnection, AsyncEngine
 from ghapp.store.schema import delivery_log
 
 log = logging.getLogger("ghapp.delivery_log")
