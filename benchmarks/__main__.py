@@ -31,6 +31,7 @@ from benchmarks import (
     log_excerpt,
     memory,
     reconcile,
+    sandbox,
     scale,
     stats,
     streams,
@@ -78,6 +79,7 @@ BENCHMARKS: dict[str, Runner] = {
     reconcile.NAME: reconcile.run,
     takeover.NAME: takeover.run,
     memory.NAME: memory.run,
+    sandbox.NAME: sandbox.run,
 }
 
 

@@ -34,6 +34,9 @@ EXPECTED: dict[str, list[str]] = {
         "idle_rss_mib", "idle_first_rss_mib", "workers2_tree_rss_mib",
         "workers2_supervisor_rss_mib", "rows",
     ],
+    "sandbox": [
+        "sandbox_ready_s", "pytest_cpu_with_plugin_s", "pytest_cpu_without_plugin_s", "rows",
+    ],
 }
 SERVERS = ["ghapp-1w", "ghapp-2w", "bare-1w", "bare-2w"]
 

@@ -150,20 +150,62 @@ async def test_late_dispatch_answer_is_202_then_followed_once(stack: Stack) -> N
     assert [c.deployment["id"] for c in stack.receiver.delivered()] == [body["id"]]
 
 
-async def test_dispatch_answer_that_never_comes_run_found_by_listing(stack: Stack) -> None:
+async def demo_stack(database_url: str, **options: object) -> Stack:
+    stack = await Stack.start(database_url, **options)  # type: ignore[arg-type]
+    for repository, workflow in demo_workflows().items():
+        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    return stack
+
+
+def dispatches(stack: Stack) -> int:
+    """Dispatches GitHub took (GHES refuses the run-details API version first)."""
+    return sum(
+        1
+        for r in stack.sim.requests
+        if r.method == "POST" and r.path.endswith("/dispatches") and (r.status or 0) < 400
+    )
+
+
+async def test_dispatch_answer_that_never_comes_run_found_by_listing(database_url: str) -> None:
     # GitHub takes the dispatch and never answers it: after the request's own time-out
-    # (30 s) ghapp looks for the run the old way, and finds the one it started.
-    stack.sim.faults.dispatch_answer_delay = 3600.0
-    status, body, elapsed = await timed_deploy(stack)
-    assert status == 202 and elapsed < PROMISE, (status, elapsed)
-    callback = await stack.receiver.wait_for(str(body["id"]), timeout=60)
-    assert callback.deployment["verdict"]["status"] == "success"
-    [run_id] = stack.sim.runs
-    assert callback.deployment["run"]["id"] == run_id
-    dispatches = [
-        r for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches")
-    ]
-    assert len(dispatches) == 1
+    # (30 s in production, 8 s here) ghapp looks for the run the old way, and finds the one
+    # it started.
+    stack = await demo_stack(database_url, request_timeout=8.0)
+    try:
+        stack.sim.faults.dispatch_answer_delay = 3600.0
+        status, body, elapsed = await timed_deploy(stack)
+        assert status == 202 and elapsed < PROMISE, (status, elapsed)
+        callback = await stack.receiver.wait_for(str(body["id"]), timeout=40)
+        assert callback.deployment["verdict"]["status"] == "success"
+        [run_id] = stack.sim.runs
+        assert callback.deployment["run"]["id"] == run_id
+        assert dispatches(stack) == 1
+    finally:
+        await stack.close()
+
+
+async def test_late_answer_from_ghes_without_run_details_is_correlated(database_url: str) -> None:
+    # GitHub Enterprise Server answers a dispatch 204 with no run id, and here only after 7 s:
+    # 202 within the promise, then the run is found by listing (its title carries the
+    # deployment id) and followed once.
+    stack = await demo_stack(database_url, poll_after=0.3)
+    try:
+        stack.sim.faults.ghes = True
+        stack.sim.faults.dispatch_answer_delay = 7.0
+        status, body, elapsed = await timed_deploy(stack)
+        assert status == 202 and elapsed < PROMISE, (status, elapsed)
+        assert body["state"] == "dispatched" and body["run"] is None
+        callback = await stack.receiver.wait_for(str(body["id"]), timeout=30)
+        deployment = callback.deployment
+        assert deployment["verdict"]["status"] == "success", deployment["verdict"]
+        [run_id] = stack.sim.runs
+        assert deployment["run"]["id"] == run_id
+        assert body["id"] in stack.sim.runs[run_id].display_title
+        assert dispatches(stack) == 1
+        await asyncio.sleep(0.5)
+        assert [c.deployment["id"] for c in stack.receiver.delivered()] == [body["id"]]
+    finally:
+        await stack.close()
 
 
 async def test_connection_lost_after_the_dispatch_was_sent_is_never_sent_again(

@@ -22,13 +22,13 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.receiver import ReceivedCallback
 from ghapp.simulator.stack import Stack
+from ghapp.web.operator_auth import back
 from ghapp.web.operator_page import (
     SESSION_COOKIE,
-    _back,
-    _safe_url,
     make_session_cookie,
     read_session_cookie,
 )
+from ghapp.web.operator_render import safe_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -212,13 +212,13 @@ def test_session_cookies_expire_and_follow_the_token() -> None:
 
 
 def test_links_and_redirects_stay_safe() -> None:
-    assert _safe_url("https://github.com/acme/shop/actions/runs/1")
-    assert _safe_url("javascript:alert(1)") is None
-    assert _safe_url(None) is None
-    assert _back("/?state=completed", "resent") == "/?state=completed&notice=resent"
-    assert _back("https://evil.example/") == "/"
-    assert _back("//evil.example/") == "/"
-    assert _back("/\\evil.example") == "/"
+    assert safe_url("https://github.com/acme/shop/actions/runs/1")
+    assert safe_url("javascript:alert(1)") is None
+    assert safe_url(None) is None
+    assert back("/?state=completed", "resent") == "/?state=completed&notice=resent"
+    assert back("https://evil.example/") == "/"
+    assert back("//evil.example/") == "/"
+    assert back("/\\evil.example") == "/"
 
 
 # --- in a real browser ----------------------------------------------------------------------------

@@ -1,250 +1,104 @@
-"""Pydantic models of the public contract: requests, the Deployment resource, the verdict."""
+"""Pydantic models of the public contract: the Deployment resource, the verdict, releases and
+errors; the requests (`ghapp.core.request_models`), enums and bounds are re-exported from here."""
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    StringConstraints,
-    ValidationError,
-    ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-    field_validator,
+from pydantic import BaseModel, Field, field_validator
+
+from ghapp.core.enums import (
+    LENIENT,
+    TOLERANT,
+    TOLERANT_CONTEXT,
+    CallbackState,
+    CauseCategory,
+    Concurrency,
+    DeploymentKind,
+    DeploymentState,
+    NotifyEvent,
+    OnFailure,
+    Reason,
+    ReasonValue,
+    VerdictStatus,
+    lenient_enum,
+)
+from ghapp.core.request_models import (
+    DeploymentRequest,
+    RollbackRequest,
+)
+from ghapp.core.validation import (
+    CALLBACK_URL_MAX,
+    INPUT_NAME_MAX,
+    INPUTS_MAX_CHARS,
+    INPUTS_MAX_KEYS,
+    METADATA_KEY_PATTERN,
+    METADATA_MAX_KEYS,
+    METADATA_MAX_VALUE,
+    NAME_PATTERN,
+    REF_MAX,
+    REF_PATTERN,
+    REPOSITORY_PATTERN,
+    WORKFLOW_PATTERN,
+    callback_url_problem,
+    check_callback_url,
+    check_metadata,
+    valid_name,
 )
 
-# Callbacks besides the verdict's that a request may ask for (`notify`).
-NotifyEvent = Literal["deployment.started"]
-
-# Validation context a client passes (ghapp.client): a newer server may send enum values this
-# version does not know; they are kept as plain strings instead of failing the whole answer.
-LENIENT = {"lenient_enums": True}
-
-
-def _lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-    try:
-        return handler(value)
-    except ValidationError:
-        if isinstance(value, str) and isinstance(info.context, dict) and info.context.get(
-            "lenient_enums"
-        ):
-            return value
-        raise
-
-
-# The enums of the resource, lenient under the LENIENT context.
-TOLERANT = WrapValidator(_lenient_enum)
-TOLERANT_CONTEXT = LENIENT
-
-DeploymentState = Annotated[Literal["dispatched", "in_progress", "completed"], TOLERANT]
-VerdictStatus = Annotated[Literal["success", "failure"], TOLERANT]
-ReasonValue = Literal[
-    "failure",
-    "cancelled",
-    "timed_out",
-    "startup_failure",
-    "action_required",
-    "stale",
-    "neutral",
-    "skipped",
-    "dispatch_rejected",
-    "run_not_found",
-    "superseded",
+__all__ = [
+    "CALLBACK_URL_MAX",
+    "INPUTS_MAX_CHARS",
+    "INPUTS_MAX_KEYS",
+    "INPUT_NAME_MAX",
+    "LENIENT",
+    "METADATA_KEY_PATTERN",
+    "METADATA_MAX_KEYS",
+    "METADATA_MAX_VALUE",
+    "NAME_PATTERN",
+    "REF_MAX",
+    "REF_PATTERN",
+    "REPOSITORY_PATTERN",
+    "TOLERANT",
+    "TOLERANT_CONTEXT",
+    "WORKFLOW_PATTERN",
+    "Annotation",
+    "CallbackInfo",
+    "CallbackState",
+    "Cause",
+    "CauseCategory",
+    "Concurrency",
+    "Deployment",
+    "DeploymentKind",
+    "DeploymentList",
+    "DeploymentRequest",
+    "DeploymentState",
+    "EnvironmentList",
+    "EnvironmentReleases",
+    "ErrorBody",
+    "FailedJob",
+    "FailedStep",
+    "NotifyEvent",
+    "OnFailure",
+    "Progress",
+    "ProgressJob",
+    "ProgressStep",
+    "Reason",
+    "ReasonValue",
+    "Release",
+    "ReleaseList",
+    "RollbackRequest",
+    "RollbackStarted",
+    "Run",
+    "Verdict",
+    "VerdictStatus",
+    "callback_url_problem",
+    "check_callback_url",
+    "check_metadata",
+    "lenient_enum",
+    "valid_name",
 ]
-Reason = Annotated[ReasonValue, TOLERANT]
-DeploymentKind = Annotated[Literal["deploy", "rollback"], TOLERANT]
-OnFailure = Literal["report", "rollback"]
-Concurrency = Literal["queue", "cancel_previous", "reject"]
-CallbackState = Annotated[Literal["pending", "delivered", "failed"], TOLERANT]
-CauseCategory = Literal[
-    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
-]
-
-# GitHub's characters for an owner or a repository name; `.` and `..` are not names.
-NAME_PATTERN = r"^(?!\.\.?$)[A-Za-z0-9._-]{1,100}$"
-_NAME = r"(?!\.\.?/)[A-Za-z0-9._-]{1,100}/(?!\.\.?$)[A-Za-z0-9._-]{1,100}"
-REPOSITORY_PATTERN = f"^{_NAME}$"
-# A workflow file name, or its numeric id (a 64-bit integer).
-WORKFLOW_PATTERN = r"^(?:[A-Za-z0-9_.-]{1,250}\.ya?ml|[0-9]{1,18})$"
-# A branch or tag: no whitespace, no control characters. Spelt out, not `\s`: Python's and
-# ECMA's (the OpenAPI description's) `\s` differ.
-REF_PATTERN = (
-    r"^[^\x00-\x20\x7f-\x9f\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-    r"{1,255}$"
-)
-REF_MAX = 255
-CALLBACK_URL_MAX = 2048
-# GitHub's limits on a dispatch's inputs.
-INPUTS_MAX_KEYS = 25
-INPUTS_MAX_CHARS = 65_535
-INPUT_NAME_MAX = 100
-
-_REPOSITORY = re.compile(REPOSITORY_PATTERN)
-_WORKFLOW = re.compile(WORKFLOW_PATTERN)
-_REF = re.compile(REF_PATTERN)
-_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f]")
-
-
-def valid_name(name: str) -> bool:
-    """Whether an owner or repository name keeps to GitHub's characters (and is not . or ..)."""
-    return re.fullmatch(NAME_PATTERN, name) is not None
-
-
-def callback_url_problem(url: str) -> str | None:
-    """What is wrong with a callback URL (scheme, credentials, characters, port), or None."""
-    if _CONTROL.search(url):
-        return "must not contain spaces or control characters"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an http or https URL"
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return "must not carry a user or password"
-    if not parts.hostname:
-        return "must name a host"
-    try:
-        port = parts.port
-    except ValueError:
-        return "has an invalid port"
-    if port == 0:
-        return "has an invalid port"
-    return None
-
-# Metadata keys are used in query strings (`metadata.KEY=VALUE`): keep them plain.
-METADATA_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,40}$"
-_METADATA_KEY = re.compile(METADATA_KEY_PATTERN)
-METADATA_MAX_KEYS = 20
-METADATA_MAX_VALUE = 500
-
-
-def check_metadata(value: dict[str, str]) -> dict[str, str]:
-    """The orchestrator's own ids as DESIGN.md bounds them, or a ValueError naming the key."""
-    if len(value) > METADATA_MAX_KEYS:
-        raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
-    for key, item in value.items():
-        if not _METADATA_KEY.fullmatch(key):
-            raise ValueError(
-                f"key {key[:50]!r}: 1 to 40 letters, digits or '_', '.', ':', '-'"
-            )
-        if len(item) > METADATA_MAX_VALUE or "\x00" in item:
-            raise ValueError(f"value of {key!r}: at most {METADATA_MAX_VALUE} characters, no NUL")
-    return value
-
-
-def check_callback_url(value: str | None) -> str | None:
-    """An http(s) URL ghapp may call back (see callback_url_problem), or a ValueError."""
-    if value is not None and (problem := callback_url_problem(value)) is not None:
-        raise ValueError(problem)
-    return value
-
-
-
-class DeploymentRequest(BaseModel):
-    """Body of `POST /api/v1/deployments`."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    # The patterns are checked by the validators below (Python's re: GitHub's names need a
-    # look-ahead) and published in the OpenAPI description (ghapp.web.openapi).
-    repository: str = Field(description="owner/name", examples=["acme/shop"])
-    workflow: str = Field(default="deploy.yml", description="workflow file name or id")
-    ref: str | None = Field(default=None, description="branch or tag; the default branch if absent")
-    inputs: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=INPUT_NAME_MAX)],
-        StrictStr | StrictInt | StrictFloat | StrictBool,
-    ] = Field(
-        default_factory=dict,
-        max_length=INPUTS_MAX_KEYS,
-        description=(
-            f"the workflow's inputs: at most {INPUTS_MAX_KEYS} keys and "
-            f"{INPUTS_MAX_CHARS} characters as JSON (GitHub's limits)"
-        ),
-    )
-    callback_url: str | None = Field(
-        default=None,
-        description="ORCHESTRATOR_CALLBACK_URL if absent",
-        max_length=CALLBACK_URL_MAX,
-    )
-    metadata: dict[str, str] = Field(
-        default_factory=dict,
-        description="the orchestrator's own ids: stored, echoed in every answer and callback, "
-        "never sent to GitHub",
-        examples=[{"thread_id": "th_42"}],
-    )
-
-    on_failure: OnFailure = Field(
-        default="report",
-        description="'rollback': after a failure verdict, put the environment's current "
-        "release back at once",
-    )
-    concurrency: Concurrency = Field(
-        default="queue",
-        description="against unfinished deployments of the same repository and environment",
-    )
-    notify: list[NotifyEvent] = Field(
-        default_factory=list,
-        description="extra callbacks: `deployment.started` is sent once when the run starts",
-        examples=[["deployment.started"]],
-    )
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_metadata(value)
-
-    @field_validator("repository")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        if not _REPOSITORY.fullmatch(value):
-            raise ValueError(
-                "must be 'owner/name': one '/', GitHub's characters [A-Za-z0-9._-], "
-                "neither part '.' or '..'"
-            )
-        return value
-
-    @field_validator("workflow")
-    @classmethod
-    def _workflow(cls, value: str) -> str:
-        if not _WORKFLOW.fullmatch(value):
-            raise ValueError("must be a workflow file name such as 'deploy.yml', or its id")
-        return value
-
-    @field_validator("ref")
-    @classmethod
-    def _ref(cls, value: str | None) -> str | None:
-        if value is not None and not _REF.fullmatch(value):
-            raise ValueError(
-                f"must be a branch or tag name: 1 to {REF_MAX} characters, no spaces"
-            )
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _inputs(
-        cls, value: dict[str, str | int | float | bool]
-    ) -> dict[str, str | int | float | bool]:
-        for item in value.values():
-            # A number must fit in a signed 64-bit integer's range (as the OpenAPI says).
-            if isinstance(item, int | float) and not isinstance(item, bool) and abs(item) >= 2**63:
-                raise ValueError("number inputs must be within a signed 64-bit integer's range")
-        if len(json.dumps(value, separators=(",", ":"))) > INPUTS_MAX_CHARS:
-            raise ValueError(f"must be at most {INPUTS_MAX_CHARS} characters as JSON")
-        return value
-
-    @field_validator("callback_url")
-    @classmethod
-    def _callback(cls, value: str | None) -> str | None:
-        return check_callback_url(value)
 
 
 class Run(BaseModel):
@@ -306,7 +160,7 @@ class Cause(BaseModel):
         default=None, description="the log line or message that decided"
     )
 
-    _category = field_validator("category", mode="wrap")(_lenient_enum)
+    _category = field_validator("category", mode="wrap")(lenient_enum)
 
 
 class Verdict(BaseModel):
@@ -440,28 +294,6 @@ class ReleaseList(BaseModel):
     """Body of `GET /api/v1/repos/{owner}/{repo}/environments/{env}/releases`."""
 
     releases: list[Release]
-
-
-class RollbackRequest(BaseModel):
-    """Body of `POST /api/v1/repos/{owner}/{repo}/environments/{env}/rollback`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: str | None = Field(
-        default=None, description="the release's deployment_id; null: the one before the current"
-    )
-    callback_url: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_metadata(value)
-
-    @field_validator("callback_url")
-    @classmethod
-    def _callback(cls, value: str | None) -> str | None:
-        return check_callback_url(value)
 
 
 class ErrorBody(BaseModel):

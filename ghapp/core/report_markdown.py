@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ghapp.core.models import Annotation, FailedJob, Verdict
 
 if TYPE_CHECKING:
-    from ghapp.core.deploys import DeploymentRecord
+    from ghapp.core.deploy_record import DeploymentRecord
 
 LIMIT = 16 * 1024  # bytes of UTF-8
 MAX_ANNOTATIONS = 20

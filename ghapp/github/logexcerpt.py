@@ -54,6 +54,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ghapp.github.logmarks import (
+    GROUP,
+    GROUP_RUN,
+    MARKS,
+    NO_MARK,
+    RUNNER,
+    lines_with,
+    starts,
+)
+from ghapp.github.logsearch import BEFORE, DONE, IN, OFF, PROV, StepSearch
 from ghapp.github.logsection import (
     CUT_SUFFIX,
     ERROR_MARK,
@@ -70,17 +80,7 @@ __all__ = ["Excerpt", "ExcerptBuilder"]
 Method = Literal["timestamps", "error_fallback", "empty"]
 
 _BOM = b"\xef\xbb\xbf"
-_GROUP_RUN = b"##[group]Run "
-# What each kind of step prints first: run and action steps, post steps, "Complete job",
-# "Set up job".
-_RUNNER_MARKS = (b"Post job cleanup.", b"Cleaning up orphan processes", b"Current runner version")
-_MARKS = (_GROUP_RUN, *_RUNNER_MARKS)
-_NO_MARK, _GROUP, _RUNNER = 0, 1, 2
 _SCAN_BACK = 16  # lines searched from a chunk's end for its newest timestamp
-_MAX_PROV_MARKS = 64
-
-# States of the timestamp search.
-_BEFORE, _PROV, _IN, _DONE, _OFF = range(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,48 +99,7 @@ class Excerpt:
             object.__setattr__(self, "first_error", self.errors[0])
 
 
-def _lines_with(chunk: bytes, lines: list[bytes], needle: bytes) -> list[int]:
-    """Indexes of the lines that contain ``needle``; ``lines`` is ``chunk`` split, its first
-    line prefixed by the previous chunk's unfinished one."""
-    # Search the chunk, not each line: ``find`` and ``count`` run in C over the whole buffer,
-    # where a per-line ``in`` costs hundreds of nanoseconds a line.
-    found = [0] if needle in lines[0] else []
-    index, counted = 0, 0
-    pos = chunk.find(needle)
-    while pos >= 0:
-        index += chunk.count(b"\n", counted, pos)
-        counted = pos
-        if index >= len(lines):
-            break  # in the unfinished last line: seen again with the next chunk
-        if not found or found[-1] != index:
-            found.append(index)
-        end = chunk.find(b"\n", pos)
-        if end < 0:
-            break
-        pos = chunk.find(needle, end)
-    return found
-
-
-def _starts(line: bytes, prefix: bytes) -> bool:
-    """Whether a line's text (after its timestamp, if any) starts with ``prefix``."""
-    return line.startswith(prefix, content_offset(line) if has_timestamp(line) else 0)
-
-
-def _classify(line: bytes, last_ts: bytes | None) -> tuple[bytes | None, bool, int]:
-    """A line's timestamp second (or the one before it), whether it is an error, its marker."""
-    if has_timestamp(line):
-        ts: bytes | None = line[:19]
-        start = content_offset(line)
-    else:
-        ts, start = last_ts, 0
-    if line.startswith(ERROR_MARK, start):
-        return ts, True, _NO_MARK
-    if line.startswith(_MARKS, start):
-        return ts, False, _GROUP if line.startswith(_GROUP_RUN, start) else _RUNNER
-    return ts, False, _NO_MARK
-
-
-class ExcerptBuilder:
+class ExcerptBuilder(StepSearch):
     """Feed a job log's bytes in chunks of any size, then ``finish()`` for the excerpt."""
 
     def __init__(
@@ -162,7 +121,7 @@ class ExcerptBuilder:
             else None
         )
         self._win = win
-        self._state = _BEFORE if win else _OFF
+        self._state = BEFORE if win else OFF
         self._sec: Section | None = None
         self._ambiguous = False
         self._fb: Section | None = Section(max_lines)  # dropped once timing settles it
@@ -199,7 +158,7 @@ class ExcerptBuilder:
             chunk = head[3:] if head.startswith(_BOM) else head
         if not chunk:
             return
-        if self._state in (_DONE, _OFF) and self._fb is None:
+        if self._state in (DONE, OFF) and self._fb is None:
             # Nothing left to find: count lines at memchr speed.
             last = chunk.rfind(b"\n")
             if last < 0:
@@ -246,10 +205,10 @@ class ExcerptBuilder:
             return
         state, win, fb = self._state, self._win, self._fb
         newest = self._last_ts
-        if state == _PROV:
+        if state == PROV:
             self._slow(lines)
             return
-        if state in (_BEFORE, _IN) and win is not None:
+        if state in (BEFORE, IN) and win is not None:
             found = self._newest_ts(lines)
             if found is NEVER:
                 self._slow(lines)
@@ -257,20 +216,20 @@ class ExcerptBuilder:
             newest = found or newest
             # Timestamps do not go backwards: if the newest one is on this side of the next
             # boundary, every line of the chunk is.
-            if state == _BEFORE and newest is not None and newest >= win.prev_lo:
+            if state == BEFORE and newest is not None and newest >= win.prev_lo:
                 self._slow(lines)
                 return
-            if state == _IN and (newest is None or newest >= (win.e_lo or win.hi)):
+            if state == IN and (newest is None or newest >= (win.e_lo or win.hi)):
                 self._slow(lines)
                 return
         self._last_ts = newest
-        sec = self._sec if state == _IN else None
+        sec = self._sec if state == IN else None
         if fb is None and sec is None:
             return
         # Substring scans run at memory speed; a hit means a few lines need a closer look.
         has_err = ERROR_MARK in chunk or ERROR_MARK in lines[0]
         has_run = fb is not None and not self._fb_err
-        has_run = has_run and (_GROUP_RUN in chunk or _GROUP_RUN in lines[0])
+        has_run = has_run and (GROUP_RUN in chunk or GROUP_RUN in lines[0])
         if has_err or has_run:
             self._segments(chunk, lines, has_err, has_run, fb, sec)
             return
@@ -302,14 +261,14 @@ class ExcerptBuilder:
             lines = [self._cut(line, 0) if len(line) > cap else line for line in lines]
         events: list[tuple[int, bool]] = []
         if has_err:
-            events += [(i, True) for i in _lines_with(chunk, lines, ERROR_MARK)]
+            events += [(i, True) for i in lines_with(chunk, lines, ERROR_MARK)]
         if has_run:
-            events += [(i, False) for i in _lines_with(chunk, lines, _GROUP_RUN)]
+            events += [(i, False) for i in lines_with(chunk, lines, GROUP_RUN)]
         events.sort()
         prev = 0
         for i, is_err in events:
             line = lines[i]
-            if not _starts(line, ERROR_MARK if is_err else _GROUP_RUN):
+            if not starts(line, ERROR_MARK if is_err else GROUP_RUN):
                 continue  # the marker was inside the text, not at its start
             if i > prev:
                 run = lines[prev:i]
@@ -359,7 +318,7 @@ class ExcerptBuilder:
         for line in lines:
             if len(line) > cap:
                 line = self._cut(line, 0)
-            # _classify, inlined: this loop is the slow path's whole cost.
+            # classify, inlined: this loop is the slow path's whole cost.
             if len(line) >= 20 and line[10] == 84 and line[4] == 45 and line[13] == 58:
                 ts: bytes | None = line[:19]
                 self._last_ts = ts
@@ -367,9 +326,9 @@ class ExcerptBuilder:
             else:
                 ts, start = self._last_ts, 0
             is_err = line.startswith(ERROR_MARK, start)
-            mark = _NO_MARK
-            if not is_err and line.startswith(_MARKS, start):
-                mark = _GROUP if line.startswith(_GROUP_RUN, start) else _RUNNER
+            mark = NO_MARK
+            if not is_err and line.startswith(MARKS, start):
+                mark = GROUP if line.startswith(GROUP_RUN, start) else RUNNER
             fb = self._fb
             if fb is not None:
                 if is_err:
@@ -378,17 +337,17 @@ class ExcerptBuilder:
                         if fb.head is None:
                             fb.rebase()
                     fb.add_error(line)
-                elif mark == _GROUP and not self._fb_err:
+                elif mark == GROUP and not self._fb_err:
                     fb.restart(line)
                 else:
                     fb.add(line)
             state = self._state
-            if state == _BEFORE:
+            if state == BEFORE:
                 if ts is not None and ts >= lo:
                     self._before(line, ts, is_err, mark)
                 elif mark and ts is not None and ts >= prev_lo:
                     self._marks_before += 1
-            elif state == _IN:
+            elif state == IN:
                 sec = self._sec
                 if ts is not None and ts < inner and sec is not None:
                     if is_err:
@@ -397,127 +356,8 @@ class ExcerptBuilder:
                         sec.add(line)
                 else:
                     self._inside(line, ts, is_err, mark)
-            elif state == _PROV:
+            elif state == PROV:
                 self._provisional(line, ts, is_err, mark)
-
-    # -- the timestamp search ----------------------------------------------------------
-
-    def _before(self, line: bytes, ts: bytes | None, is_err: bool, mark: int) -> None:
-        win = self._win
-        assert win is not None
-        if ts is None or ts < win.lo:
-            return
-        if ts >= win.hi:
-            self._state = _OFF  # the window holds no line: the fallback decides
-        elif win.b_hi is not None and ts < win.b_hi:
-            self._state = _PROV
-            # Steps that started in the second before may print their marker in this one
-            # (a step's first line can come a little after its start): those not seen yet.
-            self._prov_expect = win.k_start + max(0, win.k_prev - self._marks_before)
-            self._provisional(line, ts, is_err, mark)
-        else:
-            self._open(line, is_err)
-
-    def _open(self, line: bytes | None, is_err: bool, ambiguous: bool = False) -> None:
-        """Start F's section at ``line``."""
-        self._sec = Section(self._max_lines, head=line)
-        self._state = _IN
-        self._ambiguous = ambiguous
-        if not ambiguous:
-            self._fb = None  # timing settled it: the fallback's memory goes
-        self._prov.clear()
-        self._prov_marks.clear()
-        if line is not None:
-            if is_err:
-                self._sec.add_error(line)
-            else:
-                self._sec.add(line)
-
-    def _provisional(self, line: bytes, ts: bytes | None, is_err: bool, mark: int) -> None:
-        """A line of the shared first second, where F's start is not known yet."""
-        win = self._win
-        assert win is not None and win.b_hi is not None
-        if ts is not None and ts >= win.b_hi:
-            if ts < win.hi:
-                self._open(line, is_err)  # the earlier lines of that second were not F's
-            else:
-                self._resolve_ambiguous()
-                self._inside(line, ts, is_err, mark)
-            return
-        if mark and self._prov_mark_count == self._prov_expect:
-            self._open(line, is_err)  # F's own start marker
-            return
-        self._prov.append(line)
-        if mark:
-            self._prov_mark_count += 1
-            if len(self._prov_marks) < _MAX_PROV_MARKS:
-                self._prov_marks.append((self._prov_n, line))
-        self._prov_n += 1
-
-    def _resolve_ambiguous(self) -> None:
-        """No start found in or after the shared second: keep it from its last marker."""
-        start, head = self._prov_marks[-1] if self._prov_marks else (0, None)
-        first = self._prov_n - len(self._prov)
-        replay = list(self._prov)
-        self._open(None, False, ambiguous=True)
-        sec = self._sec
-        assert sec is not None
-        if start >= first:
-            replay = replay[start - first :]
-        elif head is not None:
-            sec.head = head
-            sec.add(head)
-            sec.skip(first - start - 1)
-        else:
-            sec.skip(first - start)
-        last_ts = self._win.lo if self._win else None
-        for i, line in enumerate(replay):
-            ts, is_err, mark = _classify(line, last_ts)
-            last_ts = ts
-            if i == 0 and sec.count == 0:
-                sec.head = line
-                if is_err:
-                    sec.add_error(line)
-                else:
-                    sec.add(line)
-            else:
-                self._inside(line, ts, is_err, mark)
-
-    def _inside(self, line: bytes, ts: bytes | None, is_err: bool, mark: int) -> None:
-        """A line after F's section opened."""
-        win, sec = self._win, self._sec
-        assert win is not None and sec is not None
-        if ts is not None and ts >= win.hi:
-            self._close()
-        elif win.e_lo is not None and ts is not None and ts >= win.e_lo:
-            if is_err:
-                self._promote()
-                sec.add_error(line)
-            elif mark and (sec.n_errors or mark == _RUNNER):
-                self._close()  # the next step's start marker
-            elif self._held_n or mark or sec.n_errors:
-                self._held.append(line)  # F's or the next step's: an error would tell
-                self._held_n += 1
-            else:
-                sec.add(line)
-        elif is_err:
-            sec.add_error(line)
-        else:
-            sec.add(line)
-
-    def _promote(self) -> None:
-        """Held lines were F's after all (an error of F's followed them)."""
-        sec = self._sec
-        if self._held_n and sec is not None:
-            sec.skip(self._held_n - len(self._held))
-            sec.add_many(list(self._held))
-        self._held.clear()
-        self._held_n = 0
-
-    def _close(self) -> None:
-        self._held.clear()
-        self._held_n = 0
-        self._state = _DONE
 
     # -- output ------------------------------------------------------------------------
 
@@ -532,13 +372,13 @@ class ExcerptBuilder:
         if self._carry or self._carry_cut:
             line = self._cut(self._carry, self._carry_cut) if self._carry_cut else self._carry
             self._carry, self._carry_cut = b"", 0
-            if self._state in (_DONE, _OFF) and self._fb is None:
+            if self._state in (DONE, OFF) and self._fb is None:
                 self._lines += 1
             else:
                 self._process([line], line)
-        if self._state == _PROV:
+        if self._state == PROV:
             self._resolve_ambiguous()
-        if self._state == _IN:
+        if self._state == IN:
             self._close()
         self._result = self._build()
         return self._result

@@ -40,6 +40,7 @@ class Stack:
     receiver: CallbackReceiver
     settings: Settings
     retry_base: float = 1.0
+    request_timeout: float = 30.0
     port: int = 0
     server: BackgroundServer | None = None
     base_url: str = ""
@@ -52,6 +53,7 @@ class Stack:
         *,
         step_delay: float = 0.0,
         retry_base: float = 0.05,
+        request_timeout: float = 30.0,
         port: int = 0,
         github_port: int = 0,
         configure_simulator: Callable[[Simulator], None] | None = None,
@@ -68,6 +70,7 @@ class Stack:
         receiver = CallbackReceiver(secret=secrets.token_hex(16))
         stack = cls(sim=sim, receiver=receiver, settings=Settings(_env_file=None))
         stack.retry_base = retry_base
+        stack.request_timeout = request_timeout
         stack.port = port
         if configure_simulator is not None:
             configure_simulator(sim)
@@ -85,7 +88,9 @@ class Stack:
 
     async def start_ghapp(self) -> str:
         """Start (or start again) ghapp on the same database; webhooks go to it."""
-        app = create_app(self.settings, retry_base=self.retry_base)
+        app = create_app(
+            self.settings, retry_base=self.retry_base, request_timeout=self.request_timeout
+        )
         self.server = BackgroundServer(app, port=self.port)
         self.base_url = await self.server.start()
         self.sim.webhook_url = self.base_url + self.settings.webhook_path

@@ -123,7 +123,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     await store.open()
     # Opened at the first request GitHub or an orchestrator is sent: an idle server never
     # loads aiohttp.
-    session = LazySession(timeout=30)
+    session = LazySession(timeout=app.state.request_timeout)
     github = GitHubClient(
         session,
         app_id=settings.app_id or "",
@@ -197,9 +197,16 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: Settings, *, retry_base: float = 1.0, freeze_gc: bool = False
+    settings: Settings,
+    *,
+    retry_base: float = 1.0,
+    request_timeout: float = 30.0,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """The ghapp ASGI application; `retry_base` scales every retry wait (tests shorten it).
+
+    `request_timeout` bounds every outgoing request, to GitHub or an orchestrator (tests
+    shorten it to reach what follows a request that never answers without waiting 30 s).
 
     `freeze_gc` is for a process that serves only this app (`ghapp serve`): once started, the
     objects it holds are moved out of the garbage collector's sight (`gc.freeze`).
@@ -219,6 +226,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=_lifespan)
     app.state.settings = settings
     app.state.retry_base = retry_base
+    app.state.request_timeout = request_timeout
     app.state.freeze_gc = freeze_gc
     return app
 

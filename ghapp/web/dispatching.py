@@ -150,7 +150,7 @@ async def after_binding(
 ) -> None:
     """What a dispatch's answer leads to: its early webhooks, or a search for its run."""
     if record.run is not None:
-        # Its webhooks may have come before it was stored (see webhooks.early_run_fields).
+        # Its webhooks may have come before it was stored (see webhook_handlers.early_run_fields).
         early = await services.store.early_run(record.run.id)
         if early is not None:
             # The answer still says `dispatched` (DESIGN.md); the stored state moves on.

@@ -10,16 +10,11 @@ read before the request is known to be authorised (the sign-in form aside, 16 Ki
 
 from __future__ import annotations
 
-import functools
-import hmac
 import logging
 import math
-import secrets
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import gidgethub
 from starlette.requests import Request
@@ -30,22 +25,20 @@ from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.web import launch, releases_page
 from ghapp.web.api import stored
-from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
-from ghapp.web.sessions import (
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    Session,
-    SignInThrottle,
-    make_session_cookie,
-    read_session_cookie,
-    revoke_session,
-    session_revoked,
+from ghapp.web.operator_auth import (
+    authorized_action,
+    back,
+    bearer_ok,
+    login,
+    login_page,
+    logout,
+    services_of,
+    signed_in,
 )
+from ghapp.web.operator_render import render
+from ghapp.web.sessions import SESSION_COOKIE, make_session_cookie, read_session_cookie
 
 if TYPE_CHECKING:
-    from starlette.templating import Jinja2Templates
-
-    from ghapp.config import Settings
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.operator")
@@ -67,172 +60,6 @@ NOTICES = {
     "no_release": ("error", "That environment has no earlier release to put back."),
     "rollback_failed": ("error", "The rollback could not be dispatched; see the server log."),
 }
-
-
-@functools.cache
-def _templates() -> Jinja2Templates:
-    # Built on the first page view: Jinja2 is memory a server without an operator never needs.
-    import jinja2
-    from starlette.templating import Jinja2Templates as Templates
-
-    templates = Templates(
-        env=jinja2.Environment(
-            loader=jinja2.FileSystemLoader(Path(__file__).parent / "operator"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-    )
-    templates.env.filters["safe_url"] = _safe_url
-    templates.env.filters["when"] = _when
-    templates.env.filters["svg"] = _svg
-    templates.env.filters["seconds"] = _seconds
-    return templates
-
-
-# --- sessions ---------------------------------------------------------------------------------
-
-
-def _token_ok(settings: Settings, token: str) -> bool:
-    expected = settings.orchestrator_token or ""
-    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
-
-
-def _bearer(request: Request, settings: Settings) -> bool:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and _token_ok(settings, token.strip())
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def _secure(request: Request) -> bool:
-    # Behind a TLS-terminating proxy the scheme arrives in X-Forwarded-Proto.
-    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
-    return proto.split(",")[0].strip() == "https"
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An urlencoded form body, read as a stream; TooLarge past 16 KiB (a few short fields)."""
-    raw = await read_body(request, FORM_CAP)
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items()}
-
-
-async def _session(request: Request) -> Session | None:
-    """The request's signed-in session, unless it expired or was signed out."""
-    services = _services(request)
-    session = read_session_cookie(services.settings, request.cookies.get(SESSION_COOKIE))
-    if session is None or await session_revoked(services.store, session):
-        return None
-    return session
-
-
-def _refused(exc: BodyRefused) -> Response:
-    return Response(
-        f"{exc}\n",
-        exc.status,
-        media_type="text/plain",
-        headers=_security_headers(secrets.token_urlsafe(16)),
-    )
-
-
-def _back(target: str | None, notice: str | None = None) -> str:
-    """Where to go after an action: a path on this site only (no open redirect)."""
-    path = "/"
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        path = target
-    parts = urlsplit(path)
-    query = [(k, v) for k, vs in parse_qs(parts.query).items() for v in vs if k != "notice"]
-    if notice:
-        query.append(("notice", notice))
-    return parts.path + ("?" + urlencode(query) if query else "")
-
-
-def _security_headers(nonce: str, *, script: bool = False) -> dict[str, str]:
-    # The one inline stylesheet is allowed by its nonce; so is the deployments page's one
-    # script (it follows running deployments' event streams, hence `connect-src 'self'`).
-    scripts = f"script-src 'nonce-{nonce}'; connect-src 'self'; " if script else ""
-    return {
-        "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; {scripts}form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin",
-        "Cache-Control": "no-store",
-    }
-
-
-def _render(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    status: int = 200,
-    *,
-    script: bool = False,
-) -> Response:
-    nonce = secrets.token_urlsafe(16)
-    return _templates().TemplateResponse(
-        request,
-        name,
-        {"nonce": nonce, **context},
-        status_code=status,
-        headers=_security_headers(nonce, script=script),
-    )
-
-
-# --- view helpers ---------------------------------------------------------------------------
-
-
-def _safe_url(url: object) -> str | None:
-    """A link target only if it is http(s): autoescaping does not stop `javascript:` URLs."""
-    if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
-        return url
-    return None
-
-
-def _svg(markup: str) -> Any:
-    """A chart from `ghapp.web.charts`, which escapes every text it draws."""
-    from markupsafe import Markup
-
-    # Built by ghapp.web.charts, which escapes every text it draws.
-    return Markup(markup)
-
-
-def _seconds(value: object) -> str:
-    """A duration in seconds, as `4m 05s` (or `—` for none)."""
-    if not isinstance(value, (int, float)):
-        return "—"
-    minutes, seconds = divmod(round(value), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
-
-
-def _when(value: object) -> str:
-    """A time as `YYYY-MM-DD HH:MM:SS` in UTC (datetimes, ISO strings, epoch seconds)."""
-    moment: datetime | None = None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, (int, float)):
-        moment = datetime.fromtimestamp(value, UTC)
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
 
 
 async def _recent_deliveries(services: Services, limit: int) -> list[dict[str, Any]] | None:
@@ -269,21 +96,13 @@ def _bounded(value: str | None, default: int) -> int:
         return default
 
 
-def _login_page(
-    request: Request, *, failed: bool = False, status: int | None = None
-) -> Response:
-    return _render(
-        request, "login.html", {"failed": failed}, status or (401 if failed else 200)
-    )
-
-
 async def index(request: Request) -> Response:
     """GET /: the operator page, or the login form without a session or token."""
-    services = _services(request)
+    services = services_of(request)
     settings = services.settings
-    session = await _session(request)
-    if session is None and not _bearer(request, settings):
-        return _login_page(request)
+    session = await signed_in(request)
+    if session is None and not bearer_ok(request, settings):
+        return login_page(request)
     params = request.query_params
     repository = (params.get("repository") or "").strip() or None
     state = params.get("state") or None
@@ -307,7 +126,7 @@ async def index(request: Request) -> Response:
     notice = NOTICES.get(params.get("notice", ""))
     here = request.url.path + (("?" + request.url.query) if request.url.query else "")
     releases = await releases_page.context(services, repository)
-    return _render(
+    return render(
         request,
         "index.html",
         {
@@ -331,104 +150,12 @@ async def index(request: Request) -> Response:
     )
 
 
-def _throttle(request: Request) -> SignInThrottle:
-    throttle: SignInThrottle | None = getattr(request.app.state, "sign_in_throttle", None)
-    if throttle is None:
-        throttle = request.app.state.sign_in_throttle = SignInThrottle()
-    return throttle
-
-
-async def login(request: Request) -> Response:
-    """POST /login: check the token; set the session cookie and go to `/`.
-
-    At most 10 failed attempts per client address a minute: the next gets 429, right or wrong.
-    """
-    settings = _services(request).settings
-    address = request.client.host if request.client else "unknown"
-    throttle = _throttle(request)
-    wait = throttle.retry_after(address)
-    if wait is not None:
-        log.warning("operator sign-in throttled", extra={"client": address})
-        response = Response(
-            "too many failed sign-ins from this address: try again later\n",
-            429,
-            media_type="text/plain",
-            headers={**_security_headers(secrets.token_urlsafe(16)), "Retry-After": str(wait)},
-        )
-        return response
-    try:
-        form = await _form(request)
-    except BodyRefused as exc:
-        throttle.failed(address)
-        return _refused(exc)
-    if not _token_ok(settings, form.get("token", "").strip()):
-        throttle.failed(address)
-        log.warning("operator login refused", extra={"client": address})
-        return _login_page(request, failed=True)
-    value, _ = make_session_cookie(settings)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=SESSION_SECONDS,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=_secure(request),
-    )
-    log.info("operator logged in")
-    return response
-
-
-async def logout(request: Request) -> Response:
-    """POST /logout (with the CSRF token): end the session on the server, forget the cookie."""
-    session = await _session(request)
-    if session is None:
-        return _login_page(request, status=401)
-    try:
-        form = await _form(request)
-    except BodyRefused as exc:
-        return _refused(exc)
-    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
-        return RedirectResponse(_back("/", "csrf"), status_code=303)
-    await revoke_session(_services(request).store, session)
-    log.info("operator signed out")
-    response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
-    )
-    return response
-
-
-async def _authorized_action(request: Request) -> Response | dict[str, str]:
-    """The form of a page action that may run, or the answer refusing it.
-
-    Authorisation first (a bearer token, or a session), the body only then; with a session,
-    the form must carry its CSRF token.
-    """
-    settings = _services(request).settings
-    bearer = _bearer(request, settings)
-    session = None if bearer else await _session(request)
-    if not bearer and session is None:
-        return _login_page(request, status=401)
-    try:
-        form = await _form(request)
-    except BodyRefused as exc:
-        return _refused(exc)
-    # A browser never attaches the bearer header by itself, so a cross-site form cannot forge it.
-    if session is not None and not hmac.compare_digest(
-        form.get("csrf", "").encode(), session.csrf.encode()
-    ):
-        return RedirectResponse(_back("/", "csrf"), status_code=303)
-    return form
-
-
 async def resend(request: Request) -> Response:
     """POST /ui/deployments/{id}/resend: queue a completed deployment's callback again."""
-    form = await _authorized_action(request)
+    form = await authorized_action(request)
     if isinstance(form, Response):
         return form
-    services = _services(request)
+    services = services_of(request)
     deployment_id = request.path_params["deployment_id"]
     record = await stored(services, deployment_id)
     if record is None:
@@ -439,15 +166,15 @@ async def resend(request: Request) -> Response:
         services.sender.wake()
         notice = "resent"
         log.info("operator resent a callback", extra={"deployment_id": deployment_id})
-    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+    return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
 async def redeliver(request: Request) -> Response:
     """POST /ui/deliveries/{guid}/redeliver: ask GitHub to send that webhook again."""
-    form = await _authorized_action(request)
+    form = await authorized_action(request)
     if isinstance(form, Response):
         return form
-    services = _services(request)
+    services = services_of(request)
     guid = request.path_params["guid"]
     # The local log knows the GUID; GitHub redelivers by its own attempt id, so look that up
     # among the attempts since shortly before the delivery arrived (a day back if unknown).
@@ -472,15 +199,15 @@ async def redeliver(request: Request) -> Response:
     except (GitHubUnavailable, gidgethub.GitHubException) as exc:
         log.warning("redelivery failed", extra={"delivery_id": guid, "error": str(exc)})
         notice = "github_error"
-    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+    return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
 async def rollback(request: Request) -> Response:
     """POST /ui/repos/{owner}/{repo}/environments/{environment}/rollback: the release before."""
-    form = await _authorized_action(request)
+    form = await authorized_action(request)
     if isinstance(form, Response):
         return form
-    services = _services(request)
+    services = services_of(request)
     repository = f"{request.path_params['owner']}/{request.path_params['repo']}"
     environment = request.path_params["environment"]
     callback_url = services.settings.orchestrator_callback_url
@@ -505,7 +232,7 @@ async def rollback(request: Request) -> Response:
         except GitHubUnavailable as exc:
             log.warning("rollback not dispatched", extra={"error": str(exc)})
             notice = "rollback_failed"
-    return RedirectResponse(_back(form.get("back"), notice), status_code=303)
+    return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
 routes = [

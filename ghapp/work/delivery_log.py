@@ -16,33 +16,56 @@ kept up to `MAX_HEADERS` bytes and count in every byte budget, like bodies.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import chain
-from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, or_, select
 
 from ghapp.store.aio import AsyncConnection, AsyncEngine
 from ghapp.store.schema import delivery_log
+from ghapp.work.delivery_entries import (
+    HEADERS_CUT,
+    MAX_HEADERS,
+    REDACTED_HEADERS,
+    LoggedDelivery,
+    Pending,
+    clip_headers,
+    headers_size,
+    redact_headers,
+    row_of,
+    sample,
+)
+
+__all__ = [
+    "BODYLESS_OUTCOMES",
+    "BUFFER_BYTES",
+    "FLUSH_BATCH",
+    "FLUSH_BYTES",
+    "FLUSH_INTERVAL",
+    "HEADERS_CUT",
+    "KEEP_REFUSED",
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_UNSIGNED_BODY",
+    "PURGE_INTERVAL",
+    "REDACTED_HEADERS",
+    "DeliveryLog",
+    "LoggedDelivery",
+    "clip_headers",
+    "record_webhook",
+    "redact_headers",
+]
 
 log = logging.getLogger("ghapp.delivery_log")
 
 MAX_BODY = 1024 * 1024
 # A body whose signature failed came from anyone: keep less of it.
 MAX_UNSIGNED_BODY = 64 * 1024
-# Headers kept of one delivery (GitHub's are about 1 KiB); more is cut and marked.
-MAX_HEADERS = 8 * 1024
-HEADERS_CUT = "x-ghapp-headers-truncated"
 # Rows kept of deliveries whose signature was missing, bad or not checked.
 KEEP_REFUSED = 100
 # A delivery waits at most FLUSH_INTERVAL in memory; a batch goes sooner once FLUSH_BATCH wait,
@@ -53,121 +76,7 @@ FLUSH_BYTES = 512 * 1024
 PURGE_INTERVAL = 60.0
 # Bounds the buffer's memory should the database stall.
 BUFFER_BYTES = 64 * 1024 * 1024
-REDACTED_HEADERS = frozenset(
-    {"x-hub-signature", "x-hub-signature-256", "authorization", "cookie", "proxy-authorization"}
-)
 _SUMMARY_COLUMNS = [c for c in delivery_log.c if c.name not in ("headers", "body")]
-
-
-@dataclass(frozen=True)
-class LoggedDelivery:
-    """One received delivery as the log keeps it."""
-
-    id: str
-    delivery_id: str | None
-    received_at: float
-    event: str | None
-    action: str | None
-    signature: str
-    outcome: str
-    status: int
-    duration_ms: float
-    body_size: int
-    truncated: bool
-    headers: Mapping[str, str] | None = None
-    body: bytes | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON of a list item (no headers, no body)."""
-        stamp = datetime.fromtimestamp(self.received_at, UTC).isoformat(timespec="milliseconds")
-        return {
-            "id": self.id,
-            "delivery_id": self.delivery_id,
-            "received_at": stamp.replace("+00:00", "Z"),
-            "event": self.event,
-            "action": self.action,
-            "signature": self.signature,
-            "outcome": self.outcome,
-            "status": self.status,
-            "duration_ms": self.duration_ms,
-            "body_size": self.body_size,
-            "truncated": self.truncated,
-        }
-
-    def detail(self) -> dict[str, Any]:
-        """The JSON of one delivery: the summary, headers, and the body (text or base64)."""
-        data = self.summary()
-        data["headers"] = dict(self.headers or {})
-        raw = self.body or b""
-        try:
-            data["body"], data["body_base64"] = raw.decode("utf-8"), None
-        except UnicodeDecodeError:
-            data["body"], data["body_base64"] = None, base64.b64encode(raw).decode("ascii")
-        return data
-
-
-def _clip(value: str | None, size: int) -> str | None:
-    # PostgreSQL text cannot hold NUL; a JSON payload's `action` could carry one.
-    return value.replace("\x00", "")[:size] if value else None
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers with signatures and credentials replaced by `<redacted>`."""
-    return {
-        key: "<redacted>" if key.lower() in REDACTED_HEADERS else value
-        for key, value in headers.items()
-    }
-
-
-class _Pending(NamedTuple):
-    """A delivery as buffered: raw values, turned into a row only if it is written."""
-
-    received_at: float
-    delivery_id: str | None
-    event: str | None
-    action: str | None
-    signature: str
-    outcome: str
-    status: int
-    duration_ms: float
-    headers: Mapping[str, str]
-    body: bytes
-    body_size: int
-    # Bytes of headers kept, and whether some were cut.
-    header_size: int = 0
-    headers_cut: bool = False
-
-    @property
-    def size(self) -> int:
-        """What this entry counts in the byte budgets."""
-        return len(self.body) + self.header_size
-
-    @property
-    def signed(self) -> bool:
-        """Whether GitHub's signature was good (others came from anyone)."""
-        return self.signature == "ok"
-
-
-def _header_size(headers: Mapping[str, str]) -> int:
-    # ": " and CRLF: four bytes a header. Starlette's Headers: the bytes as received, no decoding.
-    raw = getattr(headers, "raw", None)
-    pairs = raw if raw is not None else [(k.encode(), v.encode()) for k, v in headers.items()]
-    return len(b"".join(chain.from_iterable(pairs))) + 4 * len(pairs)
-
-
-def clip_headers(headers: Mapping[str, str], budget: int = MAX_HEADERS) -> dict[str, str]:
-    """The headers that fit in `budget` bytes (in order), plus a marker saying what was cut."""
-    kept: dict[str, str] = {}
-    used = 0
-    total = 0
-    for name, value in headers.items():
-        size = len(name) + len(value) + 4
-        total += size
-        if used + size <= budget:
-            kept[name] = value
-            used += size
-    kept[HEADERS_CUT] = f"{total} bytes of headers received, {used} kept"
-    return kept
 
 
 class DeliveryLog:
@@ -192,8 +101,8 @@ class DeliveryLog:
         # Deliveries received but never written (sampled out under load, or the database failed).
         self.dropped = 0
         # Signed deliveries, and the others (their own quota: they never push signed ones out).
-        self._buffer: deque[_Pending] = deque()
-        self._refused: deque[_Pending] = deque()
+        self._buffer: deque[Pending] = deque()
+        self._refused: deque[Pending] = deque()
         self._buffered_bytes = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -224,16 +133,16 @@ class DeliveryLog:
         signed = signature == "ok"
         limit = MAX_BODY if signed else MAX_UNSIGNED_BODY
         kept = body if len(body) <= limit else body[:limit]
-        header_size = _header_size(headers)
+        header_size = headers_size(headers)
         cut = header_size > MAX_HEADERS
         if cut:
             headers = clip_headers(headers)
-            header_size = _header_size(headers)
+            header_size = headers_size(headers)
         queue = self._buffer if signed else self._refused
         if len(queue) >= (self.keep if signed else self.keep_refused):
             self._evict(queue)
         when = time.time() if received_at is None else received_at
-        entry = _Pending(
+        entry = Pending(
             when,
             delivery_id,
             event,
@@ -255,7 +164,7 @@ class DeliveryLog:
         if len(self._buffer) + len(self._refused) >= FLUSH_BATCH:
             self._wake.set()
 
-    def _evict(self, queue: deque[_Pending]) -> None:
+    def _evict(self, queue: deque[Pending]) -> None:
         oldest = queue.popleft()
         self._buffered_bytes -= oldest.size
         self.dropped += 1
@@ -305,9 +214,9 @@ class DeliveryLog:
             self._buffered_bytes = 0
             if not taken:
                 return 0
-            chosen = _sample(taken, FLUSH_BATCH, FLUSH_BYTES)
+            chosen = sample(taken, FLUSH_BATCH, FLUSH_BYTES)
             self.dropped += len(taken) - len(chosen)
-            rows = [_row(entry) for entry in chosen]
+            rows = [row_of(entry) for entry in chosen]
             try:
                 async with self.begin() as conn:
                     await conn.execute(insert(delivery_log), rows)
@@ -389,46 +298,6 @@ class DeliveryLog:
         values["headers"] = json.loads(values["headers"])
         values["body"] = bytes(values["body"])
         return LoggedDelivery(**values)
-
-
-def _sample(pending: list[_Pending], rows: int, size: int) -> list[_Pending]:
-    """What fits in `rows` rows and `size` bytes: signed ones answered with an error first,
-    then the newest signed ones, then the newest of the others."""
-    if len(pending) <= rows and sum(p.size for p in pending) <= size:
-        return pending
-    order = sorted(
-        range(len(pending)),
-        key=lambda i: (pending[i].signed, pending[i].status >= 400, i),
-        reverse=True,
-    )
-    chosen: list[int] = []
-    used = 0
-    for i in order:
-        if len(chosen) >= rows:
-            break
-        if chosen and used + pending[i].size > size:
-            continue
-        chosen.append(i)
-        used += pending[i].size
-    return [pending[i] for i in sorted(chosen)]
-
-
-def _row(p: _Pending) -> dict[str, Any]:
-    return {
-        "id": "dl_" + secrets.token_hex(8),
-        "delivery_id": _clip(p.delivery_id or p.headers.get("x-github-delivery"), 100),
-        "received_at": p.received_at,
-        "event": _clip(p.event or p.headers.get("x-github-event"), 100),
-        "action": _clip(p.action, 100),
-        "signature": p.signature,
-        "outcome": _clip(p.outcome, 64) or "",
-        "status": p.status,
-        "duration_ms": round(p.duration_ms, 3),
-        "body_size": p.body_size,
-        "truncated": len(p.body) < p.body_size or p.headers_cut,
-        "headers": json.dumps(redact_headers(p.headers)),
-        "body": p.body,
-    }
 
 
 # Outcomes whose bodies the log does not keep: runs ghapp did not dispatch, ignored events.

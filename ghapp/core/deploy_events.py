@@ -1,0 +1,182 @@
+"""What the state machine takes in (events) and hands out (actions, in a Transition)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ghapp.core.causes import CauseRules
+from ghapp.core.deploy_record import DeploymentRecord
+from ghapp.core.models import Cause, FailedJob
+from ghapp.core.progress import JobObserved
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunObserved:
+    """GitHub told us about the run: a workflow_run webhook or a poll answer."""
+
+    run_id: int
+    attempt: int
+    status: str
+    conclusion: str | None
+    html_url: str | None
+    head_sha: str | None
+    at: datetime
+    # GitHub's `run_started_at`, and its `updated_at` once completed (for the estimates).
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentObserved:
+    """A deployment_status of the run: its environment URL once it succeeded."""
+
+    run_id: int
+    state: str
+    environment_url: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DeployedUrlFound:
+    """The fallback lookup of the run's environment URL finished (url may be None)."""
+
+    url: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FailureGathered:
+    """The failed jobs of a failed run were read, with the one-line summary."""
+
+    failed_jobs: list[FailedJob]
+    summary: str
+    at: datetime
+    # Classified where the report was gathered (with the configured rules); None: classify here.
+    cause: Cause | None = None
+
+
+@dataclass(frozen=True)
+class DeadlinesChecked:
+    """A clock tick: give up on a run never found, on a run going on too long, or on a
+    verdict's gathering (its report) taking longer than `report_timeout`."""
+
+    at: datetime
+    run_lookup_timeout: float
+    run_timeout: float
+    report_timeout: float = 300.0
+    rules: CauseRules | None = None
+
+
+@dataclass(frozen=True)
+class DispatchAnswered:
+    """GitHub's late answer to a dispatch recorded before it came (the run, when it says)."""
+
+    run_id: int | None
+    html_url: str | None
+    correlation_id: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DispatchRefused:
+    """GitHub's late answer to a dispatch recorded before it came: a refusal, with why."""
+
+    message: str
+    at: datetime
+    rules: CauseRules | None = None
+
+
+@dataclass(frozen=True)
+class RunSearched:
+    """A search for an unidentified run found none it could choose, and says why."""
+
+    ambiguity: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A newer deployment of the same environment replaces this one (cancel_previous)."""
+
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RollbackDecided:
+    """The automatic rollback was started (its deployment and the release it restores), or
+    not (deployment_id None: no release to restore)."""
+
+    deployment_id: str | None
+    to: str | None
+    at: datetime
+
+
+Event = (
+    RunObserved
+    | Superseded
+    | RollbackDecided
+    | JobObserved
+    | EnvironmentObserved
+    | DeployedUrlFound
+    | FailureGathered
+    | DeadlinesChecked
+    | RunSearched
+    | DispatchAnswered
+    | DispatchRefused
+)
+
+
+# --- actions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatherFailure:
+    """Read the run's failed jobs (and their logs) to build a failure verdict."""
+
+    run_id: int
+    attempt: int
+    conclusion: str
+
+
+@dataclass(frozen=True)
+class FindDeployedUrl:
+    """Look the environment URL up through the deployments API (no webhook gave it)."""
+
+    run_id: int
+    head_sha: str | None
+
+
+@dataclass(frozen=True)
+class SendCallback:
+    """Queue the verdict's callback in the outbox (in the same transaction as the verdict)."""
+
+
+@dataclass(frozen=True)
+class StartRollback:
+    """Put the environment's current release back (on_failure: rollback), then report."""
+
+    repository: str
+    environment: str
+
+
+@dataclass(frozen=True)
+class SendStarted:
+    """Queue the `deployment.started` callback (in the same transaction as the new state)."""
+
+
+Action = GatherFailure | FindDeployedUrl | SendCallback | SendStarted | StartRollback
+
+
+@dataclass
+class Transition:
+    """The outcome of one event: the record after it and what to do next."""
+
+    record: DeploymentRecord
+    actions: list[Action] = field(default_factory=list)
+    changed: bool = False
+    # Only `last_heard_at` moved: nothing is lost if the write comes a little later, or never.
+    liveness_only: bool = False

@@ -1,0 +1,55 @@
+"""The stored deployment: the public resource plus the state machine's own progress."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from ghapp.core.models import Concurrency, Deployment, OnFailure, Verdict
+
+# Internal progress, finer than the public `state`: `concluding` means GitHub said the run
+# completed and ghapp is gathering what the verdict needs (jobs, logs, the deployed URL).
+Phase = Literal["dispatched", "in_progress", "concluding", "completed"]
+
+
+class DeploymentRecord(Deployment):
+    """A Deployment plus what ghapp needs to drive it; stored whole, served as Deployment."""
+
+    installation_id: int | None = None
+    phase: Phase = "dispatched"
+    dispatched_at: datetime
+    last_heard_at: datetime
+    head_sha: str | None = None
+    correlation_id: str | None = None
+    deployed_url_seen: str | None = None
+    ambiguity: str | None = None
+    # When ghapp learnt the run completed: the start of the verdict latency it reports.
+    run_completed_seen_at: datetime | None = None
+    on_failure: OnFailure = "report"
+    concurrency: Concurrency = "queue"
+    # A newer deployment of the environment asked for this one to stop (cancel_previous).
+    superseded: bool = False
+    # A failure verdict waiting for its automatic rollback to start, so that the callback
+    # can name the rollback (`verdict.rollback`).
+    held_verdict: Verdict | None = None
+    version: int = Field(default=0, exclude=True)
+    # Callbacks asked for besides the verdict's (`notify` of the request).
+    notify: list[str] = Field(default_factory=list)
+    run_started_at: datetime | None = None
+    run_completed_at: datetime | None = None
+    # The median run time of recent successes like this one, taken at the dispatch.
+    typical_run_seconds: float | None = None
+
+    def run_seconds(self) -> float | None:
+        """How long a successful run took (GitHub's start to its completion), else None."""
+        if self.verdict is None or self.verdict.status != "success":
+            return None
+        if self.run_started_at is None or self.run_completed_at is None:
+            return None
+        return max((self.run_completed_at - self.run_started_at).total_seconds(), 0.0)
+
+    def public(self) -> Deployment:
+        """The resource as the orchestrator sees it."""
+        return Deployment.model_validate(self.model_dump(include=set(Deployment.model_fields)))

@@ -1,0 +1,119 @@
+"""How the operator pages render: the Jinja2 templates (package data in `operator/`), their
+filters, and the security headers every page carries (a per-response CSP nonce)."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
+
+
+@functools.cache
+def _templates() -> Jinja2Templates:
+    # Built on the first page view: Jinja2 is memory a server without an operator never needs.
+    import jinja2
+    from starlette.templating import Jinja2Templates as Templates
+
+    templates = Templates(
+        env=jinja2.Environment(
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "operator"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    )
+    templates.env.filters["safe_url"] = safe_url
+    templates.env.filters["when"] = _when
+    templates.env.filters["svg"] = _svg
+    templates.env.filters["seconds"] = _seconds
+    return templates
+
+
+def security_headers(nonce: str, *, script: bool = False) -> dict[str, str]:
+    """The headers of every operator page: CSP with the nonce, no framing, no cache."""
+    # The one inline stylesheet is allowed by its nonce; so is the deployments page's one
+    # script (it follows running deployments' event streams, hence `connect-src 'self'`).
+    scripts = f"script-src 'nonce-{nonce}'; connect-src 'self'; " if script else ""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'nonce-{nonce}'; {scripts}form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status: int = 200,
+    *,
+    script: bool = False,
+) -> Response:
+    """A template rendered with a fresh CSP nonce and the security headers."""
+    nonce = secrets.token_urlsafe(16)
+    return _templates().TemplateResponse(
+        request,
+        name,
+        {"nonce": nonce, **context},
+        status_code=status,
+        headers=security_headers(nonce, script=script),
+    )
+
+
+def safe_url(url: object) -> str | None:
+    """A link target only if it is http(s): autoescaping does not stop `javascript:` URLs."""
+    if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
+        return url
+    return None
+
+
+def _svg(markup: str) -> Any:
+    """A chart from `ghapp.web.charts`, which escapes every text it draws."""
+    from markupsafe import Markup
+
+    # Built by ghapp.web.charts, which escapes every text it draws.
+    return Markup(markup)
+
+
+def _seconds(value: object) -> str:
+    """A duration in seconds, as `4m 05s` (or `—` for none)."""
+    if not isinstance(value, (int, float)):
+        return "—"
+    minutes, seconds = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _when(value: object) -> str:
+    """A time as `YYYY-MM-DD HH:MM:SS` in UTC (datetimes, ISO strings, epoch seconds)."""
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,210 @@
+"""What each webhook event does once its delivery is verified and parsed: the answers and the
+handler of each event ghapp acts on."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import to_json
+from starlette.responses import JSONResponse
+
+from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
+from ghapp.core.progress import JobObserved, job_of
+from ghapp.web.webhook_payloads import is_run_id
+from ghapp.work.engine import utcnow
+from ghapp.work.poller import run_event
+
+if TYPE_CHECKING:
+    from ghapp.web.services import Services
+
+log = logging.getLogger("ghapp.webhooks")
+
+
+def early_run_fields(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run event needs of a workflow_run payload, to keep for a deployment not stored yet."""
+    keys = (
+        "id",
+        "run_attempt",
+        "status",
+        "conclusion",
+        "html_url",
+        "head_sha",
+        "run_started_at",
+        "updated_at",
+    )
+    return {key: run.get(key) for key in keys}
+
+
+EARLY_RUN_WINDOW = timedelta(seconds=60)
+
+
+def just_created(created: Any) -> bool:
+    """Whether a run's `created_at` is within EARLY_RUN_WINDOW of now."""
+    if not isinstance(created, str):
+        return False
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return utcnow() - when < EARLY_RUN_WINDOW
+
+
+class Answer(JSONResponse):
+    """A webhook answer that remembers its outcome, for metrics and the delivery log."""
+
+    def __init__(self, status: int, outcome: str, **extra: Any) -> None:
+        super().__init__({"outcome": outcome, **extra}, status)
+        self.outcome = outcome
+        self.event: str | None = None
+        self.action: str | None = None
+
+    def render(self, content: Any) -> bytes:
+        """The JSON body; a bare `{"outcome": ...}` (most answers) is encoded once per outcome."""
+        if len(content) == 1:
+            outcome = content["outcome"]
+            body = _BARE_BODIES.get(outcome)
+            if body is None:
+                body = _BARE_BODIES[outcome] = super().render(content)
+            return body
+        return super().render(content)
+
+
+# Keyed by ghapp's own outcome names (a closed set).
+_BARE_BODIES: dict[str, bytes] = {}
+
+
+_answer = Answer
+
+
+async def _ping(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
+    log.info("ping received", extra={"delivery_id": delivery_id, "hook_id": payload.get("hook_id")})
+    return _answer(200, "pong", zen=payload.get("zen"))
+
+
+def _remember_installation(services: Services, payload: dict[str, Any]) -> None:
+    installation = payload.get("installation") or {}
+    repository = (payload.get("repository") or {}).get("full_name")
+    if installation.get("id") and repository:
+        services.github.remember_installation(repository, int(installation["id"]))
+
+
+async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
+    run = payload.get("workflow_run") or {}
+    if run.get("event") != "workflow_dispatch" or not is_run_id(run.get("id")):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        repository = (payload.get("repository") or {}).get("full_name")
+        # A dispatch whose run GitHub did not name (GHES): this may be it.
+        if repository and await services.poller.on_unknown_run(run, repository):
+            return _answer(200, "run_identified")
+        # Or a run so fast that its webhook beat the storing of its deployment: note it, and
+        # look again, so that whichever of the two comes second applies it. Only a run
+        # created moments ago can be in that race.
+        if not just_created(run.get("created_at")):
+            return _answer(200, "not_ours")
+        await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
+        record = await services.store.by_run(run["id"])
+        if record is None:
+            return _answer(200, "not_ours")
+    return await workflow_run_of(services, payload, delivery_id, record)
+
+
+async def workflow_run_of(
+    services: Services, payload: dict[str, Any], delivery_id: str, record: DeploymentRecord
+) -> Answer:
+    """A workflow_run delivery about the run `record` watches."""
+    run = payload["workflow_run"]
+    _remember_installation(services, payload)
+    if delivery_id in services.recent_deliveries:
+        return _answer(200, "duplicate")
+    event = run_event({**run, "status": run.get("status") or payload.get("action") or ""}, utcnow())
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return _answer(200, "duplicate")
+    log.info(
+        "workflow_run %s handled",
+        payload.get("action"),
+        extra={
+            "delivery_id": delivery_id,
+            "deployment_id": record.id,
+            "run_id": run["id"],
+            "repository": record.repository,
+            "state": transition.record.state,
+        },
+    )
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
+async def _deployment_status(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    run = payload.get("workflow_run") or {}
+    status = payload.get("deployment_status") or {}
+    if not is_run_id(run.get("id")):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        return _answer(200, "not_ours")
+    if delivery_id in services.recent_deliveries:
+        return _answer(200, "duplicate")
+    event = EnvironmentObserved(
+        run_id=run["id"],
+        state=str(status.get("state") or ""),
+        environment_url=status.get("environment_url") or None,
+        at=utcnow(),
+    )
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return _answer(200, "duplicate")
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
+async def _workflow_job(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
+    job = payload.get("workflow_job")
+    if not isinstance(job, dict) or not is_run_id(job.get("run_id")):
+        return _answer(200, "not_ours")
+    record = await services.store.by_run(job["run_id"])
+    if record is None:
+        return _answer(200, "not_ours")
+    return await workflow_job_of(services, payload, delivery_id, record)
+
+
+async def workflow_job_of(
+    services: Services, payload: dict[str, Any], delivery_id: str, record: DeploymentRecord
+) -> Answer:
+    """A workflow_job delivery about a job of the run `record` watches."""
+    job = payload.get("workflow_job")
+    parsed = job_of(job) if isinstance(job, dict) else None
+    attempt = job.get("run_attempt", 1) if isinstance(job, dict) else None
+    if parsed is None or not isinstance(attempt, int) or isinstance(attempt, bool):
+        return _answer(400, "bad_request", message="workflow_job has fields of impossible types")
+    _remember_installation(services, payload)
+    if delivery_id in services.recent_deliveries:
+        return _answer(200, "duplicate")
+    assert isinstance(job, dict)
+    event = JobObserved(run_id=job["run_id"], attempt=attempt, jobs=(parsed,), at=utcnow())
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return _answer(200, "duplicate")
+    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
+async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
+    _remember_installation(services, payload)
+    return _answer(200, "noted")
+
+
+HANDLERS = {
+    "ping": _ping,
+    "workflow_run": _workflow_run,
+    "deployment_status": _deployment_status,
+    "workflow_job": _workflow_job,
+    "installation": _noted,
+    "installation_repositories": _noted,
+}
