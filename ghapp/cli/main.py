@@ -20,8 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
         from ghapp.cli.serving import serve_workers
 
         return serve_workers(args.workers)
-    from ghapp.malloc import one_arena
-    from ghapp.uvicornlite import without_cli
+    from ghapp.cli.malloc import one_arena
+    from ghapp.cli.uvicornlite import without_cli
 
     # Idle memory: one malloc arena (before any thread starts), and uvicorn without its CLI.
     one_arena()
