@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +15,7 @@ import pytest
 
 from ghapp.cli.main import build_parser
 from ghapp.cli.serving import reuse_port_socket
-from ghapp.simulator.stack import ProcessServer, Stack, free_port
+from ghapp.simulator.stack import ProcessServer, Stack, free_port, settings_env
 
 
 def test_workers_can_each_listen_on_the_same_port() -> None:
@@ -109,3 +111,66 @@ def test_workers_must_be_a_whole_number_from_one(
         build_parser().parse_args(["serve", "--workers", workers])
     assert stopped.value.code == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+# `ghapp serve` in a child that, once /readyz answers, prints the modules it loaded and stops.
+SERVE_AND_LIST_MODULES = """
+import json, os, signal, sys, threading, time, urllib.request
+from ghapp.cli.main import main
+
+def list_modules() -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(sys.argv[1], timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(1)  # what the start-up left to the background (reconciliation, the sweep)
+    print(json.dumps(sorted(sys.modules)), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=list_modules, daemon=True).start()
+sys.exit(main(["serve"]))
+"""
+
+# Loaded only when a path needs them: the ORM never; alembic when the schema is behind; aiohttp
+# and cryptography at the first outgoing request; PyYAML at the first failure to classify;
+# uvicorn's command line (click, watchfiles) never by `ghapp serve`.
+NOT_AT_IDLE = [
+    "sqlalchemy.orm",
+    "sqlalchemy.ext.asyncio",
+    "alembic",
+    "aiohttp",
+    "cryptography",
+    "jwt",
+    "yaml",
+    "click",
+    "watchfiles",
+    "multiprocessing",
+    "uvicorn.main",
+]
+
+
+async def test_serving_an_existing_database_loads_no_optional_library(tmp_path: Path) -> None:
+    stack = await Stack.start(f"sqlite:///{tmp_path / 'ghapp.db'}")
+    await stack.stop_ghapp()  # the schema exists: the restart of a running installation
+    try:
+        port = free_port()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            SERVE_AND_LIST_MODULES,
+            f"http://127.0.0.1:{port}/readyz",
+            env=settings_env(stack.settings, port),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, _ = await child.communicate()
+        # uvicorn stops gracefully, then raises the SIGTERM it caught again.
+        assert child.returncode in (0, -signal.SIGTERM)
+        loaded = set(json.loads(out))
+        assert "ghapp.web.app" in loaded and "sqlalchemy" in loaded
+        assert [name for name in NOT_AT_IDLE if name in loaded] == []
+    finally:
+        await stack.close()

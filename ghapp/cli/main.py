@@ -20,6 +20,12 @@ def _serve(args: argparse.Namespace) -> int:
         from ghapp.cli.serving import serve_workers
 
         return serve_workers(args.workers)
+    from ghapp.cli.malloc import one_arena
+    from ghapp.cli.uvicornlite import without_cli
+
+    # Idle memory: one malloc arena (before any thread starts), and uvicorn without its CLI.
+    one_arena()
+    without_cli()
     import uvicorn
 
     from ghapp.config import load_settings

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ghapp.store.aio import AsyncConnection
 from ghapp.store.schema import deployments
 
 log = logging.getLogger("ghapp.store")
@@ -135,7 +135,7 @@ class GroupCommit:
             # SQLite: each UPDATE checks its own version (round trips cost no network there),
             # so the transaction's first statement is a write: a read first would have to
             # upgrade its lock later, which another process's write can refuse at once.
-            one_by_one = conn.dialect.name == "sqlite"
+            one_by_one = conn.sync_connection.dialect.name == "sqlite"
             ids = sorted({w.deployment_id for w in checked})
             current = {} if one_by_one else await _versions(conn, ids)
             for pending in batch:

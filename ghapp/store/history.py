@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ghapp.core.deploys import DeploymentRecord
+from ghapp.store.aio import AsyncConnection
 from ghapp.store.schema import deployments, environment_locks
 
 if TYPE_CHECKING:

@@ -29,12 +29,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import CallbackInfo
 from ghapp.store import history, stats
+from ghapp.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from ghapp.store.batch import Checked, GroupCommit
 from ghapp.store.inline import InlineReader, compiled, sqlite_file
 from ghapp.store.migrate import upgrade

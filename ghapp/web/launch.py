@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import gidgethub
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ghapp.core import deploys, releases
 from ghapp.core.deploys import DeploymentRecord, RollbackDecided, Superseded
 from ghapp.core.models import DeploymentKind, DeploymentRequest
 from ghapp.core.progress import median
 from ghapp.store import IdempotencyConflict
+from ghapp.store.aio import AsyncConnection
 from ghapp.web.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
 from ghapp.work.engine import utcnow
 

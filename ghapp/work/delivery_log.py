@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy import delete, insert, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ghapp.store.aio import AsyncConnection, AsyncEngine
 from ghapp.store.schema import delivery_log
 from ghapp.work.delivery_entries import (
     HEADERS_CUT,

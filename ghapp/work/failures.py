@@ -61,7 +61,8 @@ class FailureReporter:
         self.github = github
         self.retry_base = retry_base
         self.report_timeout = report_timeout
-        self.rules = rules or default_rules()
+        # Not `rules or ...`: its truth is its length, which reads and compiles every rule.
+        self.rules = rules if rules is not None else default_rules()
 
     async def gather(
         self,
