@@ -85,7 +85,6 @@ def describe(callback: ReceivedCallback, out: TextIO) -> None:
     if cause:
         retry = "retryable" if cause.get("retryable") else "not retryable"
         rule = cause.get("rule")
-        rule = cause.get("rule")
         out.write(f"           cause: {cause.get('category')} ({retry}, rule {rule})\n")
         out.write(f"           hint:  {cause.get('hint')}\n")
     for job in verdict.get("failed_jobs") or []:
