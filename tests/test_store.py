@@ -174,3 +174,29 @@ async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Pat
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         await store.close()
+
+
+async def test_writes_that_arrive_together_each_hear_their_own_answer(store: SqlStore) -> None:
+    # After an outage hundreds of saves arrive at once and share commits: each is still checked
+    # against its own version (two writers of one deployment: exactly one wins), and a callback
+    # is queued only with a save that won.
+    for n in range(1, 121):
+        await store.create(record(n, run_id=1000 + n))
+    writers = [await store.get(f"dep_{n}") for n in range(1, 121)]
+    writers += [await store.get(f"dep_{n}") for n in range(1, 121, 3)]
+
+    async def save(current: DeploymentRecord | None) -> tuple[str, bool]:
+        assert current is not None and current.run is not None
+        event = RunObserved(current.run.id, 1, "in_progress", None, None, "sha", NOW)
+        saved = await store.save(deploys.apply(current, event).record, enqueue_callback=True)
+        return current.id, saved
+
+    answers = await asyncio.gather(*(save(w) for w in writers))
+    wins: dict[str, int] = {}
+    for deployment_id, saved in answers:
+        wins[deployment_id] = wins.get(deployment_id, 0) + saved
+    assert wins == {f"dep_{n}": 1 for n in range(1, 121)}
+    for n in range(1, 121):
+        stored = await store.get(f"dep_{n}")
+        assert stored is not None and stored.version == 2, (n, stored)
+    assert await store.outbox_depth() == 120
