@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import sys
 from pathlib import Path
 
@@ -71,3 +72,44 @@ async def test_watch_exits_2_when_it_cannot_follow(stack: Stack, tmp_path: Path)
     await stack.stop_ghapp()
     code, out = await ghapp(stack, tmp_path, "watch", body["id"])
     assert code == 2 and ("could not reach" in out or "lost the server" in out), out
+
+
+async def test_watch_on_a_terminal_draws_jobs_and_steps(stack: Stack, tmp_path: Path) -> None:
+    # On a terminal (a pseudo-terminal here) the view is drawn in place by rich: the run, its
+    # job and every step with its mark, left on screen above the verdict.
+    stack.sim.step_delay = 0.1
+    code, out = await ghapp(stack, tmp_path, "deploy", "acme/api")
+    assert code == 0
+    deployment_id = out.strip()
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GHAPP_", "ORCHESTRATOR"))}
+    env.update(
+        ORCHESTRATOR_TOKEN=stack.settings.orchestrator_token or "", TERM="xterm", COLUMNS="120"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ghapp", "watch", deployment_id, "--url", stack.base_url,
+        cwd=tmp_path, env=env, stdout=secondary, stderr=secondary,
+    )
+    os.close(secondary)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end closed: the process is gone
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = asyncio.get_running_loop().run_in_executor(None, drain)
+    code = await asyncio.wait_for(process.wait(), 60)
+    await asyncio.wait_for(reader, 10)
+    os.close(primary)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert code == 1, screen
+    assert "\x1b[" in screen  # drawn with terminal control sequences, not printed line by line
+    assert f"acme/api · deploy.yml@main · {deployment_id}" in screen
+    assert "X Deploy over SSH" in screen and "✓ " in screen
+    assert "failure: " in screen
