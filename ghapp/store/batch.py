@@ -162,14 +162,19 @@ class GroupCommit:
         return results
 
 
+def chunks(ids: list[str]) -> list[list[str]]:
+    """`ids` in pieces small enough for one IN list."""
+    return [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
+
+
 async def _versions(conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
     # Locked until the commit (PostgreSQL), in one order, so two batches never deadlock on
     # each other; SQLite's single writer needs no lock.
     found: dict[str, int] = {}
-    for start in range(0, len(ids), CHUNK):
+    for chunk in chunks(ids):
         query = (
             select(deployments.c.id, deployments.c.version)
-            .where(deployments.c.id.in_(ids[start : start + CHUNK]))
+            .where(deployments.c.id.in_(chunk))
             .order_by(deployments.c.id)
             .with_for_update()
         )

@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store.base import StoreBase
+from ghapp.store.batch import chunks
 from ghapp.store.rows import _record, _select_records
 from ghapp.store.schema import deployments, outbox
 
@@ -72,29 +73,15 @@ class Leases(StoreBase):
 
     async def renew_poll_claims(self, ids: list[str], owner: str, lease_seconds: float) -> int:
         """Extend a live poller's leases (its heartbeat); how many it still holds."""
-        held = 0
-        async with self.begin() as conn:
-            for chunk in _chunks(sorted(ids)):
-                result = await conn.execute(
-                    update(deployments)
-                    .where(_locked_in_order(chunk, deployments.c.lease_owner == owner))
-                    .values(lease_until=time.time() + lease_seconds)
-                )
-                held += int(result.rowcount)
-        return held
+        return await self._update_held(
+            ids, deployments.c.lease_owner == owner, lease_until=time.time() + lease_seconds
+        )
 
     async def renew_gathers(self, ids: list[str], owner: str, lease_seconds: float) -> int:
         """Extend the gather leases a live worker holds (its heartbeat); how many it holds."""
-        held = 0
-        async with self.begin() as conn:
-            for chunk in _chunks(sorted(ids)):
-                result = await conn.execute(
-                    update(deployments)
-                    .where(_locked_in_order(chunk, deployments.c.gather_owner == owner))
-                    .values(gather_until=time.time() + lease_seconds)
-                )
-                held += int(result.rowcount)
-        return held
+        return await self._update_held(
+            ids, deployments.c.gather_owner == owner, gather_until=time.time() + lease_seconds
+        )
 
     async def stranded(self) -> list[DeploymentRecord]:
         """Deployments concluding with nobody holding their gather lease (a replica died)."""
@@ -150,18 +137,18 @@ class Leases(StoreBase):
         values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
         if polled:
             values["polled_at"] = time.time()
+        await self._update_held(ids, deployments.c.lease_owner == owner, **values)
+
+    async def _update_held(self, ids: list[str], held: Any, **values: Any) -> int:
+        """Update the rows of `ids` that still match `held`, locked in id order; how many."""
+        count = 0
         async with self.begin() as conn:
-            for chunk in _chunks(sorted(ids)):
-                await conn.execute(
-                    update(deployments)
-                    .where(_locked_in_order(chunk, deployments.c.lease_owner == owner))
-                    .values(**values)
+            for chunk in chunks(sorted(ids)):
+                result = await conn.execute(
+                    update(deployments).where(_locked_in_order(chunk, held)).values(**values)
                 )
-
-
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
-    # SQLite builds may allow as few as 999 bound parameters in one statement.
-    return [ids[at : at + size] for at in range(0, len(ids), size)]
+                count += int(result.rowcount)
+        return count
 
 
 def _locked_in_order(ids: list[str], *where: Any) -> Any:
