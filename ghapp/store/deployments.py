@@ -12,7 +12,7 @@ from ghapp.core.deploys import DeploymentRecord
 from ghapp.store import history
 from ghapp.store.aio import AsyncConnection
 from ghapp.store.base import StoreBase
-from ghapp.store.batch import Checked
+from ghapp.store.batch import Checked, chunks
 from ghapp.store.callbacks import _ENQUEUE, _outbox_row, _started_body
 from ghapp.store.rows import (
     _BY_ID,
@@ -237,19 +237,6 @@ class Deployments(StoreBase):
             after.append((_ENQUEUE, _outbox_row(record, COMPLETED)))
             if record.verdict is not None and record.verdict.status == "success":
                 after.append((history.SET_RESTORE, {"id": record.id}))
-
-        async def write(conn: AsyncConnection) -> bool:
-            if delivery_id is not None:
-                await conn.execute(
-                    insert(seen_deliveries).values(delivery_id=delivery_id, received_at=time.time())
-                )
-            result = await conn.execute(statement, params)
-            if result.rowcount != 1:
-                return False
-            for then, values in after:
-                await conn.execute(then, values)
-            return True
-
         try:
             if delivery_id is None:
                 # No delivery id to undo on a lost race: the write may share a commit.
@@ -258,8 +245,17 @@ class Deployments(StoreBase):
                 )
             else:
                 async with self.begin() as conn:
-                    saved = await write(conn)
-                    if not saved:
+                    await conn.execute(
+                        insert(seen_deliveries).values(
+                            delivery_id=delivery_id, received_at=time.time()
+                        )
+                    )
+                    saved = (await conn.execute(statement, params)).rowcount == 1
+                    if saved:
+                        for then, values in after:
+                            await conn.execute(then, values)
+                    else:
+                        # Lost the race: the delivery id goes too, recorded by the retry.
                         await conn.rollback()
         except IntegrityError:
             # The delivery id was recorded by someone else first: that one did the work.
@@ -294,9 +290,9 @@ class Deployments(StoreBase):
         """The stored version of each of these deployments (a cheap check for changes)."""
         found: dict[str, int] = {}
         async with self.reader.connect() as conn:
-            for start in range(0, len(ids), 500):
+            for chunk in chunks(ids):
                 query = select(deployments.c.id, deployments.c.version).where(
-                    deployments.c.id.in_(ids[start : start + 500])
+                    deployments.c.id.in_(chunk)
                 )
                 found.update({row.id: int(row.version) for row in await conn.execute(query)})
         return found
