@@ -1,6 +1,6 @@
 """Weight: idle memory of `ghapp serve`, and of `ghapp serve --workers 2` as a process tree.
 
-Method (DESIGN.md, Operations: Weight): SQLite in a temporary directory, the simulator in this
+Method (docs/benchmarks.md): SQLite in a temporary directory, the simulator in this
 process. `ghapp serve` is started once on the empty database (it creates the schema), stopped,
 and started again on that existing database; 5 s after its `/readyz` first answers 200, VmRSS
 from /proc/PID/status is the idle figure (target: 64 MiB). The first start is reported too.

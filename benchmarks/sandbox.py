@@ -4,8 +4,8 @@ Method:
 
 * Sandbox start: `ghapp sandbox` spawned on free ports (SQLite in memory, its default), timed
   from the spawn to the first 200 from ghapp's `/readyz`, then stopped with SIGTERM; 5 starts
-  (1 in `--quick`), median and worst reported. Nothing judged: DESIGN.md sets no figure; the
-  README's "about 1 s on an idle machine" is checked against it.
+  (1 in `--quick`), median and worst reported. Nothing judged: the contract sets no figure; the
+  docs' "about 1 s on an idle machine" is checked against it.
 * Plugin cost (issue 16: "must not slow down a suite that does not use the fixture"): a
   stand-in for a user's suite in a temporary folder (200 plain tests, no conftest, none using
   the fixture) run by pytest with the `ghapp.testing` plugin loaded as installed and with

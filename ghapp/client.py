@@ -206,7 +206,7 @@ class Client(ApiSession):
         environment: str | None = None,
         days: int = 30,
     ) -> dict[str, Any]:
-        """GET /api/v1/stats: `{"since", "stats": [...]}` as DESIGN.md defines it."""
+        """GET /api/v1/stats: `{"since", "stats": [...]}` (docs/reference/http-api.md)."""
         params = {"days": str(days)}
         if repository is not None:
             params["repository"] = repository

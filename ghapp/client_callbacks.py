@@ -18,7 +18,7 @@ SIGNATURE_HEADER = "X-Ghapp-Signature-256"
 EVENT_HEADER = "X-Ghapp-Event"
 CALLBACK_EVENT = "deployment.completed"
 STARTED_EVENT = "deployment.started"
-# DESIGN.md fixes `sha256=<lowercase hex>`; anything else (SHA256=, sha1=, upper-case hex) is
+# The contract (docs/reference/callbacks.md): `sha256=<hex>`; SHA256=, sha1=, upper-case hex are
 # refused rather than normalised, so a sender that drifts from the contract is noticed.
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
 

@@ -1,4 +1,4 @@
-"""Settings: every variable of DESIGN.md's table, from the environment and `.env`."""
+"""Settings: every variable of docs/reference/settings.md, from the environment and `.env`."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ __all__ = ["ENDPOINT_TEMPLATES", "OTHER", "Metrics", "endpoint_template"]
 
 OTHER = "other"
 
-# The GitHub REST paths ghapp calls (DESIGN.md, github-reference/openapi-subset.json) and a few
+# The GitHub REST paths ghapp calls (those of github-reference/openapi-subset.json) and a few
 # neighbours; the order matters only where one template is a prefix of another (first wins).
 ENDPOINT_TEMPLATES: tuple[str, ...] = (
     "/app",

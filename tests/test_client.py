@@ -171,7 +171,7 @@ def test_verify_rejects_a_missing_header() -> None:
         pytest.param(lambda d: "sha1=" + hashlib.sha1(BODY).hexdigest(), id="sha1-prefix"),
         pytest.param(lambda d: "sha1=" + d, id="sha1-prefix-right-digest"),
         pytest.param(lambda d: "SHA256=" + d, id="uppercase-prefix"),
-        # DESIGN.md fixes `sha256=<lowercase hex>`: upper-case hex is refused, not normalised.
+        # docs/reference/callbacks.md: `sha256=<lowercase hex>`; upper-case is refused as is.
         pytest.param(lambda d: "sha256=" + d.upper(), id="uppercase-hex"),
         pytest.param(lambda d: d, id="bare-hex"),
         pytest.param(lambda d: "sha256=" + d[:-2], id="short"),
@@ -216,7 +216,7 @@ def test_verify_rejects_a_body_that_is_not_a_deployment(body: bytes) -> None:
 
 
 def test_verify_accepts_enum_values_it_does_not_know() -> None:
-    """DESIGN.md: a newer server may send states, reasons or kinds this client never heard of."""
+    """The contract: a newer server may send states, reasons or kinds this client never heard of."""
     verdict = {"status": "failure", "reason": "quantum_flux", "summary": "-", "failed_jobs": []}
     body = json.dumps(
         _deployment_json(state="paused", kind="canary", verdict=verdict, rollback_of=None)

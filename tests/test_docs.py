@@ -62,7 +62,9 @@ def test_readme_links_point_at_files_that_exist() -> None:
 
 def test_the_readme_commands_are_the_ones_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
-    test_command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
+    test_command = (
+        "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/pytest"
+    )
     assert test_command in readme
     assert test_command in (ROOT / ".ci" / "run").read_text()
     assert (
@@ -95,8 +97,9 @@ def test_every_route_is_documented() -> None:
         if route.path != settings.webhook_path  # type: ignore[attr-defined]
     }
     text = _template(_documented("reference/http-api.md"))
-    missing = sorted(path for path in paths if f"`GET {path}" not in text
-                     and f"`POST {path}" not in text)
+    missing = sorted(
+        path for path in paths if f"`GET {path}" not in text and f"`POST {path}" not in text
+    )
     assert not missing, f"docs/reference/http-api.md does not list {missing}"
     assert "`POST $WEBHOOK_PATH`" in text
 

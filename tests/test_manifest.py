@@ -1,4 +1,4 @@
-"""The GitHub App manifest asks for exactly the permissions and events of DESIGN.md."""
+"""The App manifest asks for exactly the permissions and events of docs/reference/manifest.md."""
 
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ async def test_schemathesis_finds_nothing(stack: Stack, tmp_path: Path) -> None:
     async with stack.session.get(f"{stack.base_url}/openapi.json") as response:
         spec = await response.json()
     routes = _app_routes(stack)
-    # Operations DESIGN.md fixes but this build does not route yet are reported, not fuzzed.
+    # Operations the contract fixes but this build does not route yet are reported, not fuzzed.
     skip = sorted(
         path
         for method, path in _operations(spec)

@@ -1,4 +1,4 @@
-"""The deploy workflow template passes actionlint and has the shape DESIGN.md fixes."""
+"""The workflow template passes actionlint and has the shape of docs/reference/template.md."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ghapp.core.models import FailedJob, FailedStep
 
-# Conclusions of a job that are not a failure of it (DESIGN.md: "Which jobs are reported").
+# Conclusions of a job that are not a failure of it (docs/reference/deployment.md, "Failed jobs").
 _NOT_FAILED = frozenset({"success", "skipped", "neutral"})
 _STEP_FAILED = frozenset({"failure", "cancelled"})
 # A run with a hundred failed matrix jobs: report the first ones fully and count the rest.

@@ -64,7 +64,7 @@ METADATA_MAX_VALUE = 500
 
 
 def check_metadata(value: dict[str, str]) -> dict[str, str]:
-    """The orchestrator's own ids as DESIGN.md bounds them, or a ValueError naming the key."""
+    """The orchestrator's own ids as docs/api.md bounds them, or a ValueError naming the key."""
     if len(value) > METADATA_MAX_KEYS:
         raise ValueError(f"at most {METADATA_MAX_KEYS} keys")
     for key, item in value.items():

@@ -3,7 +3,7 @@
 Pure: bytes in, an :class:`Excerpt` out, no I/O. Memory is bounded by ``max_lines`` and the
 per-line cap, never by the size of the log (a 100 MiB log is read once, chunk by chunk).
 
-How lines are attributed to the failing step F (DESIGN.md, "Precise rules"):
+How lines are attributed to the failing step F (docs/reference/deployment.md, "Failed jobs"):
 
 * Its window is ``[F.started_at, F.completed_at + 1 s)``: API times are cut to whole seconds,
   log timestamps are not. Timestamps are compared as fixed-width ``YYYY-MM-DDTHH:MM:SS`` byte

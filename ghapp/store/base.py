@@ -25,7 +25,7 @@ from ghapp.store.rows import _record, _RecordRow
 
 
 def async_url(database_url: str) -> str:
-    """The SQLAlchemy async URL for a DATABASE_URL of DESIGN.md's form."""
+    """The SQLAlchemy async URL for a DATABASE_URL (docs/reference/settings.md)."""
     if database_url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + database_url.removeprefix("sqlite:///")
     for prefix in ("postgresql://", "postgres://"):

@@ -86,7 +86,7 @@ class SqlStore(Deployments, Leases, Callbacks, Deliveries):
         repository: str | None = None,
         environment: str | None = None,
     ) -> list[dict[str, Any]]:
-        """DESIGN.md's statistics per repository and environment, computed in SQL."""
+        """The statistics per repository and environment (docs/releases.md), computed in SQL."""
         return await stats.deployment_stats(
             self, since=since, days=days, repository=repository, environment=environment
         )

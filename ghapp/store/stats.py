@@ -1,4 +1,4 @@
-"""Deployment statistics per repository and environment, computed in SQL (see DESIGN.md).
+"""Deployment statistics per repository and environment, computed in SQL (see docs/releases.md).
 
 Every query reads indexes only. Counts come from one GROUP BY over `ix_deployments_stats`.
 Time to restore is kept on each success that ended a run of failures (`restore_seconds`,

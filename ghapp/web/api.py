@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ghapp.api")
 ModelT = TypeVar("ModelT", bound=BaseModel)
-# Most deployments one list answer holds (DESIGN.md).
+# Most deployments one list answer holds (docs/reference/http-api.md).
 LIST_MAX = 200
 REPOSITORY = re.compile(REPOSITORY_PATTERN)
 # ghapp's own ids are `dep_` and 24 hex digits; this is looser, and bounded.
@@ -84,7 +84,7 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 def callback_allowed(url: str, allowed: list[str], default_url: str | None = None) -> bool:
-    """Whether ghapp may call `url` back (DESIGN.md, Hardening rules: Input checks).
+    """Whether ghapp may call `url` back (docs/configuration.md, "The orchestrator").
 
     With CALLBACK_ALLOWED_HOSTS (`allowed`): its host equals an entry's, and its port too where
     the entry names one. Without: its scheme, host and effective port equal `default_url`'s.
@@ -224,7 +224,7 @@ async def start_answer(
     body_hash: str,
     plan: Callable[[], Awaitable[launch.Plan]],
 ) -> Response:
-    """Start a deployment and answer as DESIGN.md says: 202, 200 on a repeat, 409, 503."""
+    """Start a deployment and answer as docs/api.md says: 202, 200 on a repeat, 409, 503."""
     try:
         started = await launch.start(services, key, body_hash, plan)
     except IdempotencyConflict:

@@ -153,7 +153,7 @@ async def after_binding(
         # Its webhooks may have come before it was stored (see webhook_handlers.early_run_fields).
         early = await services.store.early_run(record.run.id)
         if early is not None:
-            # The answer still says `dispatched` (DESIGN.md); the stored state moves on.
+            # The answer still says `dispatched` (docs/api.md); the stored state moves on.
             await services.engine.apply(record, run_event(from_json(early), utcnow()))
     elif record.correlation_id is None:
         # GitHub named no run and nothing in its title will: find it by listing, soon.

@@ -131,7 +131,7 @@ def _host_pattern(host: str) -> str:
 
 
 def callback_pattern(allowed: tuple[str, ...], default_url: str | None) -> str:
-    """The callback URLs this server accepts, as a pattern (DESIGN.md, Input checks)."""
+    """The callback URLs this server accepts, as a pattern (docs/configuration.md)."""
     origins: list[str] = []
     if allowed:
         for entry in allowed:

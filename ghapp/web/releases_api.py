@@ -1,5 +1,5 @@
 """Releases, rollback and statistics: what is live where, put an earlier release back, and how
-deploys go over time (DESIGN.md, "Releases, rollback and statistics")."""
+deploys go over time (docs/releases.md)."""
 
 from __future__ import annotations
 

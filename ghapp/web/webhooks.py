@@ -94,7 +94,7 @@ async def receive(request: Request) -> Response:
 
 
 async def _receive(request: Request, services: Services) -> Answer:
-    """DESIGN.md's checks, in DESIGN.md's order."""
+    """The checks of docs/reference/http-api.md ("GitHub's webhooks"), in its order."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
         return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")

@@ -46,7 +46,7 @@ def sign(body: bytes, secret: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """CALLBACK_RETRY_BASE, _MAX_INTERVAL and _FOR of DESIGN.md."""
+    """CALLBACK_RETRY_BASE, _MAX_INTERVAL and _FOR (docs/reference/callbacks.md)."""
 
     base: float = 2.0
     max_interval: float = 600.0
