@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from starlette.routing import Route
 
 from ghapp.cli.main import build_parser
 from ghapp.config import Settings
@@ -90,12 +91,10 @@ def _template(path: str) -> str:
 
 
 def test_every_route_is_documented() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    paths = {
-        _template(route.path)
-        for route in create_app(settings).routes
-        if route.path != settings.webhook_path  # type: ignore[attr-defined]
-    }
+    settings = Settings(_env_file=None)
+    routes = [route for route in create_app(settings).routes if isinstance(route, Route)]
+    assert routes
+    paths = {_template(r.path) for r in routes if r.path != settings.webhook_path}
     text = _template(_documented("reference/http-api.md"))
     missing = sorted(
         path for path in paths if f"`GET {path}" not in text and f"`POST {path}" not in text
