@@ -14,12 +14,15 @@ from typing import Any
 
 # Prefixed to every pattern: `^` and `$` match at each line's start and end, as they always have.
 FLAGS = "(?m)"
+MAX_MEM = 1024 * 1024
 _HINTS = (
     (re.compile(r"invalid escape sequence: \\[1-9]|invalid perl operator: \(\?P="),
      "backreferences are not supported"),
     (re.compile(r"invalid perl operator: \(\?<?[=!]"), "lookarounds are not supported"),
-    (re.compile(r"bad repetition operator: [*+?]\+"), "possessive repeats are not supported"),
+    (re.compile(r"bad repetition operator: [*+?}]\+|invalid perl operator: \(\?>"),
+     "possessive repeats and atomic groups are not supported"),
     (re.compile(r"invalid escape sequence: \\Z"), r"write \z for the end of the text"),
+    (re.compile(r"pattern too large"), "its automaton would need over 1 MiB; make it smaller"),
 )
 
 
@@ -41,6 +44,9 @@ def _options() -> Any:
     options.never_capture = True
     # A refused pattern is reported once, by ghapp, in one line (not also on stderr by RE2).
     options.log_errors = False
+    # Each automaton's memory, its cache of states included, is bounded (RE2's default is 8 MiB
+    # a pattern); past it RE2 empties the cache or steps down to its NFA: slower, still linear.
+    options.max_mem = MAX_MEM
     return options
 
 
