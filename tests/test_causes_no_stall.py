@@ -1,9 +1,10 @@
 """A crafted failing run against a real `ghapp serve`: its verdict comes, /healthz never stalls.
 
 Each failed job's log holds the lines that made the cause rules backtrack (tests/data/
-causes_crafted.yml), as long as the excerpt keeps them. A thread polls `/healthz` over its own
-connection the whole time (not on the test's event loop, which also runs the simulator), and
-the slowest answer is what the test judges.
+causes_crafted.yml), as long as the excerpt keeps them. A separate process polls `/healthz`
+over its own connection the whole time, and the slowest answer is what the test judges; the
+same poll of the idle server comes first, so that a failure shows what the machine's own load
+costs (on a 2-core machine shared by busy neighbours, tens of milliseconds).
 
 One deploy goes first: ghapp loads its GitHub client (aiohttp, PyJWT and cryptography, about
 0.5 s of imports) on the first deploy rather than at start-up, to keep an idle server small,
@@ -12,8 +13,9 @@ and that one-time load is not what this test measures.
 
 from __future__ import annotations
 
-import http.client
-import threading
+import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,7 +40,7 @@ DECIDING = (
     "COPY failed: file not found in build context or excluded by .dockerignore: "
     "stat app.py: file does not exist"
 )
-HEALTHZ_LIMIT = 0.100
+HEALTHZ_LIMIT_MS = 100.0
 VERDICT_WITHIN = 15.0
 
 
@@ -60,36 +62,63 @@ def crafted_workflow() -> Workflow:
     return Workflow(file="deploy.yml", name="Deploy", jobs=jobs)
 
 
-class HealthPoller(threading.Thread):
+# The poller runs in its own interpreter: in this process it would wait for the GIL whenever
+# the simulator (on the test's event loop) works, and count that against ghapp.
+POLLER = r"""
+import http.client, json, sys, threading, time
+host, port = sys.argv[1], int(sys.argv[2])
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+latencies, failures = [], []
+connection = http.client.HTTPConnection(host, port, timeout=10)
+while not done.is_set():
+    started = time.perf_counter()
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()
+    except OSError as exc:
+        failures.append(repr(exc))
+        connection.close()
+        continue
+    latencies.append(time.perf_counter() - started)
+    if response.status != 200:
+        failures.append(f"status {response.status}")
+    if len(latencies) == 1:
+        print("polling", flush=True)
+    time.sleep(0.005)
+print(json.dumps({"latencies": latencies, "failures": failures}), flush=True)
+"""
+
+
+class HealthPoller:
     """GET /healthz over one kept-alive connection, back to back, timing each answer."""
 
     def __init__(self, base_url: str) -> None:
-        super().__init__(daemon=True)
         parts = urlsplit(base_url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.where = [parts.hostname or "127.0.0.1", str(parts.port or 80)]
+        self.process: asyncio.subprocess.Process | None = None
         self.latencies: list[float] = []
         self.failures: list[str] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        try:
-            while not self.done.is_set():
-                started = time.perf_counter()
-                try:
-                    connection.request("GET", "/healthz")
-                    response = connection.getresponse()
-                    response.read()
-                except OSError as exc:
-                    self.failures.append(repr(exc))
-                    connection.close()
-                    continue
-                self.latencies.append(time.perf_counter() - started)
-                if response.status != 200:
-                    self.failures.append(f"status {response.status}")
-                time.sleep(0.005)
-        finally:
-            connection.close()
+    async def __aenter__(self) -> HealthPoller:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", POLLER, *self.where,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        first = await asyncio.wait_for(self.process.stdout.readline(), timeout=30)
+        assert first == b"polling\n", first
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        out, _ = await asyncio.wait_for(self.process.communicate(b"stop\n"), timeout=30)
+        result = json.loads(out)
+        self.latencies, self.failures = result["latencies"], result["failures"]
+
+    def slowest_ms(self) -> float:
+        return max(self.latencies) * 1000
 
 
 @pytest.fixture
@@ -119,17 +148,15 @@ async def test_a_crafted_log_gets_its_verdict_while_healthz_answers(served: Stac
     _, body = await stack.deploy("acme/warm")
     warm = await stack.receiver.wait_for(body["id"], timeout=60)
     assert warm.deployment["verdict"]["status"] == "success"
-    poller = HealthPoller(stack.base_url)
-    poller.start()
-    try:
+    # The same measure with nothing to do: what this machine's other work alone costs /healthz.
+    async with HealthPoller(stack.base_url) as idle:
+        await asyncio.sleep(1.0)
+    async with HealthPoller(stack.base_url) as poller:
         started = time.monotonic()
         status, body = await stack.deploy("acme/crafted")
         assert status == 202, body
         callback = await stack.receiver.wait_for(body["id"], timeout=60)
         elapsed = time.monotonic() - started
-    finally:
-        poller.done.set()
-        poller.join(timeout=15)
     verdict: dict[str, Any] = callback.deployment["verdict"]
     cause = verdict["cause"]
     assert (cause["category"], cause["rule"]) == ("code", "docker.build-file"), cause
@@ -141,8 +168,13 @@ async def test_a_crafted_log_gets_its_verdict_while_healthz_answers(served: Stac
     assert elapsed < VERDICT_WITHIN, elapsed
     assert not poller.failures, poller.failures[:3]
     assert len(poller.latencies) >= 20, len(poller.latencies)
-    slowest = max(poller.latencies)
-    assert slowest < HEALTHZ_LIMIT, (
-        f"/healthz took {slowest * 1000:.0f} ms while the crafted run was classified "
-        f"({len(poller.latencies)} answers)"
+    print(
+        f"\n/healthz during the crafted run: {len(poller.latencies)} answers, slowest "
+        f"{poller.slowest_ms():.1f} ms (idle: {idle.slowest_ms():.1f} ms); verdict after "
+        f"{elapsed:.2f} s"
+    )
+    assert poller.slowest_ms() < HEALTHZ_LIMIT_MS, (
+        f"/healthz took {poller.slowest_ms():.0f} ms while the crafted run was classified "
+        f"({len(poller.latencies)} answers); idle, its slowest answer took "
+        f"{idle.slowest_ms():.0f} ms on this machine"
     )
