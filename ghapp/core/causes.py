@@ -1,13 +1,16 @@
 """Why a deploy failed: a first-match classifier over the failing step, its log and annotations.
 
 The rules are data (`rules/causes.yml`, plus the user's `CAUSE_RULES_PATH` tried first); this
-module only loads, checks and applies them. Pure code: no I/O except reading a rules file.
+module only loads, checks and applies them. Their patterns run in time linear in the text
+(`rule_patterns`: RE2), since a job's log is written by whoever can push a workflow. Pure code:
+no I/O except reading a rules file.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from ghapp.core.models import Cause, CauseCategory, FailedJob
+from ghapp.core.rule_patterns import Pattern, PatternError, Prefilter, encode
 
 CATEGORIES = frozenset(get_args(CauseCategory))
 _PATTERN_FIELDS = ("step", "log", "annotation", "reason")
@@ -39,16 +43,10 @@ class Rule:
     category: CauseCategory
     hint: str
     retryable: bool
-    step: re.Pattern[str] | None = None
-    log: re.Pattern[str] | None = None
-    annotation: re.Pattern[str] | None = None
-    reason: re.Pattern[str] | None = None
-    # Strings (casefolded) one of which every text matching `log` contains: a cheap `in` test
-    # that skips most searches (None: the pattern offers none worth testing).
-    log_needles: tuple[str, ...] | None = None
-    # For each needle, the pieces it holds between whitespace on both sides: a text without one
-    # of them among its whitespace-separated pieces cannot contain the needle.
-    needle_words: tuple[frozenset[str], ...] = ()
+    step: Pattern | None = None
+    log: Pattern | None = None
+    annotation: Pattern | None = None
+    reason: Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,10 @@ class Failure:
 
 
 class CauseRules:
-    """An ordered, compiled rule set; `classify` returns the first matching rule's cause."""
+    """An ordered, compiled rule set; `classify` returns the first matching rule's cause.
+
+    Safe to share between threads: classifying runs in worker threads (see work/failures.py).
+    """
 
     def __init__(self, rules: Iterable[Rule], *, then_builtin: bool = False) -> None:
         self._own = tuple(rules)
@@ -70,12 +71,22 @@ class CauseRules:
         # loads PyYAML or compiles them (idle memory).
         self._then_builtin = then_builtin
         self._all: tuple[Rule, ...] | None = None
+        self._prefilter = Prefilter(())
+        # A rule's place -> its `log` pattern's place in the prefilter.
+        self._filtered: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         """Every rule, in the order they are tried."""
         if self._all is None:
-            self._all = self._own + (builtin_rules() if self._then_builtin else ())
+            with self._lock:
+                if self._all is None:
+                    rules = self._own + (builtin_rules() if self._then_builtin else ())
+                    logs = [(i, rule.log) for i, rule in enumerate(rules) if rule.log is not None]
+                    self._prefilter = Prefilter([pattern for _, pattern in logs])
+                    self._filtered = {i: k for k, (i, _) in enumerate(logs)}
+                    self._all = rules  # last: readers without the lock see it complete
         return self._all
 
     def __len__(self) -> int:
@@ -83,10 +94,10 @@ class CauseRules:
 
     def classify(self, failure: Failure) -> Cause:
         """The cause of one failure: the first rule all of whose patterns match, else unknown."""
-        text = failure.log
-        scan = Excerpt(text)
-        for rule in self.rules:
-            evidence = _match(rule, failure, scan)
+        rules = self.rules
+        scan = _Scan(failure.log, self._prefilter)
+        for place, rule in enumerate(rules):
+            evidence = _match(rule, failure, scan, self._filtered.get(place))
             if evidence is not False:
                 return Cause(
                     category=rule.category,
@@ -124,48 +135,26 @@ def classify_jobs(rules: CauseRules, reason: str, jobs: Sequence[FailedJob]) -> 
     return rules.classify_all(failures or [Failure(reason=reason)])
 
 
-class Excerpt:
-    """One excerpt, prepared once for every rule: casefolded, and its set of words."""
+class _Scan:
+    """One excerpt, prepared once for every rule: its UTF-8 bytes, and the rules it may match."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.folded = text.casefold()
-        self.ascii = text.isascii()
-        self._words: frozenset[str] | None = None
+    def __init__(self, text: str, prefilter: Prefilter) -> None:
+        self.data = encode(text)
+        self._prefilter = prefilter
+        self._candidates: frozenset[int] | None = None
+        self._filtered = False
 
-    @property
-    def words(self) -> frozenset[str]:
-        if self._words is None:
-            self._words = frozenset(self.folded.split())
-        return self._words
-
-    def may_contain(self, rule: Rule) -> bool:
-        """False when no needle of the rule's pattern can be in the text."""
-        return self.search_from(rule) is not None
-
-    def search_from(self, rule: Rule) -> int | None:
-        """Where a match of the rule's `log` may start at the earliest; None: nowhere.
-
-        A match holds one of the needles, so (within a line) it cannot start before the line
-        of the first needle found; searching from there skips the lines before it.
-        """
-        if rule.log_needles is None:
-            return 0
-        words = self.words
-        first: int | None = None
-        for needle, needed in zip(rule.log_needles, rule.needle_words, strict=True):
-            if not needed <= words:
-                continue
-            at = self.folded.find(needle)
-            if at >= 0 and (first is None or at < first):
-                first = at
-        if first is None:
-            return None
-        # Casefolding can change lengths (ß -> ss): positions agree only for ASCII text.
-        return self.text.rfind("\n", 0, first) + 1 if self.ascii else 0
+    def may_match(self, filtered: int | None) -> bool:
+        """False when the prefilter rules out the `log` pattern at this place in it."""
+        if filtered is None:
+            return True
+        if not self._filtered:
+            self._candidates = self._prefilter.candidates(self.data)
+            self._filtered = True
+        return self._candidates is None or filtered in self._candidates
 
 
-def _match(rule: Rule, failure: Failure, scan: Excerpt) -> str | bool | None:
+def _match(rule: Rule, failure: Failure, scan: _Scan, filtered: int | None) -> str | bool | None:
     """The evidence line when the rule matches (None: matched without a line), else False."""
     if rule.reason is not None and not rule.reason.search(failure.reason or ""):
         return False
@@ -178,21 +167,20 @@ def _match(rule: Rule, failure: Failure, scan: Excerpt) -> str | bool | None:
             return False
         evidence = found
     if rule.log is not None:
-        start = scan.search_from(rule)
-        if start is None:
+        if not scan.may_match(filtered):
             return False
         # One search over the excerpt (not one per line): then the line around the match.
-        hit = rule.log.search(scan.text, start)
-        if hit is None:
+        at = rule.log.find(scan.data)
+        if at is None:
             return False
-        evidence = _line_at(scan.text, hit.start())
+        evidence = _line_at(scan.data, at)
     return _clean(evidence) if evidence is not None else None
 
 
-def _line_at(text: str, position: int) -> str:
-    start = text.rfind("\n", 0, position) + 1
-    end = text.find("\n", position)
-    return text[start : end if end >= 0 else len(text)]
+def _line_at(data: bytes, position: int) -> str:
+    start = data.rfind(b"\n", 0, position) + 1
+    end = data.find(b"\n", position)
+    return data[start : end if end >= 0 else len(data)].decode("utf-8", "surrogatepass")
 
 
 def _clean(line: str) -> str:
@@ -252,7 +240,7 @@ def _rule(item: Any, *, origin: str, index: int) -> Rule:
     retryable = item.get("retryable", category == "transient")
     if not isinstance(retryable, bool):
         raise bad("'retryable' must be true or false")
-    patterns: dict[str, re.Pattern[str]] = {}
+    patterns: dict[str, Pattern] = {}
     for field in _PATTERN_FIELDS:
         source = item.get(field)
         if source is None:
@@ -260,85 +248,18 @@ def _rule(item: Any, *, origin: str, index: int) -> Rule:
         if not isinstance(source, str) or not source:
             raise bad(f"'{field}' must be a non-empty regular expression")
         try:
-            patterns[field] = re.compile(source, re.IGNORECASE | re.MULTILINE)
-        except re.error as exc:
-            raise bad(f"'{field}' is not a valid regular expression ({exc})") from None
+            patterns[field] = Pattern(source)
+        except PatternError as exc:
+            raise bad(f"'{field}' {exc}") from None
     if not patterns:
         raise bad("names none of step, log, annotation, reason")
-    log = patterns.get("log")
-    found = needles(log.pattern) if log is not None else None
     return Rule(
         id=rule_id,
         category=cast(CauseCategory, category),
         hint=" ".join(hint.split()),
         retryable=retryable,
-        log_needles=found,
-        needle_words=tuple(whole_words(item) for item in found or ()),
         **patterns,
     )
-
-
-# --- the prefilter --------------------------------------------------------------------------
-
-MIN_NEEDLE = 3
-
-
-def whole_words(needle: str) -> frozenset[str]:
-    """The pieces of a needle with whitespace of the needle on both sides."""
-    pieces = needle.split()
-    start = 0 if needle[:1].isspace() else 1
-    end = len(pieces) if needle[-1:].isspace() else len(pieces) - 1
-    return frozenset(pieces[start:end])
-_REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"})
-
-
-def needles(pattern: str) -> tuple[str, ...] | None:
-    """Literal strings one of which any match of `pattern` contains, casefolded; or None.
-
-    Python's `re` tries a case-insensitive pattern at every position of the text; testing the
-    literals with `in` first is a hundred times faster on the excerpts that do not match.
-    """
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-
-        parsed = _parser.parse(pattern, re.IGNORECASE | re.MULTILINE)
-        found = _sequence_needles(list(parsed))
-    except Exception:  # a private module: without it, every pattern is simply searched
-        return None
-    if not found or min(len(item) for item in found) < MIN_NEEDLE:
-        return None
-    return tuple(item.casefold() for item in found)
-
-
-def _sequence_needles(items: list[tuple[Any, Any]]) -> list[str] | None:
-    """The best set of alternatives required by a parsed sequence (longest shortest member)."""
-    best: list[str] | None = None
-    run: list[str] = []
-
-    def consider(candidate: list[str] | None) -> None:
-        nonlocal best
-        if candidate and all(candidate):
-            shortest = min(len(item) for item in candidate)
-            if best is None or shortest > min(len(item) for item in best):
-                best = candidate
-
-    for op, argument in items:
-        name = str(op)
-        if name == "LITERAL":
-            run.append(chr(argument))
-            continue
-        consider(["".join(run)] if run else None)
-        run = []
-        if name == "BRANCH":
-            branches = [_sequence_needles(list(branch)) for branch in argument[1]]
-            if all(branches):
-                consider([item for branch in branches if branch for item in branch])
-        elif name == "SUBPATTERN":
-            consider(_sequence_needles(list(argument[-1])))
-        elif name in _REPEATS and argument[0] >= 1:
-            consider(_sequence_needles(list(argument[2])))
-    consider(["".join(run)] if run else None)
-    return best
 
 
 def load_file(path: Path) -> list[Rule]:

@@ -5,6 +5,7 @@ ends as an exception whose message a person reads, never as a wait without end."
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -124,7 +125,8 @@ async def _stream(
             if status != 200:
                 raise SignedUrlRefused(f"the log host {where} answered {status}")
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                builder.feed(chunk[: cap - read])
+                # Parsing a chunk is CPU work on text anyone may write: off the event loop.
+                await asyncio.to_thread(builder.feed, chunk[: cap - read])
                 read += len(chunk)
                 if read >= cap:
                     break
@@ -168,5 +170,5 @@ async def read_job_log(
             # A fresh builder each attempt: a stream cut halfway must not leave half a log.
             builder = new_builder()
             await _stream(github.session, url, builder, cap)
-            return builder.finish()
+            return await asyncio.to_thread(builder.finish)
     raise AssertionError("unreachable")

@@ -95,8 +95,11 @@ class FailureReporter:
             [first_error for _, first_error in results],
             omitted=len(failed) - len(shown),
         )
-        # Classified here, with the configured rules, while the excerpts are at hand.
-        cause = classify_jobs(self.rules, verdict_reason(conclusion), failed_jobs)
+        # Classified here, with the configured rules, while the excerpts are at hand; in a
+        # worker thread, as a job's log is anyone's text and the event loop must keep answering.
+        cause = await asyncio.to_thread(
+            classify_jobs, self.rules, verdict_reason(conclusion), failed_jobs
+        )
         return FailureGathered(
             failed_jobs=failed_jobs, summary=summary, at=datetime.now(UTC), cause=cause
         )
