@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import get_args
 
-from ghapp.core import report_markdown
+from ghapp.core import report_markdown, reports, untrusted
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.deploy_events import (
     Action,
@@ -70,16 +70,18 @@ def on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tra
     reason = verdict_reason(record.run.conclusion)
     if reason == "cancelled" and (record.superseded or _group_cancelled(event.failed_jobs)):
         reason = "superseded"
+    # Everything the reporter read from GitHub is remote text: cleaned before it leaves ghapp.
+    failed_jobs = [reports.cleaned_job(job) for job in event.failed_jobs]
     verdict = Verdict(
         status="failure",
         reason=reason,
-        summary=event.summary,
-        failed_jobs=event.failed_jobs,
+        summary=untrusted.clean(event.summary),
+        failed_jobs=failed_jobs,
         # Superseded is decided here, after the reporter classified the run as cancelled.
-        cause=(
+        cause=reports.cleaned_cause(
             event.cause
             if event.cause is not None and reason != "superseded"
-            else classify_jobs(default_rules(), reason, event.failed_jobs)
+            else classify_jobs(default_rules(), reason, failed_jobs)
         ),
     )
     return complete(record.model_copy(deep=True), verdict, event.at)
@@ -172,10 +174,12 @@ def rejected_verdict(record: DeploymentRecord, message: str, rules: CauseRules |
         status="failure",
         reason="dispatch_rejected",
         summary=f"GitHub refused to dispatch {record.workflow} on {record.repository}@"
-        f"{record.ref}: {message}",
+        f"{record.ref}: {untrusted.code_span(message, 500)}",
     )
     # The evidence is GitHub's own message, not ghapp's sentence around it.
-    verdict.cause = rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
+    verdict.cause = reports.cleaned_cause(
+        rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
+    )
     return verdict
 
 
