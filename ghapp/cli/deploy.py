@@ -228,28 +228,33 @@ class LiveView(View):
         self._live.stop()
 
     def _render(self) -> Any:
-        from rich.table import Table
         from rich.text import Text
 
-        deployment = self._deployment
-        if deployment is None:
+        if self._deployment is None:
             return Text("connecting...")
-        now = datetime.now(UTC)
-        where = f"{deployment.workflow}@{deployment.ref}"
-        # Every text is a Text, never markup: a `[bold]` in a step name stays those characters.
-        title = Text(clean(f"{deployment.repository} · {where} · {deployment.id}"))
-        table = Table(title=title, show_header=False, box=None, title_justify="left")
-        table.add_column(width=2)
-        table.add_column()
-        run = f"run {deployment.run.id}" if deployment.run else "run not known yet"
-        table.add_row(Text(""), Text(f"{run} · {summary(deployment, now)}", style="bold"))
-        for job in deployment.progress.jobs if deployment.progress else []:
-            mark = Text(_mark(job.status, job.conclusion))
-            table.add_row(mark, Text(_flat(job.name), style="bold"))
-            for step in job.steps:
-                line = f"{_mark(step.status, step.conclusion)} {_flat(step.name)}"
-                table.add_row(Text(""), Text(line))
-        return table
+        return drawing(self._deployment, datetime.now(UTC))
+
+
+def drawing(deployment: Deployment, now: datetime) -> Any:
+    """The live view of a deployment as a rich renderable: the run, each job and its steps."""
+    from rich.table import Table
+    from rich.text import Text
+
+    where = f"{deployment.workflow}@{deployment.ref}"
+    # Every text is a Text, never markup: a `[bold]` in a step name stays those characters.
+    title = Text(_flat(f"{deployment.repository} · {where} · {deployment.id}"))
+    table = Table(title=title, show_header=False, box=None, title_justify="left")
+    table.add_column(width=2)
+    table.add_column()
+    run = f"run {deployment.run.id}" if deployment.run else "run not known yet"
+    table.add_row(Text(""), Text(f"{run} · {summary(deployment, now)}", style="bold"))
+    for job in deployment.progress.jobs if deployment.progress else []:
+        mark = Text(_mark(job.status, job.conclusion))
+        table.add_row(mark, Text(_flat(job.name), style="bold"))
+        for step in job.steps:
+            line = f"{_mark(step.status, step.conclusion)} {_flat(step.name)}"
+            table.add_row(Text(""), Text(line))
+    return table
 
 
 def _flat(name: str) -> str:
