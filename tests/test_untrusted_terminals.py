@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from ghapp.cli.common import print_table
 from ghapp.cli.demo import describe
 from ghapp.cli.deploy import LineView, drawing, verdict_lines
 from ghapp.core.models import Deployment
+from ghapp.logsetup import PrettyFormatter
 from ghapp.simulator.receiver import ReceivedCallback
 
 NOW = datetime(2026, 12, 1, 10, 0, 5, tzinfo=UTC)
@@ -124,3 +126,13 @@ def test_the_demo_and_the_delivery_tables_print_clean(capsys: pytest.CaptureFixt
     table = capsys.readouterr().out
     assert_clean(table)
     assert "pushx" in table and "opened closed" in table
+
+
+def test_pretty_log_lines_are_clean() -> None:
+    # The sandbox logs in the pretty format to a terminal; fields may quote GitHub or a job.
+    record = logging.LogRecord("ghapp.failures", logging.WARNING, __file__, 1, "job log %s",
+                               (f"unavailable{HOSTILE}",), None)
+    record.error = f"GitHub said{HOSTILE}"
+    line = PrettyFormatter().format(record)
+    assert_clean(line)
+    assert "job log unavailablex" in line and 'error="GitHub saidx"' in line
