@@ -14,18 +14,24 @@ import re
 
 # Any character `clean` must act on: C0 controls but tab and newline, DEL, C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# One escape sequence, or one control character alone. Every repetition below scans characters
-# that cannot start another attempt (no ESC, no C1 control), so the whole pass is linear.
+# One control character (a lone ESC included; CR is left for the redraw rule), with the rest
+# of the escape sequence it introduces. Leading with one character class lets `re` skip plain
+# text at C speed; the lookbehinds then say which introducer it was. No repetition can run past
+# a character that starts another attempt (ESC, C1) and none backtracks (possessive), so a pass
+# is linear in the text.
 _SEQUENCE = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+    r"(?:"
     # CSI, 7-bit or 8-bit: parameters, intermediates, final byte (cut short: what there is).
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"(?<=\x1b)\[[0-?]*+[ -/]*+[@-~]?"
+    r"|(?<=\x9b)[0-?]*+[ -/]*+[@-~]?"
     # OSC, DCS, SOS, PM, APC: a string up to BEL or ST (ESC \ or U+009C); unterminated, up to
     # the end of the line (a terminal would swallow more, but what follows is plain text here).
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?<=\x1b)[\]PX^_][^\x07\x1b\x9c\n]*+(?:\x07|\x1b\\|\x9c)?"
+    r"|(?<=[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*+(?:\x07|\x1b\\|\x9c)?"
     # Every other escape: intermediates then a final byte (ESC c, ESC #8, ESC (B, ESC =, ...).
-    r"|\x1b[ -/]*[0-~]"
-    # A control character alone (a lone ESC included); CR is left for the redraw rule.
-    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+    r"|(?<=\x1b)[ -/]*+[0-~]"
+    r")?"
 )
 _BACKTICKS = re.compile(r"`+")
 
