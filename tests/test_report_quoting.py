@@ -10,6 +10,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from ghapp.core.causes import Failure, default_rules
+from ghapp.core.deploy_verdict import success_verdict
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import Annotation, CallbackInfo, FailedJob, FailedStep, Run, Verdict
 from ghapp.core.report_markdown import LIMIT, QUOTED_NOTE, render
@@ -165,3 +166,12 @@ def test_a_cut_report_still_quotes_everything() -> None:
     assert len(report.encode()) <= LIMIT
     assert "the run has the rest" in report
     assert_quotes_only(report, CRAFTED)
+
+
+def test_a_success_summary_quotes_the_workflows_environment_url() -> None:
+    # The URL is the workflow's to write, like its names: cleaned, and a code span in the summary.
+    verdict = success_verdict(_record(), "https://shop.example.com/\x1b]52;c;eA==\x07`x`")
+    assert verdict.deployed_url == "https://shop.example.com/`x`"
+    assert verdict.summary == (
+        "Deployed acme/shop@main (run 7) to `` https://shop.example.com/`x` ``."
+    )

@@ -97,8 +97,12 @@ def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Tr
         return Transition(record)
     limit = f"{event.report_timeout:g} s (REPORT_TIMEOUT)"
     if run.conclusion == "success":
-        url = record.deployed_url_seen
-        where = f" to {url}" if url else f"; its environment URL could not be read within {limit}"
+        url = untrusted.clean(record.deployed_url_seen or "") or None
+        where = (
+            f" to {untrusted.code_span(url, 2000)}"
+            if url
+            else f"; its environment URL could not be read within {limit}"
+        )
         verdict = Verdict(
             status="success",
             summary=f"Deployed {record.repository}@{record.ref} (run {run.id}){where}.",
@@ -159,7 +163,11 @@ def conclude_action(record: DeploymentRecord, run: Run) -> Action:
 
 def success_verdict(record: DeploymentRecord, url: str | None) -> Verdict:
     """The verdict of a successful run deployed to `url` (None: not known)."""
-    where = f" to {url}" if url else "; the run reported no environment URL"
+    # The environment URL is the workflow's to write: cleaned, and quoted in the summary.
+    url = untrusted.clean(url or "") or None
+    where = (
+        f" to {untrusted.code_span(url, 2000)}" if url else "; the run reported no environment URL"
+    )
     run_id = record.run.id if record.run else "?"
     return Verdict(
         status="success",

@@ -72,6 +72,8 @@ def cleaned_job(job: FailedJob) -> FailedJob:
     return job.model_copy(
         update={
             "name": clean(job.name),
+            "html_url": clean(job.html_url) if job.html_url is not None else None,
+            "conclusion": clean(job.conclusion) if job.conclusion is not None else None,
             "failed_step": step.model_copy(update={"name": clean(step.name)}) if step else None,
             "log_excerpt": clean(job.log_excerpt),
             "annotations": [
