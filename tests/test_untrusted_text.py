@@ -30,7 +30,7 @@ letters = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
 printable = st.text(alphabet=letters | st.sampled_from("\t\n"), max_size=200)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.one_of(attacks, anything))
 def test_nothing_a_terminal_obeys_survives_and_cleaning_is_stable(text: str) -> None:
     cleaned = clean(text)
@@ -40,7 +40,7 @@ def test_nothing_a_terminal_obeys_survives_and_cleaning_is_stable(text: str) -> 
     assert clean(cleaned) == cleaned
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(printable)
 def test_plain_text_is_left_alone(text: str) -> None:
     assert clean(text) == text
@@ -100,7 +100,7 @@ def test_a_code_span_holds_its_text_whole(text: str) -> None:
     ]
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(attacks, anything, st.text(alphabet="` \nab<>[]()!#", max_size=60)))
 def test_a_code_span_is_never_closed_early(text: str) -> None:
     tokens = _inline(f"x {code_span(text)} y")
@@ -108,7 +108,7 @@ def test_a_code_span_is_never_closed_early(text: str) -> None:
     assert tokens[1][1] == (one_line(text) or "  ")
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(attacks, anything, st.text(alphabet="`~ \nab<>#", max_size=80)))
 def test_a_code_block_is_never_closed_early(text: str) -> None:
     document = "\n".join(["intro", "", *code_block(text), "", "outro"])
