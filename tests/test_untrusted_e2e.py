@@ -226,6 +226,7 @@ async def test_watch_on_a_terminal_receives_no_sequence_from_the_log(
         assert payload not in text
     # Remote names are text, never rich markup: the brackets arrive as typed.
     assert "[bold]markup[/bold]" in text and "[red]step[/red]" in text
+    assert f"X {STEP_SHOWN}" in text  # the view's own row for the failed step, drawn by rich
 
 
 async def test_the_sandbox_prints_a_hostile_verdict_cleanly() -> None:
