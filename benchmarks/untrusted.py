@@ -4,7 +4,8 @@ Method: texts of 32 KiB (an excerpt's bound) and 1 MiB, made of one pattern repe
 log lines (no control character: the fast path), ``coloured`` lines (an SGR sequence every few
 words, as GitHub's logs are), and crafted ones that would make a backtracking pattern rescan:
 ``csi-no-final`` (``ESC [`` and a thousand parameters, never a final byte), ``osc-no-end`` (an
-OSC string cut by a lone ESC), ``lone-esc`` (ESC after ESC), ``esc-spaces`` (ESC and a thousand
+OSC string cut by a lone ESC), ``lone-esc`` (ESC after ESC), ``control-letter`` (a control
+every other character: the most matches a text can hold), ``esc-spaces`` (ESC and a thousand
 intermediates, no final), ``esc-esc-osc`` (``ESC ESC ]``), ``redraws`` (a progress line redrawn
 with CRs). Each figure is the best of 5 rounds (``time.perf_counter``), as microseconds per KiB.
 The reference measured side by side is one linear pass of Python's ``re`` removing every control
@@ -41,6 +42,7 @@ PATTERNS = {
     "csi-no-final": "\x1b[" + "0;" * 1000,
     "osc-no-end": "\x1b]0;" + "title " * 200 + "\x1b",
     "lone-esc": "\x1b",
+    "control-letter": "\x07a",
     "esc-spaces": "\x1b" + " " * 1000,
     "esc-esc-osc": "\x1b\x1b]52;c;ZXZpbA==\x07",
     "redraws": "progress 42%\r" * 50 + "\n",

@@ -14,13 +14,15 @@ import re
 
 # Any character `clean` must act on: C0 controls but tab and newline, DEL, C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# One control character (a lone ESC included; CR is left for the redraw rule), with the rest
-# of the escape sequence it introduces. Leading with one character class lets `re` skip plain
-# text at C speed; the lookbehinds then say which introducer it was. No repetition can run past
-# a character that starts another attempt (ESC, C1) and none backtracks (possessive), so a pass
+# A run of control characters (CR left for the redraw rule), with the rest of the escape
+# sequence its last one introduces. Leading with one character class lets `re` skip plain text
+# at C speed; the lookbehinds then say which introducer it was. No repetition can run past a
+# character that starts another attempt (ESC, C1) and none backtracks (possessive), so a pass
 # is linear in the text.
 _SEQUENCE = re.compile(
-    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+    # Written twice, not `++`: a pattern that opens with a plain class is the one `re` scans for
+    # with its fast prefix search.
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f][\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*+"
     r"(?:"
     # CSI, 7-bit or 8-bit: parameters, intermediates, final byte (cut short: what there is).
     r"(?<=\x1b)\[[0-?]*+[ -/]*+[@-~]?"
