@@ -36,6 +36,7 @@ from benchmarks import (
     stats,
     streams,
     takeover,
+    untrusted,
 )
 from benchmarks._common import CHILDREN, machine, row
 
@@ -80,6 +81,7 @@ BENCHMARKS: dict[str, Runner] = {
     takeover.NAME: takeover.run,
     memory.NAME: memory.run,
     sandbox.NAME: sandbox.run,
+    untrusted.NAME: untrusted.run,
 }
 
 

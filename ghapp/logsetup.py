@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, TextIO
 
+from ghapp.core.untrusted import clean
+
 __all__ = [
     "REDACTED",
     "JsonFormatter",
@@ -258,9 +260,10 @@ _NEEDS_QUOTES = re.compile(r'[\s"=]')
 
 def _pretty_value(value: Any) -> str:
     if isinstance(value, str):
-        if value and _NEEDS_QUOTES.search(value) is None:
-            return value
-        return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAKS)
+        text = clean(value)
+        if text and _NEEDS_QUOTES.search(text) is None:
+            return text
+        return json.dumps(text, ensure_ascii=False).translate(_LINE_BREAKS)
     text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
     return text.translate(_LINE_BREAKS)
 
@@ -281,7 +284,8 @@ class PrettyFormatter(logging.Formatter):
         exc = _exception_text(self, record)
         if exc:
             line += "\n" + "\n".join("    " + part for part in exc.splitlines())
-        return line
+        # For a terminal: fields and errors may quote GitHub or a job (see docs/untrusted-text.md).
+        return clean(line)
 
 
 class _StreamHandler(logging.Handler):

@@ -120,7 +120,7 @@ async def test_the_callback_names_the_cause(stack: Stack, repository: str) -> No
     status, content_type, text = await _report(stack, body["id"])
     assert status == 200 and content_type.startswith("text/markdown")
     assert text == verdict["report"]
-    assert text.startswith(f"# Deploy of {repository}@main to production ")
+    assert text.startswith(f"# Deploy of `{repository}@main` to `production` ")
     assert f"**Cause:** {category} " in text and cause["hint"] in text
     assert "https://github.com/" in text and "/actions/runs/" in text
     assert len(text.encode()) <= 16 * 1024

@@ -264,7 +264,7 @@ async def test_deploy_wait_get_list(stack: Stack) -> None:
         assert failed.verdict.cause.category == "infrastructure"
         report = await client.report(other.id)
         assert report is not None and report == failed.verdict.report
-        assert report.startswith("# Deploy of acme/api@main")
+        assert report.startswith("# Deploy of `acme/api@main`")
         assert await client.report(dep.id) is None
         assert [d.id for d in await client.list(state="completed")] == [other.id, dep.id]
 

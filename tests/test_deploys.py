@@ -326,7 +326,8 @@ def test_late_dispatch_refusal_completes_with_dispatch_rejected() -> None:
     transition = deploys.apply(record, DispatchRefused("No ref found for: nope (422)", at(6)))
     verdict = transition.record.verdict
     assert verdict is not None and verdict.reason == "dispatch_rejected"
-    assert verdict.summary.endswith("No ref found for: nope (422)")
+    # GitHub's message is quoted as a code span: its words are told apart from ghapp's.
+    assert verdict.summary.endswith(": `No ref found for: nope (422)`")
     assert transition.actions == [SendCallback()]
     # Once the run is known, a refusal cannot be right: it is ignored.
     known = fresh()

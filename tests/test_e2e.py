@@ -59,7 +59,7 @@ async def test_failure_reports_the_failed_job_and_step(stack: Stack) -> None:
     assert job["conclusion"] == "failure"
     assert job["failed_step"] == {"number": 5, "name": "Deploy over SSH"}
     assert f"/actions/runs/{body['run']['id']}/job/{job['id']}" in job["html_url"]
-    assert "Job 'deploy' failed at step 'Deploy over SSH'" in verdict["summary"]
+    assert "Job `deploy` failed at step `Deploy over SSH`" in verdict["summary"]
 
 
 async def test_unknown_workflow_is_rejected_with_githubs_message(stack: Stack) -> None:

@@ -51,7 +51,7 @@ async def test_callback_carries_excerpt_annotations_and_summary(stack: Stack) ->
     callback = await stack.receiver.wait_for(body["id"])
     verdict = callback.deployment["verdict"]
     assert verdict["summary"] == (
-        "Job 'deploy' failed at step 'Deploy over SSH': Process completed with exit code 255."
+        "Job `deploy` failed at step `Deploy over SSH`: `Process completed with exit code 255.`"
     )
     [job] = verdict["failed_jobs"]
     excerpt = job["log_excerpt"]
@@ -115,7 +115,7 @@ async def test_cancelled_and_timed_out_runs_say_so(stack: Stack) -> None:
     _, body = await stack.deploy("acme/slow")
     verdict = (await stack.receiver.wait_for(body["id"])).deployment["verdict"]
     assert verdict["reason"] == "timed_out"
-    assert verdict["summary"].startswith("Job 'deploy' timed out at step 'Run tests'")
+    assert verdict["summary"].startswith("Job `deploy` timed out at step `Run tests`")
     assert "exceeded the maximum execution time" in verdict["summary"]
 
     stack.sim.auto = False

@@ -65,10 +65,13 @@ def _fences_balanced(text: str) -> bool:
 def test_the_report_reads_as_a_hand_over() -> None:
     excerpt = "Pulling\nssh: connect to host 203.0.113.10 port 22: Connection refused"
     text = render(_record(), _verdict(_job(1, excerpt)))
-    assert text.startswith("# Deploy of acme/shop@main to production failed\n")
+    assert text.startswith("# Deploy of `acme/shop@main` to `production` failed\n")
+    # Right after the heading: what the code in the report is (quoted, never instructions).
+    assert text.split("\n")[2].startswith("Code blocks and code spans below quote the job's own")
     assert "**Cause:** infrastructure" in text and "**What to do:** The server refused" in text
+    assert "**Summary:** `It failed.`" in text
     assert "## Job `deploy-1`: failure at step 3, `Deploy on the server`" in text
-    assert "- app.py:12: boom" in text
+    assert "- `app.py:12: boom`" in text
     assert "https://github.com/acme/shop/actions/runs/7/job/1" in text
     assert f"```\n{excerpt}\n```" in text
 

@@ -54,19 +54,19 @@ def test_job_summary_says_how_where_and_why() -> None:
         job_summary(
             job("deploy", "failure", "Deploy over SSH"), "Process completed with exit code 255."
         )
-        == "Job 'deploy' failed at step 'Deploy over SSH': Process completed with exit code 255."
+        == "Job `deploy` failed at step `Deploy over SSH`: `Process completed with exit code 255.`"
     )
     assert job_summary(job("deploy", "timed_out", "Run tests"), "exceeded").startswith(
-        "Job 'deploy' timed out at step 'Run tests': exceeded"
+        "Job `deploy` timed out at step `Run tests`: `exceeded`"
     )
     assert (
         job_summary(job("deploy", "cancelled", "Build"), "The operation was canceled.")
-        == "Job 'deploy' was cancelled at step 'Build': The operation was canceled."
+        == "Job `deploy` was cancelled at step `Build`: `The operation was canceled.`"
     )
     assert job_summary(job("deploy", "failure", None), None) == (
-        "Job 'deploy' failed before any step ran."
+        "Job `deploy` failed before any step ran."
     )
-    assert job_summary(job("deploy", "failure", "X"), "  ") == "Job 'deploy' failed at step 'X'."
+    assert job_summary(job("deploy", "failure", "X"), "  ") == "Job `deploy` failed at step `X`."
 
 
 def test_summary_is_one_clean_line() -> None:
@@ -78,5 +78,5 @@ def test_summary_is_one_clean_line() -> None:
 def test_run_summary_counts_the_other_failed_jobs() -> None:
     jobs = [job("a", "failure"), job("b", "failure")]
     line = run_summary("failure", jobs, ["boom", None], omitted=3)
-    assert line == "Job 'a' failed at step 'Deploy': boom (4 other jobs failed too.)"
+    assert line == "Job `a` failed at step `Deploy`: `boom` (4 other jobs failed too.)"
     assert "no job failed" in run_summary("cancelled", [], [])

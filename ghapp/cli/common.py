@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 
 from ghapp.config import Settings, SettingsError, check_key_loads, load_settings
+from ghapp.core.untrusted import clean
 from ghapp.github.client import GitHubClient
 
 
@@ -43,7 +44,9 @@ async def github_client(settings: Settings) -> AsyncIterator[GitHubClient]:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print rows as left-aligned columns under upper-case headers."""
+    """Print rows as left-aligned columns under upper-case headers, every cell cleaned."""
+    # Cells come from GitHub and from webhook senders: one line each, no control character.
+    rows = [[" ".join(clean(cell).split()) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -53,6 +56,6 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> int:
-    """Print `ghapp: message` on stderr and return the exit code."""
-    print(f"ghapp: {message}", file=sys.stderr)
+    """Print `ghapp: message` (cleaned: it may quote GitHub) on stderr; the exit code."""
+    print(clean(f"ghapp: {message}"), file=sys.stderr)
     return code

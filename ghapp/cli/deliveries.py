@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 import gidgethub
 
 from ghapp.cli.common import CommandError, app_settings, fail, github_client, print_table
 from ghapp.config import SettingsError, load_settings
+from ghapp.core.untrusted import clean
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import (
     HookDeliveries,
@@ -146,10 +148,16 @@ async def _show(args: argparse.Namespace) -> int:
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
+    out = io.StringIO()
+    _write_detail(detail, out)
+    # Headers and bodies are whatever the sender wrote: cleaned before they reach a terminal.
+    sys.stdout.write(clean(out.getvalue()))
+
+
+def _write_detail(detail: dict[str, Any], out: TextIO) -> None:
     name = detail.get("event") or "?"
     if detail.get("action"):
         name += f".{detail['action']}"
-    out = sys.stdout
     out.write(f"Delivery {detail['id']}  guid {detail['guid']}  {name}\n")
     redelivery = "yes" if detail.get("redelivery") else "no"
     out.write(
@@ -209,10 +217,10 @@ async def _redeliver_failed(args: argparse.Namespace) -> int:
             verb = "would redeliver" if args.dry_run else "redelivered"
             for item in chosen:
                 label = item.event + (f".{item.action}" if item.action else "")
-                print(f"{verb} {item.guid} {label} (attempt {item.redeliver_id})")
+                print(clean(f"{verb} {item.guid} {label} (attempt {item.redeliver_id})"))
             for item, error in report.errors:
-                print(f"failed to redeliver {item.guid}: {error}")
-            print(report.summary())
+                print(clean(f"failed to redeliver {item.guid}: {error}"))
+            print(clean(report.summary()))
         return 1 if report.errors else 0
 
     return await _github(work)
@@ -296,7 +304,12 @@ async def _local(args: argparse.Namespace) -> int:
 
 
 def _print_local_detail(detail: dict[str, Any]) -> None:
-    out = sys.stdout
+    out = io.StringIO()
+    _write_local_detail(detail, out)
+    sys.stdout.write(clean(out.getvalue()))
+
+
+def _write_local_detail(detail: dict[str, Any], out: TextIO) -> None:
     name = (detail.get("event") or "?") + (f".{detail['action']}" if detail.get("action") else "")
     out.write(f"Delivery {detail['id']}  guid {detail.get('delivery_id') or '-'}  {name}\n")
     out.write(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import secrets
 import sys
@@ -10,6 +11,7 @@ import textwrap
 import time
 from typing import TextIO
 
+from ghapp.core.untrusted import clean
 from ghapp.simulator import Job, Step, Workflow
 from ghapp.simulator.receiver import ReceivedCallback
 from ghapp.simulator.stack import Stack
@@ -69,7 +71,14 @@ def demo_workflows() -> dict[str, Workflow]:
 
 
 def describe(callback: ReceivedCallback, out: TextIO) -> None:
-    """Print one verdict readably: one line with its status, then the details."""
+    """Print one verdict readably: one line with its status, then the details, cleaned."""
+    text = io.StringIO()
+    _describe(callback, text)
+    # The verdict quotes the job's names and log: nothing reaches the terminal uncleaned.
+    out.write(clean(text.getvalue()))
+
+
+def _describe(callback: ReceivedCallback, out: TextIO) -> None:
     deployment = callback.deployment
     verdict = deployment.get("verdict") or {}
     run = deployment.get("run") or {}

@@ -2,7 +2,10 @@
 
 Like `gh workflow run` + `gh run watch`: the deployment's id alone on stdout's first line, then
 (with --watch, or `ghapp watch ID`) its jobs and steps live on a terminal, one line per change
-otherwise, and the verdict. Exit status: 0 success, 1 failure, 2 could not follow."""
+otherwise, and the verdict. Exit status: 0 success, 1 failure, 2 could not follow.
+
+Names, summaries, excerpts and the report carry text from the job (see docs/untrusted-text.md):
+everything printed goes through `clean`, and the rich view takes it as `Text`, never as markup."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import aiohttp
 from ghapp.client import Client, GhappError, StreamUnavailable
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.models import Deployment, ProgressJob
+from ghapp.core.untrusted import clean
 
 FOLLOW_FAILED = 2
 MARKS = {"completed": "✓", "in_progress": "*", "queued": "·", "waiting": "·", "pending": "·"}
@@ -74,9 +78,10 @@ async def _deploy(
 
 
 def _fail(message: str, errors: list[dict[str, Any]] | None = None) -> int:
-    print(f"ghapp: {message}", file=sys.stderr)
+    # The server's messages may quote GitHub's.
+    print(clean(f"ghapp: {message}"), file=sys.stderr)
     for item in errors or []:
-        print(f"  {item.get('field')}: {item.get('message')}", file=sys.stderr)
+        print(clean(f"  {item.get('field')}: {item.get('message')}"), file=sys.stderr)
     return FOLLOW_FAILED
 
 
@@ -116,26 +121,27 @@ def verdict_lines(deployment: Deployment) -> int:
         print(f"{deployment.id}: ended without a verdict ({deployment.state})")
         return FOLLOW_FAILED
     reason = f" ({verdict.reason})" if verdict.reason and verdict.reason != "failure" else ""
-    print(f"{verdict.status}{reason}: {verdict.summary}")
+    # Cleaned here too: the server may be an older ghapp that sent its text as GitHub gave it.
+    print(clean(f"{verdict.status}{reason}: {verdict.summary}"))
     if verdict.deployed_url:
-        print(f"deployed to {verdict.deployed_url}")
+        print(clean(f"deployed to {verdict.deployed_url}"))
     if verdict.status == "success":
         return 0
     # The report (when the server writes one) carries the excerpts, the cause and the links.
     report = getattr(verdict, "report", None)
     for job in verdict.failed_jobs:
         failed = job.failed_step
-        step = f", step {failed.number} {failed.name!r}" if failed else ""
-        print(f"failed job {job.name!r}{step} ({job.conclusion})")
+        step = f", step {failed.number} {clean(failed.name)!r}" if failed else ""
+        print(clean(f"failed job {clean(job.name)!r}{step} ({job.conclusion})"))
         if report:
             continue
         if job.html_url:
-            print(f"  {job.html_url}")
-        for line in job.log_excerpt.splitlines():
+            print(clean(f"  {job.html_url}"))
+        for line in clean(job.log_excerpt).splitlines():
             print(f"  | {line}")
     if report:
         print()
-        print(report)
+        print(clean(report))
     return 1
 
 
@@ -150,26 +156,27 @@ def _clock(seconds: float) -> str:
 def _current(job: ProgressJob) -> str:
     for step in job.steps:
         if step.status == "in_progress":
-            return step.name
+            return clean(step.name)
     return ""
 
 
 def summary(deployment: Deployment, now: datetime) -> str:
     """One line: state, steps done, the running step of each job, elapsed and the estimate."""
-    parts: list[str] = [deployment.state]
+    parts: list[str] = [clean(deployment.state)]
     progress = deployment.progress
     if progress is not None and progress.steps_total:
         parts.append(f"{progress.steps_completed}/{progress.steps_total} steps")
     for job in progress.jobs if progress else []:
         running = _current(job)
         status = job.conclusion or job.status
-        parts.append(f"{job.name}: {running}" if running else f"{job.name}: {status}")
+        name = clean(job.name)
+        parts.append(f"{name}: {running}" if running else f"{name}: {clean(status)}")
     parts.append(f"elapsed {_clock((now - deployment.created_at).total_seconds())}")
     estimate = progress.estimated_completion_at if progress is not None else None
     if estimate is not None and deployment.state != "completed":
         left = (estimate - now).total_seconds()
         parts.append(f"about {_clock(left)} left" if left > 0 else "past the estimate")
-    return " · ".join(parts)
+    return " · ".join(" ".join(part.split()) for part in parts)
 
 
 class View:
@@ -221,25 +228,38 @@ class LiveView(View):
         self._live.stop()
 
     def _render(self) -> Any:
-        from rich.table import Table
         from rich.text import Text
 
-        deployment = self._deployment
-        if deployment is None:
+        if self._deployment is None:
             return Text("connecting...")
-        now = datetime.now(UTC)
-        where = f"{deployment.workflow}@{deployment.ref}"
-        title = f"{deployment.repository} · {where} · {deployment.id}"
-        table = Table(title=title, show_header=False, box=None, title_justify="left")
-        table.add_column(width=2)
-        table.add_column()
-        run = f"run {deployment.run.id}" if deployment.run else "run not known yet"
-        table.add_row("", Text(f"{run} · {summary(deployment, now)}", style="bold"))
-        for job in deployment.progress.jobs if deployment.progress else []:
-            table.add_row(_mark(job.status, job.conclusion), Text(job.name, style="bold"))
-            for step in job.steps:
-                table.add_row("", Text(f"{_mark(step.status, step.conclusion)} {step.name}"))
-        return table
+        return drawing(self._deployment, datetime.now(UTC))
+
+
+def drawing(deployment: Deployment, now: datetime) -> Any:
+    """The live view of a deployment as a rich renderable: the run, each job and its steps."""
+    from rich.table import Table
+    from rich.text import Text
+
+    where = f"{deployment.workflow}@{deployment.ref}"
+    # Every text is a Text, never markup: a `[bold]` in a step name stays those characters.
+    title = Text(_flat(f"{deployment.repository} · {where} · {deployment.id}"))
+    table = Table(title=title, show_header=False, box=None, title_justify="left")
+    table.add_column(width=2)
+    table.add_column()
+    run = f"run {deployment.run.id}" if deployment.run else "run not known yet"
+    table.add_row(Text(""), Text(f"{run} · {summary(deployment, now)}", style="bold"))
+    for job in deployment.progress.jobs if deployment.progress else []:
+        mark = Text(_mark(job.status, job.conclusion))
+        table.add_row(mark, Text(_flat(job.name), style="bold"))
+        for step in job.steps:
+            line = f"{_mark(step.status, step.conclusion)} {_flat(step.name)}"
+            table.add_row(Text(""), Text(line))
+    return table
+
+
+def _flat(name: str) -> str:
+    """A remote name cleaned and on one line: a newline in it must not redraw the view."""
+    return " ".join(clean(name).split())
 
 
 def _mark(status: str, conclusion: str | None) -> str:

@@ -10,6 +10,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
+from ghapp.core.untrusted import clean
+
 if TYPE_CHECKING:
     from ghapp.simulator.receiver import CallbackReceiver
     from ghapp.simulator.scenarios import ScenarioBook
@@ -131,9 +133,11 @@ async def _until(stop: asyncio.Event, receiver: CallbackReceiver, err: TextIO) -
             verdict = deployment.get("verdict") or {}
             event = callback.headers.get("X-Ghapp-Event", "?")
             outcome = verdict.get("deployed_url") or verdict.get("summary") or deployment["state"]
-            err.write(
+            line = (
                 f"callback {event}: {deployment['id']} {deployment['repository']} "
-                f"{verdict.get('status', deployment['state'])}: {outcome}\n"
+                f"{verdict.get('status', deployment['state'])}: {outcome}"
             )
+            # The summary quotes the job's names and log: printed only once cleaned, one line.
+            err.write(" ".join(clean(line).split()) + "\n")
         shown = len(receiver.received)
         err.flush()

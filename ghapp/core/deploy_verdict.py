@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import get_args
 
-from ghapp.core import report_markdown
+from ghapp.core import report_markdown, reports, untrusted
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.deploy_events import (
     Action,
@@ -70,16 +70,18 @@ def on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tra
     reason = verdict_reason(record.run.conclusion)
     if reason == "cancelled" and (record.superseded or _group_cancelled(event.failed_jobs)):
         reason = "superseded"
+    # Everything the reporter read from GitHub is remote text: cleaned before it leaves ghapp.
+    failed_jobs = [reports.cleaned_job(job) for job in event.failed_jobs]
     verdict = Verdict(
         status="failure",
         reason=reason,
-        summary=event.summary,
-        failed_jobs=event.failed_jobs,
+        summary=untrusted.clean(event.summary),
+        failed_jobs=failed_jobs,
         # Superseded is decided here, after the reporter classified the run as cancelled.
-        cause=(
+        cause=reports.cleaned_cause(
             event.cause
             if event.cause is not None and reason != "superseded"
-            else classify_jobs(default_rules(), reason, event.failed_jobs)
+            else classify_jobs(default_rules(), reason, failed_jobs)
         ),
     )
     return complete(record.model_copy(deep=True), verdict, event.at)
@@ -95,8 +97,12 @@ def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Tr
         return Transition(record)
     limit = f"{event.report_timeout:g} s (REPORT_TIMEOUT)"
     if run.conclusion == "success":
-        url = record.deployed_url_seen
-        where = f" to {url}" if url else f"; its environment URL could not be read within {limit}"
+        url = untrusted.clean(record.deployed_url_seen or "") or None
+        where = (
+            f" to {untrusted.code_span(url, 2000)}"
+            if url
+            else f"; its environment URL could not be read within {limit}"
+        )
         verdict = Verdict(
             status="success",
             summary=f"Deployed {record.repository}@{record.ref} (run {run.id}){where}.",
@@ -157,7 +163,11 @@ def conclude_action(record: DeploymentRecord, run: Run) -> Action:
 
 def success_verdict(record: DeploymentRecord, url: str | None) -> Verdict:
     """The verdict of a successful run deployed to `url` (None: not known)."""
-    where = f" to {url}" if url else "; the run reported no environment URL"
+    # The environment URL is the workflow's to write: cleaned, and quoted in the summary.
+    url = untrusted.clean(url or "") or None
+    where = (
+        f" to {untrusted.code_span(url, 2000)}" if url else "; the run reported no environment URL"
+    )
     run_id = record.run.id if record.run else "?"
     return Verdict(
         status="success",
@@ -172,10 +182,12 @@ def rejected_verdict(record: DeploymentRecord, message: str, rules: CauseRules |
         status="failure",
         reason="dispatch_rejected",
         summary=f"GitHub refused to dispatch {record.workflow} on {record.repository}@"
-        f"{record.ref}: {message}",
+        f"{record.ref}: {untrusted.code_span(message, 500)}",
     )
     # The evidence is GitHub's own message, not ghapp's sentence around it.
-    verdict.cause = rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
+    verdict.cause = reports.cleaned_cause(
+        rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
+    )
     return verdict
 
 

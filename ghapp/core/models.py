@@ -168,7 +168,10 @@ class Verdict(BaseModel):
 
     status: VerdictStatus
     reason: Reason | None = None
-    summary: str
+    summary: str = Field(
+        description="one line a person reads first; text from the job or GitHub in it (names, "
+        "the first error, GitHub's message) is quoted as Markdown code spans"
+    )
     deployed_url: str | None = None
     failed_jobs: list[FailedJob] = Field(default_factory=list)
     cause: Cause | None = Field(default=None, description="every failure verdict; null on success")

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ghapp.core.models import Progress, ProgressJob, ProgressStep
+from ghapp.core.untrusted import clean
 
 _RANK = {"in_progress": 1, "completed": 2}
 
@@ -32,6 +33,12 @@ class JobObserved:
     at: datetime
 
 
+def _name(value: Any) -> Any:
+    """A job or step name, cleaned: whoever pushes the workflow writes it (a non-string is
+    left for validation to refuse)."""
+    return clean(value) if isinstance(value, str) else value or ""
+
+
 def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
     """A job from GitHub's JSON (webhook or REST shape); None when it is not a job."""
     steps = job.get("steps")
@@ -43,7 +50,7 @@ def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
         return ProgressJob.model_validate(
             {
                 "id": job.get("id"),
-                "name": job.get("name") or "",
+                "name": _name(job.get("name")),
                 "status": job.get("status") or "queued",
                 "conclusion": job.get("conclusion"),
                 "html_url": job.get("html_url"),
@@ -52,7 +59,7 @@ def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
                 "steps": [
                     {
                         "number": step.get("number"),
-                        "name": step.get("name") or "",
+                        "name": _name(step.get("name")),
                         "status": step.get("status") or "queued",
                         "conclusion": step.get("conclusion"),
                     }

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ghapp.core.models import FailedJob, FailedStep
+from ghapp.core import untrusted
+from ghapp.core.models import Annotation, Cause, FailedJob, FailedStep
 
 # Conclusions of a job that are not a failure of it (docs/reference/deployment.md, "Failed jobs").
 _NOT_FAILED = frozenset({"success", "skipped", "neutral"})
 _STEP_FAILED = frozenset({"failure", "cancelled"})
 # A run with a hundred failed matrix jobs: report the first ones fully and count the rest.
 MAX_REPORTED_JOBS = 10
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def failed_jobs_of(jobs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -28,9 +27,8 @@ def failed_step_of(steps: Sequence[Mapping[str, Any]] | None) -> Mapping[str, An
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """Text on one line, ANSI codes removed, at most `limit` characters."""
-    flat = " ".join(_ANSI.sub("", text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+    """Remote text cleaned (see ghapp.core.untrusted), on one line, at most `limit` characters."""
+    return untrusted.one_line(text, limit)
 
 
 def failed_job(job: Mapping[str, Any]) -> FailedJob:
@@ -38,10 +36,10 @@ def failed_job(job: Mapping[str, Any]) -> FailedJob:
     step = failed_step_of(job.get("steps"))
     return FailedJob(
         id=int(job["id"]),
-        name=str(job.get("name") or job["id"]),
+        name=untrusted.clean(str(job.get("name") or job["id"])),
         html_url=job.get("html_url"),
         conclusion=job.get("conclusion"),
-        failed_step=FailedStep(number=int(step["number"]), name=str(step["name"]))
+        failed_step=FailedStep(number=int(step["number"]), name=untrusted.clean(str(step["name"])))
         if step
         else None,
     )
@@ -55,13 +53,47 @@ def job_summary(job: FailedJob, first_error: str | None) -> str:
         "action_required": "is waiting for an approval",
         "startup_failure": "failed to start",
     }.get(job.conclusion or "", "failed")
+    # Remote text (names, the error line) is quoted as Markdown code spans, so a reader, person
+    # or agent, tells ghapp's words from the job's (see docs/untrusted-text.md).
+    name = untrusted.code_span(job.name)
     if job.failed_step is None:
         where = " before any step ran" if verb == "failed" else ""
-        line = f"Job '{one_line(job.name)}' {verb}{where}"
+        line = f"Job {name} {verb}{where}"
     else:
-        line = f"Job '{one_line(job.name)}' {verb} at step '{one_line(job.failed_step.name)}'"
+        line = f"Job {name} {verb} at step {untrusted.code_span(job.failed_step.name)}"
     message = one_line(first_error or "")
-    return f"{line}: {message}" if message else f"{line}."
+    return f"{line}: {untrusted.code_span(message)}" if message else f"{line}."
+
+
+def cleaned_job(job: FailedJob) -> FailedJob:
+    """A failed job with every remote text in it cleaned: names, excerpt, annotations."""
+    clean = untrusted.clean
+    step = job.failed_step
+    return job.model_copy(
+        update={
+            "name": clean(job.name),
+            "html_url": clean(job.html_url) if job.html_url is not None else None,
+            "conclusion": clean(job.conclusion) if job.conclusion is not None else None,
+            "failed_step": step.model_copy(update={"name": clean(step.name)}) if step else None,
+            "log_excerpt": clean(job.log_excerpt),
+            "annotations": [
+                Annotation(
+                    path=clean(item.path),
+                    start_line=item.start_line,
+                    annotation_level=item.annotation_level,
+                    message=clean(item.message),
+                )
+                for item in job.annotations
+            ],
+        }
+    )
+
+
+def cleaned_cause(cause: Cause | None) -> Cause | None:
+    """A cause whose evidence (a log line or a message: remote text) is cleaned."""
+    if cause is None or cause.evidence is None:
+        return cause
+    return cause.model_copy(update={"evidence": untrusted.clean(cause.evidence)})
 
 
 def run_summary(

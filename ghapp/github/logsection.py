@@ -12,12 +12,13 @@ so they are paid only for the few lines that end up in the excerpt.
 from __future__ import annotations
 
 import bisect
-import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from ghapp.core.untrusted import clean
 
 ERROR_MARK = b"##[error]"
 # Errors kept per section: the first ones (the summary quotes the first) and the last ones
@@ -30,8 +31,6 @@ CUT_SUFFIX = b" bytes cut]"
 NEVER = b"\xff"  # above every timestamp: the end of an open-ended window
 _SHORTENED = " ...[cut]"  # ends an error line shortened so that every error fits
 
-# CSI (colours, cursor moves), OSC (titles, hyperlinks) and two-byte escapes.
-_ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +113,10 @@ def content_offset(line: bytes) -> int:
 
 
 def render_line(raw: bytes) -> str:
-    """A raw log line as the excerpt shows it: no timestamp, no ANSI codes, no CR."""
+    """A raw log line as the excerpt shows it: no timestamp, no escape sequence or control
+    character, and of a line redrawn with CRs (progress bars) only what stays visible."""
     start = content_offset(raw) if has_timestamp(raw) else 0
-    text = raw[start:].decode("utf-8", "replace").rstrip("\r")
-    if "\r" in text:
-        # A bare CR redraws the line on a terminal (progress bars): keep what stays visible.
-        text = text[text.rfind("\r") + 1 :]
-    if "\x1b" in text:
-        text = _ANSI_RE.sub("", text)
-    return text
+    return clean(raw[start:].decode("utf-8", "replace"))
 
 
 def error_message(raw: bytes) -> str:
