@@ -7,7 +7,9 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,6 +23,7 @@ from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
+from ghapp.store.base import StoreUnavailable
 from ghapp.web import (
     api,
     deliveries_api,
@@ -67,6 +70,24 @@ def _count_github_calls(
             metrics.rate_limit_remaining.labels(str(installation or "app")).set(int(remaining))
 
     return observe
+
+
+# What a client is told to wait before trying again while the database is away.
+STORE_RETRY_AFTER = "5"
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """Any route: the database is away (down, cut off, locked) -> 503 + Retry-After, never a
+    500; any other error stays a 500."""
+    if not StoreUnavailable.covers(exc):
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"error": "internal", "message": "ghapp failed; see its log"}, 500)
+    log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
+    return JSONResponse(
+        {"error": "store_unavailable", "message": "ghapp's database is unavailable; try again"},
+        503,
+        headers={"Retry-After": STORE_RETRY_AFTER},
+    )
 
 
 async def healthz(_request: Request) -> Response:
@@ -223,7 +244,13 @@ def create_app(
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
-    app = Starlette(routes=routes, lifespan=_lifespan)
+    # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
+    # raises again; these are answered where they happen.
+    handlers: dict[Any, Any] = {
+        kind: store_unavailable
+        for kind in (StoreUnavailable, SQLAlchemyError, OSError, TimeoutError)
+    }
+    app = Starlette(routes=routes, lifespan=_lifespan, exception_handlers=handlers)
     app.state.settings = settings
     app.state.retry_base = retry_base
     app.state.request_timeout = request_timeout
