@@ -60,6 +60,15 @@ from ghapp.core.models import (
     Run,
 )
 
+# A `recorded` deployment older than this lost the process that was dispatching it (a
+# request is answered within 5 s): the orphan sweep doubts it, and a repeat of its key is
+# answered with it. Younger, a repeat of its key is `409 in_progress`.
+ORPHAN_AFTER = 15.0
+ORPHANED = (
+    "ghapp stopped before it recorded GitHub's answer to the dispatch, so it may have "
+    "started the run"
+)
+
 
 def new_deployment(
     deployment_id: str,

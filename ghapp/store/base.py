@@ -67,6 +67,8 @@ POOL_WAIT = 3.0
 # migration waits longer, for replicas started together.
 SQLITE_BUSY_MS = 1500
 SQLITE_MIGRATION_BUSY_MS = 30000
+# SQLite: how long a write waits for this process's earlier writes before giving up.
+WRITE_QUEUE_WAIT = 3.0
 # How long /readyz waits for the database.
 READY_WAIT = 2.0
 
@@ -148,9 +150,7 @@ class StoreBase:
         self._inline: InlineReader | None = None
         # SQLite has one writer at a time, and a connection waiting for the write lock polls
         # in sleeps of up to 100 ms: queue this process's writers here instead.
-        self._writes: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
-        )
+        self._writes = asyncio.Lock()
         # Background writes (polls, verdicts, callback outcomes) share commits.
         self._group = GroupCommit(self.begin)
         # Called with every deployment this process wrote, once committed (event streams).
@@ -163,8 +163,26 @@ class StoreBase:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (on SQLite, one at a time in this process)."""
-        async with self._writes, self.engine.begin() as conn:
+        async with self._write_turn(), self.engine.begin() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        # Writers queue here while the file is locked: past WRITE_QUEUE_WAIT the database
+        # counts as unavailable, rather than a request waiting behind every other writer.
+        lock = self._writes
+        try:
+            async with asyncio.timeout(WRITE_QUEUE_WAIT):
+                await lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("the database is locked: writes are queued") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start).

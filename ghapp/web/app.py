@@ -40,6 +40,8 @@ from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
 from ghapp.work.poller import Poller
+from ghapp.work.retention import Retention
+from ghapp.work.workers import Backoff
 
 log = logging.getLogger("ghapp.app")
 # How often stranded work (a verdict half-gathered when a task or a replica died) is looked
@@ -113,12 +115,18 @@ async def readyz(request: Request) -> Response:
 
 
 async def _sweep(engine: Engine) -> None:
+    backoff = Backoff(first=SWEEP_INTERVAL, cap=10.0)
+    wait = SWEEP_INTERVAL
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL)
+        await asyncio.sleep(wait)
         try:
             await engine.resume(stranded_only=True)
-        except Exception:
-            log.exception("sweep failed")
+            backoff.ok()
+            wait = SWEEP_INTERVAL
+        except Exception as exc:
+            wait = backoff.failed()
+            if not StoreUnavailable.covers(exc):
+                log.exception("sweep failed")
 
 
 @contextlib.asynccontextmanager
@@ -192,6 +200,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days, begin=store.begin)
     services.delivery_log = delivery_log
     delivery_log.start()
+    # Every table that grows with traffic is pruned (docs/retention.md).
+    retention = Retention(
+        store, delivery_log_days=settings.delivery_log_days, delivery_log=delivery_log
+    )
+    workers.append(asyncio.create_task(retention.run()))
     if settings.auto_redeliver:
         workers.append(asyncio.create_task(AutoRedeliverer(github).run()))
     resumed = await engine.resume()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from ghapp.core import deploys, releases
+from ghapp.core.deploy_dispatch import ORPHAN_AFTER, ORPHANED
 from ghapp.core.deploys import (
     DeploymentRecord,
     DispatchDoubted,
@@ -36,7 +37,6 @@ from ghapp.store import EnvironmentBusy, IdempotencyConflict
 from ghapp.store.base import StoreUnavailable
 from ghapp.web.dispatching import (
     GITHUB_BUDGET,
-    MAYBE,
     after_binding,
     await_answer,
     prepare_within,
@@ -54,11 +54,6 @@ log = logging.getLogger("ghapp.launch")
 # MIN_WRITE after GitHub's lookups.
 WRITE_BUDGET = 3.3
 MIN_WRITE = 1.0
-# A `recorded` deployment older than this lost the process that was dispatching it (whose
-# request is answered within 5 s): a repeat of its key is answered with it, and the orphan
-# sweep looks for its run. Younger, a repeat of its key is `409 in_progress`.
-ORPHAN_AFTER = 15.0
-ORPHANED = f"ghapp stopped before it recorded GitHub's answer to the dispatch, {MAYBE}"
 # Test-only: SIGKILL this process right after a write-ahead record is committed and before
 # its dispatch request is sent (tests/test_write_ahead.py). Never set it in production.
 KILL_AFTER_RECORD = "GHAPP_TEST_KILL_AFTER_RECORD"
