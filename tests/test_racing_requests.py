@@ -29,7 +29,7 @@ ANSWERED_WITHIN = 1.0
 
 def dispatches(stack: Stack) -> int:
     """Dispatch requests the simulator received, whatever it answered."""
-    return sum(1 for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches"))
+    return stack.sim.api_calls(method="POST", path="/dispatches")
 
 
 @pytest.fixture(params=["postgresql-two-replicas", "sqlite-two-workers"])

@@ -21,7 +21,7 @@ KEY = {"Idempotency-Key": "orchestrator-retry-1"}
 
 def dispatches(stack: Stack) -> int:
     """Dispatch requests the simulator received, whatever it answered."""
-    return sum(1 for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches"))
+    return stack.sim.api_calls(method="POST", path="/dispatches")
 
 
 @pytest.fixture
@@ -56,6 +56,13 @@ async def retry_until_answered(stack: Stack, *, within: float = 60.0) -> tuple[i
         await asyncio.sleep(1.0)
 
 
+async def first_dispatch(stack: Stack) -> None:
+    """Wait until the simulator has the dispatch request."""
+    async with asyncio.timeout(10):
+        while dispatches(stack) == 0:  # noqa: ASYNC110 - the simulator signals nothing
+            await asyncio.sleep(0.02)
+
+
 async def listed(stack: Stack) -> list[dict[str, Any]]:
     status, body = await stack.get("/api/v1/deployments")
     assert status == 200
@@ -71,8 +78,7 @@ async def test_killed_while_github_holds_the_answer_the_retry_dispatches_nothing
     # GitHub takes the dispatch (its run starts) and holds the answer.
     stack.sim.faults.dispatch_answer_delay = 3600.0
     first = asyncio.create_task(stack.deploy("acme/shop", headers=KEY))
-    while dispatches(stack) == 0:
-        await asyncio.sleep(0.05)
+    await first_dispatch(stack)
     await asyncio.sleep(killed_after)
     await server.kill()
     with pytest.raises(aiohttp.ClientError):
@@ -148,8 +154,7 @@ async def test_a_repeat_while_the_first_is_answered_is_409_in_progress(
     await start(stack, server)
     stack.sim.faults.dispatch_answer_delay = 2.0
     first = asyncio.create_task(stack.deploy("acme/shop", headers=KEY))
-    while dispatches(stack) == 0:
-        await asyncio.sleep(0.02)
+    await first_dispatch(stack)
     status, body = await stack.deploy("acme/shop", headers=KEY)
     assert status == 409 and body["error"] == "in_progress", body
     status, answered = await first
