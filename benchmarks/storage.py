@@ -81,6 +81,14 @@ async def fill(store: SqlStore, count: int) -> None:
         assert await store.save(transition.record, enqueue_callback=True)
 
 
+def _vacuumed_size(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("VACUUM")
+    return path.stat().st_size
+
+
 async def measure(database_url: str, count: int) -> dict[str, Any]:
     store = SqlStore(database_url)
     await store.open()
@@ -91,11 +99,7 @@ async def measure(database_url: str, count: int) -> dict[str, Any]:
             async with store.engine.connect() as conn:
                 await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
             await store.close()
-            import sqlite3
-
-            with sqlite3.connect(path) as raw:
-                raw.execute("VACUUM")
-            size = path.stat().st_size
+            size = await asyncio.to_thread(_vacuumed_size, path)
         else:
             async with store.engine.connect() as conn:
                 await conn.execute(text("COMMIT"))

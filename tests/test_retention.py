@@ -105,7 +105,9 @@ async def test_seen_delivery_ids_outlive_a_longer_delivery_log(store: SqlStore) 
     assert not await store.delivery_seen("twenty-days")
 
 
-async def test_a_backlog_is_pruned_in_batches(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_backlog_is_pruned_in_batches(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ghapp.work import retention
 
     monkeypatch.setattr(retention, "PRUNE_BATCH", 100)
