@@ -301,8 +301,8 @@ async def _settle(services: Services, record: DeploymentRecord, event: Event) ->
             raise
         log.warning("dispatch outcome not recorded yet; retrying in the background",
                     extra={"deployment_id": record.id, "error": str(exc)})
-        if not isinstance(event, DispatchNotSent):
-            services.poller.spawn(_settle_later(services, record.id, event))
+        # Even a drop: done before the orphan sweep, a retry with the key dispatches.
+        services.poller.spawn(_settle_later(services, record.id, event))
         return deploys.apply(record, event).record
     return transition.record if transition is not None else record
 
