@@ -234,7 +234,9 @@ async def _start(
     )
     superseding = Superseded(by=deployment_id, at=now)
     try:
-        async with _environment_turn(services, record), _writing(write_by):
+        # The wait for this environment's turn counts too: while the database is away, a
+        # queue of requests must not make the last one wait past its 5 s.
+        async with _writing(write_by), _environment_turn(services, record):
             superseded = await services.store.record_dispatch(
                 record,
                 idempotency_key=key,
