@@ -99,19 +99,12 @@ async def test_api_that_never_answers_is_503_within_5s(
         await stack.close()
 
 
-@pytest.mark.parametrize("warm", [False, True], ids=["lookups-fail", "dispatch-fails"])
-async def test_github_5xx_answers_are_503_within_5s(database_url: str, warm: bool) -> None:
+async def test_github_5xx_to_the_lookups_is_503_within_5s(database_url: str) -> None:
     stack = await Stack.start(database_url, retry_base=1.0)
     stack.sim.add_repository("acme/shop", default_branch="main").add_workflow(
         demo_workflows()["acme/shop"]
     )
     try:
-        if warm:
-            # Installation, token and default branch cached: the dispatch itself gets the 502s.
-            status, first = await stack.deploy("acme/shop")
-            assert status == 202
-            await stack.receiver.wait_for(first["id"])
-        before = len(stack.sim.runs)
         stack.sim.faults.server_errors = 1000
         status, body, elapsed = await timed_deploy(stack)
         assert status == 503 and elapsed < PROMISE, (status, elapsed)
@@ -119,12 +112,46 @@ async def test_github_5xx_answers_are_503_within_5s(database_url: str, warm: boo
         assert str(body["message"]).startswith(
             f"GitHub could not take the dispatch: GitHub API at {where} answered 502"
         )
-        assert len(stack.sim.runs) == before
+        assert len(stack.sim.runs) == 0
         stack.sim.faults.server_errors = 0
-        _, listing = await stack.get("/api/v1/deployments")
-        assert len(listing["deployments"]) == (1 if warm else 0)
+        await nothing_recorded(stack)
     finally:
         await stack.close()
+
+
+async def test_github_5xx_to_the_dispatch_is_202_then_run_not_found(database_url: str) -> None:
+    # Third round: a 5xx answer to the dispatch itself means GitHub may have created the run.
+    # The deployment is kept and answered 202 (`dispatched`, no run), never dispatched again,
+    # and when no run carrying its id appears, its verdict is run_not_found, transient.
+    stack = await Stack.start(database_url, retry_base=1.0, run_lookup_timeout=3, poll_after=0.5)
+    stack.sim.add_repository("acme/shop", default_branch="main").add_workflow(
+        demo_workflows()["acme/shop"]
+    )
+    try:
+        # Installation, token, default branch and workflow file known: the dispatch gets the 502.
+        status, first = await stack.deploy("acme/shop")
+        assert status == 202
+        await stack.receiver.wait_for(first["id"])
+        stack.sim.faults.server_errors = 1
+        status, body, elapsed = await timed_deploy(stack)
+        assert status == 202 and elapsed < PROMISE, (status, body, elapsed)
+        assert body["state"] == "dispatched" and body["run"] is None
+        assert dispatches_sent(stack) == 2  # the first deploy's, and this one, once
+        callback = await stack.receiver.wait_for(str(body["id"]), timeout=60)
+        verdict = callback.deployment["verdict"]
+        assert verdict["reason"] == "run_not_found", verdict
+        assert "GitHub answered 502 to the dispatch" in verdict["summary"]
+        assert verdict["cause"]["category"] == "transient" and verdict["cause"]["retryable"]
+        assert len(stack.sim.runs) == 1
+    finally:
+        await stack.close()
+
+
+def dispatches_sent(stack: Stack) -> int:
+    """Dispatch requests that reached the simulator, whatever it answered."""
+    return sum(
+        1 for r in stack.sim.requests if r.method == "POST" and r.path.endswith("/dispatches")
+    )
 
 
 async def test_late_dispatch_answer_is_202_then_followed_once(stack: Stack) -> None:

@@ -263,6 +263,8 @@ async def test_no_route_answers_500_to_malformed_input(served: Stack) -> None:
             ("deployment_status", {"workflow_run": {"id": 5}, "deployment_status": "x"}),
             ("deployment_status", {"deployment_status": {"environment_url": 5}}),
             ("workflow_job", {"installation": {"id": "x"}}),
+            # A job of a run no deployment watches: its installation id is checked all the same.
+            ("workflow_job", {"workflow_job": {"run_id": 5}, "installation": {"id": "abc"}}),
             ("installation", {"installation": {"id": BIG}, "repository": {"full_name": "a/b"}}),
             ("installation_repositories", {"repository": "x"}),
             ("ping", [1]),

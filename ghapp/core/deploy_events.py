@@ -72,7 +72,7 @@ class DeadlinesChecked:
 
 @dataclass(frozen=True)
 class DispatchAnswered:
-    """GitHub's late answer to a dispatch recorded before it came (the run, when it says)."""
+    """GitHub accepted a recorded dispatch (the run, when its answer names it)."""
 
     run_id: int | None
     html_url: str | None
@@ -82,11 +82,30 @@ class DispatchAnswered:
 
 @dataclass(frozen=True)
 class DispatchRefused:
-    """GitHub's late answer to a dispatch recorded before it came: a refusal, with why."""
+    """GitHub refused a recorded dispatch (a 4xx answer, now or late), with why."""
 
     message: str
     at: datetime
     rules: CauseRules | None = None
+
+
+@dataclass(frozen=True)
+class DispatchNotSent:
+    """The recorded dispatch's request never left ghapp (refused connection, no lookup in
+    time): nothing can have reached GitHub."""
+
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DispatchDoubted:
+    """The recorded dispatch may have reached GitHub, and no usable answer came (a 5xx, a late
+    or lost answer, a process that stopped before recording it): `why` says which, and
+    `lookup_seconds` how long its run is looked for (None: RUN_LOOKUP_TIMEOUT)."""
+
+    why: str
+    at: datetime
+    lookup_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,8 @@ Event = (
     | RunSearched
     | DispatchAnswered
     | DispatchRefused
+    | DispatchNotSent
+    | DispatchDoubted
 )
 
 
@@ -168,7 +189,27 @@ class SendStarted:
     """Queue the `deployment.started` callback (in the same transaction as the new state)."""
 
 
-Action = GatherFailure | FindDeployedUrl | SendCallback | SendStarted | StartRollback
+@dataclass(frozen=True)
+class CancelRun:
+    """Cancel the run on GitHub (a superseded deployment's, once its run is known)."""
+
+    run_id: int
+
+
+@dataclass(frozen=True)
+class DropRecord:
+    """Delete the recorded deployment: its dispatch never left, so it never existed."""
+
+
+Action = (
+    GatherFailure
+    | FindDeployedUrl
+    | SendCallback
+    | SendStarted
+    | StartRollback
+    | CancelRun
+    | DropRecord
+)
 
 
 @dataclass

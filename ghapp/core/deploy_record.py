@@ -9,9 +9,11 @@ from pydantic import Field
 
 from ghapp.core.models import Concurrency, Deployment, OnFailure, Verdict
 
-# Internal progress, finer than the public `state`: `concluding` means GitHub said the run
-# completed and ghapp is gathering what the verdict needs (jobs, logs, the deployed URL).
-Phase = Literal["dispatched", "in_progress", "concluding", "completed"]
+# Internal progress, finer than the public `state`: `recorded` means committed before its
+# dispatch request left (write-ahead; shown nowhere but to its own request, see
+# ghapp.core.deploy_dispatch); `concluding` means GitHub said the run completed and ghapp is
+# gathering what the verdict needs (jobs, logs, the deployed URL).
+Phase = Literal["recorded", "dispatched", "in_progress", "concluding", "completed"]
 
 
 class DeploymentRecord(Deployment):
@@ -25,12 +27,18 @@ class DeploymentRecord(Deployment):
     correlation_id: str | None = None
     deployed_url_seen: str | None = None
     ambiguity: str | None = None
+    # Why ghapp cannot tell whether GitHub took the dispatch (a 5xx, an answer that never
+    # came...): its run is looked for by correlation id, and a verdict says so if none appears.
+    dispatch_doubt: str | None = None
+    # How long the run is looked for when shorter than RUN_LOOKUP_TIMEOUT (a 5xx: 60 s).
+    lookup_seconds: float | None = None
     # When ghapp learnt the run completed: the start of the verdict latency it reports.
     run_completed_seen_at: datetime | None = None
     on_failure: OnFailure = "report"
     concurrency: Concurrency = "queue"
     # A newer deployment of the environment asked for this one to stop (cancel_previous).
     superseded: bool = False
+    superseded_by: str | None = None
     # A failure verdict waiting for its automatic rollback to start, so that the callback
     # can name the rollback (`verdict.rollback`).
     held_verdict: Verdict | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ghapp.core import progress as jobs_progress
-from ghapp.core.deploy_events import Action, RunObserved, SendStarted, Transition
+from ghapp.core.deploy_events import Action, CancelRun, RunObserved, SendStarted, Transition
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_verdict import complete, conclude_action, success_verdict
 from ghapp.core.models import Progress, Run
@@ -54,10 +54,20 @@ def on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
     if event.started_at is not None and (run is None or event.attempt >= run.attempt):
         updated.run_started_at = event.started_at
     refresh_progress(updated)
+    bound: list[Action] = []
+    if run is None:
+        # The run is found: whatever was in doubt about its dispatch is settled.
+        if updated.phase == "recorded":
+            updated.phase = "dispatched"
+        updated.dispatch_doubt = updated.lookup_seconds = None
+        if updated.superseded:
+            bound.append(CancelRun(event.run_id))
     if event.status != "completed":
         if new_rank >= 1:
-            return _start(updated)
-        return Transition(updated, changed=True)
+            started = _start(updated)
+            started.actions[:0] = bound
+            return started
+        return Transition(updated, bound, changed=True)
     updated.run_completed_at = event.updated_at or event.at
     updated.state = "in_progress"
     updated.phase = "concluding"

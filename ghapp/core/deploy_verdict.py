@@ -123,21 +123,17 @@ def _on_report_deadline(record: DeploymentRecord, event: DeadlinesChecked) -> Tr
 
 def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transition:
     """Give up on a run never found, running too long, or a report taking too long."""
-    if record.phase == "completed":
+    if record.phase in ("completed", "recorded"):
+        # A recorded dispatch is its request's until the orphan sweep doubts it.
         return Transition(record)
     if record.phase == "concluding":
         return _on_report_deadline(record, event)
     waited = (event.at - record.dispatched_at).total_seconds()
     if record.run is None:
-        if waited < event.run_lookup_timeout:
+        lookup = min(event.run_lookup_timeout, record.lookup_seconds or event.run_lookup_timeout)
+        if waited < lookup:
             return Transition(record)
-        detail = f" ({record.ambiguity})" if record.ambiguity else ""
-        verdict = Verdict(
-            status="failure",
-            reason="run_not_found",
-            summary=f"No run of {record.workflow} on {record.repository}@{record.ref} could be "
-            f"identified within {event.run_lookup_timeout:g} s of the dispatch{detail}.",
-        )
+        verdict = Verdict(status="failure", reason="run_not_found", summary=_lost(record, lookup))
         verdict.cause = rules_of(event.rules).classify(
             Failure(reason="run_not_found", log=verdict.summary)
         )
@@ -152,6 +148,19 @@ def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transitio
     )
     verdict.cause = rules_of(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
     return complete(record.model_copy(deep=True), verdict, event.at)
+
+
+def _lost(record: DeploymentRecord, lookup: float) -> str:
+    where = f"{record.workflow} on {record.repository}@{record.ref}"
+    if record.dispatch_doubt is not None:
+        # The cause rules read "may have started the run" as transient: deploying again is
+        # the remedy, under a new Idempotency-Key.
+        return (
+            f"No run of {where} carrying its correlation id appeared within {lookup:g} s of "
+            f"the dispatch: {record.dispatch_doubt}. None did; deploy again if still wanted."
+        )
+    detail = f" ({record.ambiguity})" if record.ambiguity else ""
+    return f"No run of {where} could be identified within {lookup:g} s of the dispatch{detail}."
 
 
 def conclude_action(record: DeploymentRecord, run: Run) -> Action:

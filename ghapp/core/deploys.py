@@ -7,16 +7,23 @@ from ghapp.core.deploy_dispatch import (
     environment_of,
     new_deployment,
     on_dispatch_answered,
+    on_dispatch_doubted,
+    on_dispatch_not_sent,
     on_dispatch_refused,
     on_run_searched,
+    recorded_deployment,
     rejected_deployment,
 )
 from ghapp.core.deploy_events import (
     Action,
+    CancelRun,
     DeadlinesChecked,
     DeployedUrlFound,
     DispatchAnswered,
+    DispatchDoubted,
+    DispatchNotSent,
     DispatchRefused,
+    DropRecord,
     EnvironmentObserved,
     Event,
     FailureGathered,
@@ -53,11 +60,15 @@ __all__ = [
     "HEARD_RESOLUTION",
     "NO_ROLLBACK_REASONS",
     "Action",
+    "CancelRun",
     "DeadlinesChecked",
     "DeployedUrlFound",
     "DeploymentRecord",
     "DispatchAnswered",
+    "DispatchDoubted",
+    "DispatchNotSent",
     "DispatchRefused",
+    "DropRecord",
     "EnvironmentObserved",
     "Event",
     "FailureGathered",
@@ -77,6 +88,7 @@ __all__ = [
     "environment_of",
     "new_deployment",
     "pending_actions",
+    "recorded_deployment",
     "rejected_deployment",
     "report_deadline",
     "report_started",
@@ -111,6 +123,10 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return on_dispatch_answered(record, event)
     if isinstance(event, DispatchRefused):
         return on_dispatch_refused(record, event)
+    if isinstance(event, DispatchNotSent):
+        return on_dispatch_not_sent(record, event)
+    if isinstance(event, DispatchDoubted):
+        return on_dispatch_doubted(record, event)
     return on_deadlines(record, event)
 
 

@@ -47,6 +47,10 @@ class GitHubAPI(gidgethub.aiohttp.GitHubAPI):
             await self.sleep(rate_limit_wait(exception.headers, time.time()))
             return True
         if status >= 500:
+            if method == "POST" and url.endswith("/dispatches"):
+                # GitHub may have created the run before failing: sending the dispatch again
+                # could deploy twice. The caller records it as in doubt instead.
+                return False
             await self.sleep(backoff(attempt, base=self.retry_base, cap=30.0))
             return True
         return False
@@ -83,7 +87,7 @@ class GitHubAPI(gidgethub.aiohttp.GitHubAPI):
                         dispatch_watch.not_connected()
                     raise
                 if dispatch_watch is not None:
-                    dispatch_watch.answered()
+                    dispatch_watch.answered(answer[0])
                 self.observe(method, url, answer[0], answer[1])
                 return answer
         raise AssertionError("unreachable")

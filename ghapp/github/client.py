@@ -27,6 +27,8 @@ USER_AGENT = "ghapp"
 DISPATCH_API_VERSION = "2026-03-10"
 # Tokens live an hour; renew a few minutes early so none expires mid-request.
 TOKEN_RENEW_MARGIN = 300.0
+# How long what a workflow file declares is believed before it is read again (by ETag).
+WORKFLOW_FILE_TTL = 60.0
 
 
 class GitHubUnavailable(Exception):
@@ -66,6 +68,11 @@ class GitHubClient:
         )
         self._installations: TTLCache[str, int] = TTLCache(maxsize=4096, ttl=3600)
         self._default_branches: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=600)
+        # Whether a workflow on a ref declares an input: read again (a 304 when unchanged)
+        # at most this often, so a burst of deploys reads the file once.
+        self._declared: TTLCache[tuple[str, str, str, str], bool] = TTLCache(
+            maxsize=4096, ttl=WORKFLOW_FILE_TTL
+        )
         # ETags of GET answers, so a repeated poll is a 304 that costs no rate limit.
         self._etags: LRUCache[str, Any] = LRUCache(maxsize=2048)
         self._locks: LRUCache[str, asyncio.Lock] = LRUCache(maxsize=8192)
@@ -251,6 +258,26 @@ class GitHubClient:
         if not isinstance(data, dict) or data.get("encoding") != "base64":
             return None
         return base64.b64decode(data.get("content") or "").decode("utf-8", "replace")
+
+    async def declares_input(
+        self, repository: str, installation_id: int, workflow: str, ref: str, name: str
+    ) -> bool:
+        """Whether the workflow file on the ref declares a workflow_dispatch input (a file
+        that cannot be read declares none); read by ETag, believed WORKFLOW_FILE_TTL."""
+        from ghapp.core.correlation import declares_input
+
+        key = (repository.lower(), workflow, ref, name)
+        cached = self._declared.get(key)
+        if cached is not None:
+            return cached
+        async with self._lock(f"workflow:{key}"):
+            cached = self._declared.get(key)
+            if cached is not None:
+                return cached
+            text = await self.workflow_file(repository, installation_id, workflow, ref)
+            declared = text is not None and declares_input(text, name)
+            self._declared[key] = declared
+            return declared
 
     async def dispatch_runs(
         self, repository: str, installation_id: int, workflow: str, ref: str, since: str

@@ -1,8 +1,10 @@
 """Dispatching a workflow: the 2026-03-10 way that returns the run id, and the old way.
 
-GitHub Enterprise Server 3.20 and older refuse the API version and answer 204 without the
-run, so ghapp then sends a correlation input (when the workflow declares it) and finds the
-run whose display_title carries it (see ghapp.core.correlation)."""
+Every dispatch carries the correlation input (`ghapp_id` = the deployment id) when the
+workflow file on the ref declares it, on github.com as on GitHub Enterprise Server: a run
+whose dispatch answer was lost (a 5xx, a reset, a crash) is then found by its title (see
+ghapp.core.correlation). GHES 3.20 and older refuse the API version and answer 204 without the
+run; the correlation input is how ghapp finds it there."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 
 import gidgethub
 
-from ghapp.core.correlation import CORRELATION_INPUT, declares_input
+from ghapp.core.correlation import CORRELATION_INPUT
 from ghapp.github.client import GitHubClient
 
 
@@ -38,14 +40,19 @@ def _message(exc: gidgethub.HTTPException) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a dispatch goes, once looked up: the installation and the ref."""
+    """Where a dispatch goes, once looked up: the installation, the ref, and whether the
+    workflow declares the correlation input."""
 
     installation_id: int
     ref: str
+    correlate: bool = False
 
 
-async def prepare(github: GitHubClient, repository: str, ref: str | None) -> Target:
-    """The lookups before a dispatch (installation, default branch); nothing is dispatched."""
+async def prepare(
+    github: GitHubClient, repository: str, ref: str | None, workflow: str
+) -> Target:
+    """The lookups before a dispatch (installation, default branch, token, whether the
+    workflow declares `ghapp_id`); nothing is dispatched."""
     try:
         installation = await github.installation_for(repository)
     except gidgethub.BadRequest as exc:
@@ -58,7 +65,10 @@ async def prepare(github: GitHubClient, repository: str, ref: str | None) -> Tar
         ref = await github.default_branch(repository, installation)
     # The token too, so that what is left is the dispatch request itself.
     await github.token(installation)
-    return Target(installation, ref)
+    correlate = await github.declares_input(
+        repository, installation, workflow, ref, CORRELATION_INPUT
+    )
+    return Target(installation, ref, correlate)
 
 
 async def send(
@@ -72,55 +82,87 @@ async def send(
 ) -> Dispatched:
     """Dispatch a workflow to a prepared target; GitHub's refusal raises DispatchRejected."""
     installation, ref = target.installation_id, target.ref
-    body = {"ref": ref, "inputs": dict(inputs)}
+    correlate = target.correlate and CORRELATION_INPUT not in inputs
+    tagged = {**inputs, CORRELATION_INPUT: correlation_id} if correlate else dict(inputs)
     try:
-        details = await github.post_dispatch(
-            repository, installation, workflow, body, versioned=True
+        details = await _post(github, repository, workflow, target, tagged, versioned=True)
+    except _InputRefused:
+        # The file read and the one GitHub runs disagree: dispatch without the input.
+        correlate = False
+        try:
+            details = await _post(github, repository, workflow, target, dict(inputs),
+                                  versioned=True)
+        except _InputRefused as exc:
+            raise DispatchRejected(str(exc)) from None
+    except _VersionRefused:
+        # The server does not know API version 2026-03-10: a GHES of 3.20 or older.
+        return await _dispatch_old_way(github, repository, workflow, target, inputs, tagged,
+                                       correlate, correlation_id)
+    correlated = correlation_id if correlate else None
+    if details is None:
+        # 204: the dispatch happened without run details.
+        return Dispatched(installation, ref, correlation_id=correlated)
+    return Dispatched(
+        installation,
+        ref,
+        run_id=int(details["workflow_run_id"]),
+        html_url=details.get("html_url"),
+        correlation_id=correlated,
+    )
+
+
+class _InputRefused(Exception):
+    """422 "Unexpected inputs": nothing was dispatched."""
+
+
+class _VersionRefused(Exception):
+    """400 to the versioned request: nothing was dispatched."""
+
+
+async def _post(
+    github: GitHubClient,
+    repository: str,
+    workflow: str,
+    target: Target,
+    inputs: Mapping[str, Any],
+    *,
+    versioned: bool,
+) -> dict[str, Any] | None:
+    body = {"ref": target.ref, "inputs": dict(inputs)}
+    try:
+        return await github.post_dispatch(
+            repository, target.installation_id, workflow, body, versioned=versioned
         )
     except gidgethub.BadRequest as exc:
-        if int(exc.status_code) != 400:
-            raise _rejected(exc) from exc
-        # The server does not know API version 2026-03-10: a GHES of 3.20 or older.
-        return await _dispatch_old_way(
-            github, repository, installation, workflow, ref, inputs, correlation_id
-        )
-    if details is None:
-        # 204: the dispatch happened without run details and without a correlation input.
-        return Dispatched(installation, ref)
-    return Dispatched(
-        installation, ref, run_id=int(details["workflow_run_id"]), html_url=details.get("html_url")
-    )
+        status = int(exc.status_code)
+        if versioned and status == 400:
+            raise _VersionRefused(str(exc)) from exc
+        if status == 422 and "unexpected inputs" in str(exc).lower():
+            raise _InputRefused(_message(exc)) from exc
+        raise _rejected(exc) from exc
 
 
 async def _dispatch_old_way(
     github: GitHubClient,
     repository: str,
-    installation: int,
     workflow: str,
-    ref: str,
+    target: Target,
     inputs: Mapping[str, Any],
+    tagged: Mapping[str, Any],
+    correlate: bool,
     correlation_id: str,
 ) -> Dispatched:
-    text = await github.workflow_file(repository, installation, workflow, ref)
-    correlate = (
-        text is not None
-        and CORRELATION_INPUT not in inputs
-        and declares_input(text, CORRELATION_INPUT)
-    )
+    installation, ref = target.installation_id, target.ref
     if correlate:
-        body = {"ref": ref, "inputs": {**inputs, CORRELATION_INPUT: correlation_id}}
         try:
-            await github.post_dispatch(repository, installation, workflow, body, versioned=False)
+            await _post(github, repository, workflow, target, tagged, versioned=False)
             return Dispatched(installation, ref, correlation_id=correlation_id)
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) != 422 or "unexpected inputs" not in str(exc).lower():
-                raise _rejected(exc) from exc
-            # The file on disk and the one GitHub runs disagree: dispatch without the input.
-    body = {"ref": ref, "inputs": dict(inputs)}
+        except _InputRefused:
+            pass  # the file on disk and the one GitHub runs disagree: without the input
     try:
-        await github.post_dispatch(repository, installation, workflow, body, versioned=False)
-    except gidgethub.BadRequest as exc:
-        raise _rejected(exc) from exc
+        await _post(github, repository, workflow, target, dict(inputs), versioned=False)
+    except _InputRefused as exc:
+        raise DispatchRejected(str(exc)) from None
     return Dispatched(installation, ref)
 
 

@@ -28,23 +28,30 @@ class DispatchWatch:
     in_flight: bool = False
     # The last failure seen, as a sentence naming the host (for the 503's message).
     last_error: str | None = None
+    # The status of the last answer to a dispatch request (a 5xx: GitHub may have the run).
+    status: int | None = None
+    # A dispatch request may have reached GitHub at some point (it was started or written).
+    maybe_sent: bool = False
 
     def starting(self) -> None:
         """A dispatch request is about to be sent."""
         if not self.traced:
-            self.in_flight = True
+            self.in_flight = self.maybe_sent = True
 
     def written(self) -> None:
         """The request's headers were written to the connection (from the session's trace)."""
-        self.in_flight = True
+        self.in_flight = self.maybe_sent = True
 
-    def answered(self) -> None:
+    def answered(self, status: int = 200) -> None:
         """GitHub's answer came: whatever it says, nothing is in flight any more."""
         self.in_flight = False
+        self.status = status
 
     def not_connected(self) -> None:
         """The request failed before a connection existed: it never left."""
         self.in_flight = False
+        if not self.traced:
+            self.maybe_sent = False
 
 
 current: contextvars.ContextVar[DispatchWatch | None] = contextvars.ContextVar(

@@ -185,6 +185,9 @@ class Faults:
     dispatch_answer_delay: float = 0.0
     # The API host takes a dispatch, then resets the connection instead of answering.
     reset_dispatch_answer: bool = False
+    # The API host takes this many dispatches (each run starts) and answers each 502: GitHub
+    # failing after it created the run.
+    error_after_dispatch: int = 0
     # Every API request answers 502 until this time.monotonic() (GitHub down for a while).
     server_errors_until: float = 0.0
 

@@ -137,6 +137,11 @@ def register(router: Router, sim: Simulator) -> None:
             sim.faults.server_errors_until = max(sim.faults.server_errors_until, until)
         if sim.faults.webhooks_before_answer:
             await sim.wait_for_run(run.id)
+        if sim.faults.error_after_dispatch > 0:
+            sim.faults.error_after_dispatch -= 1
+            if call.record is not None:
+                call.record.fault = "error_after_dispatch"
+            raise ApiError(502, "Server Error")
         if sim.faults.reset_dispatch_answer:
             if call.record is not None:
                 call.record.fault = "reset_dispatch_answer"

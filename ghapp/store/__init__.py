@@ -1,5 +1,5 @@
 """Durable state: deployments, seen webhook deliveries and the callback outbox."""
 
-from ghapp.store.sql import IdempotencyConflict, OutboxItem, SqlStore
+from ghapp.store.sql import EnvironmentBusy, IdempotencyConflict, OutboxItem, SqlStore
 
-__all__ = ["IdempotencyConflict", "OutboxItem", "SqlStore"]
+__all__ = ["EnvironmentBusy", "IdempotencyConflict", "OutboxItem", "SqlStore"]

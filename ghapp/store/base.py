@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -33,6 +33,44 @@ def async_url(database_url: str) -> str:
             return "postgresql+asyncpg://" + database_url.removeprefix(prefix)
     raise ValueError(f"unsupported DATABASE_URL {database_url!r}")
 
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or written now (down, cut off, locked, too slow)."""
+
+    @staticmethod
+    def covers(error: BaseException) -> bool:
+        """Whether an error means the database is unavailable (as opposed to a bug)."""
+        if isinstance(
+            error,
+            StoreUnavailable
+            | exc.OperationalError
+            | exc.InterfaceError
+            | exc.DisconnectionError
+            | exc.TimeoutError
+            | OSError
+            | TimeoutError,
+        ):
+            return True
+        if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+            return True
+        # asyncpg's own errors, where SQLAlchemy did not wrap them (connecting, mostly).
+        names = {cls.__name__ for cls in type(error).__mro__}
+        return bool(names & {"PostgresConnectionError", "InterfaceError", "ConnectionError"})
+
+
+# How long a connection attempt to PostgreSQL, and a wait for a pooled connection, may take:
+# past it the database counts as unavailable (requests answer 503 within their 5 s).
+CONNECT_TIMEOUT = 3.0
+POOL_WAIT = 3.0
+# SQLite: how long a write waits for another process's lock before the database counts as
+# locked (a locked database is an outage: requests must answer within 5 s). Starting up, the
+# migration waits longer, for replicas started together.
+SQLITE_BUSY_MS = 1500
+SQLITE_MIGRATION_BUSY_MS = 30000
+# SQLite: how long a write waits for this process's earlier writes before giving up.
+WRITE_QUEUE_WAIT = 3.0
+# How long /readyz waits for the database.
+READY_WAIT = 2.0
 
 # Any constant will do, as long as every replica takes the same one around migrating.
 MIGRATION_LOCK = 0x6768617070  # "ghapp"
@@ -55,18 +93,18 @@ def create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, busy_ms: int = SQLITE_BUSY_MS) -> None:
     # WAL lets the poller read while a webhook writes; a crashed process loses no commit.
     # The busy timeout first: processes opening a new file together wait for each other.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
 def _sqlite_explicit_transactions(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
+    _sqlite_pragmas(dbapi_connection, record, SQLITE_MIGRATION_BUSY_MS)
     # The driver's own BEGIN would be a deferred one: `_begin_immediate` sends it instead.
     dbapi_connection.isolation_level = None
 
@@ -85,9 +123,18 @@ class StoreBase:
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
-            # No pre-ping: it costs a round trip per checkout; a dead connection is replaced
-            # when it fails, and recycling bounds how stale one can get.
-            kwargs = {"pool_size": 10, "max_overflow": 10, "pool_recycle": 1800}
+            # Pre-ping: a connection that died while pooled (PostgreSQL restarted, the network
+            # cut) is found and replaced before a request uses it, for one round trip per
+            # checkout. Bounded waits: an unreachable database is an error within seconds,
+            # never a request hanging.
+            kwargs = {
+                "pool_size": 10,
+                "max_overflow": 10,
+                "pool_recycle": 1800,
+                "pool_pre_ping": True,
+                "pool_timeout": POOL_WAIT,
+                "connect_args": {"timeout": CONNECT_TIMEOUT},
+            }
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -103,9 +150,7 @@ class StoreBase:
         self._inline: InlineReader | None = None
         # SQLite has one writer at a time, and a connection waiting for the write lock polls
         # in sleeps of up to 100 ms: queue this process's writers here instead.
-        self._writes: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
-        )
+        self._writes = asyncio.Lock()
         # Background writes (polls, verdicts, callback outcomes) share commits.
         self._group = GroupCommit(self.begin)
         # Called with every deployment this process wrote, once committed (event streams).
@@ -118,8 +163,26 @@ class StoreBase:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (on SQLite, one at a time in this process)."""
-        async with self._writes, self.engine.begin() as conn:
+        async with self._write_turn(), self.engine.begin() as conn:
             yield conn
+
+    @contextlib.asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        # Writers queue here while the file is locked: past WRITE_QUEUE_WAIT the database
+        # counts as unavailable, rather than a request waiting behind every other writer.
+        lock = self._writes
+        try:
+            async with asyncio.timeout(WRITE_QUEUE_WAIT):
+                await lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("the database is locked: writes are queued") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     async def open(self) -> None:
         """Bring the schema up to date (migrations run on every start).
@@ -187,6 +250,13 @@ class StoreBase:
         return True, _record(_RecordRow(*row)) if row is not None else None
 
     async def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        async with self.reader.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        """Raise if the database cannot be reached, or (SQLite) written, within READY_WAIT."""
+        async with asyncio.timeout(READY_WAIT):
+            if not self.is_sqlite:
+                async with self.reader.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                return
+            # A locked SQLite file still reads (WAL): ask for the write lock, and let it go.
+            async with self.engine.connect() as conn:
+                await conn.execute(text("BEGIN IMMEDIATE"))
+                await conn.execute(text("ROLLBACK"))

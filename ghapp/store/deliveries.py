@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import random
 import time
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ghapp.store.base import StoreBase
@@ -13,7 +12,8 @@ from ghapp.store.schema import early_runs, seen_deliveries
 
 
 class Deliveries(StoreBase):
-    """Delivery ids seen (GitHub redelivers) and run webhooks noted before their deployment."""
+    """Delivery ids seen (GitHub redelivers) and run webhooks noted before their deployment
+    (both pruned by ghapp.work.retention)."""
 
     async def delivery_seen(self, delivery_id: str) -> bool:
         """Whether a webhook delivery already changed a deployment."""
@@ -26,14 +26,6 @@ class Deliveries(StoreBase):
                 )
             ).first()
         return row is not None
-
-    async def forget_deliveries(self, before: float) -> int:
-        """Drop delivery ids older than a time (GitHub redelivers for days, not forever)."""
-        async with self.begin() as conn:
-            result = await conn.execute(
-                delete(seen_deliveries).where(seen_deliveries.c.received_at < before)
-            )
-        return int(result.rowcount)
 
     async def note_early_run(self, run_id: int, run: str) -> None:
         """Keep a run's latest webhook (JSON) for a deployment that may not be stored yet."""
@@ -52,10 +44,6 @@ class Deliveries(StoreBase):
                         )
                 except IntegrityError:
                     pass  # another process noted it at the same moment: either copy will do
-            if random.random() < 0.01:  # now and then is enough to keep the table small
-                await conn.execute(
-                    delete(early_runs).where(early_runs.c.received_at < now - 3600)
-                )
 
     async def early_run(self, run_id: int) -> str | None:
         """The run's webhook noted before its deployment was stored, if any."""

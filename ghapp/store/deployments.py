@@ -154,6 +154,8 @@ class Deployments(StoreBase):
                     )
                 )
             )
+        # A dispatch not yet sent is shown to its own request only (it may yet be dropped).
+        query = query.where(deployments.c.phase != "recorded")
         if repository:
             query = query.where(deployments.c.repository == repository)
         if state:
@@ -307,7 +309,9 @@ class Deployments(StoreBase):
         async with self.reader.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(deployments.c.state, func.count()).group_by(deployments.c.state)
+                    select(deployments.c.state, func.count())
+                    .where(deployments.c.phase != "recorded")
+                    .group_by(deployments.c.state)
                 )
             ).all()
         return {str(state): int(count) for state, count in rows}

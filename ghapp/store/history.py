@@ -1,18 +1,14 @@
-"""Release history and the per-environment lock of the concurrency rules, in SQL."""
+"""Release history, environments and restore times, in SQL."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store.aio import AsyncConnection
-from ghapp.store.schema import deployments, environment_locks
+from ghapp.store.schema import deployments
 
 if TYPE_CHECKING:
     from ghapp.store.sql import SqlStore
@@ -52,7 +48,7 @@ async def environments(store: SqlStore, repository: str) -> list[str]:
         return []
     query = (
         select(deployments.c.environment)
-        .where(deployments.c.repository == repository)
+        .where(deployments.c.repository == repository, deployments.c.phase != "recorded")
         .group_by(deployments.c.environment)
         .order_by(deployments.c.environment)
     )
@@ -76,43 +72,11 @@ async def unfinished_in(
     return [str(row[0]) for row in (await conn.execute(query)).all()]
 
 
-@contextlib.asynccontextmanager
-async def environment_guard(
-    store: SqlStore, repository: str, environment: str
-) -> AsyncIterator[AsyncConnection]:
-    """A write transaction holding the environment's lock row until it ends.
-
-    Writing the row takes PostgreSQL's row lock (other replicas wait for it) and SQLite's
-    write lock at once (as BEGIN IMMEDIATE would): what the caller reads and inserts inside
-    is decided by one request at a time."""
-    where = (
-        environment_locks.c.repository == repository,
-        environment_locks.c.environment == environment,
-    )
-    async with store.begin() as conn:
-        taken = await conn.execute(
-            update(environment_locks).where(*where).values(locked_at=time.time())
-        )
-        if not taken.rowcount:
-            try:
-                async with conn.begin_nested():
-                    await conn.execute(
-                        insert(environment_locks).values(
-                            repository=repository, environment=environment, locked_at=time.time()
-                        )
-                    )
-            except IntegrityError:
-                # Another request created the row first (and held it until its commit).
-                await conn.execute(
-                    update(environment_locks).where(*where).values(locked_at=time.time())
-                )
-        yield conn
-
-
 async def environment_pairs(store: SqlStore, limit: int = 50) -> list[tuple[str, str]]:
     """Every (repository, environment) deployed to, by name (at most `limit`)."""
     query = (
         select(deployments.c.repository, deployments.c.environment)
+        .where(deployments.c.phase != "recorded")
         .group_by(deployments.c.repository, deployments.c.environment)
         .order_by(deployments.c.repository, deployments.c.environment)
         .limit(limit)

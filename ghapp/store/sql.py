@@ -1,13 +1,12 @@
 """The durable store on SQLAlchemy Core: SQLite by default, PostgreSQL for several replicas.
 
 `SqlStore` is put together from one part per concept: the engine and schema upgrades
-(`base`), deployments, leases, the callback outbox and webhook delivery bookkeeping;
-statements and row mapping live in `rows`.
+(`base`), deployments and their write-ahead dispatches, leases, the callback outbox and
+webhook delivery bookkeeping; statements and row mapping live in `rows`.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from ghapp.core.deploys import DeploymentRecord
@@ -21,8 +20,9 @@ from ghapp.store.callbacks import Callbacks
 from ghapp.store.callbacks import OutboxItem as OutboxItem
 from ghapp.store.deliveries import Deliveries
 from ghapp.store.deployments import HISTORY as HISTORY
-from ghapp.store.deployments import Deployments
 from ghapp.store.deployments import IdempotencyConflict as IdempotencyConflict
+from ghapp.store.dispatches import Dispatches
+from ghapp.store.dispatches import EnvironmentBusy as EnvironmentBusy
 from ghapp.store.leases import Leases
 from ghapp.store.rows import COMPLETED as COMPLETED
 from ghapp.store.rows import STARTED as STARTED
@@ -32,7 +32,7 @@ from ghapp.store.rows import select_records as select_records
 from ghapp.store.rows import storable as storable
 
 
-class SqlStore(Deployments, Leases, Callbacks, Deliveries):
+class SqlStore(Dispatches, Leases, Callbacks, Deliveries):
     """Deployments, seen deliveries and the callback outbox in one SQL database."""
 
     # --- releases, concurrency, statistics (ghapp.store.history, ghapp.store.stats) ---------
@@ -62,12 +62,6 @@ class SqlStore(Deployments, Leases, Callbacks, Deliveries):
         return await stats.daily(
             self, since=since, repository=repository, environment=environment
         )
-
-    def environment_guard(
-        self, repository: str, environment: str
-    ) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        """A transaction holding the environment's lock (see `history.environment_guard`)."""
-        return history.environment_guard(self, repository, environment)
 
     async def unfinished_in(
         self, repository: str, environment: str, conn: AsyncConnection | None = None

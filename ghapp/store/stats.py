@@ -57,6 +57,10 @@ SELECT {group}, {which}, {column} FROM (
 """
 
 
+# Dispatches not yet sent (`recorded`) may yet be dropped: they count nowhere.
+_WINDOW = "created_at >= :since AND phase <> 'recorded'"
+
+
 def _filters(repository: str | None, environment: str | None) -> str:
     clauses = []
     if repository is not None:
@@ -124,7 +128,7 @@ async def deployment_stats(
     environment: str | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per repository and environment with deployments created since a time."""
-    window = "created_at >= :since" + _filters(repository, environment)
+    window = _WINDOW + _filters(repository, environment)
     params: dict[str, Any] = {"since": since}
     if repository is not None:
         params["repository"] = repository
@@ -199,7 +203,7 @@ async def daily(
     """Per UTC day (days since the epoch): successes, counted failures, mean duration."""
     # PostgreSQL rounds a float cast to integer; SQLite truncates (and may lack FLOOR).
     day = "CAST(created_at / 86400 AS INTEGER)" if store.is_sqlite else "FLOOR(created_at / 86400)"
-    window = "created_at >= :since" + _filters(repository, environment)
+    window = _WINDOW + _filters(repository, environment)
     params: dict[str, Any] = {"since": since}
     if repository is not None:
         params["repository"] = repository

@@ -231,6 +231,14 @@ async def start_answer(
         return error(
             409, "idempotency_conflict", "this Idempotency-Key was used with another body"
         )
+    except launch.InProgress:
+        return error(
+            409,
+            "in_progress",
+            "the first request with this Idempotency-Key is still being answered; "
+            "send it again in a few seconds",
+            headers={"Retry-After": "2"},
+        )
     except launch.Conflict as exc:
         return error(409, "conflict", str(exc), deployment_id=exc.deployment_id)
     except launch.NoRelease as exc:

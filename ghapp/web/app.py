@@ -7,7 +7,9 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,6 +23,7 @@ from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
+from ghapp.store.base import StoreUnavailable
 from ghapp.web import (
     api,
     deliveries_api,
@@ -37,6 +40,8 @@ from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
 from ghapp.work.poller import Poller
+from ghapp.work.retention import Retention
+from ghapp.work.workers import Backoff
 
 log = logging.getLogger("ghapp.app")
 # How often stranded work (a verdict half-gathered when a task or a replica died) is looked
@@ -69,6 +74,24 @@ def _count_github_calls(
     return observe
 
 
+# What a client is told to wait before trying again while the database is away.
+STORE_RETRY_AFTER = "5"
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """Any route: the database is away (down, cut off, locked) -> 503 + Retry-After, never a
+    500; any other error stays a 500."""
+    if not StoreUnavailable.covers(exc):
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"error": "internal", "message": "ghapp failed; see its log"}, 500)
+    log.warning("database unavailable", extra={"path": request.url.path, "error": str(exc)})
+    return JSONResponse(
+        {"error": "store_unavailable", "message": "ghapp's database is unavailable; try again"},
+        503,
+        headers={"Retry-After": STORE_RETRY_AFTER},
+    )
+
+
 async def healthz(_request: Request) -> Response:
     """GET /healthz: the process is alive."""
     return JSONResponse({"status": "ok"})
@@ -92,12 +115,18 @@ async def readyz(request: Request) -> Response:
 
 
 async def _sweep(engine: Engine) -> None:
+    backoff = Backoff(first=SWEEP_INTERVAL, cap=10.0)
+    wait = SWEEP_INTERVAL
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL)
+        await asyncio.sleep(wait)
         try:
             await engine.resume(stranded_only=True)
-        except Exception:
-            log.exception("sweep failed")
+            backoff.ok()
+            wait = SWEEP_INTERVAL
+        except Exception as exc:
+            wait = backoff.failed()
+            if not StoreUnavailable.covers(exc):
+                log.exception("sweep failed")
 
 
 @contextlib.asynccontextmanager
@@ -171,6 +200,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     delivery_log = DeliveryLog(store.engine, days=settings.delivery_log_days, begin=store.begin)
     services.delivery_log = delivery_log
     delivery_log.start()
+    # Every table that grows with traffic is pruned (docs/retention.md).
+    retention = Retention(
+        store, delivery_log_days=settings.delivery_log_days, delivery_log=delivery_log
+    )
+    workers.append(asyncio.create_task(retention.run()))
     if settings.auto_redeliver:
         workers.append(asyncio.create_task(AutoRedeliverer(github).run()))
     resumed = await engine.resume()
@@ -223,7 +257,13 @@ def create_app(
         *deploykey_api.routes, *deliveries_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
-    app = Starlette(routes=routes, lifespan=_lifespan)
+    # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
+    # raises again; these are answered where they happen.
+    handlers: dict[Any, Any] = {
+        kind: store_unavailable
+        for kind in (StoreUnavailable, SQLAlchemyError, OSError, TimeoutError)
+    }
+    app = Starlette(routes=routes, lifespan=_lifespan, exception_handlers=handlers)
     app.state.settings = settings
     app.state.retry_base = retry_base
     app.state.request_timeout = request_timeout

@@ -1,10 +1,12 @@
 """The synchronous dispatch behind `POST /api/v1/deployments`: an answer within 5 s.
 
-Where no dispatch can have reached GitHub (connection refused, 5xx answers, lookups that did
-not finish), the answer is `503` and nothing is recorded. Where a dispatch request was sent
-and its answer is late, the deployment is recorded (`dispatched`, run unknown) and answered
-`202`, and the answer is awaited in the background: the run, a refusal, or (no answer at all)
-the run is found by listing, as for a dispatch that names no run."""
+The lookups (`prepare_within`) come before the deployment is recorded; the dispatch request
+(`send_within`) after. What the request did is told to the state machine as one event
+(see ghapp.core.deploy_dispatch for what each leads to): GitHub's answer (`DispatchAnswered`,
+`DispatchRefused`), a request that never left (`DispatchNotSent`: the record is dropped and
+the orchestrator gets `503`), or one that may have reached GitHub without a usable answer
+(`DispatchDoubted`: a 5xx, a broken connection, an answer still to come, which is then
+awaited in the background)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,14 @@ from typing import TYPE_CHECKING
 import gidgethub
 from pydantic_core import from_json
 
-from ghapp.core.deploys import DeploymentRecord, DispatchAnswered, DispatchRefused, Event
+from ghapp.core.deploys import (
+    DeploymentRecord,
+    DispatchAnswered,
+    DispatchDoubted,
+    DispatchNotSent,
+    DispatchRefused,
+    Event,
+)
 from ghapp.core.models import DeploymentRequest
 from ghapp.github import inflight
 from ghapp.github.client import GitHubUnavailable
@@ -30,8 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ghapp.api")
 # Of the 5 s the orchestrator is promised, what GitHub may take; the rest is ghapp's own work
-# (storing the deployment, answering).
+# (recording the deployment, answering).
 GITHUB_BUDGET = 4.0
+# A 5xx answer to the dispatch: how long its run is looked for before `run_not_found`.
+DOUBTED_5XX_LOOKUP = 60.0
+MAYBE = "so it may have started the run"
 
 
 def _said(exc: gidgethub.HTTPException) -> str:
@@ -45,35 +57,60 @@ def _late(services: Services, watch: inflight.DispatchWatch) -> str:
 
 
 @dataclass
-class Sent:
-    """What GitHub made of a dispatch within the budget: accepted (`dispatched`), refused
-    (`refused`, GitHub's message, on `ref`), or sent with its answer still to come (`pending`)."""
+class Prepared:
+    """The lookups before a dispatch: where it goes (`target`), or GitHub's refusal of it
+    (`refused`, its message, on `ref`)."""
 
     ref: str
-    dispatched: Dispatched | None = None
-    refused: str | None = None
     target: Target | None = None
+    refused: str | None = None
+
+
+async def prepare_within(
+    services: Services, body: DeploymentRequest, *, deadline: float
+) -> Prepared:
+    """The lookups by `deadline` (event-loop time); GitHubUnavailable (a sentence a person
+    reads) when they did not finish. Nothing is dispatched."""
+    watch = inflight.DispatchWatch(traced=services.github.traced)
+    token = inflight.current.set(watch)
+    try:
+        async with asyncio.timeout_at(deadline):
+            target = await prepare(services.github, body.repository, body.ref, body.workflow)
+    except TimeoutError:
+        raise GitHubUnavailable(_late(services, watch)) from None
+    except DispatchRejected as exc:
+        return Prepared(ref=body.ref or "(default branch)", refused=str(exc))
+    except gidgethub.BadRequest as exc:
+        return Prepared(ref=body.ref or "(default branch)", refused=_said(exc))
+    finally:
+        inflight.current.reset(token)
+    return Prepared(ref=target.ref, target=target)
+
+
+@dataclass
+class Sent:
+    """What the dispatch request came to by the deadline: the event for the state machine;
+    `unavailable`, the 503's sentence when it never left; `pending`, an answer still to come."""
+
+    event: Event
+    unavailable: str | None = None
     pending: asyncio.Task[Dispatched] | None = None
+    watch: inflight.DispatchWatch | None = None
 
 
 async def send_within(
-    services: Services, body: DeploymentRequest, deployment_id: str, *, deadline: float
+    services: Services,
+    body: DeploymentRequest,
+    target: Target,
+    deployment_id: str,
+    *,
+    deadline: float,
 ) -> Sent:
-    """Dispatch by `deadline` (event-loop time); GitHubUnavailable (a sentence a person reads)
-    when no dispatch can have reached GitHub by then."""
+    """Send the dispatch of a recorded deployment and tell what came of it by `deadline`."""
     clock = time.perf_counter()
     watch = inflight.DispatchWatch(traced=services.github.traced)
     token = inflight.current.set(watch)
     try:
-        try:
-            async with asyncio.timeout_at(deadline):
-                target = await prepare(services.github, body.repository, body.ref)
-        except TimeoutError:
-            raise GitHubUnavailable(_late(services, watch)) from None
-        except DispatchRejected as exc:
-            return Sent(ref=body.ref or "(default branch)", refused=str(exc))
-        except gidgethub.BadRequest as exc:
-            return Sent(ref=body.ref or "(default branch)", refused=_said(exc))
         # A task of its own (it carries the watch): it may outlive this request.
         sending = asyncio.create_task(
             send(services.github, body.repository, body.workflow, target, body.inputs,
@@ -82,55 +119,76 @@ async def send_within(
     finally:
         inflight.current.reset(token)
     await asyncio.wait({sending}, timeout=max(deadline - asyncio.get_running_loop().time(), 0))
-    if not sending.done() or sending.exception() is not None:
-        failure = None if not sending.done() else sending.exception()
-        if isinstance(failure, DispatchRejected | gidgethub.BadRequest):
-            message = _said(failure) if isinstance(failure, gidgethub.BadRequest) else str(failure)
-            return Sent(ref=target.ref, refused=message)
+    if not sending.done():
         if not watch.in_flight:
+            # Still connecting (or waiting to retry a connection): it never left.
             sending.cancel()
-            if failure is not None and not isinstance(failure, GitHubUnavailable):
-                raise failure
-            raise GitHubUnavailable(str(failure) if failure is not None else _late(services, watch))
+            return Sent(DispatchNotSent(at=utcnow()), unavailable=_late(services, watch))
         log.warning(
             "dispatch answer late: recording it, waiting for the answer in the background",
             extra={"deployment_id": deployment_id, "repository": body.repository},
         )
-        return Sent(ref=target.ref, target=target, pending=sending)
+        why = f"GitHub's answer to the dispatch did not come within {GITHUB_BUDGET:g} s, {MAYBE}"
+        return Sent(DispatchDoubted(why=why, at=utcnow()), pending=sending, watch=watch)
     services.metrics.dispatch_latency.observe(time.perf_counter() - clock)
-    dispatched = sending.result()
-    return Sent(ref=dispatched.ref, dispatched=dispatched)
+    return Sent(answer_event(services, watch, sending))
+
+
+def answer_event(
+    services: Services, watch: inflight.DispatchWatch, sending: asyncio.Task[Dispatched]
+) -> Event:
+    """The event a finished dispatch request tells (see `Sent`)."""
+    failure = sending.exception()
+    if failure is None:
+        dispatched = sending.result()
+        return DispatchAnswered(
+            run_id=dispatched.run_id,
+            html_url=dispatched.html_url,
+            correlation_id=dispatched.correlation_id,
+            at=utcnow(),
+        )
+    if isinstance(failure, DispatchRejected | gidgethub.BadRequest):
+        message = _said(failure) if isinstance(failure, gidgethub.BadRequest) else str(failure)
+        return DispatchRefused(message=message, at=utcnow(), rules=services.settings.cause_rules())
+    if watch.status is not None and watch.status >= 500:
+        return DispatchDoubted(
+            why=f"GitHub answered {watch.status} to the dispatch, {MAYBE}",
+            at=utcnow(),
+            lookup_seconds=DOUBTED_5XX_LOOKUP,
+        )
+    if watch.maybe_sent:
+        said = watch.last_error or str(failure) or type(failure).__name__
+        return DispatchDoubted(
+            why=f"the dispatch was sent and its answer never came ({said}), {MAYBE}",
+            at=utcnow(),
+        )
+    if not isinstance(failure, GitHubUnavailable):
+        raise failure
+    return DispatchNotSent(at=utcnow())
 
 
 def await_answer(services: Services, record: DeploymentRecord, sent: Sent) -> None:
     """A recorded dispatch whose answer is late: apply the answer when it comes."""
-    assert sent.pending is not None
-    services.poller.spawn(_await_answer(services, record, sent.pending))
+    assert sent.pending is not None and sent.watch is not None
+    services.poller.spawn(_await_answer(services, record, sent.pending, sent.watch))
 
 
 async def _await_answer(
-    services: Services, record: DeploymentRecord, sending: asyncio.Task[Dispatched]
+    services: Services,
+    record: DeploymentRecord,
+    sending: asyncio.Task[Dispatched],
+    watch: inflight.DispatchWatch,
 ) -> None:
-    event: Event
+    await asyncio.wait({sending})
     try:
-        dispatched = await sending
-    except DispatchRejected as exc:
-        event = DispatchRefused(
-            message=str(exc), at=utcnow(), rules=services.settings.cause_rules()
-        )
+        event = answer_event(services, watch, sending)
     except Exception as exc:
-        # No answer ever came: the run, if there is one, is found by listing.
-        log.warning(
-            "dispatch answer never came; looking for its run",
-            extra={"deployment_id": record.id, "error": str(exc) or exc.__class__.__name__},
-        )
-        services.poller.search_soon(record.repository)
-        return
-    else:
-        event = DispatchAnswered(
-            run_id=dispatched.run_id,
-            html_url=dispatched.html_url,
-            correlation_id=dispatched.correlation_id,
+        event = DispatchNotSent(at=utcnow())
+        log.warning("dispatch failed", extra={"deployment_id": record.id, "error": str(exc)})
+    if isinstance(event, DispatchNotSent):
+        # It was in flight when the request was answered: GitHub may have it all the same.
+        event = DispatchDoubted(
+            why=f"the dispatch answer never came ({watch.last_error or 'no answer'}), {MAYBE}",
             at=utcnow(),
         )
     fresh = await services.store.get(record.id)
@@ -158,7 +216,7 @@ async def after_binding(
     elif record.correlation_id is None:
         # GitHub named no run and nothing in its title will: find it by listing, soon.
         services.poller.search_soon(record.repository)
-    elif late:
-        # A late answer naming the correlation id: the run's webhooks, title and all, may
-        # have come before it, so look for the run now rather than at the next poll.
+    elif late or record.dispatch_doubt is not None:
+        # The run's webhooks, title and all, may have come before the answer (or instead
+        # of it): look for the run now rather than at the next poll.
         services.poller.spawn(services.poller.check(record))

@@ -1,32 +1,65 @@
 """Starting a deployment, shared by the deployments API, rollbacks and the engine's automatic
-rollback: the Idempotency-Key, the concurrency rule, the dispatch and the record."""
+rollback: the Idempotency-Key, the write-ahead record under the concurrency rule, the
+dispatch, and what its outcome does to the record (see ghapp.core.deploy_dispatch)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
+import signal
 import uuid
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import gidgethub
 from sqlalchemy.exc import IntegrityError
 
 from ghapp.core import deploys, releases
-from ghapp.core.deploys import DeploymentRecord, RollbackDecided, Superseded
+from ghapp.core.deploy_dispatch import ORPHAN_AFTER, ORPHANED
+from ghapp.core.deploys import (
+    DeploymentRecord,
+    DispatchDoubted,
+    DispatchNotSent,
+    Event,
+    RollbackDecided,
+    SendCallback,
+    Superseded,
+    Transition,
+)
 from ghapp.core.models import DeploymentKind, DeploymentRequest
 from ghapp.core.progress import median
-from ghapp.store import IdempotencyConflict
-from ghapp.store.aio import AsyncConnection
-from ghapp.web.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
+from ghapp.github.client import GitHubUnavailable
+from ghapp.store import EnvironmentBusy, IdempotencyConflict
+from ghapp.store.base import StoreUnavailable
+from ghapp.web.dispatching import (
+    GITHUB_BUDGET,
+    after_binding,
+    await_answer,
+    prepare_within,
+    send_within,
+)
 from ghapp.work.engine import utcnow
+from ghapp.work.workers import Backoff
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.launch")
+# By this long after the request arrived the write-ahead record must be committed (the 5 s
+# answer leaves room for a SQLite connection still finishing its busy wait), and at least
+# MIN_WRITE after GitHub's lookups.
+WRITE_BUDGET = 3.3
+MIN_WRITE = 1.0
+# Test-only: SIGKILL this process right after a write-ahead record is committed and before
+# its dispatch request is sent (tests/test_write_ahead.py). Never set it in production.
+KILL_AFTER_RECORD = "GHAPP_TEST_KILL_AFTER_RECORD"
+# How long a dispatch outcome that could not be written is retried in the background
+# (meanwhile the orphan sweep of any replica settles it too).
+SETTLE_FOR = 600.0
 
 
 @dataclass
@@ -57,6 +90,10 @@ class Conflict(Exception):
         self.deployment_id = deployment_id
 
 
+class InProgress(Exception):
+    """The first request with this Idempotency-Key is still being answered."""
+
+
 class NoRelease(Exception):
     """A rollback has no earlier release to restore."""
 
@@ -66,183 +103,244 @@ def request_hash(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+# One request per environment at a time in this process enters the database's environment
+# lock: a burst queues here, holding no pooled connection.
+_turns: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def _environment_turn(services: Services, record: DeploymentRecord) -> AsyncIterator[None]:
+    if record.concurrency == "queue":
+        yield
+        return
+    key = (id(services), record.repository, record.environment)
+    lock = _turns.get(key)
+    if lock is None:
+        lock = _turns[key] = asyncio.Lock()
+    async with lock:
+        yield
+
+
 async def start(
     services: Services,
     key: str | None,
     body_hash: str,
     plan: Callable[[], Awaitable[Plan]],
 ) -> Started:
-    """Start a deployment once per Idempotency-Key: a repeat is answered before any rule."""
+    """Start a deployment once per Idempotency-Key: a repeat is answered before any rule,
+    `InProgress` while the first request with the key is still being answered."""
     if key is None:
         return Started(await _start(services, await plan(), None, body_hash))
-    # One start per key in this process; the unique constraint covers other replicas.
     lock = services.idempotency_locks.get(key)
     if lock is None:
         lock = services.idempotency_locks[key] = asyncio.Lock()
+    if lock.locked():
+        raise InProgress(key)
     async with lock:
-        existing = await services.store.by_idempotency_key(key)
+        existing = await _existing(services, key, body_hash)
         if existing is not None:
-            if existing[1] != body_hash:
-                raise IdempotencyConflict(key)
-            return Started(existing[0], repeat=True)
+            return existing
         try:
             return Started(await _start(services, await plan(), key, body_hash))
         except IntegrityError:
-            # Another replica stored this key first (inside an environment's lock).
-            existing = await services.store.by_idempotency_key(key)
+            # Another replica recorded this key first.
+            existing = await _existing(services, key, body_hash)
             if existing is None:
                 raise
-            if existing[1] != body_hash:
-                raise IdempotencyConflict(key) from None
-            return Started(existing[0], repeat=True)
+            return existing
+
+
+async def _existing(services: Services, key: str, body_hash: str) -> Started | None:
+    found = await services.store.by_idempotency_key(key)
+    if found is None:
+        return None
+    record, stored_hash = found
+    if stored_hash != body_hash:
+        raise IdempotencyConflict(key)
+    if record.phase == "recorded":
+        if (utcnow() - record.created_at).total_seconds() < ORPHAN_AFTER:
+            raise InProgress(key)
+        # Its process is gone: GitHub may have its dispatch, which is never sent again.
+        record = await adopt_orphan(services, record)
+    return Started(record, repeat=True)
+
+
+async def adopt_orphan(services: Services, record: DeploymentRecord) -> DeploymentRecord:
+    """A `recorded` deployment whose process died: shown, and its run looked for."""
+    transition = await services.engine.apply(record, DispatchDoubted(why=ORPHANED, at=utcnow()))
+    current = transition.record if transition is not None else record
+    log.warning("dispatch left unanswered by a stopped process; looking for its run",
+                extra={"deployment_id": record.id})
+    if current.phase != "completed" and current.run is None:
+        services.poller.spawn(services.poller.check(current))
+    elif current.phase == "completed":
+        services.notify_verdict(current)
+    return current
 
 
 async def _start(
     services: Services, plan: Plan, key: str | None, body_hash: str
 ) -> DeploymentRecord:
-    deployment_id = "dep_" + uuid.uuid4().hex[:24]
-    rule = plan.request.concurrency
-    if rule == "queue":
-        stored = await _dispatch(services, plan, deployment_id, key, body_hash, None)
-        return await _after_stored(services, stored)
-    environment = deploys.environment_of(plan.request, services.settings.default_environment)
-    repository = plan.request.repository
-    if rule == "cancel_previous":
-        await supersede(services, repository, environment, by=deployment_id)
-    async with services.store.environment_guard(repository, environment) as conn:
-        if rule == "reject":
-            unfinished = await services.store.unfinished_in(repository, environment, conn)
-            if unfinished:
-                services.metrics.concurrency_rejected.inc()
-                raise Conflict(
-                    f"{repository} has an unfinished deployment to {environment}", unfinished[-1]
-                )
-        stored = await _dispatch(services, plan, deployment_id, key, body_hash, conn)
-    return await _after_stored(services, stored)
-
-
-async def supersede(services: Services, repository: str, environment: str, *, by: str) -> None:
-    """cancel_previous: the environment's unfinished deployments end as `superseded`."""
-    for deployment_id in await services.store.unfinished_in(repository, environment):
-        record = await services.store.get(deployment_id)
-        if record is None:
-            continue
-        transition = await services.engine.apply(record, Superseded(by=by, at=utcnow()))
-        current = transition.record if transition is not None else record
-        if current.state == "completed" or current.run is None:
-            continue
-        try:
-            installation = current.installation_id or await services.github.installation_for(
-                repository
-            )
-            await services.github.cancel_run(repository, installation, current.run.id)
-        except gidgethub.BadRequest as exc:
-            # 409: the run ended meanwhile; its own verdict stands.
-            log.info("superseded run not cancelled", extra={"deployment_id": deployment_id,
-                                                             "error": str(exc)})
-        services.metrics.superseded.inc()
-
-
-async def _dispatch(
-    services: Services,
-    plan: Plan,
-    deployment_id: str,
-    key: str | None,
-    body_hash: str,
-    conn: AsyncConnection | None,
-) -> tuple[DeploymentRecord, bool]:
-    """Dispatch and store; with whether the answer bound the record (see after_binding)."""
-    body = plan.request
     settings = services.settings
-    # Taken before the dispatch: runs created after it are candidates when GitHub omits the id.
+    loop = asyncio.get_running_loop()
+    arrived = plan.started if plan.started is not None else loop.time()
+    deployment_id = "dep_" + uuid.uuid4().hex[:24]
+    body = plan.request
     now = utcnow()
-    arrived = plan.started if plan.started is not None else asyncio.get_running_loop().time()
-    sent = await send_within(services, body, deployment_id, deadline=arrived + GITHUB_BUDGET)
-    if sent.refused is not None:
+    prepared = await prepare_within(services, body, deadline=arrived + GITHUB_BUDGET)
+    write_by = max(arrived + WRITE_BUDGET, loop.time() + MIN_WRITE)
+    if prepared.target is None:
         transition = deploys.rejected_deployment(
             deployment_id,
             body,
-            ref=sent.ref,
+            ref=prepared.ref,
             callback_url=plan.callback_url,
-            message=sent.refused,
+            message=prepared.refused or "refused",
             now=now,
             default_environment=settings.default_environment,
             kind=plan.kind,
             rollback_of=plan.rollback_of,
             rules=settings.cause_rules(),
         )
-        record = await _store(services, transition.record, key, body_hash, conn, callback=True)
-        log.info("dispatch rejected", extra={"deployment_id": record.id, "error": sent.refused})
-        return record, False
+        async with _writing(write_by):
+            record = await services.store.create(
+                transition.record, idempotency_key=key, request_hash=body_hash,
+                enqueue_callback=True,
+            )
+        log.info("dispatch rejected", extra={"deployment_id": record.id,
+                                             "error": prepared.refused})
+        services.notify_verdict(record)
+        return record
+    target = prepared.target
     environment = deploys.environment_of(body, settings.default_environment)
-    history = await services.store.recent_run_seconds(body.repository, body.workflow, environment)
-    dispatched = sent.dispatched
-    record = deploys.new_deployment(
+    async with _writing(write_by):
+        history = await services.store.recent_run_seconds(
+            body.repository, body.workflow, environment
+        )
+    record = deploys.recorded_deployment(
         deployment_id,
         body,
-        ref=sent.ref,
+        ref=target.ref,
         callback_url=plan.callback_url,
-        installation_id=(
-            dispatched.installation_id
-            if dispatched
-            else sent.target.installation_id if sent.target else None
-        ),
-        run_id=dispatched.run_id if dispatched else None,
-        html_url=dispatched.html_url if dispatched else None,
+        installation_id=target.installation_id,
+        correlation_id=deployment_id if target.correlate else None,
         now=now,
-        correlation_id=dispatched.correlation_id if dispatched else None,
         default_environment=settings.default_environment,
         kind=plan.kind,
         rollback_of=plan.rollback_of,
         typical_run_seconds=median(history),
     )
+    superseding = Superseded(by=deployment_id, at=now)
+    try:
+        # The wait for this environment's turn counts too: while the database is away, a
+        # queue of requests must not make the last one wait past its 5 s.
+        async with _writing(write_by), _environment_turn(services, record):
+            superseded = await services.store.record_dispatch(
+                record,
+                idempotency_key=key,
+                request_hash=body_hash,
+                rule=body.concurrency,
+                supersede=lambda previous: deploys.apply(previous, superseding),
+            )
+    except EnvironmentBusy as exc:
+        services.metrics.concurrency_rejected.inc()
+        raise Conflict(
+            f"{body.repository} has an unfinished deployment to {environment}",
+            exc.deployment_id,
+        ) from None
+    _after_superseded(services, superseded)
+    if os.environ.get(KILL_AFTER_RECORD):
+        os.kill(os.getpid(), signal.SIGKILL)
+    sent = await send_within(
+        services, body, target, deployment_id, deadline=arrived + GITHUB_BUDGET
+    )
+    current = await _settle(services, record, sent.event)
+    # The answer tells the dispatch as GitHub answered it (`dispatched`, its run if named),
+    # even where the run's own webhooks have moved the stored deployment on meanwhile.
+    answer = deploys.apply(record, sent.event).record
+    if isinstance(sent.event, DispatchNotSent):
+        raise GitHubUnavailable(sent.unavailable or "the dispatch request could not be sent")
     if plan.kind == "rollback":
         services.metrics.rollbacks.inc()
     log.info(
         "dispatched",
         extra={
-            "deployment_id": record.id,
-            "repository": record.repository,
-            "run_id": record.run.id if record.run else None,
+            "deployment_id": current.id,
+            "repository": current.repository,
+            "run_id": current.run.id if current.run else None,
+            "doubt": current.dispatch_doubt,
         },
     )
-    record = await _store(services, record, key, body_hash, conn, callback=False)
     if sent.pending is not None:
         # Recorded first, so a late acceptance is never dispatched twice.
-        await_answer(services, record, sent)
-        return record, False
-    return record, True
+        await_answer(services, current, sent)
+    elif current.phase == "completed":
+        services.notify_verdict(current)
+    elif current.phase != "recorded":
+        await after_binding(services, current)
+    return answer if answer.phase != "recorded" else current
 
 
-async def _store(
-    services: Services,
-    record: DeploymentRecord,
-    key: str | None,
-    body_hash: str,
-    conn: AsyncConnection | None,
-    *,
-    callback: bool,
-) -> DeploymentRecord:
-    if conn is None:
-        return await services.store.create(
-            record, idempotency_key=key, request_hash=body_hash, enqueue_callback=callback
-        )
-    await services.store.insert(
-        conn, record, idempotency_key=key, request_hash=body_hash, enqueue_callback=callback
-    )
-    return record
+@contextlib.asynccontextmanager
+async def _writing(deadline: float) -> AsyncIterator[None]:
+    """The request's database work, bounded: past `deadline` the database is unavailable."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise StoreUnavailable("the database did not answer in time") from None
 
 
-async def _after_stored(
-    services: Services, stored: tuple[DeploymentRecord, bool]
-) -> DeploymentRecord:
-    record, answered = stored
-    # Committed by now: the callback sender, woken, finds the verdict.
-    if record.state == "completed":
-        services.notify_verdict(record)
-    elif answered:
-        await after_binding(services, record)
-    return record
+async def _settle(services: Services, record: DeploymentRecord, event: Event) -> DeploymentRecord:
+    """Apply the dispatch's outcome; if the database fails now, the deployment as it will be
+    (the write is retried in the background, and the orphan sweep covers a crash)."""
+    try:
+        transition = await services.engine.apply(record, event)
+    except Exception as exc:
+        if not StoreUnavailable.covers(exc):
+            raise
+        log.warning("dispatch outcome not recorded yet; retrying in the background",
+                    extra={"deployment_id": record.id, "error": str(exc)})
+        # Even a drop: done before the orphan sweep, a retry with the key dispatches.
+        services.poller.spawn(_settle_later(services, record.id, event))
+        return deploys.apply(record, event).record
+    return transition.record if transition is not None else record
+
+
+async def _settle_later(services: Services, deployment_id: str, event: Event) -> None:
+    backoff = Backoff()
+    deadline = asyncio.get_running_loop().time() + SETTLE_FOR
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(backoff.failed())
+        try:
+            record = await services.store.get(deployment_id)
+            if record is None:
+                return
+            transition = await services.engine.apply(record, event)
+        except Exception as exc:
+            if not StoreUnavailable.covers(exc):
+                log.exception("dispatch outcome not recorded", extra={"deployment_id":
+                                                                      deployment_id})
+                return
+            continue
+        if transition is not None and transition.record.phase == "completed":
+            services.notify_verdict(transition.record)
+        elif transition is not None:
+            await after_binding(services, transition.record)
+        log.info("dispatch outcome recorded after all", extra={"deployment_id": deployment_id})
+        return
+
+
+def _after_superseded(services: Services, transitions: list[Transition]) -> None:
+    """Deployments a cancel_previous superseded (committed with the new record)."""
+    for transition in transitions:
+        services.metrics.superseded.inc()
+        record = transition.record
+        if any(isinstance(action, SendCallback) for action in transition.actions):
+            services.notify_verdict(record)
+        services.engine.schedule(record, transition.actions)
 
 
 async def rollback_plan(

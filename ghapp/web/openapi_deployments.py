@@ -46,9 +46,10 @@ def orchestrator_paths() -> dict[str, Any]:
             "409": json_answer(
                 "ErrorBody",
                 "this Idempotency-Key was used with another body (error "
-                "idempotency_conflict), or concurrency reject found an unfinished deployment "
-                "of the environment (error conflict, deployment_id names it; nothing "
-                "dispatched)",
+                "idempotency_conflict), or the first request with it is still being answered "
+                "(error in_progress: send it again), or concurrency reject found an "
+                "unfinished deployment of the environment (error conflict, deployment_id "
+                "names it; nothing dispatched)",
             ),
             "413": json_answer("ErrorBody", "the body is over 1 MiB"),
             "422": json_answer(
@@ -58,9 +59,11 @@ def orchestrator_paths() -> dict[str, Any]:
             ),
             "503": json_answer(
                 "ErrorBody",
-                "no dispatch can have reached GitHub (connection refused, 5xx answers, "
-                "lookups unanswered within 5 s); nothing was recorded: retry with the same "
-                "Idempotency-Key; `message` names what failed and which host",
+                "no dispatch can have reached GitHub (connection refused, 5xx answers to "
+                "the lookups, lookups unanswered within 5 s; error github_unavailable, "
+                "`message` names what failed and which host), or ghapp's database is "
+                "unavailable (error store_unavailable); nothing was dispatched: retry with "
+                "the same Idempotency-Key. A 5xx answer to the dispatch itself is a 202",
                 headers=RETRY_AFTER,
             ),
         },

@@ -94,13 +94,14 @@ def paths(
             "409": json(
                 "ErrorBody",
                 "no such earlier release (error no_release), or this Idempotency-Key was used "
-                "with another body",
+                "with another body, or its first request is still being answered "
+                "(error in_progress)",
             ),
             "413": json("ErrorBody", "the body is over 1 MiB"),
             "422": json("ErrorBody", "the body breaks the schema, or callback_url's host is "
                         "not allowed"),
-            "503": json("ErrorBody", "GitHub could not be reached; nothing was recorded",
-                        headers=retry_after),
+            "503": json("ErrorBody", "GitHub or ghapp's database could not be reached; "
+                        "nothing was dispatched", headers=retry_after),
         },
         tag="releases",
         parameters=[

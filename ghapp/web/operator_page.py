@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import secrets
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from starlette.routing import Route
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
+from ghapp.store import IdempotencyConflict
 from ghapp.web import launch, releases_page
 from ghapp.web.api import stored
 from ghapp.web.operator_auth import (
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ghapp.operator")
 
 STATES = ("dispatched", "in_progress", "completed")
+# The rollback form's idempotency key, as the page makes it (`secrets.token_urlsafe`).
+FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # Running deployments followed live on the page (each holds one of the browser's connections).
 LIVE_STREAMS = 4
 # How long before the local record the redeliver button looks for GitHub's attempt.
@@ -141,6 +146,8 @@ async def index(request: Request) -> Response:
             "problems": problems,
             "notice": notice,
             "csrf": session.csrf if session else "",
+            # Each drawing of the page gives its rollback forms a fresh key.
+            "rollback_key": secrets.token_urlsafe(16),
             "back": here,
             "session": session is not None,
             "now": datetime.now(UTC),
@@ -221,14 +228,20 @@ async def rollback(request: Request) -> Response:
                 services, repository, environment, None, callback_url=callback_url, metadata={}
             )
 
+        # The form's own key (made when the page was drawn): a double submit is one rollback.
+        form_key = form.get("idempotency_key") or ""
+        key = f"ui-rollback:{form_key}" if FORM_KEY.fullmatch(form_key) else None
+        body_hash = launch.request_hash("ui-rollback", repository, environment)
         try:
-            started = await launch.start(services, None, "", plan)
+            started = await launch.start(services, key, body_hash, plan)
             log.info(
                 "operator started a rollback",
                 extra={"deployment_id": started.record.id, "repository": repository},
             )
         except launch.NoRelease:
             notice = "no_release"
+        except (launch.InProgress, IdempotencyConflict):
+            notice = "rollback_started"  # the first submit's rollback is the one
         except GitHubUnavailable as exc:
             log.warning("rollback not dispatched", extra={"error": str(exc)})
             notice = "rollback_failed"

@@ -124,6 +124,8 @@ class _JobFields(TypedDict, total=False):
 class _JobPayloadHead(TypedDict, total=False):
     action: Any
     workflow_job: _JobFields
+    # Checked here too, as for runs: an impossible installation id is a 400, whoever's job.
+    installation: _Installation | None
 
 
 # Several workflow_job deliveries come per workflow_run one, nearly all of runs ghapp did not

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from ghapp.core import correlation
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.logsetup import bind
+from ghapp.store.base import StoreUnavailable
 from ghapp.web.webhook_handlers import (
     EARLY_RUN_WINDOW,
     HANDLERS,
@@ -73,11 +74,17 @@ async def receive(request: Request) -> Response:
     started = time.perf_counter()
     try:
         answer = await _receive(request, services)
-    except Exception:
-        # Say 500 so GitHub lists the delivery as failed (and redeliver-failed sends it
-        # again); the poller recovers the verdict meanwhile.
-        log.exception("webhook handling failed")
-        answer = _answer(500, "error", message="ghapp could not handle this delivery")
+    except Exception as exc:
+        # GitHub then lists the delivery as failed (and redeliver-failed sends it again); the
+        # poller recovers the verdict meanwhile.
+        if StoreUnavailable.covers(exc):
+            log.warning("webhook not stored: the database is unavailable",
+                        extra={"error": str(exc) or type(exc).__name__})
+            answer = _answer(503, "store_unavailable",
+                             message="ghapp's database is unavailable; deliver again later")
+        else:
+            log.exception("webhook handling failed")
+            answer = _answer(500, "error", message="ghapp could not handle this delivery")
     services.metrics.webhook_received(answer.event, answer.action, answer.outcome)
     services.metrics.webhook_handling_seconds.observe(time.perf_counter() - started)
     if services.delivery_log is not None:

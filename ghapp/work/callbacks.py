@@ -16,7 +16,8 @@ from ghapp.github.retry import backoff
 from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
 from ghapp.store import OutboxItem, SqlStore
-from ghapp.work.workers import Worker
+from ghapp.store.base import StoreUnavailable
+from ghapp.work.workers import Backoff, Worker
 
 if TYPE_CHECKING:
     import aiohttp
@@ -79,6 +80,9 @@ class CallbackSender(Worker):
         self.lease_seconds = lease_seconds
         self.metrics = Metrics()
         self._wake = asyncio.Event()
+        # Delivered, but the database was away when it was to be recorded: recorded once it
+        # is back, never sent again by this process meanwhile.
+        self._unrecorded: dict[str, tuple[OutboxItem, int]] = {}
 
     def wake(self) -> None:
         """A verdict was just stored: look at the outbox now instead of at the next tick."""
@@ -86,25 +90,50 @@ class CallbackSender(Worker):
 
     async def run(self, idle_wait: float = 1.0) -> None:
         """Deliver forever; cancel the task to stop."""
+        backoff = Backoff(first=idle_wait / 4)
         while True:
             self._wake.clear()
             try:
+                await self._record_unrecorded()
                 items = await self.store.claim_callbacks(
                     owner=self.owner, lease_seconds=self.lease_seconds, limit=CLAIM_BATCH
                 )
                 if items:
                     await asyncio.gather(*(self.deliver(item) for item in items))
+                    backoff.ok()
                     continue
                 due = await self.store.next_callback_due()
-            except Exception:
-                log.exception("callback outbox pass failed")
+                if backoff.ok():
+                    log.info("callback outbox resumed: the database answers again")
+            except Exception as exc:
+                # The database away: back off, and resume by itself when it is back.
+                pause = backoff.failed()
+                if not StoreUnavailable.covers(exc):
+                    log.exception("callback outbox pass failed")
+                elif backoff.failures == 1:
+                    log.warning("callback outbox paused: the database is unavailable (%s)", exc)
+                await asyncio.sleep(pause)
                 due = None
             wait = idle_wait if due is None else min(max(due - time.time(), 0.01), idle_wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
+    async def _record_unrecorded(self) -> None:
+        for delivery_id, (item, status) in list(self._unrecorded.items()):
+            await self.store.finish_callback(
+                item, owner=self.owner, state="delivered", status=status
+            )
+            del self._unrecorded[delivery_id]
+
     async def deliver(self, item: OutboxItem) -> bool:
         """Post one callback attempt and record its outcome; True when delivered."""
+        if item.delivery_id in self._unrecorded:
+            # Sent already: only its recording was missing.
+            _, sent_status = self._unrecorded.pop(item.delivery_id)
+            await self.store.finish_callback(
+                item, owner=self.owner, state="delivered", status=sent_status
+            )
+            return True
         record = await self.store.get(item.deployment_id)
         if record is None or item.url is None:
             await self.store.finish_callback(
@@ -156,9 +185,17 @@ class CallbackSender(Worker):
                 self.metrics.verdict_latency.observe(
                     max((datetime.now(UTC) - seen).total_seconds(), 0.0)
                 )
-            await self.store.finish_callback(
-                item, owner=self.owner, state="delivered", status=status
-            )
+            try:
+                await self.store.finish_callback(
+                    item, owner=self.owner, state="delivered", status=status
+                )
+            except Exception as exc:
+                if not StoreUnavailable.covers(exc):
+                    raise
+                self._unrecorded[item.delivery_id] = (item, status)
+                log.warning("callback delivered, recorded once the database is back",
+                            extra={**extra, "status": status})
+                return True
             log.info("callback delivered", extra={**extra, "status": status})
             return True
         error = error or f"answered {status}"

@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy import delete, insert, or_, select
 
 from ghapp.store.aio import AsyncConnection, AsyncEngine
+from ghapp.store.base import StoreUnavailable
 from ghapp.store.schema import delivery_log
 from ghapp.work.delivery_entries import (
     HEADERS_CUT,
@@ -201,8 +202,11 @@ class DeliveryLog:
                     or time.time() - self._last_purge >= PURGE_INTERVAL
                 ):
                     await self.purge()
-            except Exception:
-                log.exception("delivery log flush failed")
+            except Exception as exc:
+                if StoreUnavailable.covers(exc):
+                    log.warning("delivery log not written: the database is unavailable")
+                else:
+                    log.exception("delivery log flush failed")
             # One batch per interval at most, whatever the load.
             await asyncio.sleep(max(0.0, FLUSH_INTERVAL - (loop.time() - started)))
 

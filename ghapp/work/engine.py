@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import gidgethub
 from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -16,9 +17,11 @@ from ghapp.core import deploys
 from ghapp.core.causes import CauseRules
 from ghapp.core.deploys import (
     Action,
+    CancelRun,
     DeadlinesChecked,
     DeployedUrlFound,
     DeploymentRecord,
+    DropRecord,
     Event,
     FindDeployedUrl,
     GatherFailure,
@@ -48,6 +51,10 @@ REPORT_GRACE = 2.0
 # After an unexpected failure to gather a verdict, the pause before trying again (seconds,
 # times the retry base).
 RETRY_PAUSE = 10.0
+# Tries at cancelling a superseded deployment's run while GitHub is unavailable.
+CANCEL_TRIES = 5
+# The slow actions: run under the deployment's gather lease.
+_GATHERED = (GatherFailure, FindDeployedUrl, StartRollback)
 
 
 def utcnow() -> datetime:
@@ -150,6 +157,10 @@ class Engine(Worker):
     ) -> Transition | None:
         for _ in range(SAVE_RETRIES):
             transition = deploys.apply(record, event)
+            if any(isinstance(a, DropRecord) for a in transition.actions):
+                # Its dispatch never left: the record goes (unless it moved on meanwhile).
+                await self.store.drop_recorded(record.id)
+                return transition
             if not transition.changed:
                 return transition
             if transition.liveness_only:
@@ -158,7 +169,7 @@ class Engine(Worker):
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
             starts = any(isinstance(a, SendStarted) for a in transition.actions)
             # Slow work to start: its lease is taken in the same write (here, not elsewhere).
-            gathers = any(not isinstance(a, SendCallback | SendStarted) for a in transition.actions)
+            gathers = any(isinstance(a, _GATHERED) for a in transition.actions)
             lease = gathers and transition.record.id not in self._in_flight
             saved = await self.store.save(
                 transition.record,
@@ -188,10 +199,34 @@ class Engine(Worker):
         """Start the slow actions (reading jobs and logs) as background tasks; `leased`: the
         write that asked for them took their lease already."""
         for action in actions:
-            if isinstance(action, SendCallback | SendStarted) or record.id in self._in_flight:
+            if isinstance(action, CancelRun):
+                self.spawn(self._cancel_run(record, action.run_id))
+                continue
+            if not isinstance(action, _GATHERED) or record.id in self._in_flight:
                 continue
             self._in_flight.add(record.id)
             self.spawn(self._conclude(record.id, action, leased))
+
+    async def _cancel_run(self, record: DeploymentRecord, run_id: int) -> None:
+        """Cancel a superseded deployment's run; its verdict follows from the run's end."""
+        for attempt in range(1, CANCEL_TRIES + 1):
+            try:
+                installation = record.installation_id or await self.github.installation_for(
+                    record.repository
+                )
+                await self.github.cancel_run(record.repository, installation, run_id)
+                log.info("superseded run cancelled",
+                         extra={"deployment_id": record.id, "run_id": run_id})
+                return
+            except gidgethub.BadRequest as exc:
+                # 409: the run ended meanwhile; its own verdict stands.
+                log.info("superseded run not cancelled",
+                         extra={"deployment_id": record.id, "error": str(exc)})
+                return
+            except GitHubUnavailable as exc:
+                log.warning("cancelling a superseded run failed",
+                            extra={"deployment_id": record.id, "error": str(exc)})
+                await asyncio.sleep(self.action_retry_base * 2**attempt)
 
     async def _conclude(self, deployment_id: str, action: Action, leased: bool) -> None:
         with bind(deployment_id=deployment_id):

@@ -23,8 +23,10 @@ from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
+from ghapp.store.base import StoreUnavailable
+from ghapp.work import orphans
 from ghapp.work.engine import REPORT_GRACE, Engine, utcnow
-from ghapp.work.workers import Worker
+from ghapp.work.workers import Backoff, Worker
 
 log = logging.getLogger("ghapp.poller")
 # At most this many background requests a second for the whole process, whatever the backlog
@@ -42,6 +44,8 @@ PAGE_SIZE = 100
 APPLY_CONCURRENCY = 16
 # Repositories polled side by side (their requests still share the process's pace).
 PARALLEL_REPOSITORIES = 4
+# How often `recorded` deployments left by a stopped process are looked for.
+ORPHAN_INTERVAL = 5.0
 
 
 def github_time(value: Any) -> datetime | None:
@@ -96,6 +100,7 @@ class Poller(Worker):
         self.not_modified = 0
         self.requests = 0
         self._last_deadlines = 0.0
+        self._last_orphans = 0.0
         self._next_slot = 0.0
         self.metrics = Metrics()
         # Called for each deployment a silent-poll found still running (not for what
@@ -105,20 +110,48 @@ class Poller(Worker):
         ] = self.poll_jobs
 
     async def run(self) -> None:
-        """Reconcile (alongside), and poll silent deployments until cancelled."""
+        """Reconcile (alongside), and poll silent deployments until cancelled; while the
+        database is away, back off and resume by itself."""
         # Reconciling thousands of deployments takes a while at a bounded rate: it must not
         # hold up the polling of silent ones or the deadlines.
-        self.spawn(self.reconcile())
+        self.spawn(self._reconcile_until_done())
+        backoff = Backoff(first=self.tick)
         while True:
+            wait = self.tick
             try:
                 await self.poll_silent()
+                if time.monotonic() - self._last_orphans >= ORPHAN_INTERVAL:
+                    await self.adopt_orphans()
                 if time.monotonic() - self._last_deadlines >= min(
                     DEADLINE_INTERVAL, self.settings.poll_after
                 ):
                     await self.check_deadlines()
-            except Exception:
-                log.exception("poller pass failed")
-            await asyncio.sleep(self.tick)
+                if backoff.ok():
+                    log.info("poller resumed: the database answers again")
+            except Exception as exc:
+                wait = backoff.failed()
+                if not StoreUnavailable.covers(exc):
+                    log.exception("poller pass failed")
+                elif backoff.failures == 1:
+                    log.warning("poller paused: the database is unavailable (%s)", exc)
+            await asyncio.sleep(wait)
+
+    async def _reconcile_until_done(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                await self.reconcile()
+                return
+            except Exception as exc:
+                if not StoreUnavailable.covers(exc):
+                    log.exception("reconciliation failed")
+                    return
+                await asyncio.sleep(backoff.failed())
+
+    async def adopt_orphans(self) -> int:
+        """Dispatches a stopped process left `recorded`: shown, their runs looked for."""
+        self._last_orphans = time.monotonic()
+        return await orphans.adopt(self)
 
     async def reconcile(self) -> int:
         """Check every unfinished deployment once: webhooks may have come while we were down."""
@@ -297,6 +330,10 @@ class Poller(Worker):
             log.warning("poll failed", extra={"deployment_id": record.id, "error": str(exc)})
         except Exception:
             log.exception("poll failed", extra={"deployment_id": record.id})
+
+    async def check_quietly(self, record: DeploymentRecord) -> None:
+        """`check`, its failures logged (for a background task)."""
+        await self._guarded(record, self.check(record))
 
     async def check(self, record: DeploymentRecord, installation: int | None = None) -> None:
         """Ask GitHub about one deployment's run (or look for the run if unknown)."""

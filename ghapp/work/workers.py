@@ -34,3 +34,24 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.store.release_claims(self.owner)
+
+
+class Backoff:
+    """Waits between tries of work that keeps failing (the database away): doubling from
+    `first` up to `cap`, and back to `first` once it works."""
+
+    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.failures = 0
+
+    def failed(self) -> float:
+        """One more failure: how long to wait before the next try."""
+        self.failures += 1
+        return min(self.cap, self.first * 2.0 ** (self.failures - 1))
+
+    def ok(self) -> bool:
+        """The work went through; True when it had been failing (worth a log line)."""
+        recovered = self.failures > 0
+        self.failures = 0
+        return recovered
