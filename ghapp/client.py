@@ -31,8 +31,8 @@ from ghapp.client_callbacks import (
 )
 from ghapp.client_errors import GhappError, StreamUnavailable
 from ghapp.client_session import ApiSession
+from ghapp.core.enums import LENIENT
 from ghapp.core.models import (
-    LENIENT,
     Cause,
     Deployment,
     DeploymentList,

@@ -12,7 +12,8 @@ from collections.abc import Collection, Mapping
 
 from pydantic import ValidationError
 
-from ghapp.core.models import LENIENT, Deployment
+from ghapp.core.enums import LENIENT
+from ghapp.core.models import Deployment
 
 SIGNATURE_HEADER = "X-Ghapp-Signature-256"
 EVENT_HEADER = "X-Ghapp-Event"

@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from ghapp.core.models import Cause, CauseCategory, FailedJob
+from ghapp.core.enums import CauseCategory
+from ghapp.core.models import Cause, FailedJob
 
 CATEGORIES = frozenset(get_args(CauseCategory))
 _PATTERN_FIELDS = ("step", "log", "annotation", "reason")

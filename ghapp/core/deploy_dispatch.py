@@ -15,13 +15,8 @@ from ghapp.core.deploy_events import (
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_runs import refresh_progress
 from ghapp.core.deploy_verdict import complete, rejected_verdict
-from ghapp.core.models import (
-    CallbackInfo,
-    DeploymentKind,
-    DeploymentRequest,
-    Progress,
-    Run,
-)
+from ghapp.core.enums import DeploymentKind
+from ghapp.core.models import CallbackInfo, DeploymentRequest, Progress, Run
 
 
 def new_deployment(

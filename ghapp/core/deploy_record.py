@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ghapp.core.models import Concurrency, Deployment, OnFailure, Verdict
+from ghapp.core.enums import Concurrency, OnFailure
+from ghapp.core.models import Deployment, Verdict
 
 # Internal progress, finer than the public `state`: `concluding` means GitHub said the run
 # completed and ghapp is gathering what the verdict needs (jobs, logs, the deployed URL).

@@ -1,5 +1,7 @@
 """Durable state: deployments, seen webhook deliveries and the callback outbox."""
 
-from ghapp.store.sql import IdempotencyConflict, OutboxItem, SqlStore
+from ghapp.store.callbacks import OutboxItem
+from ghapp.store.deployments import IdempotencyConflict
+from ghapp.store.sql import SqlStore
 
 __all__ = ["IdempotencyConflict", "OutboxItem", "SqlStore"]

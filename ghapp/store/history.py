@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store.aio import AsyncConnection
+from ghapp.store.rows import _record, _select_records, storable
 from ghapp.store.schema import deployments, environment_locks
 
 if TYPE_CHECKING:
@@ -25,12 +26,10 @@ async def releases(
     store: SqlStore, repository: str, environment: str, limit: int = HISTORY_DEPTH
 ) -> list[DeploymentRecord]:
     """The successful deployments of a repository to an environment, newest first."""
-    from ghapp.store.sql import record_of, select_records, storable
-
     if not storable(repository) or not storable(environment):
         return []
     query = (
-        select_records()
+        _select_records()
         .where(
             deployments.c.repository == repository,
             deployments.c.environment == environment,
@@ -41,13 +40,11 @@ async def releases(
     )
     async with store.reader.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [record_of(row) for row in rows]
+    return [_record(row) for row in rows]
 
 
 async def environments(store: SqlStore, repository: str) -> list[str]:
     """The environments a repository was ever deployed to (or asked to be), by name."""
-    from ghapp.store.sql import storable
-
     if not storable(repository):
         return []
     query = (

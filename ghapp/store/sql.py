@@ -13,23 +13,10 @@ from typing import Any
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store import history, stats
 from ghapp.store.aio import AsyncConnection
-from ghapp.store.base import MIGRATION_LOCK as MIGRATION_LOCK
-from ghapp.store.base import MIGRATION_WAIT as MIGRATION_WAIT
-from ghapp.store.base import async_url as async_url
-from ghapp.store.base import create_private_file as create_private_file
 from ghapp.store.callbacks import Callbacks
-from ghapp.store.callbacks import OutboxItem as OutboxItem
 from ghapp.store.deliveries import Deliveries
-from ghapp.store.deployments import HISTORY as HISTORY
 from ghapp.store.deployments import Deployments
-from ghapp.store.deployments import IdempotencyConflict as IdempotencyConflict
 from ghapp.store.leases import Leases
-from ghapp.store.rows import COMPLETED as COMPLETED
-from ghapp.store.rows import STARTED as STARTED
-from ghapp.store.rows import _columns as _columns
-from ghapp.store.rows import record_of as record_of
-from ghapp.store.rows import select_records as select_records
-from ghapp.store.rows import storable as storable
 
 
 class SqlStore(Deployments, Leases, Callbacks, Deliveries):

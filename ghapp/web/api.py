@@ -19,12 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.config import Settings
-from ghapp.core.models import (
-    REPOSITORY_PATTERN,
-    DeploymentList,
-    DeploymentRequest,
-    check_metadata,
-)
+from ghapp.core.models import DeploymentList, DeploymentRequest
+from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
 from ghapp.web import launch

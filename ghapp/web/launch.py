@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ghapp.core import deploys, releases
 from ghapp.core.deploys import DeploymentRecord, RollbackDecided, Superseded
-from ghapp.core.models import DeploymentKind, DeploymentRequest
+from ghapp.core.enums import DeploymentKind
+from ghapp.core.models import DeploymentRequest
 from ghapp.core.progress import median
 from ghapp.store import IdempotencyConflict
 from ghapp.store.aio import AsyncConnection

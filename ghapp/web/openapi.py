@@ -18,7 +18,6 @@ from ghapp import __version__
 from ghapp.web import openapi_releases
 from ghapp.web.openapi_deployments import orchestrator_paths
 from ghapp.web.openapi_operations import DELIVERIES_PATH, deliveries_paths, operations_paths
-from ghapp.web.openapi_parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
 from ghapp.web.openapi_schemas import components
 
 OPENAPI_VERSION = "3.1.0"
@@ -34,9 +33,7 @@ def _cached_spec(
     paths = orchestrator_paths()
     if deliveries:
         paths.update(deliveries_paths())
-    paths.update(
-        openapi_releases.paths(describe, json_answer, ref, UNAUTHORIZED, RETRY_AFTER)
-    )
+    paths.update(openapi_releases.paths())
     paths.update(operations_paths(webhook_path))
     schemas = components(allowed, default_url)
     if not deliveries:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghapp.core import models
+from ghapp.core import validation
 from ghapp.web import api
 from ghapp.web.openapi_parts import (
     DEPLOYMENT_ID,
@@ -101,7 +101,7 @@ def orchestrator_paths() -> dict[str, Any]:
                 "in": "query",
                 "schema": {
                     "type": "string",
-                    "pattern": models.REPOSITORY_PATTERN,
+                    "pattern": validation.REPOSITORY_PATTERN,
                     "maxLength": 201,
                 },
             },
@@ -241,7 +241,7 @@ def orchestrator_paths() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 # GitHub's own rule for owner and repository names.
-                "schema": {"type": "string", "pattern": models.NAME_PATTERN, "maxLength": 100},
+                "schema": {"type": "string", "pattern": validation.NAME_PATTERN, "maxLength": 100},
                 "example": example,
             }
             for name, example in (("owner", "acme"), ("repo", "shop"))

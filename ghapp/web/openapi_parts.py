@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ghapp.web import api
-from ghapp.web.openapi_schemas import REF_TEMPLATE
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 def ref(name: str) -> dict[str, str]:

@@ -36,7 +36,6 @@ from ghapp.web.operator_auth import (
     signed_in,
 )
 from ghapp.web.operator_render import render
-from ghapp.web.sessions import SESSION_COOKIE, make_session_cookie, read_session_cookie
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -247,5 +246,3 @@ routes = [
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
 ]
-
-__all__ = ["SESSION_COOKIE", "make_session_cookie", "read_session_cookie", "routes"]

@@ -29,14 +29,11 @@ from sqlalchemy import delete, insert, or_, select
 from ghapp.store.aio import AsyncConnection, AsyncEngine
 from ghapp.store.schema import delivery_log
 from ghapp.work.delivery_entries import (
-    HEADERS_CUT,
     MAX_HEADERS,
-    REDACTED_HEADERS,
     LoggedDelivery,
     Pending,
     clip_headers,
     headers_size,
-    redact_headers,
     row_of,
     sample,
 )
@@ -47,18 +44,12 @@ __all__ = [
     "FLUSH_BATCH",
     "FLUSH_BYTES",
     "FLUSH_INTERVAL",
-    "HEADERS_CUT",
     "KEEP_REFUSED",
     "MAX_BODY",
-    "MAX_HEADERS",
     "MAX_UNSIGNED_BODY",
     "PURGE_INTERVAL",
-    "REDACTED_HEADERS",
     "DeliveryLog",
-    "LoggedDelivery",
-    "clip_headers",
     "record_webhook",
-    "redact_headers",
 ]
 
 log = logging.getLogger("ghapp.delivery_log")
