@@ -1,6 +1,6 @@
 """Step windows, bounded memory of one log section, and its rendering into the excerpt text.
 
-Internal helpers of :mod:`ghapp.github.logexcerpt` (split out to keep that module readable):
+Internal helpers of :mod:`ghapp.core.logs.excerpt` (split out to keep that module readable):
 the failing step's window from the jobs API's step times, and one section's bounded memory.
 A :class:`Section` numbers its lines 0, 1, 2, ... and keeps only what the excerpt can show:
 the first line, up to ``ERRORS_HEAD + ERRORS_TAIL`` error lines, the last ``max_lines`` lines up
