@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import gidgethub
 from pydantic_core import from_json
 
+from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import DeploymentRecord, DispatchAnswered, DispatchRefused, Event
 from ghapp.core.models import DeploymentRequest
+from ghapp.core.times import utcnow
 from ghapp.github import inflight
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import Dispatched, DispatchRejected, Target, prepare, send
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

@@ -19,10 +19,10 @@ from ghapp.core.deploys import DeploymentRecord, RollbackDecided, Superseded
 from ghapp.core.enums import DeploymentKind
 from ghapp.core.models import DeploymentRequest
 from ghapp.core.progress import median
+from ghapp.core.times import utcnow
 from ghapp.store import IdempotencyConflict
 from ghapp.store.aio import AsyncConnection
 from ghapp.web.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
-from ghapp.work.engine import utcnow
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

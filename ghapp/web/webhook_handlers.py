@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
+from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
 from ghapp.core.progress import JobObserved, job_of
+from ghapp.core.times import utcnow
 from ghapp.web.webhook_payloads import is_run_id
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from cachetools import LRUCache
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
@@ -28,6 +27,7 @@ from ghapp.core.deploys import (
     StartRollback,
     Transition,
 )
+from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
@@ -48,11 +48,6 @@ REPORT_GRACE = 2.0
 # After an unexpected failure to gather a verdict, the pause before trying again (seconds,
 # times the retry base).
 RETRY_PAUSE = 10.0
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 class Engine(Worker):
