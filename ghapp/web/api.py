@@ -23,8 +23,8 @@ from ghapp.core.models import DeploymentList, DeploymentRequest
 from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
-from ghapp.web import launch
 from ghapp.web.limits import API_CAP, BodyRefused, read_body
+from ghapp.work import launch
 
 if TYPE_CHECKING:
     from ghapp.core.deploys import DeploymentRecord
@@ -192,7 +192,7 @@ def idempotency_key(request: Request) -> str | Response | None:
 
 async def create_deployment(request: Request) -> Response:
     """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
-    # The 5 s answer counts from here (ghapp.web.dispatching).
+    # The 5 s answer counts from here (ghapp.work.dispatching).
     started = asyncio.get_running_loop().time()
     if not authorized(request):
         return unauthorized()

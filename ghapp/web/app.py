@@ -26,13 +26,13 @@ from ghapp.web import (
     deliveries_api,
     deploykey_api,
     events,
-    launch,
     openapi,
     operator_page,
     releases_api,
     webhooks,
 )
 from ghapp.web.services import Services
+from ghapp.work import launch
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
-from ghapp.web import launch, releases_page
+from ghapp.web import releases_page
 from ghapp.web.api import stored
 from ghapp.web.operator_auth import (
     authorized_action,
@@ -36,6 +36,7 @@ from ghapp.web.operator_auth import (
     signed_in,
 )
 from ghapp.web.operator_render import render
+from ghapp.work import launch
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

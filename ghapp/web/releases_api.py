@@ -13,7 +13,6 @@ from starlette.routing import Route
 
 from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
-from ghapp.web import launch
 from ghapp.web.api import (
     authorized,
     callback_target,
@@ -24,6 +23,7 @@ from ghapp.web.api import (
     start_answer,
     unauthorized,
 )
+from ghapp.work import launch
 
 MAX_RELEASES = 200
 MAX_DAYS = 366

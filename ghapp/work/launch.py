@@ -22,7 +22,7 @@ from ghapp.core.progress import median
 from ghapp.core.times import utcnow
 from ghapp.store import IdempotencyConflict
 from ghapp.store.aio import AsyncConnection
-from ghapp.web.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
+from ghapp.work.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
