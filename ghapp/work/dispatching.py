@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import gidgethub
 from pydantic_core import from_json
@@ -26,7 +26,12 @@ from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import Dispatched, DispatchRejected, Target, prepare, send
 
 if TYPE_CHECKING:
-    from ghapp.web.services import Services
+    from ghapp.config import Settings
+    from ghapp.github.client import GitHubClient
+    from ghapp.metrics import Metrics
+    from ghapp.store import SqlStore
+    from ghapp.work.engine import Engine
+    from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.api")
 # Of the 5 s the orchestrator is promised, what GitHub may take; the rest is ghapp's own work
@@ -34,11 +39,22 @@ log = logging.getLogger("ghapp.api")
 GITHUB_BUDGET = 4.0
 
 
+class DispatchServices(Protocol):
+    """What the dispatch needs of the process's services (the web app's `Services` has it)."""
+
+    settings: Settings
+    store: SqlStore
+    github: GitHubClient
+    engine: Engine
+    poller: Poller
+    metrics: Metrics
+
+
 def _said(exc: gidgethub.HTTPException) -> str:
     return f"{str(exc) or exc.status_code.phrase} ({int(exc.status_code)})"
 
 
-def _late(services: Services, watch: inflight.DispatchWatch) -> str:
+def _late(services: DispatchServices, watch: inflight.DispatchWatch) -> str:
     return watch.last_error or (
         f"GitHub API at {services.github.origin} did not answer within {GITHUB_BUDGET:g} s"
     )
@@ -57,7 +73,7 @@ class Sent:
 
 
 async def send_within(
-    services: Services, body: DeploymentRequest, deployment_id: str, *, deadline: float
+    services: DispatchServices, body: DeploymentRequest, deployment_id: str, *, deadline: float
 ) -> Sent:
     """Dispatch by `deadline` (event-loop time); GitHubUnavailable (a sentence a person reads)
     when no dispatch can have reached GitHub by then."""
@@ -102,14 +118,14 @@ async def send_within(
     return Sent(ref=dispatched.ref, dispatched=dispatched)
 
 
-def await_answer(services: Services, record: DeploymentRecord, sent: Sent) -> None:
+def await_answer(services: DispatchServices, record: DeploymentRecord, sent: Sent) -> None:
     """A recorded dispatch whose answer is late: apply the answer when it comes."""
     assert sent.pending is not None
     services.poller.spawn(_await_answer(services, record, sent.pending))
 
 
 async def _await_answer(
-    services: Services, record: DeploymentRecord, sending: asyncio.Task[Dispatched]
+    services: DispatchServices, record: DeploymentRecord, sending: asyncio.Task[Dispatched]
 ) -> None:
     event: Event
     try:
@@ -146,7 +162,7 @@ async def _await_answer(
 
 
 async def after_binding(
-    services: Services, record: DeploymentRecord, *, late: bool = False
+    services: DispatchServices, record: DeploymentRecord, *, late: bool = False
 ) -> None:
     """What a dispatch's answer leads to: its early webhooks, or a search for its run."""
     if record.run is not None:

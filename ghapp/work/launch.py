@@ -9,9 +9,10 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import gidgethub
+from cachetools import LRUCache
 from sqlalchemy.exc import IntegrityError
 
 from ghapp.core import deploys, releases
@@ -22,12 +23,25 @@ from ghapp.core.progress import median
 from ghapp.core.times import utcnow
 from ghapp.store import IdempotencyConflict
 from ghapp.store.aio import AsyncConnection
-from ghapp.work.dispatching import GITHUB_BUDGET, after_binding, await_answer, send_within
-
-if TYPE_CHECKING:
-    from ghapp.web.services import Services
+from ghapp.work.dispatching import (
+    GITHUB_BUDGET,
+    DispatchServices,
+    after_binding,
+    await_answer,
+    send_within,
+)
 
 log = logging.getLogger("ghapp.launch")
+
+
+class LaunchServices(DispatchServices, Protocol):
+    """What starting a deployment needs: the dispatch's services, the Idempotency-Key locks
+    of this process, and the notice of a verdict (the web app's `Services` has them)."""
+
+    idempotency_locks: LRUCache[str, asyncio.Lock]
+
+    def notify_verdict(self, record: DeploymentRecord) -> None:
+        """A verdict was stored: count it and wake the callback sender."""
 
 
 @dataclass
@@ -68,7 +82,7 @@ def request_hash(*parts: str) -> str:
 
 
 async def start(
-    services: Services,
+    services: LaunchServices,
     key: str | None,
     body_hash: str,
     plan: Callable[[], Awaitable[Plan]],
@@ -99,7 +113,7 @@ async def start(
 
 
 async def _start(
-    services: Services, plan: Plan, key: str | None, body_hash: str
+    services: LaunchServices, plan: Plan, key: str | None, body_hash: str
 ) -> DeploymentRecord:
     deployment_id = "dep_" + uuid.uuid4().hex[:24]
     rule = plan.request.concurrency
@@ -122,7 +136,9 @@ async def _start(
     return await _after_stored(services, stored)
 
 
-async def supersede(services: Services, repository: str, environment: str, *, by: str) -> None:
+async def supersede(
+    services: LaunchServices, repository: str, environment: str, *, by: str
+) -> None:
     """cancel_previous: the environment's unfinished deployments end as `superseded`."""
     for deployment_id in await services.store.unfinished_in(repository, environment):
         record = await services.store.get(deployment_id)
@@ -145,7 +161,7 @@ async def supersede(services: Services, repository: str, environment: str, *, by
 
 
 async def _dispatch(
-    services: Services,
+    services: LaunchServices,
     plan: Plan,
     deployment_id: str,
     key: str | None,
@@ -216,7 +232,7 @@ async def _dispatch(
 
 
 async def _store(
-    services: Services,
+    services: LaunchServices,
     record: DeploymentRecord,
     key: str | None,
     body_hash: str,
@@ -235,7 +251,7 @@ async def _store(
 
 
 async def _after_stored(
-    services: Services, stored: tuple[DeploymentRecord, bool]
+    services: LaunchServices, stored: tuple[DeploymentRecord, bool]
 ) -> DeploymentRecord:
     record, answered = stored
     # Committed by now: the callback sender, woken, finds the verdict.
@@ -247,7 +263,7 @@ async def _after_stored(
 
 
 async def rollback_plan(
-    services: Services,
+    services: LaunchServices,
     repository: str,
     environment: str,
     to: str | None,
@@ -275,7 +291,7 @@ async def rollback_plan(
 
 
 async def start_automatic_rollback(
-    services: Services, failed: DeploymentRecord
+    services: LaunchServices, failed: DeploymentRecord
 ) -> RollbackDecided:
     """on_failure rollback: restore the environment's current release, once per failure."""
     history = await services.store.releases(failed.repository, failed.environment, limit=1)
