@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from ghapp.client import Client
+from ghapp.client._sse import EventParser, ServerEvent
 from ghapp.runner import BackgroundServer
 from ghapp.simulator.stack import Stack
-from ghapp.sse import EventParser, ServerEvent
 from ghapp.web import events
 from ghapp.web.app import create_app
 

@@ -13,7 +13,7 @@ from typing import Any, Self
 import aiohttp
 from pydantic import ValidationError
 
-from ghapp.client_errors import GhappError
+from ghapp.client._errors import GhappError
 from ghapp.core.enums import LENIENT
 from ghapp.core.models import Deployment
 
