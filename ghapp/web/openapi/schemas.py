@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models, validation
-from ghapp.web import openapi_releases
-from ghapp.web.openapi_parts import REF_TEMPLATE
+from ghapp.web.openapi import releases
+from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
 class DeployKeyCreated(BaseModel):
@@ -108,7 +108,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.EnvironmentList, "serialization"),
     (models.ReleaseList, "serialization"),
     (models.RollbackRequest, "validation"),
-    *openapi_releases.MODELS,
+    *releases.MODELS,
 ]
 
 

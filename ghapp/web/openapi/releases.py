@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ghapp.web.api import IDEMPOTENCY_KEY_PATTERN
-from ghapp.web.openapi_parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
+from ghapp.web.openapi.parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
 
 
 class DurationFigures(BaseModel):

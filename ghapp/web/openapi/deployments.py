@@ -7,7 +7,7 @@ from typing import Any
 
 from ghapp.core import validation
 from ghapp.web import api
-from ghapp.web.openapi_parts import (
+from ghapp.web.openapi.parts import (
     DEPLOYMENT_ID,
     DEPLOYMENT_LINKS,
     LATE,
