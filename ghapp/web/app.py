@@ -21,16 +21,8 @@ from ghapp.github.sessions import LazySession
 from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
-from ghapp.web import (
-    api,
-    deliveries_api,
-    deploykey_api,
-    events,
-    openapi,
-    operator_page,
-    releases_api,
-    webhooks,
-)
+from ghapp.web import api, deliveries_api, deploykey_api, events, openapi, releases_api, webhooks
+from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
 from ghapp.work import launch
 from ghapp.work.callbacks import CallbackSender, RetryPolicy

@@ -1,4 +1,4 @@
-"""How the operator pages render: the Jinja2 templates (package data in `operator/`), their
+"""How the operator pages render: the Jinja2 templates (package data in `templates/`), their
 filters, and the security headers every page carries (a per-response CSP nonce)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _templates() -> Jinja2Templates:
 
     templates = Templates(
         env=jinja2.Environment(
-            loader=jinja2.FileSystemLoader(Path(__file__).parent / "operator"),
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -82,10 +82,10 @@ def safe_url(url: object) -> str | None:
 
 
 def _svg(markup: str) -> Any:
-    """A chart from `ghapp.web.charts`, which escapes every text it draws."""
+    """A chart from `ghapp.web.operator.charts`, which escapes every text it draws."""
     from markupsafe import Markup
 
-    # Built by ghapp.web.charts, which escapes every text it draws.
+    # Built by ghapp.web.operator.charts, which escapes every text it draws.
     return Markup(markup)
 
 
