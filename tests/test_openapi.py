@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from ghapp.core.models import DeploymentRequest
 from ghapp.simulator.stack import Stack
-from ghapp.web.api import callback_allowed
+from ghapp.web.http import callback_allowed
 from ghapp.web.openapi import build_spec, has_route
 from ghapp.web.openapi.schemas import callback_pattern
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from ghapp.core.validation import valid_name
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.secrets import SECRET_NAME, NotInstalled, SecretRefused, install_deploy_key
-from ghapp.web.api import authorized, error, services_of, unauthorized
+from ghapp.web.http import authorized, error, services_of, unauthorized
 
 log = logging.getLogger("ghapp.deploykey")
 

@@ -13,14 +13,14 @@ from starlette.routing import Route
 
 from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
-from ghapp.web.api import (
+from ghapp.web.api import start_answer
+from ghapp.web.http import (
     authorized,
     callback_target,
     error,
     idempotency_key,
     request_model,
     services_of,
-    start_answer,
     unauthorized,
 )
 from ghapp.work import launch

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ghapp.core import validation
-from ghapp.web import api
+from ghapp.web import api, http
 from ghapp.web.openapi.parts import (
     DEPLOYMENT_ID,
     DEPLOYMENT_LINKS,
@@ -75,7 +75,7 @@ def orchestrator_paths() -> dict[str, Any]:
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 200,
-                    "pattern": api.IDEMPOTENCY_KEY_PATTERN,
+                    "pattern": http.IDEMPOTENCY_KEY_PATTERN,
                 },
             }
         ],

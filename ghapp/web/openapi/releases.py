@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ghapp.web.api import IDEMPOTENCY_KEY_PATTERN
+from ghapp.web.http import IDEMPOTENCY_KEY_PATTERN
 from ghapp.web.openapi.parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
 
 

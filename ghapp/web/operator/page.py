@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
-from ghapp.web.api import stored
+from ghapp.web.http import stored
 from ghapp.web.operator import releases_section
 from ghapp.web.operator.auth import (
     authorized_action,
