@@ -130,7 +130,7 @@ def register(router: Router, sim: Simulator) -> None:
                 raise ApiError(422, f"Required input '{name}' not provided")
         effective = {n: s["default"] for n, s in specs.items() if "default" in s}
         effective.update(inputs)
-        run, events = sim.engine.create_run(repo, wf, branch, effective)
+        run, events = sim.player.create_run(repo, wf, branch, effective)
         sim.launch(run, events)
         if wf.errors_after_dispatch > 0:
             until = time.monotonic() + wf.errors_after_dispatch
@@ -223,7 +223,7 @@ def register(router: Router, sim: Simulator) -> None:
         run = run_of(call)
         if run.status == "completed":
             raise ApiError(409, "Cannot cancel a workflow run that is completed.")
-        sim.emit(sim.engine.cancel(run))
+        sim.emit(sim.player.cancel(run))
         return json_response({}, 202)
 
     router.route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel")(cancel)
@@ -233,7 +233,7 @@ def register(router: Router, sim: Simulator) -> None:
         run = run_of(call)
         if run.status != "completed":
             raise ApiError(403, "This workflow is already running")
-        sim.launch(run, sim.engine.rerun(run))
+        sim.launch(run, sim.player.rerun(run))
         return json_response({}, 201)
 
     router.route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun")(rerun)

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from ghapp.simulator import accounts
 from ghapp.simulator.clock import iso_z
-from ghapp.simulator.engine import Outgoing
 from ghapp.simulator.http import ApiError, Call, Router, json_response, not_found
+from ghapp.simulator.runs import Outgoing
 from ghapp.simulator.state import APP_EVENTS, APP_PERMISSIONS
 from ghapp.simulator.webhooks import Delivery
 

@@ -20,9 +20,9 @@ from ghapp.simulator.auth import (
     make_jwt,
     public_key_pem,
 )
-from ghapp.simulator.engine import Engine, Outgoing
 from ghapp.simulator.http import RequestRecord
 from ghapp.simulator.model import Faults
+from ghapp.simulator.runs import Outgoing, RunPlayer
 from ghapp.simulator.server import ApiServer, LogServer
 from ghapp.simulator.state import JobState, Repository, RunState, World
 from ghapp.simulator.webhooks import Delivery, WebhookSender, sign_sha256
@@ -56,7 +56,7 @@ class Simulator:
         self.log_url_ttl: float = 60
         self.faults = Faults()
         self.world = World(app_id, app_slug, app_name, self.client_id)
-        self.engine = Engine(self.world)
+        self.player = RunPlayer(self.world)
         self.tokens = TokenStore()
         self.rate_limits = RateLimits()
         self.requests: list[RequestRecord] = []
@@ -228,13 +228,13 @@ class Simulator:
             if not (self.auto and run.attempt == attempt and run.status != "completed"):
                 return
             if run.status == "queued" and stepwise:
-                await self._apply(run_id, lambda r: self.engine.begin(r, stepwise=True))
+                await self._apply(run_id, lambda r: self.player.begin(r, stepwise=True))
             elif not (stepwise and await self._apply_steps(run_id)):
                 await self.advance(run_id)
 
     async def _apply_steps(self, run_id: int) -> bool:
         """Move the run's jobs one step on; False when they are all in their last step."""
-        moved = self.engine.step(self._run(run_id))
+        moved = self.player.step(self._run(run_id))
         await asyncio.gather(*self.emit(moved))
         return bool(moved)
 
@@ -254,9 +254,9 @@ class Simulator:
             if run.status == "queued" and run.waiting:
                 return []  # its concurrency group is held by another run
             if run.status == "queued":
-                return self.engine.begin(run)
+                return self.player.begin(run)
             if run.status == "in_progress":
-                return self.engine.complete(run)
+                return self.player.complete(run)
             return []
         return await self._apply(run_id, move)
 
@@ -272,7 +272,7 @@ class Simulator:
         def move(run: RunState) -> list[Outgoing]:
             if run.status == "completed":
                 raise ValueError(f"run {run_id} is already completed")
-            return self.engine.cancel(run)
+            return self.player.cancel(run)
         return await self._apply(run_id, move)
 
     async def rerun(self, run_id: int) -> RunState:
@@ -280,7 +280,7 @@ class Simulator:
         run = self._run(run_id)
         if run.status != "completed":
             raise ValueError(f"run {run_id} is still running")
-        self.launch(run, self.engine.rerun(run))
+        self.launch(run, self.player.rerun(run))
         return run
 
     async def dispatch(self, repo: str, workflow: str = "deploy.yml", ref: str | None = None,
@@ -293,7 +293,7 @@ class Simulator:
         branch = repository.resolve_ref(ref or repository.default_branch)
         if branch is None:
             raise KeyError(f"{repo} has no ref {ref}")
-        run, events = self.engine.create_run(repository, wf, branch, dict(inputs or {}))
+        run, events = self.player.create_run(repository, wf, branch, dict(inputs or {}))
         self.launch(run, events)
         return run
 

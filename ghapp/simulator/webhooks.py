@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from ghapp.simulator.engine import Outgoing
 from ghapp.simulator.model import Faults
+from ghapp.simulator.runs import Outgoing
 
 HOOKSHOT = "GitHub-Hookshot/5e1d8b3"
 DELIVERY_TIMEOUT = 10.0
