@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from nacl.public import PrivateKey
 
+from ghapp.core.signing import sign_sha256
 from ghapp.simulator import logs
 from ghapp.simulator.auth import (
     RateLimits,
@@ -25,7 +26,7 @@ from ghapp.simulator.model import Faults
 from ghapp.simulator.runs import Outgoing, RunPlayer
 from ghapp.simulator.server import ApiServer, LogServer
 from ghapp.simulator.state import JobState, Repository, RunState, World
-from ghapp.simulator.webhooks import Delivery, WebhookSender, sign_sha256
+from ghapp.simulator.webhooks import Delivery, WebhookSender
 
 
 class Simulator:
