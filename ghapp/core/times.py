@@ -14,12 +14,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def parse_github_time(text: str) -> datetime:
+    """An aware datetime from GitHub's ISO 8601 text (`Z` or an offset; none means UTC);
+    ValueError when it is not one."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def github_time(value: Any) -> datetime | None:
-    """An aware datetime from GitHub's ISO text (`Z` or an offset); None if absent or bad."""
+    """As `parse_github_time`, for a field that may be absent or bad: None then."""
     if not isinstance(value, str) or not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_github_time(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

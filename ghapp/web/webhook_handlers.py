@@ -4,7 +4,7 @@ handler of each event ghapp acts on."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
 from ghapp.core.progress import JobObserved, job_of
-from ghapp.core.times import utcnow
+from ghapp.core.times import github_time, utcnow
 from ghapp.web.webhook_payloads import is_run_id
 
 if TYPE_CHECKING:
@@ -42,13 +42,8 @@ EARLY_RUN_WINDOW = timedelta(seconds=60)
 
 def just_created(created: Any) -> bool:
     """Whether a run's `created_at` is within EARLY_RUN_WINDOW of now."""
-    if not isinstance(created, str):
-        return False
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return utcnow() - when < EARLY_RUN_WINDOW
+    when = github_time(created)
+    return when is not None and utcnow() - when < EARLY_RUN_WINDOW
 
 
 class Answer(JSONResponse):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ghapp.core.times import github_time
+
 ERROR_MARK = b"##[error]"
 # Errors kept per section: the first ones (the summary quotes the first) and the last ones
 # (the final "Process completed with exit code N." says how it ended); the rest are counted.
@@ -49,15 +51,8 @@ class Window:
 
 def _when(value: Any) -> datetime | None:
     """An API time as an aware UTC datetime cut to the second, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    moment = github_time(value)
+    return None if moment is None else moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _key(moment: datetime) -> bytes:

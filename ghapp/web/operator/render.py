@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ghapp.core.times import github_time
+
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
@@ -108,9 +110,8 @@ def _when(value: object) -> str:
     elif isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, UTC)
     elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+        moment = github_time(value)
+        if moment is None:
             return value
     if moment is None:
         return ""
