@@ -7,14 +7,15 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import gidgethub
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core.models import DeploymentList, DeploymentRequest
+from ghapp.core.models import DeploymentList, DeploymentRequest, RollbackRequest
 from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
@@ -38,30 +39,51 @@ log = logging.getLogger("ghapp.api")
 # Most deployments one list answer holds (DESIGN.md).
 LIST_MAX = 200
 REPOSITORY = re.compile(REPOSITORY_PATTERN)
+StartBody = TypeVar("StartBody", DeploymentRequest, RollbackRequest)
+
+
+@dataclass
+class StartRequest(Generic[StartBody]):
+    """A request that starts a deployment, checked: its body, where its callbacks go, its key."""
+
+    body: StartBody
+    callback_url: str
+    key: str | None
+
+
+async def start_request(
+    request: Request, model: type[StartBody], *, empty: bytes | None = None
+) -> StartRequest[StartBody] | Response:
+    """The bearer token, the body, its callback URL and its Idempotency-Key checked in that
+    order; or the answer that refuses the request (401, 413 or 408, 400, 422)."""
+    if not authorized(request):
+        return unauthorized()
+    body = await request_model(request, model, empty=empty)
+    if isinstance(body, Response):
+        return body
+    callback_url = callback_target(services_of(request).settings, body.callback_url)
+    if isinstance(callback_url, Response):
+        return callback_url
+    key = idempotency_key(request)
+    if isinstance(key, Response):
+        return key
+    return StartRequest(body, callback_url, key)
 
 
 async def create_deployment(request: Request) -> Response:
     """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
     # The 5 s answer counts from here (ghapp.work.dispatching).
     started = asyncio.get_running_loop().time()
-    if not authorized(request):
-        return unauthorized()
-    services = services_of(request)
-    body = await request_model(request, DeploymentRequest)
-    if isinstance(body, Response):
-        return body
-    callback_url = callback_target(services.settings, body.callback_url)
-    if isinstance(callback_url, Response):
-        return callback_url
-    key = idempotency_key(request)
-    if isinstance(key, Response):
-        return key
+    checked = await start_request(request, DeploymentRequest)
+    if isinstance(checked, Response):
+        return checked
+    body, callback_url = checked.body, checked.callback_url
     body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
     async def plan() -> launch.Plan:
         return launch.Plan(body, callback_url, started=started)
 
-    return await start_answer(services, key, body_hash, plan)
+    return await start_answer(services_of(request), checked.key, body_hash, plan)
 
 
 async def start_answer(
