@@ -26,7 +26,7 @@ from ghapp.simulator.http import (
 from ghapp.simulator.state import JobState, RunState
 
 if TYPE_CHECKING:
-    from ghapp.simulator.base import SimulatorBase
+    from ghapp.simulator.simulated import SimulatedGitHub
 
 NEW_API_VERSION = "2026-03-10"
 LOGS_DOCS = "https://docs.github.com/rest/reference/actions#download-job-logs-for-a-workflow-run"
@@ -63,7 +63,9 @@ def created_filter(expr: str) -> tuple[int, int]:
         raise ApiError(422, f"Invalid created parameter: {expr}") from None
 
 
-def _paginate(call: Call, sim: SimulatorBase, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+def _paginate(
+    call: Call, sim: SimulatedGitHub, items: list[Any]
+) -> tuple[list[Any], dict[str, str]]:
     per_page, page = call.page()
     chunk = items[(page - 1) * per_page : page * per_page]
     headers: dict[str, str] = {}
@@ -78,7 +80,7 @@ def _paginate(call: Call, sim: SimulatorBase, items: list[Any]) -> tuple[list[An
     return chunk, headers
 
 
-def register(router: Router, sim: SimulatorBase) -> None:
+def register(router: Router, sim: SimulatedGitHub) -> None:
     """Add the Actions routes."""
     world = sim.world
 

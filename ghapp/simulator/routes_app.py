@@ -16,7 +16,7 @@ from ghapp.simulator.state import APP_EVENTS, APP_PERMISSIONS
 from ghapp.simulator.webhooks import Delivery
 
 if TYPE_CHECKING:
-    from ghapp.simulator.base import SimulatorBase
+    from ghapp.simulator.simulated import SimulatedGitHub
 
 DELIVERIES_DOCS = "https://docs.github.com/rest/apps/webhooks"
 
@@ -55,7 +55,7 @@ def delivery_detail(d: Delivery) -> dict[str, Any]:
     return data
 
 
-def register(router: Router, sim: SimulatorBase) -> None:
+def register(router: Router, sim: SimulatedGitHub) -> None:
     """Add the App-level routes."""
     world = sim.world
 

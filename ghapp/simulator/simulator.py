@@ -6,11 +6,11 @@ import asyncio
 
 from aiohttp import web
 
-from ghapp.simulator.base import SimulatorBase
 from ghapp.simulator.server import ApiServer, LogServer
+from ghapp.simulator.simulated import SimulatedGitHub
 
 
-class Simulator(SimulatorBase):
+class Simulator(SimulatedGitHub):
     """A stand-in for the part of GitHub a GitHub App talks to, on local ports."""
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """`GET /openapi.json`: the OpenAPI 3.1 description of ghapp's HTTP interface.
 
-The operations are described in `deployments`, `releases` and `operations`, the schemas in
-`schemas` (modules of this package); assembled and served here.
+The operations are described in `deployment_paths`, `release_paths` and `operation_paths`,
+the schemas in `schemas` (modules of this package); assembled and served here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
-from ghapp.web.openapi import releases
-from ghapp.web.openapi.deployments import orchestrator_paths
-from ghapp.web.openapi.operations import DELIVERIES_PATH, deliveries_paths, operations_paths
+from ghapp.web.openapi import release_paths
+from ghapp.web.openapi.deployment_paths import orchestrator_paths
+from ghapp.web.openapi.operation_paths import DELIVERIES_PATH, deliveries_paths, operations_paths
 from ghapp.web.openapi.schemas import components
 
 OPENAPI_VERSION = "3.1.0"
@@ -33,7 +33,7 @@ def _cached_spec(
     paths = orchestrator_paths()
     if deliveries:
         paths.update(deliveries_paths())
-    paths.update(releases.paths())
+    paths.update(release_paths.paths())
     paths.update(operations_paths(webhook_path))
     schemas = components(allowed, default_url)
     if not deliveries:

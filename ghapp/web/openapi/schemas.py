@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models, validation
-from ghapp.web.openapi import releases
+from ghapp.web.openapi import release_paths
 from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
@@ -108,7 +108,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.EnvironmentList, "serialization"),
     (models.ReleaseList, "serialization"),
     (models.RollbackRequest, "validation"),
-    *releases.MODELS,
+    *release_paths.MODELS,
 ]
 
 

@@ -25,7 +25,7 @@ from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.web.http import stored
 from ghapp.web.operator import releases_section
-from ghapp.web.operator.auth import (
+from ghapp.web.operator.access import (
     authorized_action,
     back,
     bearer_ok,

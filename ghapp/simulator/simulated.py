@@ -30,7 +30,7 @@ from ghapp.simulator.state import JobState, Repository, RunState, World
 from ghapp.simulator.webhooks import Delivery, WebhookSender
 
 
-class SimulatorBase:
+class SimulatedGitHub:
     """The simulated GitHub a GitHub App talks to, without the servers that serve it."""
 
     def __init__(
