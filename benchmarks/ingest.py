@@ -165,7 +165,7 @@ def template() -> tuple[dict[str, Any], str]:
     sim = Simulator(webhook_secret="unused")
     repo = sim.add_repository("acme/site")
     workflow = repo.add_workflow(Workflow(file="ci.yml", name="CI"))
-    _run, events = sim.engine.create_run(repo, workflow, "main", {})
+    _run, events = sim.player.create_run(repo, workflow, "main", {})
     payload = copy.deepcopy(events[0].payload)
     payload["action"] = "completed"
     return payload, "simulator workflow_run payload (reference absent)"
@@ -240,8 +240,8 @@ def job_template() -> tuple[dict[str, Any], str]:
         Workflow(file="ci.yml", name="CI", jobs=[Job("build", steps=[Step(f"Step {n}")
                                                                      for n in range(8)])])
     )
-    run, _events = sim.engine.create_run(repo, workflow, "main", {})
-    events = sim.engine.begin(run) + sim.engine.complete(run)
+    run, _events = sim.player.create_run(repo, workflow, "main", {})
+    events = sim.player.begin(run) + sim.player.complete(run)
     job = next(e for e in events if e.event == "workflow_job" and e.action == "completed")
     return copy.deepcopy(job.payload), "simulator workflow_job payload (reference absent)"
 

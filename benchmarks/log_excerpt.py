@@ -1,4 +1,4 @@
-"""Throughput and memory of the streaming log excerpt (``ghapp.github.logexcerpt``).
+"""Throughput and memory of the streaming log excerpt (``ghapp.core.logs.excerpt``).
 
 Method:
 
@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
 
-from ghapp.github.logexcerpt import ExcerptBuilder
+from ghapp.core.logs.excerpt import ExcerptBuilder
 
 CHUNK = 64 * 1024
 MIB = 1024 * 1024

@@ -28,8 +28,8 @@ from ghapp.core import deploys
 from ghapp.core.models import DeploymentRequest, Verdict
 from ghapp.store import SqlStore
 from ghapp.store.history import FILL_RESTORES
+from ghapp.store.rows import _columns
 from ghapp.store.schema import deployments
-from ghapp.store.sql import _columns
 
 NAME = "stats"
 TARGET_MS = 200.0

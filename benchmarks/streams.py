@@ -46,9 +46,9 @@ from benchmarks._common import (
     tree_pids,
     wait_http,
 )
+from ghapp.client._sse import EventParser
 from ghapp.simulator import Job, Step, Workflow
 from ghapp.simulator.stack import settings_env
-from ghapp.sse import EventParser
 
 NAME = "streams"
 ONE_PROCESS_TARGET_MS = 100.0

@@ -35,6 +35,7 @@ from ghapp.client import (
     verify_callback,
 )
 from ghapp.core.models import Deployment
+from ghapp.core.signing import header
 
 __all__ = ["AgentVerdict", "agent_verdict", "deploy_node", "resume_from_callback"]
 
@@ -231,14 +232,9 @@ def deploy_node(
     return RunnableLambda(node.invoke, afunc=node.ainvoke, name="ghapp_deploy")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
-
-
 def _check_signature(body: bytes, headers: Mapping[str, str], secret: str) -> None:
     """The signature alone, for callbacks `verify_callback` does not take (other events)."""
-    given = (_header(headers, SIGNATURE_HEADER) or "").strip()
+    given = (header(headers, SIGNATURE_HEADER) or "").strip()
     if not hmac.compare_digest(sign_callback(body, secret).encode(), given.encode()):
         raise CallbackVerificationError("signature does not match the body")
 
@@ -267,7 +263,7 @@ async def resume_from_callback(
     `deployment.started` callback, a rollback's, one with no thread, or one whose interrupt was
     already answered). Raises `CallbackVerificationError` for a bad signature: answer it 401.
     """
-    event = (_header(headers, EVENT_HEADER) or "deployment.completed").strip()
+    event = (header(headers, EVENT_HEADER) or "deployment.completed").strip()
     if event != "deployment.completed":
         _check_signature(body, headers, secret)
         return None

@@ -1,4 +1,5 @@
-"""Run an ASGI app with uvicorn inside the current event loop (demo and tests)."""
+"""uvicorn for ghapp: the options that bound a request (for `ghapp serve` too), and a server
+run inside the current event loop (demo and tests)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from typing import Any
 
 import uvicorn
 
-from ghapp.web.limits import uvicorn_limits
+from ghapp.web.limits import MAX_HEAD
+
+
+def uvicorn_limits() -> dict[str, Any]:
+    """uvicorn options that bound a request's head (`431`) and the time its body takes (`408`)."""
+    options: dict[str, Any] = {"h11_max_incomplete_event_size": MAX_HEAD}
+    try:
+        from ghapp.web.protocol import BoundedHttpTools
+    except ImportError:  # httptools absent: h11 bounds the head (no body deadline then)
+        options["http"] = "h11"
+    else:
+        options["http"] = BoundedHttpTools
+    return options
 
 
 class Server(uvicorn.Server):

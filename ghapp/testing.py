@@ -47,11 +47,6 @@ class SandboxCallback:
     headers: dict[str, str]
 
 
-def _header(headers: dict[str, str], name: str) -> str:
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), "")
-
-
 class GhappSandbox:
     """A sandbox running in a background thread; what the `ghapp_sandbox` fixture gives."""
 
@@ -121,6 +116,7 @@ class GhappSandbox:
     def callbacks(self) -> list[SandboxCallback]:
         """Every callback received so far whose signature checks out, oldest first."""
         from ghapp.core.models import Deployment
+        from ghapp.core.signing import header
 
         found = []
         for received in list(self.sandbox.stack.receiver.received):
@@ -128,8 +124,8 @@ class GhappSandbox:
                 continue
             found.append(
                 SandboxCallback(
-                    event=_header(received.headers, "X-Ghapp-Event"),
-                    delivery=_header(received.headers, "X-Ghapp-Delivery"),
+                    event=header(received.headers, "X-Ghapp-Event") or "",
+                    delivery=header(received.headers, "X-Ghapp-Delivery") or "",
                     deployment=Deployment.model_validate_json(received.body),
                     body=received.body,
                     headers=dict(received.headers),

@@ -18,14 +18,8 @@ from ghapp.cli.main import main
 from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.store.schema import delivery_log
-from ghapp.work.delivery_log import (
-    FLUSH_BATCH,
-    FLUSH_BYTES,
-    HEADERS_CUT,
-    MAX_BODY,
-    MAX_HEADERS,
-    DeliveryLog,
-)
+from ghapp.work.delivery_entries import HEADERS_CUT, MAX_HEADERS
+from ghapp.work.delivery_log import FLUSH_BATCH, FLUSH_BYTES, MAX_BODY, DeliveryLog
 
 
 async def post_webhook(

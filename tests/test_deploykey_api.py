@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from nacl.public import PrivateKey
 
 from ghapp.cli.main import main
-from ghapp.deploykeys import fingerprint_sha256
+from ghapp.github.deploykeys import fingerprint_sha256
 from ghapp.simulator.stack import Stack
 
 

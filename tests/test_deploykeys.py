@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.public import PrivateKey, SealedBox
 
-from ghapp.deploykeys import DeployKey, fingerprint_sha256, generate_deploy_key, seal_secret
+from ghapp.github.deploykeys import DeployKey, fingerprint_sha256, generate_deploy_key, seal_secret
 
 
 @pytest.fixture(scope="module")

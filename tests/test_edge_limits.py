@@ -22,7 +22,7 @@ import pytest
 
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import ProcessServer, Stack
-from ghapp.web.sessions import SESSION_COOKIE
+from ghapp.web.operator.sessions import SESSION_COOKIE
 
 MIB = 1024 * 1024
 # "Within a few MiB": what the attacks below may leave behind in the server's memory.

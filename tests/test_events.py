@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from ghapp.client import Client
+from ghapp.client._sse import EventParser, ServerEvent
 from ghapp.runner import BackgroundServer
 from ghapp.simulator.stack import Stack
-from ghapp.sse import EventParser, ServerEvent
 from ghapp.web import events
 from ghapp.web.app import create_app
 
@@ -129,7 +129,7 @@ async def test_client_events_and_wait_follow_the_stream(stack: Stack) -> None:
 
 
 async def test_the_stream_needs_the_token_or_the_page_session(stack: Stack) -> None:
-    from ghapp.web.operator_page import SESSION_COOKIE, make_session_cookie
+    from ghapp.web.operator.sessions import SESSION_COOKIE, make_session_cookie
 
     stack.sim.auto = False
     _, body = await stack.deploy("acme/shop")

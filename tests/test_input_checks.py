@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from ghapp.simulator.stack import ProcessServer, Stack
-from ghapp.web.api import callback_allowed
+from ghapp.web.http import callback_allowed
 
 BIG = 2**70
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ghapp.github.logexcerpt import Excerpt, ExcerptBuilder
+from ghapp.core.logs.excerpt import Excerpt, ExcerptBuilder
 
 LOGS = Path(__file__).resolve().parents[2] / "shared" / "github-reference" / "logs"
 Steps = list[dict[str, Any]]

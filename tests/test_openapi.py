@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from ghapp.core.models import DeploymentRequest
 from ghapp.simulator.stack import Stack
-from ghapp.web.api import callback_allowed
+from ghapp.web.http import callback_allowed
 from ghapp.web.openapi import build_spec, has_route
-from ghapp.web.openapi_schemas import callback_pattern
+from ghapp.web.openapi.schemas import callback_pattern
 
 # Bounded fuzzing: enough to find a 5xx on an odd body, short enough for every CI run
 # (about 10 s a database).

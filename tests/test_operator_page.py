@@ -22,13 +22,9 @@ import pytest
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.receiver import ReceivedCallback
 from ghapp.simulator.stack import Stack
-from ghapp.web.operator_auth import back
-from ghapp.web.operator_page import (
-    SESSION_COOKIE,
-    make_session_cookie,
-    read_session_cookie,
-)
-from ghapp.web.operator_render import safe_url
+from ghapp.web.operator.access import back
+from ghapp.web.operator.render import safe_url
+from ghapp.web.operator.sessions import SESSION_COOKIE, make_session_cookie, read_session_cookie
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -25,8 +25,8 @@ from test_operator_page import (
 
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import Stack
-from ghapp.web import charts
-from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie
+from ghapp.web.operator import charts
+from ghapp.web.operator.sessions import SESSION_COOKIE, read_session_cookie
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "operator-releases.png"
 

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 import yaml
 
+from ghapp.cli.envfile import update_env_file, write_secret_file
 from ghapp.cli.main import main
+from ghapp.cli.manifest import BUILTIN, MANIFEST_FILE, load_manifest
 from ghapp.cli.setup import SetupOptions, SetupServer
 from ghapp.config import Settings
-from ghapp.envfile import update_env_file, write_secret_file
-from ghapp.manifest import BUILTIN, MANIFEST_FILE, load_manifest
 from ghapp.simulator import Simulator
 
 EXISTING = """# my settings

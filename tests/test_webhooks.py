@@ -10,7 +10,7 @@ import pytest
 from pydantic_core import from_json
 
 from ghapp.simulator.stack import Stack
-from ghapp.web.webhooks import RunHead, job_head, run_head
+from ghapp.web.webhook_payloads import RunHead, job_head, run_head
 
 
 def test_head_of_every_reference_workflow_run_agrees_with_the_whole_payload(

@@ -14,7 +14,7 @@ import pytest
 
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import ProcessServer, Stack
-from ghapp.web.launch import KILL_AFTER_RECORD
+from ghapp.work.launch import KILL_AFTER_RECORD
 
 KEY = {"Idempotency-Key": "orchestrator-retry-1"}
 

@@ -29,8 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ghapp.config import load_settings
+    from ghapp.runner import Server, uvicorn_limits
     from ghapp.web.app import create_app
-    from ghapp.web.limits import uvicorn_limits
 
     settings = load_settings()
     settings.require_for_serve()
@@ -44,7 +44,6 @@ def _serve(args: argparse.Namespace) -> int:
         # No WebSocket route exists: not loading a WebSocket library saves memory.
         "ws": "none",
     }
-    from ghapp.runner import Server
 
     app = create_app(settings, freeze_gc=True)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, **options)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import aiohttp
 from ghapp.cli.common import CommandError, fail
 from ghapp.cli.deliveries import fetch_local
 from ghapp.config import SettingsError, load_settings
+from ghapp.core.signing import header, sign_sha256
 
 # Headers worth carrying over from a saved delivery; the delivery id and signatures are new.
 KEPT_HEADERS = (
@@ -37,20 +36,13 @@ class Replayable:
     headers: dict[str, str]
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The `X-Hub-Signature-256` value GitHub would send for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _headers(saved: Any) -> dict[str, str]:
+    """A saved delivery's headers, as text."""
+    return {str(key): str(value) for key, value in dict(saved or {}).items()}
 
 
-def _header(headers: dict[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return str(value)
-    return None
-
-
-def _kept(headers: dict[str, Any]) -> dict[str, str]:
-    found = {name: _header(headers, name) for name in KEPT_HEADERS}
+def _kept(headers: dict[str, str]) -> dict[str, str]:
+    found = {name: header(headers, name) for name in KEPT_HEADERS}
     return {name: value for name, value in found.items() if value}
 
 
@@ -59,10 +51,10 @@ def from_record(record: dict[str, Any], origin: str) -> Replayable:
     request = record.get("request")
     if isinstance(request, dict) and "payload" in request:
         # GitHub's hook-delivery detail keeps the payload parsed, not the bytes it sent.
-        headers = dict(request.get("headers") or {})
+        headers = _headers(request.get("headers"))
         body = json.dumps(request["payload"], separators=(",", ":")).encode()
-        return Replayable(body, _header(headers, "X-GitHub-Event"), _kept(headers))
-    headers = dict(record.get("headers") or {})
+        return Replayable(body, header(headers, "X-GitHub-Event"), _kept(headers))
+    headers = _headers(record.get("headers"))
     if record.get("truncated"):
         raise CommandError(f"{origin}: the log kept only part of this body, it cannot be replayed")
     if isinstance(record.get("body"), str):
@@ -71,7 +63,7 @@ def from_record(record: dict[str, Any], origin: str) -> Replayable:
         body = base64.b64decode(record["body_base64"])
     else:
         raise CommandError(f"{origin}: a saved delivery with no body")
-    return Replayable(body, _header(headers, "X-GitHub-Event"), _kept(headers))
+    return Replayable(body, header(headers, "X-GitHub-Event"), _kept(headers))
 
 
 def from_file(path: Path) -> Replayable:
@@ -102,7 +94,7 @@ async def post(url: str, secret: str, item: Replayable, event: str) -> tuple[str
         "User-Agent": "ghapp-replay",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id,
-        "X-Hub-Signature-256": sign(secret, item.body),
+        "X-Hub-Signature-256": sign_sha256(secret, item.body),
     }
     try:
         async with (

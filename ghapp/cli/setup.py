@@ -24,8 +24,8 @@ import aiohttp
 from aiohttp import web
 
 from ghapp.cli.common import CommandError, fail
-from ghapp.envfile import update_env_file, write_secret_file
-from ghapp.manifest import for_setup, load_manifest
+from ghapp.cli.envfile import update_env_file, write_secret_file
+from ghapp.cli.manifest import for_setup, load_manifest
 
 DEFAULT_API = "https://api.github.com"
 PAGE = """<!doctype html>

@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, cast, get_args
 
-from ghapp.core.models import Cause, CauseCategory, FailedJob
+from ghapp.core.enums import CauseCategory
+from ghapp.core.models import Cause, FailedJob
 from ghapp.core.rule_patterns import Pattern, PatternError, Prefilter, encode
 
 CATEGORIES = frozenset(get_args(CauseCategory))

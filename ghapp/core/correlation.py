@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ghapp.core.times import github_time
+
 CORRELATION_INPUT = "ghapp_id"
 # Runner clocks and GitHub's `created` may differ from ours by a few seconds.
 CLOCK_SKEW = timedelta(seconds=10)
@@ -39,15 +41,6 @@ def declares_input(workflow_text: str, name: str) -> bool:
     return isinstance(inputs, dict) and name in inputs
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _workflow_file(run: Mapping[str, Any]) -> str:
     # The REST API writes `path` as ".github/workflows/x.yml@ref"; webhooks without the ref.
     path = str(run.get("path") or "").split("@", 1)[0]
@@ -77,7 +70,7 @@ def candidates(wanted: Wanted, runs: Iterable[Mapping[str, Any]]) -> list[Mappin
     """Runs that could be the deployment's: dispatched, same workflow and ref, not older."""
     found = []
     for run in runs:
-        created = _time(run.get("created_at"))
+        created = github_time(run.get("created_at"))
         if run.get("event") != "workflow_dispatch" or created is None:
             continue
         if not wanted.workflow.isdigit() and _workflow_file(run) != wanted.workflow:

@@ -52,13 +52,8 @@ from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_rollback import superseded_verdict
 from ghapp.core.deploy_runs import refresh_progress
 from ghapp.core.deploy_verdict import complete, rejected_verdict
-from ghapp.core.models import (
-    CallbackInfo,
-    DeploymentKind,
-    DeploymentRequest,
-    Progress,
-    Run,
-)
+from ghapp.core.enums import DeploymentKind
+from ghapp.core.models import CallbackInfo, DeploymentRequest, Progress, Run
 
 # A `recorded` deployment older than this lost the process that was dispatching it (a
 # request is answered within 5 s): the orphan sweep doubts it, and a repeat of its key is

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ghapp.core.causes import CauseRules
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.models import Cause, FailedJob
 from ghapp.core.progress import JobObserved
+from ghapp.core.times import github_time
 
 # --- events -----------------------------------------------------------------------------
 
@@ -221,3 +224,22 @@ class Transition:
     changed: bool = False
     # Only `last_heard_at` moved: nothing is lost if the write comes a little later, or never.
     liveness_only: bool = False
+
+
+# --- from GitHub's objects ---------------------------------------------------------------
+
+
+def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
+    """A RunObserved from a workflow run object (REST answer or webhook payload)."""
+    status = str(run.get("status") or "")
+    return RunObserved(
+        run_id=int(run["id"]),
+        attempt=int(run.get("run_attempt") or 1),
+        status=status,
+        conclusion=run.get("conclusion"),
+        html_url=run.get("html_url"),
+        head_sha=run.get("head_sha"),
+        at=at,
+        started_at=github_time(run.get("run_started_at")),
+        updated_at=github_time(run.get("updated_at")) if status == "completed" else None,
+    )

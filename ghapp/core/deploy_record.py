@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ghapp.core.models import Concurrency, Deployment, OnFailure, Verdict
+from ghapp.core.enums import Concurrency, OnFailure
+from ghapp.core.models import Deployment, Verdict
 
 # Internal progress, finer than the public `state`: `recorded` means committed before its
 # dispatch request left (write-ahead; shown nowhere but to its own request, see

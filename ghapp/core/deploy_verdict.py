@@ -21,7 +21,8 @@ from ghapp.core.deploy_events import (
     Transition,
 )
 from ghapp.core.deploy_record import DeploymentRecord
-from ghapp.core.models import FailedJob, ReasonValue, Run, Verdict
+from ghapp.core.enums import ReasonValue
+from ghapp.core.models import FailedJob, Run, Verdict
 
 _REASONS = frozenset(get_args(ReasonValue))
 # Failures that start no automatic rollback: nothing was deployed, or someone chose to stop it.

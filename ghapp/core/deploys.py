@@ -38,27 +38,21 @@ from ghapp.core.deploy_events import (
     Superseded,
     Transition,
 )
-from ghapp.core.deploy_record import DeploymentRecord, Phase
+from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_rollback import on_rollback_decided, on_superseded
-from ghapp.core.deploy_runs import HEARD_RESOLUTION, on_jobs, on_run
+from ghapp.core.deploy_runs import on_jobs, on_run
 from ghapp.core.deploy_verdict import (
-    GROUP_CANCEL_MARK,
-    NO_ROLLBACK_REASONS,
     conclude_action,
     on_deadlines,
     on_deployed_url,
     on_environment,
     on_failure_gathered,
     report_deadline,
-    report_started,
     verdict_reason,
 )
 from ghapp.core.progress import JobObserved
 
 __all__ = [
-    "GROUP_CANCEL_MARK",
-    "HEARD_RESOLUTION",
-    "NO_ROLLBACK_REASONS",
     "Action",
     "CancelRun",
     "DeadlinesChecked",
@@ -75,7 +69,6 @@ __all__ = [
     "FindDeployedUrl",
     "GatherFailure",
     "JobObserved",
-    "Phase",
     "RollbackDecided",
     "RunObserved",
     "RunSearched",
@@ -91,7 +84,6 @@ __all__ = [
     "recorded_deployment",
     "rejected_deployment",
     "report_deadline",
-    "report_started",
     "verdict_reason",
 ]
 

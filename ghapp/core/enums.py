@@ -36,7 +36,6 @@ def lenient_enum(value: Any, handler: ValidatorFunctionWrapHandler, info: Valida
 
 # The enums of the resource, lenient under the LENIENT context.
 TOLERANT = WrapValidator(lenient_enum)
-TOLERANT_CONTEXT = LENIENT
 
 DeploymentState = Annotated[Literal["dispatched", "in_progress", "completed"], TOLERANT]
 VerdictStatus = Annotated[Literal["success", "failure"], TOLERANT]

@@ -1,5 +1,5 @@
 """Pydantic models of the public contract: the Deployment resource, the verdict, releases and
-errors; the requests (`ghapp.core.request_models`), enums and bounds are re-exported from here."""
+errors; the requests (`ghapp.core.request_models`) are re-exported from here."""
 
 from __future__ import annotations
 
@@ -9,95 +9,37 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from ghapp.core.enums import (
-    LENIENT,
-    TOLERANT,
-    TOLERANT_CONTEXT,
     CallbackState,
     CauseCategory,
-    Concurrency,
     DeploymentKind,
     DeploymentState,
-    NotifyEvent,
-    OnFailure,
     Reason,
-    ReasonValue,
     VerdictStatus,
     lenient_enum,
 )
-from ghapp.core.request_models import (
-    DeploymentRequest,
-    RollbackRequest,
-)
-from ghapp.core.validation import (
-    CALLBACK_URL_MAX,
-    INPUT_NAME_MAX,
-    INPUTS_MAX_CHARS,
-    INPUTS_MAX_KEYS,
-    METADATA_KEY_PATTERN,
-    METADATA_MAX_KEYS,
-    METADATA_MAX_VALUE,
-    NAME_PATTERN,
-    REF_MAX,
-    REF_PATTERN,
-    REPOSITORY_PATTERN,
-    WORKFLOW_PATTERN,
-    callback_url_problem,
-    check_callback_url,
-    check_metadata,
-    valid_name,
-)
+from ghapp.core.request_models import DeploymentRequest, RollbackRequest
 
 __all__ = [
-    "CALLBACK_URL_MAX",
-    "INPUTS_MAX_CHARS",
-    "INPUTS_MAX_KEYS",
-    "INPUT_NAME_MAX",
-    "LENIENT",
-    "METADATA_KEY_PATTERN",
-    "METADATA_MAX_KEYS",
-    "METADATA_MAX_VALUE",
-    "NAME_PATTERN",
-    "REF_MAX",
-    "REF_PATTERN",
-    "REPOSITORY_PATTERN",
-    "TOLERANT",
-    "TOLERANT_CONTEXT",
-    "WORKFLOW_PATTERN",
     "Annotation",
     "CallbackInfo",
-    "CallbackState",
     "Cause",
-    "CauseCategory",
-    "Concurrency",
     "Deployment",
-    "DeploymentKind",
     "DeploymentList",
     "DeploymentRequest",
-    "DeploymentState",
     "EnvironmentList",
     "EnvironmentReleases",
     "ErrorBody",
     "FailedJob",
     "FailedStep",
-    "NotifyEvent",
-    "OnFailure",
     "Progress",
     "ProgressJob",
     "ProgressStep",
-    "Reason",
-    "ReasonValue",
     "Release",
     "ReleaseList",
     "RollbackRequest",
     "RollbackStarted",
     "Run",
     "Verdict",
-    "VerdictStatus",
-    "callback_url_problem",
-    "check_callback_url",
-    "check_metadata",
-    "lenient_enum",
-    "valid_name",
 ]
 
 

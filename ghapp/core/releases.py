@@ -10,11 +10,6 @@ from ghapp.core.deploys import DeploymentRecord
 from ghapp.core.models import EnvironmentReleases, Release
 
 
-def is_release(record: DeploymentRecord) -> bool:
-    """Whether a deployment is a release: it succeeded."""
-    return record.verdict is not None and record.verdict.status == "success"
-
-
 def version_of(record: DeploymentRecord) -> str | None:
     """What a release put live: `inputs.version` when given, else the commit it ran on."""
     named = record.inputs.get("version")

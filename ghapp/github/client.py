@@ -6,13 +6,13 @@ import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urljoin
 
 import gidgethub
 from cachetools import LRUCache, TLRUCache, TTLCache
 
+from ghapp.core.times import parse_github_time
 from ghapp.github.errors import describe, origin_of
 from ghapp.github.retry import is_rate_limited
 from ghapp.github.sessions import LazySession
@@ -182,7 +182,7 @@ class GitHubClient:
                     private_key=self._private_key,
                 )
             )
-            expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+            expires = parse_github_time(data["expires_at"])
             self._tokens[installation_id] = (data["token"], expires.timestamp())
             return str(data["token"])
 

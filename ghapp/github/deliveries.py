@@ -21,6 +21,7 @@ from typing import Any
 import gidgethub
 from cachetools import TTLCache
 
+from ghapp.core.times import parse_github_time
 from ghapp.github.client import GitHubClient
 
 log = logging.getLogger("ghapp.deliveries")
@@ -37,12 +38,6 @@ def parse_since(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 30m, 6h or 2d")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def parse_time(value: str) -> datetime:
-    """An aware datetime from GitHub's ISO 8601 timestamps (`Z` or an offset)."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def is_success(item: Mapping[str, Any]) -> bool:
@@ -83,13 +78,15 @@ def failed_guids(deliveries: Iterable[Mapping[str, Any]], since: datetime) -> li
     """Group attempts since `since` by guid; keep guids with no 2xx attempt, newest first."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for item in deliveries:
-        if parse_time(str(item["delivered_at"])) >= since:
+        if parse_github_time(str(item["delivered_at"])) >= since:
             groups.setdefault(str(item["guid"]), []).append(item)
     failed = []
     for guid, attempts in groups.items():
         if any(is_success(a) for a in attempts):
             continue
-        latest = max(attempts, key=lambda a: (parse_time(str(a["delivered_at"])), int(a["id"])))
+        latest = max(
+            attempts, key=lambda a: (parse_github_time(str(a["delivered_at"])), int(a["id"]))
+        )
         failed.append(
             FailedDelivery(
                 guid=guid,
@@ -97,7 +94,7 @@ def failed_guids(deliveries: Iterable[Mapping[str, Any]], since: datetime) -> li
                 action=latest.get("action"),
                 last_status=str(latest.get("status") or ""),
                 last_status_code=int(latest.get("status_code") or 0),
-                delivered_at=parse_time(str(latest["delivered_at"])),
+                delivered_at=parse_github_time(str(latest["delivered_at"])),
                 attempts=len(attempts),
                 redeliver_id=int(latest["id"]),
             )
@@ -121,7 +118,10 @@ class HookDeliveries:
             pages = gh.getiter("/app/hook/deliveries?per_page=100", iterable_key=None)
             async with contextlib.aclosing(pages):
                 async for item in pages:
-                    if stop_before is not None and parse_time(item["delivered_at"]) < stop_before:
+                    if (
+                        stop_before is not None
+                        and parse_github_time(item["delivered_at"]) < stop_before
+                    ):
                         break
                     found.append(dict(item))
             return found
@@ -129,7 +129,7 @@ class HookDeliveries:
         items = await self.github.as_app(collect)
         if since is None:
             return items
-        return [i for i in items if parse_time(i["delivered_at"]) >= since]
+        return [i for i in items if parse_github_time(i["delivered_at"]) >= since]
 
     async def get(self, delivery_id: int) -> dict[str, Any]:
         """One attempt with the request GitHub sent and the response it recorded."""

@@ -18,6 +18,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from ghapp.core.logs.excerpt import Excerpt, ExcerptBuilder
 from ghapp.github.client import (
     USER_AGENT,
     GitHubClient,
@@ -25,7 +26,6 @@ from ghapp.github.client import (
     LogsNotReady,
     LogUnavailable,
 )
-from ghapp.github.logexcerpt import Excerpt, ExcerptBuilder
 
 if TYPE_CHECKING:
     import aiohttp

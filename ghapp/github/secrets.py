@@ -9,7 +9,7 @@ import gidgethub
 from ghapp.github.client import GitHubClient
 
 if TYPE_CHECKING:
-    from ghapp.deploykeys import DeployKey
+    from ghapp.github.deploykeys import DeployKey
 
 SECRET_NAME = "DEPLOY_SSH_KEY"
 
@@ -33,7 +33,7 @@ def _github_message(exc: gidgethub.HTTPException) -> str:
 async def install_deploy_key(github: GitHubClient, repository: str) -> DeployKey:
     """Generate an Ed25519 key and store its private half as `DEPLOY_SSH_KEY` on `repository`."""
     # Loaded here: cryptography weighs ~8 MiB, and few servers ever make a deploy key.
-    from ghapp.deploykeys import generate_deploy_key, seal_secret
+    from ghapp.github.deploykeys import generate_deploy_key, seal_secret
 
     # Validate the name before any call, so a typo is a ValueError and not a GitHub 404.
     key = generate_deploy_key(repository)

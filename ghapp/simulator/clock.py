@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
+from ghapp.core.times import parse_github_time
+
 TICKS_PER_SECOND = 10_000_000
 # The jobs API answers step times in the server's zone; the recorded real answers use -07:00.
 API_ZONE = timezone(timedelta(hours=-7))
@@ -39,10 +41,4 @@ def log_stamp(ticks: int) -> str:
 
 def parse_time(text: str) -> int:
     """Parse an ISO date or date-time (``Z`` or offset; date alone means midnight UTC)."""
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    return int(parse_github_time(text.strip()).timestamp())

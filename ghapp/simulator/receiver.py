@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import json
 import socket
@@ -13,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from ghapp.core.signing import header, sign_sha256
 
 
 @dataclass
@@ -29,10 +30,7 @@ class ReceivedCallback:
     @property
     def event(self) -> str:
         """X-Ghapp-Event (whatever the case of the header's name)."""
-        for name, value in self.headers.items():
-            if name.lower() == "x-ghapp-event":
-                return value
-        return ""
+        return header(self.headers, "X-Ghapp-Event") or ""
 
     @functools.cached_property
     def deployment(self) -> dict[str, Any]:
@@ -80,7 +78,7 @@ class CallbackReceiver:
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)
         arrived_at = time.time()
-        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        expected = sign_sha256(self.secret, body)
         given = request.headers.get("X-Ghapp-Signature-256", "")
         status = self.fail_with.pop(0) if self.fail_with else 204
         callback = ReceivedCallback(

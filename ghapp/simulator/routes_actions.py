@@ -26,7 +26,7 @@ from ghapp.simulator.http import (
 from ghapp.simulator.state import JobState, RunState
 
 if TYPE_CHECKING:
-    from ghapp.simulator.simulator import Simulator
+    from ghapp.simulator.simulated import SimulatedGitHub
 
 NEW_API_VERSION = "2026-03-10"
 LOGS_DOCS = "https://docs.github.com/rest/reference/actions#download-job-logs-for-a-workflow-run"
@@ -63,7 +63,9 @@ def created_filter(expr: str) -> tuple[int, int]:
         raise ApiError(422, f"Invalid created parameter: {expr}") from None
 
 
-def _paginate(call: Call, sim: Simulator, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+def _paginate(
+    call: Call, sim: SimulatedGitHub, items: list[Any]
+) -> tuple[list[Any], dict[str, str]]:
     per_page, page = call.page()
     chunk = items[(page - 1) * per_page : page * per_page]
     headers: dict[str, str] = {}
@@ -78,7 +80,7 @@ def _paginate(call: Call, sim: Simulator, items: list[Any]) -> tuple[list[Any], 
     return chunk, headers
 
 
-def register(router: Router, sim: Simulator) -> None:
+def register(router: Router, sim: SimulatedGitHub) -> None:
     """Add the Actions routes."""
     world = sim.world
 
@@ -130,7 +132,7 @@ def register(router: Router, sim: Simulator) -> None:
                 raise ApiError(422, f"Required input '{name}' not provided")
         effective = {n: s["default"] for n, s in specs.items() if "default" in s}
         effective.update(inputs)
-        run, events = sim.engine.create_run(repo, wf, branch, effective)
+        run, events = sim.player.create_run(repo, wf, branch, effective)
         sim.launch(run, events)
         if wf.errors_after_dispatch > 0:
             until = time.monotonic() + wf.errors_after_dispatch
@@ -228,7 +230,7 @@ def register(router: Router, sim: Simulator) -> None:
         run = run_of(call)
         if run.status == "completed":
             raise ApiError(409, "Cannot cancel a workflow run that is completed.")
-        sim.emit(sim.engine.cancel(run))
+        sim.emit(sim.player.cancel(run))
         return json_response({}, 202)
 
     router.route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel")(cancel)
@@ -238,7 +240,7 @@ def register(router: Router, sim: Simulator) -> None:
         run = run_of(call)
         if run.status != "completed":
             raise ApiError(403, "This workflow is already running")
-        sim.launch(run, sim.engine.rerun(run))
+        sim.launch(run, sim.player.rerun(run))
         return json_response({}, 201)
 
     router.route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun")(rerun)

@@ -10,13 +10,13 @@ from aiohttp import web
 
 from ghapp.simulator import accounts
 from ghapp.simulator.clock import iso_z
-from ghapp.simulator.engine import Outgoing
 from ghapp.simulator.http import ApiError, Call, Router, json_response, not_found
+from ghapp.simulator.runs import Outgoing
 from ghapp.simulator.state import APP_EVENTS, APP_PERMISSIONS
 from ghapp.simulator.webhooks import Delivery
 
 if TYPE_CHECKING:
-    from ghapp.simulator.simulator import Simulator
+    from ghapp.simulator.simulated import SimulatedGitHub
 
 DELIVERIES_DOCS = "https://docs.github.com/rest/apps/webhooks"
 
@@ -55,7 +55,7 @@ def delivery_detail(d: Delivery) -> dict[str, Any]:
     return data
 
 
-def register(router: Router, sim: Simulator) -> None:
+def register(router: Router, sim: SimulatedGitHub) -> None:
     """Add the App-level routes."""
     world = sim.world
 

@@ -24,13 +24,13 @@ from ghapp.simulator.http import (
 from ghapp.simulator.state import DeploymentState
 
 if TYPE_CHECKING:
-    from ghapp.simulator.simulator import Simulator
+    from ghapp.simulator.simulated import SimulatedGitHub
 
 SECRET_NAME = re.compile(r"^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]*$")
 SECRETS_DOCS = "https://docs.github.com/rest/actions/secrets"
 
 
-def register(router: Router, sim: Simulator) -> None:
+def register(router: Router, sim: SimulatedGitHub) -> None:
     """Add the repository routes."""
     world = sim.world
 

@@ -15,7 +15,7 @@ from ghapp.simulator.auth import Bucket, verify_jwt
 from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
 
 if TYPE_CHECKING:
-    from ghapp.simulator.simulator import Simulator
+    from ghapp.simulator.simulated import SimulatedGitHub
     from ghapp.simulator.state import JobState, RunState
 
 GHES_PREFIX = "/api/v3"
@@ -56,7 +56,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 class ApiServer:
     """Dispatches API requests through recording, faults, routing, auth and rate limits."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatedGitHub) -> None:
         self.sim = sim
         self.router = Router()
         routes_app.register(self.router, sim)
@@ -190,7 +190,7 @@ class ApiServer:
 class LogServer:
     """The log host: serves signed, short-lived job log URLs and refuses credentials."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SimulatedGitHub) -> None:
         self.sim = sim
 
     async def _fault(self, request: web.Request, run: RunState, job: JobState,

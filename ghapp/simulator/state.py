@@ -197,11 +197,6 @@ class RunState:
     waiting: bool = False
 
     @property
-    def run_attempt(self) -> int:
-        """GitHub's name for ``attempt``."""
-        return self.attempt
-
-    @property
     def jobs(self) -> list[JobState]:
         """The jobs of the latest attempt."""
         return self.attempts.get(self.attempt, [])

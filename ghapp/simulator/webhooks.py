@@ -15,16 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from ghapp.simulator.engine import Outgoing
+from ghapp.core.signing import sign_sha256
 from ghapp.simulator.model import Faults
+from ghapp.simulator.runs import Outgoing
 
 HOOKSHOT = "GitHub-Hookshot/5e1d8b3"
 DELIVERY_TIMEOUT = 10.0
-
-
-def sign_sha256(secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def sign_sha1(secret: str, body: bytes) -> str:

@@ -2,87 +2,85 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import select, text
 
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store.aio import AsyncConnection
+from ghapp.store.base import StoreBase
+from ghapp.store.rows import _record, _select_records, storable
 from ghapp.store.schema import deployments
-
-if TYPE_CHECKING:
-    from ghapp.store.sql import SqlStore
 
 # How far back a release history is read to find what a rollback restores.
 HISTORY_DEPTH = 200
 
 
-async def releases(
-    store: SqlStore, repository: str, environment: str, limit: int = HISTORY_DEPTH
-) -> list[DeploymentRecord]:
-    """The successful deployments of a repository to an environment, newest first."""
-    from ghapp.store.sql import record_of, select_records, storable
+class History(StoreBase):
+    """Releases, the environments deployed to, and what is unfinished in each."""
 
-    if not storable(repository) or not storable(environment):
-        return []
-    query = (
-        select_records()
-        .where(
-            deployments.c.repository == repository,
-            deployments.c.environment == environment,
-            deployments.c.verdict_status == "success",
+    async def releases(
+        self, repository: str, environment: str, limit: int = HISTORY_DEPTH
+    ) -> list[DeploymentRecord]:
+        """The successful deployments of a repository to an environment, newest first."""
+        if not storable(repository) or not storable(environment):
+            return []
+        query = (
+            _select_records()
+            .where(
+                deployments.c.repository == repository,
+                deployments.c.environment == environment,
+                deployments.c.verdict_status == "success",
+            )
+            .order_by(deployments.c.completed_at.desc(), deployments.c.id.desc())
+            .limit(limit)
         )
-        .order_by(deployments.c.completed_at.desc(), deployments.c.id.desc())
-        .limit(limit)
-    )
-    async with store.reader.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [record_of(row) for row in rows]
+        async with self.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_record(row) for row in rows]
 
-
-async def environments(store: SqlStore, repository: str) -> list[str]:
-    """The environments a repository was ever deployed to (or asked to be), by name."""
-    from ghapp.store.sql import storable
-
-    if not storable(repository):
-        return []
-    query = (
-        select(deployments.c.environment)
-        .where(deployments.c.repository == repository, deployments.c.phase != "recorded")
-        .group_by(deployments.c.environment)
-        .order_by(deployments.c.environment)
-    )
-    async with store.reader.connect() as conn:
-        return [str(row[0]) for row in (await conn.execute(query)).all()]
-
-
-async def unfinished_in(
-    conn: AsyncConnection, repository: str, environment: str
-) -> list[str]:
-    """Ids of the deployments of an environment that have no verdict yet, oldest first."""
-    query = (
-        select(deployments.c.id)
-        .where(
-            deployments.c.repository == repository,
-            deployments.c.environment == environment,
-            deployments.c.phase != "completed",
+    async def environments(self, repository: str) -> list[str]:
+        """The environments a repository was ever deployed to (or asked to be), by name."""
+        if not storable(repository):
+            return []
+        query = (
+            select(deployments.c.environment)
+            .where(deployments.c.repository == repository, deployments.c.phase != "recorded")
+            .group_by(deployments.c.environment)
+            .order_by(deployments.c.environment)
         )
-        .order_by(deployments.c.created_at)
-    )
-    return [str(row[0]) for row in (await conn.execute(query)).all()]
+        async with self.reader.connect() as conn:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+    async def unfinished_in(
+        self, repository: str, environment: str, conn: AsyncConnection | None = None
+    ) -> list[str]:
+        """Ids of the deployments of an environment that have no verdict yet, oldest first
+        (read on `conn`, a transaction the caller holds, when given)."""
+        query = (
+            select(deployments.c.id)
+            .where(
+                deployments.c.repository == repository,
+                deployments.c.environment == environment,
+                deployments.c.phase != "completed",
+            )
+            .order_by(deployments.c.created_at)
+        )
+        if conn is not None:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+        async with self.reader.connect() as own:
+            return [str(row[0]) for row in (await own.execute(query)).all()]
 
 
-async def environment_pairs(store: SqlStore, limit: int = 50) -> list[tuple[str, str]]:
-    """Every (repository, environment) deployed to, by name (at most `limit`)."""
-    query = (
-        select(deployments.c.repository, deployments.c.environment)
-        .where(deployments.c.phase != "recorded")
-        .group_by(deployments.c.repository, deployments.c.environment)
-        .order_by(deployments.c.repository, deployments.c.environment)
-        .limit(limit)
-    )
-    async with store.reader.connect() as conn:
-        return [(str(r[0]), str(r[1])) for r in (await conn.execute(query)).all()]
+    async def environment_pairs(self, limit: int = 50) -> list[tuple[str, str]]:
+        """Every (repository, environment) deployed to, by name (at most `limit`)."""
+        query = (
+            select(deployments.c.repository, deployments.c.environment)
+            .where(deployments.c.phase != "recorded")
+            .group_by(deployments.c.repository, deployments.c.environment)
+            .order_by(deployments.c.repository, deployments.c.environment)
+            .limit(limit)
+        )
+        async with self.reader.connect() as conn:
+            return [(str(r[0]), str(r[1])) for r in (await conn.execute(query)).all()]
 
 
 # Time to restore, kept on the success that ends a run of failures: its verdict minus the

@@ -15,16 +15,6 @@ COMPLETED = "deployment.completed"
 STARTED = "deployment.started"
 
 
-def select_records() -> Any:
-    """The SELECT that reads whole records (add a WHERE), for the store's other modules."""
-    return _RECORDS
-
-
-def record_of(row: Row[Any]) -> DeploymentRecord:
-    """A record from a row of `select_records()`."""
-    return _record(row)
-
-
 def storable(value: str) -> bool:
     """Whether a text can be compared in SQL at all (PostgreSQL refuses NUL characters)."""
     return "\x00" not in value
@@ -66,10 +56,12 @@ class _RecordRow(NamedTuple):
 
 
 def _select_records() -> Any:
+    """The SELECT that reads whole records (add a WHERE), for the store's other modules."""
     return _RECORDS
 
 
 def _record(row: Row[Any] | _RecordRow) -> DeploymentRecord:
+    """A record from a row of `_select_records()` (or the inline reader's same columns)."""
     record = DeploymentRecord.model_validate_json(row.doc)
     record.version = row.version
     if row.cb_state is not None:

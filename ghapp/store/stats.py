@@ -13,12 +13,11 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import text
 
-if TYPE_CHECKING:
-    from ghapp.store.sql import SqlStore
+from ghapp.store.base import StoreBase
 
 Group = tuple[str, str]
 # (column, percentile) pairs the answer needs.
@@ -85,104 +84,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return interpolate(dict(enumerate(values)), len(values), fraction)
 
 
-async def _ranked_sqlite(
-    store: SqlStore, sizes: dict[tuple[Group, str], int], since: float
-) -> dict[tuple[Group, int], float]:
-    """Each (group, RANKED index)'s percentile, from LIMIT 2 OFFSET reads of an index."""
-    parts: list[str] = []
-    bound: dict[str, Any] = {"since": since}
-    wanted: list[tuple[Group, int, int]] = []
-    groups = sorted({group for group, _ in sizes})
-    for index, group in enumerate(groups):
-        bound[f"r{index}"], bound[f"e{index}"] = group
-        for which, (column, fraction) in enumerate(RANKED):
-            n = sizes.get((group, column), 0)
-            if not n:
-                continue
-            bound[f"k{index}_{which}"] = math.floor((n - 1) * fraction)
-            parts.append(_RANKED_READ.format(group=index, which=which, column=column))
-            wanted.append((group, index, which))
-    found: dict[tuple[int, int], list[float]] = defaultdict(list)
-    async with store.reader.connect() as conn:
-        for start in range(0, len(parts), COMPOUND_LIMIT):
-            statement = text(" UNION ALL ".join(parts[start : start + COMPOUND_LIMIT]))
-            for index, which, value in await conn.execute(statement, bound):
-                found[(int(index), int(which))].append(float(value))
-    result = {}
-    for group, index, which in wanted:
-        column, fraction = RANKED[which]
-        n = sizes[(group, column)]
-        low = math.floor((n - 1) * fraction)
-        pair = dict(enumerate(found[(index, which)], start=low))
-        if low in pair:  # else rows were deleted between the two reads
-            result[(group, which)] = interpolate(pair, n, fraction)
-    return result
-
-
-async def deployment_stats(
-    store: SqlStore,
-    *,
-    since: float,
-    days: int,
-    repository: str | None = None,
-    environment: str | None = None,
-) -> list[dict[str, Any]]:
-    """One entry per repository and environment with deployments created since a time."""
-    window = _WINDOW + _filters(repository, environment)
-    params: dict[str, Any] = {"since": since}
-    if repository is not None:
-        params["repository"] = repository
-    if environment is not None:
-        params["environment"] = environment
-
-    async def counted() -> list[Any]:
-        async with store.reader.connect() as conn:
-            sql = _COUNTS.format(window=window, failure=_COUNTED_FAILURE)
-            return list((await conn.execute(text(sql), params)).all())
-
-    async def ranked_pg() -> dict[tuple[Group, int], float]:
-        async with store.reader.connect() as conn:
-            found = await conn.execute(text(_PG_PERCENTILES.format(window=window)), params)
-            return {
-                ((r[0], r[1]), which): float(r[2 + which])
-                for r in found
-                for which in range(len(RANKED))
-                if r[2 + which] is not None
-            }
-
-    if store.is_sqlite:
-        counts = await counted()
-        sizes = {}
-        for r in counts:
-            sizes[((r[0], r[1]), "duration_seconds")] = int(r[5])
-            sizes[((r[0], r[1]), "restore_seconds")] = int(r[6])
-        ranked = await _ranked_sqlite(store, sizes, since)
-    else:
-        # Two reads on two connections, side by side.
-        counts, ranked = await asyncio.gather(counted(), ranked_pg())
-    stats = []
-    for repo, env, total, successes, failures, _timed, _restored in sorted(counts):
-        judged = int(successes or 0) + int(failures or 0)
-        group = (repo, env)
-        stats.append(
-            {
-                "repository": repo,
-                "environment": env,
-                "deployments": int(total),
-                "successes": int(successes or 0),
-                "failures": int(failures or 0),
-                "change_failure_rate": int(failures or 0) / judged if judged else None,
-                "duration_seconds": {
-                    "median": ranked.get((group, 0)),
-                    "p90": ranked.get((group, 1)),
-                },
-                "deployments_per_day": int(total) / days,
-                "time_to_restore_seconds": {"median": ranked.get((group, 2))},
-            }
-        )
-    return stats
-
-
 _DAILY = """
 SELECT {day} AS day,
   SUM(CASE WHEN verdict_status = 'success' THEN 1 ELSE 0 END) AS successes,
@@ -193,26 +94,134 @@ GROUP BY {day} ORDER BY day
 """
 
 
-async def daily(
-    store: SqlStore,
-    *,
-    since: float,
-    repository: str | None = None,
-    environment: str | None = None,
-) -> list[tuple[int, int, int, float | None]]:
-    """Per UTC day (days since the epoch): successes, counted failures, mean duration."""
-    # PostgreSQL rounds a float cast to integer; SQLite truncates (and may lack FLOOR).
-    day = "CAST(created_at / 86400 AS INTEGER)" if store.is_sqlite else "FLOOR(created_at / 86400)"
-    window = _WINDOW + _filters(repository, environment)
-    params: dict[str, Any] = {"since": since}
-    if repository is not None:
-        params["repository"] = repository
-    if environment is not None:
-        params["environment"] = environment
-    sql = _DAILY.format(day=day, failure=_COUNTED_FAILURE, window=window)
-    async with store.reader.connect() as conn:
-        rows = await conn.execute(text(sql), params)
-        return [
-            (int(r[0]), int(r[1] or 0), int(r[2] or 0), float(r[3]) if r[3] is not None else None)
-            for r in rows
-        ]
+class Stats(StoreBase):
+    """Deployment statistics and the page's daily figures, computed in SQL."""
+
+    async def _ranked_sqlite(
+        self, sizes: dict[tuple[Group, str], int], since: float
+    ) -> dict[tuple[Group, int], float]:
+        """Each (group, RANKED index)'s percentile, from LIMIT 2 OFFSET reads of an index."""
+        parts: list[str] = []
+        bound: dict[str, Any] = {"since": since}
+        wanted: list[tuple[Group, int, int]] = []
+        groups = sorted({group for group, _ in sizes})
+        for index, group in enumerate(groups):
+            bound[f"r{index}"], bound[f"e{index}"] = group
+            for which, (column, fraction) in enumerate(RANKED):
+                n = sizes.get((group, column), 0)
+                if not n:
+                    continue
+                bound[f"k{index}_{which}"] = math.floor((n - 1) * fraction)
+                parts.append(_RANKED_READ.format(group=index, which=which, column=column))
+                wanted.append((group, index, which))
+        found: dict[tuple[int, int], list[float]] = defaultdict(list)
+        async with self.reader.connect() as conn:
+            for start in range(0, len(parts), COMPOUND_LIMIT):
+                statement = text(" UNION ALL ".join(parts[start : start + COMPOUND_LIMIT]))
+                for index, which, value in await conn.execute(statement, bound):
+                    found[(int(index), int(which))].append(float(value))
+        result = {}
+        for group, index, which in wanted:
+            column, fraction = RANKED[which]
+            n = sizes[(group, column)]
+            low = math.floor((n - 1) * fraction)
+            pair = dict(enumerate(found[(index, which)], start=low))
+            if low in pair:  # else rows were deleted between the two reads
+                result[(group, which)] = interpolate(pair, n, fraction)
+        return result
+
+    async def stats(
+        self,
+        *,
+        since: float,
+        days: int,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One entry per repository and environment with deployments created since a time."""
+        window = _WINDOW + _filters(repository, environment)
+        params: dict[str, Any] = {"since": since}
+        if repository is not None:
+            params["repository"] = repository
+        if environment is not None:
+            params["environment"] = environment
+
+        async def counted() -> list[Any]:
+            async with self.reader.connect() as conn:
+                sql = _COUNTS.format(window=window, failure=_COUNTED_FAILURE)
+                return list((await conn.execute(text(sql), params)).all())
+
+        async def ranked_pg() -> dict[tuple[Group, int], float]:
+            async with self.reader.connect() as conn:
+                found = await conn.execute(text(_PG_PERCENTILES.format(window=window)), params)
+                return {
+                    ((r[0], r[1]), which): float(r[2 + which])
+                    for r in found
+                    for which in range(len(RANKED))
+                    if r[2 + which] is not None
+                }
+
+        if self.is_sqlite:
+            counts = await counted()
+            sizes = {}
+            for r in counts:
+                sizes[((r[0], r[1]), "duration_seconds")] = int(r[5])
+                sizes[((r[0], r[1]), "restore_seconds")] = int(r[6])
+            ranked = await self._ranked_sqlite(sizes, since)
+        else:
+            # Two reads on two connections, side by side.
+            counts, ranked = await asyncio.gather(counted(), ranked_pg())
+        stats = []
+        for repo, env, total, successes, failures, _timed, _restored in sorted(counts):
+            judged = int(successes or 0) + int(failures or 0)
+            group = (repo, env)
+            stats.append(
+                {
+                    "repository": repo,
+                    "environment": env,
+                    "deployments": int(total),
+                    "successes": int(successes or 0),
+                    "failures": int(failures or 0),
+                    "change_failure_rate": int(failures or 0) / judged if judged else None,
+                    "duration_seconds": {
+                        "median": ranked.get((group, 0)),
+                        "p90": ranked.get((group, 1)),
+                    },
+                    "deployments_per_day": int(total) / days,
+                    "time_to_restore_seconds": {"median": ranked.get((group, 2))},
+                }
+            )
+        return stats
+
+    async def daily(
+        self,
+        *,
+        since: float,
+        repository: str | None = None,
+        environment: str | None = None,
+    ) -> list[tuple[int, int, int, float | None]]:
+        """Per UTC day (days since the epoch): successes, counted failures, mean duration."""
+        # PostgreSQL rounds a float cast to integer; SQLite truncates (and may lack FLOOR).
+        day = (
+            "CAST(created_at / 86400 AS INTEGER)"
+            if self.is_sqlite
+            else "FLOOR(created_at / 86400)"
+        )
+        window = _WINDOW + _filters(repository, environment)
+        params: dict[str, Any] = {"since": since}
+        if repository is not None:
+            params["repository"] = repository
+        if environment is not None:
+            params["environment"] = environment
+        sql = _DAILY.format(day=day, failure=_COUNTED_FAILURE, window=window)
+        async with self.reader.connect() as conn:
+            rows = await conn.execute(text(sql), params)
+            return [
+                (
+                    int(r[0]),
+                    int(r[1] or 0),
+                    int(r[2] or 0),
+                    float(r[3]) if r[3] is not None else None,
+                )
+                for r in rows
+            ]

@@ -4,218 +4,86 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import gidgethub
-from pydantic import BaseModel, ValidationError
-from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.config import Settings
-from ghapp.core.models import (
-    REPOSITORY_PATTERN,
-    DeploymentList,
-    DeploymentRequest,
-    check_metadata,
-)
+from ghapp.core.models import DeploymentList, DeploymentRequest, RollbackRequest
+from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
-from ghapp.web import launch
-from ghapp.web.limits import API_CAP, BodyRefused, read_body
+from ghapp.web.http import (
+    authorized,
+    callback_target,
+    error,
+    idempotency_key,
+    query_int,
+    request_model,
+    services_of,
+    stored,
+    unauthorized,
+)
+from ghapp.work import launch
 
 if TYPE_CHECKING:
-    from ghapp.core.deploys import DeploymentRecord
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
-ModelT = TypeVar("ModelT", bound=BaseModel)
 # Most deployments one list answer holds (docs/reference/http-api.md).
 LIST_MAX = 200
 REPOSITORY = re.compile(REPOSITORY_PATTERN)
-# ghapp's own ids are `dep_` and 24 hex digits; this is looser, and bounded.
-DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-DEPLOYMENT_ID = re.compile(DEPLOYMENT_ID_PATTERN)
-IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,200}$"
-IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+StartBody = TypeVar("StartBody", DeploymentRequest, RollbackRequest)
 
 
-def error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    """An error answer: `{"error", "message"}` plus details."""
-    headers = extra.pop("headers", None)
-    return JSONResponse({"error": code, "message": message, **extra}, status, headers=headers)
+@dataclass
+class StartRequest(Generic[StartBody]):
+    """A request that starts a deployment, checked: its body, where its callbacks go, its key."""
+
+    body: StartBody
+    callback_url: str
+    key: str | None
 
 
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def authorized(request: Request) -> bool:
-    expected = services_of(request).settings.orchestrator_token or ""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return (
-        bool(expected)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(token.strip().encode(), expected.encode())
-    )
-
-
-def unauthorized() -> JSONResponse:
-    return error(
-        401,
-        "unauthorized",
-        "missing or wrong bearer token (Authorization: Bearer $ORCHESTRATOR_TOKEN)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
-def callback_allowed(url: str, allowed: list[str], default_url: str | None = None) -> bool:
-    """Whether ghapp may call `url` back (docs/configuration.md, "The orchestrator").
-
-    With CALLBACK_ALLOWED_HOSTS (`allowed`): its host equals an entry's, and its port too where
-    the entry names one. Without: its scheme, host and effective port equal `default_url`'s.
-    """
-    try:
-        scheme, host, port = _origin(url)
-        if not allowed:
-            return default_url is not None and (scheme, host, port) == _origin(default_url)
-    except ValueError:
-        return False
-    for entry in allowed:
-        wanted = urlsplit("//" + entry.strip().lower())
-        try:
-            wanted_port = wanted.port
-        except ValueError:
-            continue
-        if wanted.hostname == host and wanted_port in (None, port):
-            return True
-    return False
-
-
-async def stored(services: Services, deployment_id: str) -> DeploymentRecord | None:
-    """The deployment with this id; None too for what cannot be an id (no lookup then)."""
-    if not DEPLOYMENT_ID.fullmatch(deployment_id):
-        return None
-    return await services.store.get(deployment_id)
-
-
-def query_int(value: str | None, *, default: int, top: int) -> int | None:
-    """A query parameter that must be an integer in 1..top (None: it is not)."""
-    if value is None:
-        return default
-    if not value.isascii() or not value.isdigit() or len(value) > 9:
-        return None
-    number = int(value)
-    return number if 1 <= number <= top else None
-
-
-def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors as the API's `errors` list."""
-    return [
-        {"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
-        for e in exc.errors()
-    ]
-
-
-async def request_model(
-    request: Request, model: type[ModelT], *, empty: bytes | None = None
-) -> ModelT | Response:
-    """The body read within the API's cap and validated, or the 413/408, 400 or 422 answer;
-    `empty` stands for a body that was left out."""
-    try:
-        raw = await read_body(request, API_CAP)
-    except BodyRefused as exc:
-        return error(exc.status, exc.code, str(exc))
-    try:
-        # Strict: no NaN or Infinity, no lone surrogates; they cannot be stored or sent back.
-        payload = from_json(raw or empty or b"", allow_inf_nan=False)
-    except ValueError as exc:
-        return error(400, "invalid_json", f"the body is not JSON: {exc}")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        return error(
-            422, "invalid_request", "the body breaks the schema", errors=field_errors(exc)
-        )
-
-
-def callback_target(settings: Settings, requested: str | None) -> str | Response:
-    """Where a request's callbacks go (its own URL or ORCHESTRATOR_CALLBACK_URL), or the 422."""
-    callback_url = requested or settings.orchestrator_callback_url
-    if callback_url is None:
-        return error(
-            422,
-            "invalid_request",
-            "no callback_url in the request and no ORCHESTRATOR_CALLBACK_URL set",
-            errors=[{"field": "callback_url", "message": "required"}],
-        )
-    if not callback_allowed(
-        callback_url, settings.callback_allowed_hosts, settings.orchestrator_callback_url
-    ):
-        where = (
-            "its host is not in CALLBACK_ALLOWED_HOSTS"
-            if settings.callback_allowed_hosts
-            else "its scheme, host and port differ from ORCHESTRATOR_CALLBACK_URL's "
-            "(set CALLBACK_ALLOWED_HOSTS to allow others)"
-        )
-        return error(
-            422,
-            "invalid_request",
-            f"callback_url is not allowed: {where}",
-            errors=[{"field": "callback_url", "message": "host not allowed"}],
-        )
-    return callback_url
-
-
-def idempotency_key(request: Request) -> str | Response | None:
-    """The request's Idempotency-Key (None without one), or the 422 for a malformed one."""
-    key = request.headers.get("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
-        return error(
-            422,
-            "invalid_request",
-            "Idempotency-Key must be 1 to 200 printable ASCII characters",
-            errors=[{"field": "Idempotency-Key", "message": "invalid"}],
-        )
-    return key
-
-
-async def create_deployment(request: Request) -> Response:
-    """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
-    # The 5 s answer counts from here (ghapp.web.dispatching).
-    started = asyncio.get_running_loop().time()
+async def start_request(
+    request: Request, model: type[StartBody], *, empty: bytes | None = None
+) -> StartRequest[StartBody] | Response:
+    """The bearer token, the body, its callback URL and its Idempotency-Key checked in that
+    order; or the answer that refuses the request (401, 413 or 408, 400, 422)."""
     if not authorized(request):
         return unauthorized()
-    services = services_of(request)
-    body = await request_model(request, DeploymentRequest)
+    body = await request_model(request, model, empty=empty)
     if isinstance(body, Response):
         return body
-    callback_url = callback_target(services.settings, body.callback_url)
+    callback_url = callback_target(services_of(request).settings, body.callback_url)
     if isinstance(callback_url, Response):
         return callback_url
     key = idempotency_key(request)
     if isinstance(key, Response):
         return key
+    return StartRequest(body, callback_url, key)
+
+
+async def create_deployment(request: Request) -> Response:
+    """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
+    # The 5 s answer counts from here (ghapp.work.dispatching).
+    started = asyncio.get_running_loop().time()
+    checked = await start_request(request, DeploymentRequest)
+    if isinstance(checked, Response):
+        return checked
+    body, callback_url = checked.body, checked.callback_url
     body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
     async def plan() -> launch.Plan:
         return launch.Plan(body, callback_url, started=started)
 
-    return await start_answer(services, key, body_hash, plan)
+    return await start_answer(services_of(request), checked.key, body_hash, plan)
 
 
 async def start_answer(
@@ -224,7 +92,8 @@ async def start_answer(
     body_hash: str,
     plan: Callable[[], Awaitable[launch.Plan]],
 ) -> Response:
-    """Start a deployment and answer as docs/api.md says: 202, 200 on a repeat, 409, 503."""
+    """Start a deployment and answer as docs/reference/http-api.md says: 202, 200 on a
+    repeat, 409, 503."""
     try:
         started = await launch.start(services, key, body_hash, plan)
     except IdempotencyConflict:

@@ -24,18 +24,10 @@ from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.store.base import StoreUnavailable
-from ghapp.web import (
-    api,
-    deliveries_api,
-    deploykey_api,
-    events,
-    launch,
-    openapi,
-    operator_page,
-    releases_api,
-    webhooks,
-)
+from ghapp.web import api, deliveries_api, deploykey_api, events, openapi, releases_api, webhooks
+from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
+from ghapp.work import launch
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine

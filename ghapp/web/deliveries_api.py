@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.web.api import authorized, error, query_int, services_of, unauthorized
+from ghapp.web.http import authorized, error, query_int, services_of, unauthorized
 from ghapp.work.delivery_log import DeliveryLog
 
 SIGNATURE_VERDICTS = ("ok", "bad", "missing", "unchecked")

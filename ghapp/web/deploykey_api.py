@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.core.models import valid_name
+from ghapp.core.validation import valid_name
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.secrets import SECRET_NAME, NotInstalled, SecretRefused, install_deploy_key
-from ghapp.web.api import authorized, error, services_of, unauthorized
+from ghapp.web.http import authorized, error, services_of, unauthorized
 
 log = logging.getLogger("ghapp.deploykey")
 

@@ -21,8 +21,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ghapp.core.deploys import DeploymentRecord
-from ghapp.web.api import DEPLOYMENT_ID, authorized, error, unauthorized
-from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie, session_revoked
+from ghapp.web.http import DEPLOYMENT_ID, authorized, error, unauthorized
+from ghapp.web.operator.sessions import SESSION_COOKIE, read_session_cookie, session_revoked
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

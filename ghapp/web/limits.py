@@ -2,14 +2,13 @@
 
 Bodies are read as a stream (`read_body`) and refused past their cap (`413`). The bounds on
 the request itself live in uvicorn's protocol (`ghapp.web.protocol`, options from
-`uvicorn_limits`): a head over MAX_HEAD gets `431`, a body not complete BODY_TIMEOUT seconds
-after its headers gets `408` and the connection closed.
+`ghapp.runner.uvicorn_limits`): a head over MAX_HEAD gets `431`, a body not complete
+BODY_TIMEOUT seconds after its headers gets `408` and the connection closed.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -69,15 +68,3 @@ async def read_body(request: Request, cap: int) -> bytes:
         raise Late() from None
     # A body usually comes in one piece: no copy then.
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def uvicorn_limits() -> dict[str, Any]:
-    """uvicorn options that bound a request's head (`431`) and the time its body takes (`408`)."""
-    options: dict[str, Any] = {"h11_max_incomplete_event_size": MAX_HEAD}
-    try:
-        from ghapp.web.protocol import BoundedHttpTools
-    except ImportError:  # httptools absent: h11 bounds the head (no body deadline then)
-        options["http"] = "h11"
-    else:
-        options["http"] = BoundedHttpTools
-    return options

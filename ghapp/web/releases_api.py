@@ -13,17 +13,14 @@ from starlette.routing import Route
 
 from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
-from ghapp.web import launch
-from ghapp.web.api import (
+from ghapp.web.api import start_answer, start_request
+from ghapp.web.http import (
     authorized,
-    callback_target,
     error,
-    idempotency_key,
-    request_model,
     services_of,
-    start_answer,
     unauthorized,
 )
+from ghapp.work import launch
 
 MAX_RELEASES = 200
 MAX_DAYS = 366
@@ -79,18 +76,11 @@ async def list_releases(request: Request) -> Response:
 
 async def rollback(request: Request) -> Response:
     """POST .../environments/{env}/rollback {"to": id|null}: dispatch an earlier release again."""
-    if not authorized(request):
-        return unauthorized()
+    checked = await start_request(request, RollbackRequest, empty=b"{}")
+    if isinstance(checked, Response):
+        return checked
     services = services_of(request)
-    body = await request_model(request, RollbackRequest, empty=b"{}")
-    if isinstance(body, Response):
-        return body
-    callback_url = callback_target(services.settings, body.callback_url)
-    if isinstance(callback_url, Response):
-        return callback_url
-    key = idempotency_key(request)
-    if isinstance(key, Response):
-        return key
+    body, callback_url = checked.body, checked.callback_url
     repository, environment = _repository(request), _environment(request)
     body_hash = hashlib.sha256(
         f"rollback\x00{repository}\x00{environment}\x00{body.model_dump_json()}".encode()
@@ -106,7 +96,7 @@ async def rollback(request: Request) -> Response:
             metadata=body.metadata,
         )
 
-    return await start_answer(services, key, body_hash, plan)
+    return await start_answer(services, checked.key, body_hash, plan)
 
 
 async def stats(request: Request) -> Response:

@@ -4,17 +4,17 @@ handler of each event ghapp acts on."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
+from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
 from ghapp.core.progress import JobObserved, job_of
+from ghapp.core.times import github_time, utcnow
 from ghapp.web.webhook_payloads import is_run_id
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -42,13 +42,8 @@ EARLY_RUN_WINDOW = timedelta(seconds=60)
 
 def just_created(created: Any) -> bool:
     """Whether a run's `created_at` is within EARLY_RUN_WINDOW of now."""
-    if not isinstance(created, str):
-        return False
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return utcnow() - when < EARLY_RUN_WINDOW
+    when = github_time(created)
+    return when is not None and utcnow() - when < EARLY_RUN_WINDOW
 
 
 class Answer(JSONResponse):
@@ -75,12 +70,11 @@ class Answer(JSONResponse):
 _BARE_BODIES: dict[str, bytes] = {}
 
 
-_answer = Answer
 
 
 async def _ping(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     log.info("ping received", extra={"delivery_id": delivery_id, "hook_id": payload.get("hook_id")})
-    return _answer(200, "pong", zen=payload.get("zen"))
+    return Answer(200, "pong", zen=payload.get("zen"))
 
 
 def _remember_installation(services: Services, payload: dict[str, Any]) -> None:
@@ -93,22 +87,22 @@ def _remember_installation(services: Services, payload: dict[str, Any]) -> None:
 async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     run = payload.get("workflow_run") or {}
     if run.get("event") != "workflow_dispatch" or not is_run_id(run.get("id")):
-        return _answer(200, "not_ours")
+        return Answer(200, "not_ours")
     record = await services.store.by_run(run["id"])
     if record is None:
         repository = (payload.get("repository") or {}).get("full_name")
         # A dispatch whose run GitHub did not name (GHES): this may be it.
         if repository and await services.poller.on_unknown_run(run, repository):
-            return _answer(200, "run_identified")
+            return Answer(200, "run_identified")
         # Or a run so fast that its webhook beat the storing of its deployment: note it, and
         # look again, so that whichever of the two comes second applies it. Only a run
         # created moments ago can be in that race.
         if not just_created(run.get("created_at")):
-            return _answer(200, "not_ours")
+            return Answer(200, "not_ours")
         await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
         record = await services.store.by_run(run["id"])
         if record is None:
-            return _answer(200, "not_ours")
+            return Answer(200, "not_ours")
     return await workflow_run_of(services, payload, delivery_id, record)
 
 
@@ -119,12 +113,12 @@ async def workflow_run_of(
     run = payload["workflow_run"]
     _remember_installation(services, payload)
     if delivery_id in services.recent_deliveries:
-        return _answer(200, "duplicate")
+        return Answer(200, "duplicate")
     event = run_event({**run, "status": run.get("status") or payload.get("action") or ""}, utcnow())
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
     services.recent_deliveries[delivery_id] = True
     if transition is None:
-        return _answer(200, "duplicate")
+        return Answer(200, "duplicate")
     log.info(
         "workflow_run %s handled",
         payload.get("action"),
@@ -136,7 +130,7 @@ async def workflow_run_of(
             "state": transition.record.state,
         },
     )
-    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+    return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
 async def _deployment_status(
@@ -145,12 +139,12 @@ async def _deployment_status(
     run = payload.get("workflow_run") or {}
     status = payload.get("deployment_status") or {}
     if not is_run_id(run.get("id")):
-        return _answer(200, "not_ours")
+        return Answer(200, "not_ours")
     record = await services.store.by_run(run["id"])
     if record is None:
-        return _answer(200, "not_ours")
+        return Answer(200, "not_ours")
     if delivery_id in services.recent_deliveries:
-        return _answer(200, "duplicate")
+        return Answer(200, "duplicate")
     event = EnvironmentObserved(
         run_id=run["id"],
         state=str(status.get("state") or ""),
@@ -160,17 +154,17 @@ async def _deployment_status(
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
     services.recent_deliveries[delivery_id] = True
     if transition is None:
-        return _answer(200, "duplicate")
-    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+        return Answer(200, "duplicate")
+    return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
 async def _workflow_job(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     job = payload.get("workflow_job")
     if not isinstance(job, dict) or not is_run_id(job.get("run_id")):
-        return _answer(200, "not_ours")
+        return Answer(200, "not_ours")
     record = await services.store.by_run(job["run_id"])
     if record is None:
-        return _answer(200, "not_ours")
+        return Answer(200, "not_ours")
     return await workflow_job_of(services, payload, delivery_id, record)
 
 
@@ -182,22 +176,22 @@ async def workflow_job_of(
     parsed = job_of(job) if isinstance(job, dict) else None
     attempt = job.get("run_attempt", 1) if isinstance(job, dict) else None
     if parsed is None or not isinstance(attempt, int) or isinstance(attempt, bool):
-        return _answer(400, "bad_request", message="workflow_job has fields of impossible types")
+        return Answer(400, "bad_request", message="workflow_job has fields of impossible types")
     _remember_installation(services, payload)
     if delivery_id in services.recent_deliveries:
-        return _answer(200, "duplicate")
+        return Answer(200, "duplicate")
     assert isinstance(job, dict)
     event = JobObserved(run_id=job["run_id"], attempt=attempt, jobs=(parsed,), at=utcnow())
     transition = await services.engine.apply(record, event, delivery_id=delivery_id)
     services.recent_deliveries[delivery_id] = True
     if transition is None:
-        return _answer(200, "duplicate")
-    return _answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+        return Answer(200, "duplicate")
+    return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
 async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) -> Answer:
     _remember_installation(services, payload)
-    return _answer(200, "noted")
+    return Answer(200, "noted")
 
 
 HANDLERS = {

@@ -18,10 +18,8 @@ from ghapp.core.deploys import DeploymentRecord
 from ghapp.logsetup import bind
 from ghapp.store.base import StoreUnavailable
 from ghapp.web.webhook_handlers import (
-    EARLY_RUN_WINDOW,
     HANDLERS,
     Answer,
-    early_run_fields,
     just_created,
     workflow_job_of,
     workflow_run_of,
@@ -32,22 +30,8 @@ from ghapp.work.delivery_log import record_webhook
 if TYPE_CHECKING:
     from ghapp.web.services import Services
 
-__all__ = [
-    "EARLY_RUN_WINDOW",
-    "HANDLERS",
-    "MAX_WEBHOOK_BODY",
-    "Answer",
-    "RunHead",
-    "early_run_fields",
-    "job_head",
-    "receive",
-    "run_head",
-    "verify_signature",
-]
-
 log = logging.getLogger("ghapp.webhooks")
 MAX_WEBHOOK_BODY = 25 * 1024 * 1024
-_answer = Answer
 
 
 def verify_signature(body: bytes, signature: str | None, secrets: list[str]) -> bool:
@@ -80,11 +64,11 @@ async def receive(request: Request) -> Response:
         if StoreUnavailable.covers(exc):
             log.warning("webhook not stored: the database is unavailable",
                         extra={"error": str(exc) or type(exc).__name__})
-            answer = _answer(503, "store_unavailable",
+            answer = Answer(503, "store_unavailable",
                              message="ghapp's database is unavailable; deliver again later")
         else:
             log.exception("webhook handling failed")
-            answer = _answer(500, "error", message="ghapp could not handle this delivery")
+            answer = Answer(500, "error", message="ghapp could not handle this delivery")
     services.metrics.webhook_received(answer.event, answer.action, answer.outcome)
     services.metrics.webhook_handling_seconds.observe(time.perf_counter() - started)
     if services.delivery_log is not None:
@@ -104,7 +88,7 @@ async def _receive(request: Request, services: Services) -> Answer:
     """The checks of docs/reference/http-api.md ("GitHub's webhooks"), in its order."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
-        return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+        return Answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
     chunks: list[bytes] = []
     size = 0
     try:
@@ -112,10 +96,10 @@ async def _receive(request: Request, services: Services) -> Answer:
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_WEBHOOK_BODY:
-                return _answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
+                return Answer(413, "too_large", message="webhook bodies are limited to 25 MiB")
     except ClientDisconnect:
         # Gone, or cut by the body deadline (the protocol answered 408).
-        return _answer(408, "timeout", message="the body did not arrive in time")
+        return Answer(408, "timeout", message="the body did not arrive in time")
     # A body usually comes in one piece: no copy then.
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     request.state.webhook_body = raw  # for the delivery log
@@ -124,13 +108,13 @@ async def _receive(request: Request, services: Services) -> Answer:
     ):
         services.metrics.webhook_signature_failures.inc()
         log.warning("webhook signature rejected")
-        return _answer(401, "bad_signature", message="X-Hub-Signature-256 missing or wrong")
+        return Answer(401, "bad_signature", message="X-Hub-Signature-256 missing or wrong")
     event = request.headers.get("x-github-event")
     delivery_id = request.headers.get("x-github-delivery")
     if not event or not delivery_id:
-        return _answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
+        return Answer(400, "bad_request", message="X-GitHub-Event and X-GitHub-Delivery needed")
     if len(delivery_id) > 100 or len(event) > 100:
-        return _answer(400, "bad_request", message="X-GitHub-Event or X-GitHub-Delivery too long")
+        return Answer(400, "bad_request", message="X-GitHub-Event or X-GitHub-Delivery too long")
     found: DeploymentRecord | None = None
     if event == "workflow_run" and (head := run_head(raw)) is not None:
         # ghapp only ever dispatches, so runs started by pushes and PRs are not ours; nor is a
@@ -138,7 +122,7 @@ async def _receive(request: Request, services: Services) -> Answer:
         if head.run_id is not None:
             found = await services.store.by_run(head.run_id)
         if found is None and (head.run_id is None or not _worth_a_closer_look(head)):
-            answer = _answer(200, "not_ours")
+            answer = Answer(200, "not_ours")
             answer.event, answer.action = event, head.action
             return answer
     elif event == "workflow_job" and (job := job_head(raw)) is not None:
@@ -147,15 +131,15 @@ async def _receive(request: Request, services: Services) -> Answer:
         if run_id is not None:
             found = await services.store.by_run(run_id)
         if found is None:
-            answer = _answer(200, "not_ours")
+            answer = Answer(200, "not_ours")
             answer.event, answer.action = event, action
             return answer
     try:
         payload = from_json(raw)
     except ValueError:
-        return _answer(400, "bad_request", message="the body is not JSON")
+        return Answer(400, "bad_request", message="the body is not JSON")
     if not isinstance(payload, dict):
-        return _answer(400, "bad_request", message="the body is not a JSON object")
+        return Answer(400, "bad_request", message="the body is not a JSON object")
     handler = HANDLERS.get(event)
     if handler is not None:
         try:
@@ -163,11 +147,11 @@ async def _receive(request: Request, services: Services) -> Answer:
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(part) for part in problem["loc"])
-            return _answer(
+            return Answer(
                 400, "bad_request", message=f"impossible field {where}: {problem['msg']}"
             )
     if handler is None:
-        answer = _answer(202, "ignored", event=event)
+        answer = Answer(202, "ignored", event=event)
     else:
         with bind(delivery_id=delivery_id):
             if found is not None and event == "workflow_job":

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ghapp.core.signing import sign_sha256
 from ghapp.github.retry import backoff
 from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
@@ -38,11 +37,6 @@ LEASE_MARGIN = 1.0
 
 class LeaseLost(Exception):
     """The callback's lease could not be renewed in time: another replica may take it."""
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The X-Ghapp-Signature-256 value of a body: `sha256=<lowercase hex>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -154,7 +148,7 @@ class CallbackSender(Worker):
             "User-Agent": "ghapp",
             "X-Ghapp-Event": item.event,
             "X-Ghapp-Delivery": item.delivery_id,
-            "X-Ghapp-Signature-256": sign(body, self.secret),
+            "X-Ghapp-Signature-256": sign_sha256(self.secret, body),
         }
         from aiohttp import ClientError
 

@@ -30,14 +30,11 @@ from ghapp.store.aio import AsyncConnection, AsyncEngine
 from ghapp.store.base import StoreUnavailable
 from ghapp.store.schema import delivery_log
 from ghapp.work.delivery_entries import (
-    HEADERS_CUT,
     MAX_HEADERS,
-    REDACTED_HEADERS,
     LoggedDelivery,
     Pending,
     clip_headers,
     headers_size,
-    redact_headers,
     row_of,
     sample,
 )
@@ -48,18 +45,12 @@ __all__ = [
     "FLUSH_BATCH",
     "FLUSH_BYTES",
     "FLUSH_INTERVAL",
-    "HEADERS_CUT",
     "KEEP_REFUSED",
     "MAX_BODY",
-    "MAX_HEADERS",
     "MAX_UNSIGNED_BODY",
     "PURGE_INTERVAL",
-    "REDACTED_HEADERS",
     "DeliveryLog",
-    "LoggedDelivery",
-    "clip_headers",
     "record_webhook",
-    "redact_headers",
 ]
 
 log = logging.getLogger("ghapp.delivery_log")

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 import gidgethub
 from cachetools import LRUCache
@@ -31,6 +30,7 @@ from ghapp.core.deploys import (
     StartRollback,
     Transition,
 )
+from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
@@ -55,11 +55,6 @@ RETRY_PAUSE = 10.0
 CANCEL_TRIES = 5
 # The slow actions: run under the deployment's gather lease.
 _GATHERED = (GatherFailure, FindDeployedUrl, StartRollback)
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
 
 
 class Engine(Worker):

@@ -14,10 +14,10 @@ import gidgethub
 from ghapp.core import reports
 from ghapp.core.causes import CauseRules, classify_jobs, default_rules
 from ghapp.core.deploys import FailureGathered, verdict_reason
+from ghapp.core.logs.excerpt import ExcerptBuilder
 from ghapp.core.models import Annotation, FailedJob
 from ghapp.github.client import GitHubClient, GitHubUnavailable, LogsNotReady, LogUnavailable
 from ghapp.github.joblogs import LogHostFailed, read_job_log
-from ghapp.github.logexcerpt import ExcerptBuilder
 
 log = logging.getLogger("ghapp.failures")
 MAX_ANNOTATIONS = 20

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ghapp.core.deploy_dispatch import ORPHAN_AFTER, ORPHANED
 from ghapp.core.deploys import DispatchDoubted
-from ghapp.work.engine import utcnow
+from ghapp.core.times import utcnow
 
 if TYPE_CHECKING:
     from ghapp.work.poller import Poller

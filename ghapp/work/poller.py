@@ -17,15 +17,17 @@ import gidgethub
 
 from ghapp.config import Settings
 from ghapp.core import correlation
-from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunObserved, RunSearched
+from ghapp.core.deploy_events import run_event
+from ghapp.core.deploys import DeadlinesChecked, DeploymentRecord, RunSearched
 from ghapp.core.progress import JobObserved, job_of
+from ghapp.core.times import utcnow
 from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.store.base import StoreUnavailable
 from ghapp.work import orphans
-from ghapp.work.engine import REPORT_GRACE, Engine, utcnow
+from ghapp.work.engine import REPORT_GRACE, Engine
 from ghapp.work.workers import Backoff, Worker
 
 log = logging.getLogger("ghapp.poller")
@@ -46,33 +48,6 @@ APPLY_CONCURRENCY = 16
 PARALLEL_REPOSITORIES = 4
 # How often `recorded` deployments left by a stopped process are looked for.
 ORPHAN_INTERVAL = 5.0
-
-
-def github_time(value: Any) -> datetime | None:
-    """An aware datetime from GitHub's ISO text (`Z` or an offset); None if absent or bad."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def run_event(run: Mapping[str, Any], at: datetime) -> RunObserved:
-    """A RunObserved from a workflow run object (REST answer or webhook payload)."""
-    status = str(run.get("status") or "")
-    return RunObserved(
-        run_id=int(run["id"]),
-        attempt=int(run.get("run_attempt") or 1),
-        status=status,
-        conclusion=run.get("conclusion"),
-        html_url=run.get("html_url"),
-        head_sha=run.get("head_sha"),
-        at=at,
-        started_at=github_time(run.get("run_started_at")),
-        updated_at=github_time(run.get("updated_at")) if status == "completed" else None,
-    )
 
 
 def _stamp(moment: datetime) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import ValidationError
 
-from ghapp.client_callbacks import (
+from ghapp.client._callbacks import (
     CALLBACK_EVENT,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -29,10 +29,11 @@ from ghapp.client_callbacks import (
     sign_callback,
     verify_callback,
 )
-from ghapp.client_errors import GhappError, StreamUnavailable
-from ghapp.client_session import ApiSession
+from ghapp.client._errors import GhappError, StreamUnavailable
+from ghapp.client._session import ApiSession
+from ghapp.client._sse import EventParser
+from ghapp.core.enums import LENIENT
 from ghapp.core.models import (
-    LENIENT,
     Cause,
     Deployment,
     DeploymentList,
@@ -42,7 +43,6 @@ from ghapp.core.models import (
     ReleaseList,
     Verdict,
 )
-from ghapp.sse import EventParser
 
 __all__ = [
     "CALLBACK_EVENT",

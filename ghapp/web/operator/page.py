@@ -3,7 +3,7 @@
 Server-rendered HTML (Jinja2, autoescaped), no external assets; one inline script (allowed by the
 CSP nonce) moves the progress bars of running deployments from their event streams. Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
-form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`ghapp.web.sessions`).
+form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`sessions` beside this).
 Actions, sign-out included, are POST forms that also carry a per-session CSRF token; no form is
 read before the request is known to be authorised (the sign-in form aside, 16 KiB at most).
 """
@@ -26,9 +26,9 @@ from starlette.routing import Route
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
-from ghapp.web import launch, releases_page
-from ghapp.web.api import stored
-from ghapp.web.operator_auth import (
+from ghapp.web.http import stored
+from ghapp.web.operator import releases_section
+from ghapp.web.operator.access import (
     authorized_action,
     back,
     bearer_ok,
@@ -38,8 +38,8 @@ from ghapp.web.operator_auth import (
     services_of,
     signed_in,
 )
-from ghapp.web.operator_render import render
-from ghapp.web.sessions import SESSION_COOKIE, make_session_cookie, read_session_cookie
+from ghapp.web.operator.render import render
+from ghapp.work import launch
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
@@ -130,7 +130,7 @@ async def index(request: Request) -> Response:
     deliveries = await _recent_deliveries(services, _bounded(params.get("deliveries"), 20))
     notice = NOTICES.get(params.get("notice", ""))
     here = request.url.path + (("?" + request.url.query) if request.url.query else "")
-    releases = await releases_page.context(services, repository)
+    releases = await releases_section.context(services, repository)
     return render(
         request,
         "index.html",
@@ -260,5 +260,3 @@ routes = [
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
 ]
-
-__all__ = ["SESSION_COOKIE", "make_session_cookie", "read_session_cookie", "routes"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghapp.web import api
-from ghapp.web.openapi_schemas import REF_TEMPLATE
+from ghapp.web import http
+
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 
 def ref(name: str) -> dict[str, str]:
@@ -41,7 +42,7 @@ DEPLOYMENT_ID = {
     "in": "path",
     "required": True,
     "description": "anything else is no deployment (404)",
-    "schema": {"type": "string", "pattern": api.DEPLOYMENT_ID_PATTERN, "maxLength": 64},
+    "schema": {"type": "string", "pattern": http.DEPLOYMENT_ID_PATTERN, "maxLength": 64},
     "example": "dep_0123456789abcdef01234567",
 }
 LATE = json_answer("ErrorBody", "the body did not arrive within 30 s of the headers")

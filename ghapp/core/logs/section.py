@@ -1,6 +1,6 @@
 """Step windows, bounded memory of one log section, and its rendering into the excerpt text.
 
-Internal helpers of :mod:`ghapp.github.logexcerpt` (split out to keep that module readable):
+Internal helpers of :mod:`ghapp.core.logs.excerpt` (split out to keep that module readable):
 the failing step's window from the jobs API's step times, and one section's bounded memory.
 A :class:`Section` numbers its lines 0, 1, 2, ... and keeps only what the excerpt can show:
 the first line, up to ``ERRORS_HEAD + ERRORS_TAIL`` error lines, the last ``max_lines`` lines up
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ghapp.core.times import github_time
 from ghapp.core.untrusted import clean
 
 ERROR_MARK = b"##[error]"
@@ -48,15 +49,8 @@ class Window:
 
 def _when(value: Any) -> datetime | None:
     """An API time as an aware UTC datetime cut to the second, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(microsecond=0)
+    moment = github_time(value)
+    return None if moment is None else moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _key(moment: datetime) -> bytes:

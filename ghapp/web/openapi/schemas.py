@@ -16,10 +16,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from ghapp.core import models
-from ghapp.web import openapi_releases
-
-REF_TEMPLATE = "#/components/schemas/{model}"
+from ghapp.core import models, validation
+from ghapp.web.openapi import release_paths
+from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
 class DeployKeyCreated(BaseModel):
@@ -109,7 +108,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.EnvironmentList, "serialization"),
     (models.ReleaseList, "serialization"),
     (models.RollbackRequest, "validation"),
-    *openapi_releases.MODELS,
+    *release_paths.MODELS,
 ]
 
 
@@ -170,12 +169,12 @@ def components(allowed: tuple[str, ...] | None, default_url: str | None) -> dict
     request = schemas["DeploymentRequest"]["properties"]
     # Field validators are code, invisible to the JSON schema: state their rules here.
     request["repository"].update(
-        pattern=models.REPOSITORY_PATTERN,
+        pattern=validation.REPOSITORY_PATTERN,
         maxLength=201,
         description="owner/name: GitHub's characters [A-Za-z0-9._-], neither part . or ..",
     )
-    request["workflow"].update(pattern=models.WORKFLOW_PATTERN, maxLength=255)
-    request["ref"]["anyOf"][0].update(pattern=models.REF_PATTERN, maxLength=models.REF_MAX)
+    request["workflow"].update(pattern=validation.WORKFLOW_PATTERN, maxLength=255)
+    request["ref"]["anyOf"][0].update(pattern=validation.REF_PATTERN, maxLength=validation.REF_MAX)
     request["inputs"]["additionalProperties"] = {
         "anyOf": [
             {"type": "string"},
@@ -184,11 +183,11 @@ def components(allowed: tuple[str, ...] | None, default_url: str | None) -> dict
         ]
     }
     request["metadata"].update(
-        maxProperties=models.METADATA_MAX_KEYS,
-        propertyNames={"pattern": models.METADATA_KEY_PATTERN},
+        maxProperties=validation.METADATA_MAX_KEYS,
+        propertyNames={"pattern": validation.METADATA_KEY_PATTERN},
         additionalProperties={
             "type": "string",
-            "maxLength": models.METADATA_MAX_VALUE,
+            "maxLength": validation.METADATA_MAX_VALUE,
             "pattern": "^[^\\x00]*$",
         },
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghapp.core import models
-from ghapp.web import api
-from ghapp.web.openapi_parts import (
+from ghapp.core import validation
+from ghapp.web import api, http
+from ghapp.web.openapi.parts import (
     DEPLOYMENT_ID,
     DEPLOYMENT_LINKS,
     LATE,
@@ -78,7 +78,7 @@ def orchestrator_paths() -> dict[str, Any]:
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 200,
-                    "pattern": api.IDEMPOTENCY_KEY_PATTERN,
+                    "pattern": http.IDEMPOTENCY_KEY_PATTERN,
                 },
             }
         ],
@@ -104,7 +104,7 @@ def orchestrator_paths() -> dict[str, Any]:
                 "in": "query",
                 "schema": {
                     "type": "string",
-                    "pattern": models.REPOSITORY_PATTERN,
+                    "pattern": validation.REPOSITORY_PATTERN,
                     "maxLength": 201,
                 },
             },
@@ -244,7 +244,7 @@ def orchestrator_paths() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 # GitHub's own rule for owner and repository names.
-                "schema": {"type": "string", "pattern": models.NAME_PATTERN, "maxLength": 100},
+                "schema": {"type": "string", "pattern": validation.NAME_PATTERN, "maxLength": 100},
                 "example": example,
             }
             for name, example in (("owner", "acme"), ("repo", "shop"))

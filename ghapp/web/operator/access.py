@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
-from ghapp.web.operator_render import render, security_headers
-from ghapp.web.sessions import (
+from ghapp.web.operator.render import render, security_headers
+from ghapp.web.operator.sessions import (
     SESSION_COOKIE,
     SESSION_SECONDS,
     Session,

@@ -1,4 +1,4 @@
-"""How the operator pages render: the Jinja2 templates (package data in `operator/`), their
+"""How the operator pages render: the Jinja2 templates (package data in `templates/`), their
 filters, and the security headers every page carries (a per-response CSP nonce)."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ghapp.core.times import github_time
+
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
 
@@ -24,7 +26,7 @@ def _templates() -> Jinja2Templates:
 
     templates = Templates(
         env=jinja2.Environment(
-            loader=jinja2.FileSystemLoader(Path(__file__).parent / "operator"),
+            loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -82,10 +84,10 @@ def safe_url(url: object) -> str | None:
 
 
 def _svg(markup: str) -> Any:
-    """A chart from `ghapp.web.charts`, which escapes every text it draws."""
+    """A chart from `ghapp.web.operator.charts`, which escapes every text it draws."""
     from markupsafe import Markup
 
-    # Built by ghapp.web.charts, which escapes every text it draws.
+    # Built by ghapp.web.operator.charts, which escapes every text it draws.
     return Markup(markup)
 
 
@@ -108,9 +110,8 @@ def _when(value: object) -> str:
     elif isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, UTC)
     elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+        moment = github_time(value)
+        if moment is None:
             return value
     if moment is None:
         return ""

@@ -13,8 +13,9 @@ from typing import Any, Self
 import aiohttp
 from pydantic import ValidationError
 
-from ghapp.client_errors import GhappError
-from ghapp.core.models import LENIENT, Deployment
+from ghapp.client._errors import GhappError
+from ghapp.core.enums import LENIENT
+from ghapp.core.models import Deployment
 
 # Statuses worth another try: the server says it could not reach GitHub (503, nothing recorded)
 # or a proxy in front of it had a moment.

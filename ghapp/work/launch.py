@@ -14,7 +14,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
@@ -30,25 +30,37 @@ from ghapp.core.deploys import (
     Superseded,
     Transition,
 )
-from ghapp.core.models import DeploymentKind, DeploymentRequest
+from ghapp.core.enums import DeploymentKind
+from ghapp.core.models import DeploymentRequest
 from ghapp.core.progress import median
+from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import EnvironmentBusy, IdempotencyConflict
 from ghapp.store.base import StoreUnavailable
-from ghapp.web.dispatching import (
+from ghapp.work.dispatching import (
     GITHUB_BUDGET,
+    DispatchServices,
     after_binding,
     await_answer,
     prepare_within,
     send_within,
 )
-from ghapp.work.engine import utcnow
 from ghapp.work.workers import Backoff
 
 if TYPE_CHECKING:
-    from ghapp.web.services import Services
+    from cachetools import LRUCache
 
 log = logging.getLogger("ghapp.launch")
+
+
+class LaunchServices(DispatchServices, Protocol):
+    """What starting a deployment needs: the dispatch's services, the Idempotency-Key locks
+    of this process, and the notice of a verdict (the web app's `Services` has them)."""
+
+    idempotency_locks: LRUCache[str, asyncio.Lock]
+
+    def notify_verdict(self, record: DeploymentRecord) -> None:
+        """A verdict was stored: count it and wake the callback sender."""
 # By this long after the request arrived the write-ahead record must be committed (the 5 s
 # answer leaves room for a SQLite connection still finishing its busy wait), and at least
 # MIN_WRITE after GitHub's lookups.
@@ -111,7 +123,9 @@ _turns: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = (
 
 
 @contextlib.asynccontextmanager
-async def _environment_turn(services: Services, record: DeploymentRecord) -> AsyncIterator[None]:
+async def _environment_turn(
+    services: LaunchServices, record: DeploymentRecord
+) -> AsyncIterator[None]:
     if record.concurrency == "queue":
         yield
         return
@@ -124,7 +138,7 @@ async def _environment_turn(services: Services, record: DeploymentRecord) -> Asy
 
 
 async def start(
-    services: Services,
+    services: LaunchServices,
     key: str | None,
     body_hash: str,
     plan: Callable[[], Awaitable[Plan]],
@@ -152,7 +166,7 @@ async def start(
             return existing
 
 
-async def _existing(services: Services, key: str, body_hash: str) -> Started | None:
+async def _existing(services: LaunchServices, key: str, body_hash: str) -> Started | None:
     found = await services.store.by_idempotency_key(key)
     if found is None:
         return None
@@ -167,7 +181,7 @@ async def _existing(services: Services, key: str, body_hash: str) -> Started | N
     return Started(record, repeat=True)
 
 
-async def adopt_orphan(services: Services, record: DeploymentRecord) -> DeploymentRecord:
+async def adopt_orphan(services: LaunchServices, record: DeploymentRecord) -> DeploymentRecord:
     """A `recorded` deployment whose process died: shown, and its run looked for."""
     transition = await services.engine.apply(record, DispatchDoubted(why=ORPHANED, at=utcnow()))
     current = transition.record if transition is not None else record
@@ -181,7 +195,7 @@ async def adopt_orphan(services: Services, record: DeploymentRecord) -> Deployme
 
 
 async def _start(
-    services: Services, plan: Plan, key: str | None, body_hash: str
+    services: LaunchServices, plan: Plan, key: str | None, body_hash: str
 ) -> DeploymentRecord:
     settings = services.settings
     loop = asyncio.get_running_loop()
@@ -293,7 +307,9 @@ async def _writing(deadline: float) -> AsyncIterator[None]:
         raise StoreUnavailable("the database did not answer in time") from None
 
 
-async def _settle(services: Services, record: DeploymentRecord, event: Event) -> DeploymentRecord:
+async def _settle(
+    services: LaunchServices, record: DeploymentRecord, event: Event
+) -> DeploymentRecord:
     """Apply the dispatch's outcome; if the database fails now, the deployment as it will be
     (the write is retried in the background, and the orphan sweep covers a crash)."""
     try:
@@ -309,7 +325,7 @@ async def _settle(services: Services, record: DeploymentRecord, event: Event) ->
     return transition.record if transition is not None else record
 
 
-async def _settle_later(services: Services, deployment_id: str, event: Event) -> None:
+async def _settle_later(services: LaunchServices, deployment_id: str, event: Event) -> None:
     backoff = Backoff()
     deadline = asyncio.get_running_loop().time() + SETTLE_FOR
     while asyncio.get_running_loop().time() < deadline:
@@ -333,7 +349,7 @@ async def _settle_later(services: Services, deployment_id: str, event: Event) ->
         return
 
 
-def _after_superseded(services: Services, transitions: list[Transition]) -> None:
+def _after_superseded(services: LaunchServices, transitions: list[Transition]) -> None:
     """Deployments a cancel_previous superseded (committed with the new record)."""
     for transition in transitions:
         services.metrics.superseded.inc()
@@ -344,7 +360,7 @@ def _after_superseded(services: Services, transitions: list[Transition]) -> None
 
 
 async def rollback_plan(
-    services: Services,
+    services: LaunchServices,
     repository: str,
     environment: str,
     to: str | None,
@@ -372,7 +388,7 @@ async def rollback_plan(
 
 
 async def start_automatic_rollback(
-    services: Services, failed: DeploymentRecord
+    services: LaunchServices, failed: DeploymentRecord
 ) -> RollbackDecided:
     """on_failure rollback: restore the environment's current release, once per failure."""
     history = await services.store.releases(failed.repository, failed.environment, limit=1)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ghapp.core import releases
-from ghapp.web import charts
+from ghapp.web.operator import charts
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-MANIFEST_FILE = Path(__file__).resolve().parent.parent / "manifest" / "app.yml"
+MANIFEST_FILE = Path(__file__).resolve().parents[2] / "manifest" / "app.yml"
 
 BUILTIN: dict[str, Any] = {
     "name": "ghapp",

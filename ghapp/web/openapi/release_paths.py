@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ghapp.web.api import IDEMPOTENCY_KEY_PATTERN
+from ghapp.web.http import IDEMPOTENCY_KEY_PATTERN
+from ghapp.web.openapi.parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
 
 
 class DurationFigures(BaseModel):
@@ -47,31 +48,29 @@ class StatsAnswer(BaseModel):
 MODELS: list[tuple[type[BaseModel], Any]] = [(StatsAnswer, "serialization")]
 
 
-def paths(
-    operation: Any, json: Any, ref: Any, unauthorized: dict[str, Any], retry_after: dict[str, Any]
-) -> dict[str, Any]:
-    """The path items, built with openapi.py's helpers (passed in: no import cycle)."""
+def paths() -> dict[str, Any]:
+    """The path items of the releases, rollback and statistics routes."""
     name_params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in ("owner", "repo")
     ]
     env_param = {"name": "environment", "in": "path", "required": True,
                  "schema": {"type": "string"}, "example": "production"}
-    environments = operation(
+    environments = describe(
         "listEnvironments",
         "The repository's environments, each with its current release and the one a "
         "rollback would restore",
-        {"200": json("EnvironmentList", "the environments"), "401": unauthorized},
+        {"200": json_answer("EnvironmentList", "the environments"), "401": UNAUTHORIZED},
         tag="releases",
         parameters=name_params,
     )
-    releases = operation(
+    releases = describe(
         "listReleases",
         "The releases (successful deployments) of an environment, newest first",
         {
-            "200": json("ReleaseList", "the releases"),
-            "401": unauthorized,
-            "422": json("ErrorBody", "limit is out of range"),
+            "200": json_answer("ReleaseList", "the releases"),
+            "401": UNAUTHORIZED,
+            "422": json_answer("ErrorBody", "limit is out of range"),
         },
         tag="releases",
         parameters=[
@@ -81,27 +80,27 @@ def paths(
              "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}},
         ],
     )
-    rollback = operation(
+    rollback = describe(
         "rollback",
         "Deploy an earlier release again: the same workflow on the default branch, with "
         "inputs environment and version",
         {
-            "202": json("Deployment", "dispatched: kind rollback, rollback_of the release"),
-            "200": json("Deployment", "replay of an Idempotency-Key with the same body"),
-            "400": json("ErrorBody", "the body is not JSON"),
-            "401": unauthorized,
-            "408": json("ErrorBody", "the body did not arrive within 30 s of the headers"),
-            "409": json(
+            "202": json_answer("Deployment", "dispatched: kind rollback, rollback_of the release"),
+            "200": json_answer("Deployment", "replay of an Idempotency-Key with the same body"),
+            "400": json_answer("ErrorBody", "the body is not JSON"),
+            "401": UNAUTHORIZED,
+            "408": json_answer("ErrorBody", "the body did not arrive within 30 s of the headers"),
+            "409": json_answer(
                 "ErrorBody",
                 "no such earlier release (error no_release), or this Idempotency-Key was used "
                 "with another body, or its first request is still being answered "
                 "(error in_progress)",
             ),
-            "413": json("ErrorBody", "the body is over 1 MiB"),
-            "422": json("ErrorBody", "the body breaks the schema, or callback_url's host is "
+            "413": json_answer("ErrorBody", "the body is over 1 MiB"),
+            "422": json_answer("ErrorBody", "the body breaks the schema, or callback_url's host is "
                         "not allowed"),
-            "503": json("ErrorBody", "GitHub or ghapp's database could not be reached; "
-                        "nothing was dispatched", headers=retry_after),
+            "503": json_answer("ErrorBody", "GitHub or ghapp's database could not be reached; "
+                               "nothing was dispatched", headers=RETRY_AFTER),
         },
         tag="releases",
         parameters=[
@@ -115,14 +114,14 @@ def paths(
             "content": {"application/json": {"schema": ref("RollbackRequest")}},
         },
     )
-    stats = operation(
+    stats = describe(
         "getStats",
         "Deployment statistics per repository and environment over the last `days`",
         {
-            "200": json("StatsAnswer", "one entry per repository and environment with "
+            "200": json_answer("StatsAnswer", "one entry per repository and environment with "
                         "deployments in the window"),
-            "401": unauthorized,
-            "422": json("ErrorBody", "days is out of range"),
+            "401": UNAUTHORIZED,
+            "422": json_answer("ErrorBody", "days is out of range"),
         },
         tag="releases",
         parameters=[

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghapp.web.openapi_parts import UNAUTHORIZED, describe, json_answer
+from ghapp.web.openapi.parts import UNAUTHORIZED, describe, json_answer
 
 DELIVERIES_PATH = "/api/v1/deliveries"
 

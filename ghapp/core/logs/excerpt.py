@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ghapp.github.logmarks import (
+from ghapp.core.logs.marks import (
     GROUP,
     GROUP_RUN,
     MARKS,
@@ -63,8 +63,8 @@ from ghapp.github.logmarks import (
     lines_with,
     starts,
 )
-from ghapp.github.logsearch import BEFORE, DONE, IN, OFF, PROV, StepSearch
-from ghapp.github.logsection import (
+from ghapp.core.logs.search import BEFORE, DONE, IN, OFF, PROV, StepSearch
+from ghapp.core.logs.section import (
     CUT_SUFFIX,
     ERROR_MARK,
     NEVER,

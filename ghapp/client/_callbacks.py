@@ -5,14 +5,15 @@ deployment = verify_callback(body, request.headers, CALLBACK_SECRET)
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Collection, Mapping
 
 from pydantic import ValidationError
 
-from ghapp.core.models import LENIENT, Deployment
+from ghapp.core.enums import LENIENT
+from ghapp.core.models import Deployment
+from ghapp.core.signing import header, sign_sha256
 
 SIGNATURE_HEADER = "X-Ghapp-Signature-256"
 EVENT_HEADER = "X-Ghapp-Event"
@@ -27,22 +28,9 @@ class CallbackVerificationError(Exception):
     """A callback whose signature, event or body does not check out: do not act on it."""
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Header `name` case-insensitively, from any mapping (plain dicts included)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
-
-
 def sign_callback(body: bytes, secret: str | bytes) -> str:
     """The `X-Ghapp-Signature-256` value for `body`: `sha256=<lowercase hex HMAC-SHA256>`."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    return sign_sha256(secret, body)
 
 
 def verify_callback(
@@ -59,7 +47,7 @@ def verify_callback(
     if not secret:
         # An empty key would make every forged signature computable by anyone.
         raise ValueError("secret must not be empty")
-    signature = _header(headers, SIGNATURE_HEADER)
+    signature = header(headers, SIGNATURE_HEADER)
     if signature is None:
         raise CallbackVerificationError(f"missing {SIGNATURE_HEADER} header")
     match = _SIGNATURE.fullmatch(signature.strip())
@@ -82,5 +70,5 @@ def verify_callback(
 
 def callback_event(headers: Mapping[str, str]) -> str:
     """A callback's `X-Ghapp-Event` (`deployment.completed` when a sender omits it)."""
-    event = _header(headers, EVENT_HEADER)
+    event = header(headers, EVENT_HEADER)
     return event.strip() if event is not None else CALLBACK_EVENT

@@ -80,7 +80,7 @@ def plan_steps(job: Job) -> list[StepState]:
     ]
 
 
-class Engine:
+class RunPlayer:
     """Moves runs through their phases; every move returns the webhooks to send, in order."""
 
     def __init__(self, world: World) -> None:

@@ -1,7 +1,7 @@
 """`GET /openapi.json`: the OpenAPI 3.1 description of ghapp's HTTP interface.
 
-The operations are described in `openapi_deployments`, `openapi_releases` and
-`openapi_operations`, the schemas in `ghapp.web.openapi_schemas`; assembled and served here.
+The operations are described in `deployment_paths`, `release_paths` and `operation_paths`,
+the schemas in `schemas` (modules of this package); assembled and served here.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
-from ghapp.web import openapi_releases
-from ghapp.web.openapi_deployments import orchestrator_paths
-from ghapp.web.openapi_operations import DELIVERIES_PATH, deliveries_paths, operations_paths
-from ghapp.web.openapi_parts import RETRY_AFTER, UNAUTHORIZED, describe, json_answer, ref
-from ghapp.web.openapi_schemas import components
+from ghapp.web.openapi import release_paths
+from ghapp.web.openapi.deployment_paths import orchestrator_paths
+from ghapp.web.openapi.operation_paths import DELIVERIES_PATH, deliveries_paths, operations_paths
+from ghapp.web.openapi.schemas import components
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -34,9 +33,7 @@ def _cached_spec(
     paths = orchestrator_paths()
     if deliveries:
         paths.update(deliveries_paths())
-    paths.update(
-        openapi_releases.paths(describe, json_answer, ref, UNAUTHORIZED, RETRY_AFTER)
-    )
+    paths.update(release_paths.paths())
     paths.update(operations_paths(webhook_path))
     schemas = components(allowed, default_url)
     if not deliveries:

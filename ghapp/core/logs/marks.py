@@ -3,7 +3,7 @@ line by line or, in bulk, by substring scans over a whole chunk."""
 
 from __future__ import annotations
 
-from ghapp.github.logsection import ERROR_MARK, content_offset, has_timestamp
+from ghapp.core.logs.section import ERROR_MARK, content_offset, has_timestamp
 
 GROUP_RUN = b"##[group]Run "
 # What each kind of step prints first: run and action steps, post steps, "Complete job",

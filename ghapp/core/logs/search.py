@@ -1,12 +1,12 @@
 """The timestamp search for the failing step's section: the window's states, the shared
-first and last seconds (see :mod:`ghapp.github.logexcerpt` for the rules)."""
+first and last seconds (see :mod:`ghapp.core.logs.excerpt` for the rules)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from ghapp.github.logmarks import RUNNER, classify
-from ghapp.github.logsection import Section, Window
+from ghapp.core.logs.marks import RUNNER, classify
+from ghapp.core.logs.section import Section, Window
 
 _MAX_PROV_MARKS = 64
 
@@ -15,7 +15,7 @@ BEFORE, PROV, IN, DONE, OFF = range(5)
 
 
 class StepSearch:
-    """The search part of :class:`~ghapp.github.logexcerpt.ExcerptBuilder`, which sets its state."""
+    """The search part of :class:`~ghapp.core.logs.excerpt.ExcerptBuilder`, which sets its state."""
 
     _max_lines: int
     _win: Window | None

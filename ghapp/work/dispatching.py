@@ -14,11 +14,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import gidgethub
 from pydantic_core import from_json
 
+from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import (
     DeploymentRecord,
     DispatchAnswered,
@@ -28,14 +29,18 @@ from ghapp.core.deploys import (
     Event,
 )
 from ghapp.core.models import DeploymentRequest
+from ghapp.core.times import utcnow
 from ghapp.github import inflight
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.dispatch import Dispatched, DispatchRejected, Target, prepare, send
-from ghapp.work.engine import utcnow
-from ghapp.work.poller import run_event
 
 if TYPE_CHECKING:
-    from ghapp.web.services import Services
+    from ghapp.config import Settings
+    from ghapp.github.client import GitHubClient
+    from ghapp.metrics import Metrics
+    from ghapp.store import SqlStore
+    from ghapp.work.engine import Engine
+    from ghapp.work.poller import Poller
 
 log = logging.getLogger("ghapp.api")
 # Of the 5 s the orchestrator is promised, what GitHub may take; the rest is ghapp's own work
@@ -46,11 +51,22 @@ DOUBTED_5XX_LOOKUP = 60.0
 MAYBE = "so it may have started the run"
 
 
+class DispatchServices(Protocol):
+    """What the dispatch needs of the process's services (the web app's `Services` has it)."""
+
+    settings: Settings
+    store: SqlStore
+    github: GitHubClient
+    engine: Engine
+    poller: Poller
+    metrics: Metrics
+
+
 def _said(exc: gidgethub.HTTPException) -> str:
     return f"{str(exc) or exc.status_code.phrase} ({int(exc.status_code)})"
 
 
-def _late(services: Services, watch: inflight.DispatchWatch) -> str:
+def _late(services: DispatchServices, watch: inflight.DispatchWatch) -> str:
     return watch.last_error or (
         f"GitHub API at {services.github.origin} did not answer within {GITHUB_BUDGET:g} s"
     )
@@ -67,7 +83,7 @@ class Prepared:
 
 
 async def prepare_within(
-    services: Services, body: DeploymentRequest, *, deadline: float
+    services: DispatchServices, body: DeploymentRequest, *, deadline: float
 ) -> Prepared:
     """The lookups by `deadline` (event-loop time); GitHubUnavailable (a sentence a person
     reads) when they did not finish. Nothing is dispatched."""
@@ -99,7 +115,7 @@ class Sent:
 
 
 async def send_within(
-    services: Services,
+    services: DispatchServices,
     body: DeploymentRequest,
     target: Target,
     deployment_id: str,
@@ -135,7 +151,7 @@ async def send_within(
 
 
 def answer_event(
-    services: Services, watch: inflight.DispatchWatch, sending: asyncio.Task[Dispatched]
+    services: DispatchServices, watch: inflight.DispatchWatch, sending: asyncio.Task[Dispatched]
 ) -> Event:
     """The event a finished dispatch request tells (see `Sent`)."""
     failure = sending.exception()
@@ -167,14 +183,14 @@ def answer_event(
     return DispatchNotSent(at=utcnow())
 
 
-def await_answer(services: Services, record: DeploymentRecord, sent: Sent) -> None:
+def await_answer(services: DispatchServices, record: DeploymentRecord, sent: Sent) -> None:
     """A recorded dispatch whose answer is late: apply the answer when it comes."""
     assert sent.pending is not None and sent.watch is not None
     services.poller.spawn(_await_answer(services, record, sent.pending, sent.watch))
 
 
 async def _await_answer(
-    services: Services,
+    services: DispatchServices,
     record: DeploymentRecord,
     sending: asyncio.Task[Dispatched],
     watch: inflight.DispatchWatch,
@@ -204,14 +220,14 @@ async def _await_answer(
 
 
 async def after_binding(
-    services: Services, record: DeploymentRecord, *, late: bool = False
+    services: DispatchServices, record: DeploymentRecord, *, late: bool = False
 ) -> None:
     """What a dispatch's answer leads to: its early webhooks, or a search for its run."""
     if record.run is not None:
         # Its webhooks may have come before it was stored (see webhook_handlers.early_run_fields).
         early = await services.store.early_run(record.run.id)
         if early is not None:
-            # The answer still says `dispatched` (docs/api.md); the stored state moves on.
+            # The answer still says `dispatched`; the stored state moves on.
             await services.engine.apply(record, run_event(from_json(early), utcnow()))
     elif record.correlation_id is None:
         # GitHub named no run and nothing in its title will: find it by listing, soon.
