@@ -17,12 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from ghapp.web.sessions import SESSION_COOKIE, read_session_cookie
 from test_operator_page import _login, _page, _session_cookie
 from test_operator_releases import _history
 
 from ghapp.cli.demo import demo_workflows
 from ghapp.simulator.stack import ProcessServer, Stack
+from ghapp.web.operator.sessions import SESSION_COOKIE, read_session_cookie
 
 ANSWERED_WITHIN = 1.0
 

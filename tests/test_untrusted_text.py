@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from ghapp.github.logsection import render_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
+from ghapp.core.logs.section import render_line
 from ghapp.core.untrusted import clean, code_block, code_span, one_line
 
 # What must never survive: every control but tab and newline (ESC, BEL, BS, CR, ...), DEL, C1.

@@ -7,28 +7,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ghapp.core.deploy_dispatch import ORPHAN_AFTER, ORPHANED
-from ghapp.core.deploys import DispatchDoubted
+from ghapp.core.deploys import DeploymentRecord, DispatchDoubted
 from ghapp.core.times import utcnow
 
 if TYPE_CHECKING:
-    from ghapp.work.poller import Poller
+    from ghapp.store import SqlStore
+    from ghapp.work.engine import Engine
 
 log = logging.getLogger("ghapp.poller")
 
 
-async def adopt(poller: Poller) -> int:
+async def adopt(
+    store: SqlStore, engine: Engine, look_for_run: Callable[[DeploymentRecord], object]
+) -> int:
     """Doubt every `recorded` deployment older than ORPHAN_AFTER; look for their runs."""
-    records = await poller.store.recorded_before(time.time() - ORPHAN_AFTER)
+    records = await store.recorded_before(time.time() - ORPHAN_AFTER)
     for record in records:
-        transition = await poller.engine.apply(record, DispatchDoubted(why=ORPHANED, at=utcnow()))
+        transition = await engine.apply(record, DispatchDoubted(why=ORPHANED, at=utcnow()))
         log.warning(
             "dispatch left unanswered by a stopped process; looking for its run",
             extra={"deployment_id": record.id},
         )
         current = transition.record if transition is not None else record
         if current.phase != "completed" and current.run is None:
-            poller.spawn(poller.check_quietly(current))
+            look_for_run(current)
     return len(records)

@@ -126,7 +126,9 @@ class Poller(Worker):
     async def adopt_orphans(self) -> int:
         """Dispatches a stopped process left `recorded`: shown, their runs looked for."""
         self._last_orphans = time.monotonic()
-        return await orphans.adopt(self)
+        return await orphans.adopt(
+            self.store, self.engine, lambda record: self.spawn(self.check_quietly(record))
+        )
 
     async def reconcile(self) -> int:
         """Check every unfinished deployment once: webhooks may have come while we were down."""
