@@ -27,6 +27,7 @@ from ghapp.core.models import (
 )
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
+from ghapp.store.metadata_filter import MAX_FILTERS as MAX_METADATA_FILTERS
 from ghapp.web import launch
 from ghapp.web.limits import API_CAP, BodyRefused, read_body
 
@@ -298,11 +299,19 @@ async def list_deployments(request: Request) -> Response:
             "repository must be 'owner/name' in GitHub's characters",
             errors=[{"field": "repository", "message": "not a repository name"}],
         )
-    metadata = {
-        name.removeprefix("metadata."): value
+    filters = [
+        (name.removeprefix("metadata."), value)
         for name, value in params.multi_items()
         if name.startswith("metadata.")
-    }
+    ]
+    if len(filters) > MAX_METADATA_FILTERS:
+        return error(
+            422,
+            "invalid_request",
+            f"at most {MAX_METADATA_FILTERS} metadata.KEY=VALUE filters in one request",
+            errors=[{"field": "metadata", "message": f"at most {MAX_METADATA_FILTERS} filters"}],
+        )
+    metadata = dict(filters)
     try:
         check_metadata(metadata)
     except ValueError as exc:

@@ -33,8 +33,10 @@ log = logging.getLogger("ghapp.http")
 _END = b"\r\n\r\n"
 # Empty lines a client may send before a request line (not the end of a head).
 _LEADING_EOL = re.compile(rb"[\r\n]*")
-# What the parser's callbacks note during one read, in order.
-_HEADERS, _BODY, _CHUNKED, _COMPLETE = range(4)
+_EOL_BYTES = (b"\r", b"\n")
+# What the parser's callbacks note during one read, in order: a count of body bytes (>= 0),
+# or one of these.
+_HEADERS, _CHUNKED, _COMPLETE = -1, -2, -3
 
 
 def _answer(status: bytes, text: bytes) -> bytes:
@@ -44,6 +46,7 @@ def _answer(status: bytes, text: bytes) -> bytes:
     )
 
 
+MAX_HEAD = limits.MAX_HEAD
 _TOO_LARGE = _answer(b"431 Request Header Fields Too Large", b"request headers over their limit\n")
 _LATE = _answer(b"408 Request Timeout", b"the request body did not arrive in time\n")
 
@@ -146,7 +149,8 @@ class BoundedHttp(asyncio.Protocol):
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         # As uvicorn sets it for its parser, so that both read the same requests.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self.notes: list[tuple[int, int]] = []
+        self.notes: list[int] = []
+        self._note = self.notes.append
         # Between a head's end and its body's end: False. Between requests: True (the next
         # bytes are a head's).
         self.in_head = True
@@ -199,19 +203,19 @@ class BoundedHttp(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         """A head ended."""
-        self.notes.append((_HEADERS, 0))
+        self._note(_HEADERS)
 
     def on_body(self, body: bytes) -> None:
         """Body bytes (their count places what follows them)."""
-        self.notes.append((_BODY, len(body)))
+        self._note(len(body))
 
     def on_chunk_header(self) -> None:
         """A chunked body: its framing is not counted in the body bytes."""
-        self.notes.append((_CHUNKED, 0))
+        self._note(_CHUNKED)
 
     def on_message_complete(self) -> None:
         """A request (head and body) ended."""
-        self.notes.append((_COMPLETE, 0))
+        self._note(_COMPLETE)
 
     # -- the bounds -------------------------------------------------------------------------
 
@@ -235,8 +239,11 @@ class BoundedHttp(asyncio.Protocol):
         # of the read is placed and every later head is charged from `pos` to the read's end
         # (counted long, never short).
         pos, exact, size = 0, True, len(data)
-        for kind, count in self.notes:
-            if kind == _HEADERS:
+        for note in self.notes:
+            if note >= 0:
+                if exact:
+                    pos = min(pos + note, size)
+            elif note == _HEADERS:
                 end = self._head_end(data, pos) if exact else -1
                 if end < 0:
                     if self._over(size - pos):
@@ -246,14 +253,19 @@ class BoundedHttp(asyncio.Protocol):
                     if self._over(end - pos):
                         return True
                     pos = end
-                self._head_done()
-            elif kind == _BODY:
-                if exact:
-                    pos = min(pos + count, size)
-            elif kind == _CHUNKED:
+                # The head is complete: its deadline ends (its body's is armed below, once
+                # the read is placed, unless the body came whole with it).
+                if self.head_timer is not None:
+                    self.head_timer.cancel()
+                    self.head_timer = None
+                self.in_head, self.head_started, self.head_bytes, self.tail = False, False, 0, b""
+                self.answered = self.paused = False
+            elif note == _CHUNKED:
                 exact = False
             else:
-                self._cancel_body_timer()
+                if self.body_timer is not None:
+                    self.body_timer.cancel()
+                    self.body_timer = None
                 self.in_head, self.head_started, self.head_bytes = True, False, 0
         if not self.in_head:
             if self.body_timer is None:
@@ -274,7 +286,8 @@ class BoundedHttp(asyncio.Protocol):
     def _head_end(self, data: bytes, pos: int) -> int:
         """Where the head that is open at `pos` ends (just past its empty line), or -1."""
         if not self.head_started:
-            pos = _LEADING_EOL.match(data, pos).end()  # type: ignore[union-attr]
+            if data[pos : pos + 1] in _EOL_BYTES:
+                pos = _LEADING_EOL.match(data, pos).end()  # type: ignore[union-attr]
             self.tail = b""
         elif pos == 0 and self.tail:
             # An ending split across reads: the tail of the last one and this one's start.
@@ -288,20 +301,12 @@ class BoundedHttp(asyncio.Protocol):
     def _over(self, count: int) -> bool:
         """Add head bytes; past MAX_HEAD answer `431` and close."""
         self.head_bytes += count
-        if self.head_bytes <= limits.MAX_HEAD:
+        if self.head_bytes <= MAX_HEAD:
             return False
-        log.warning("request head over %d bytes: refused", limits.MAX_HEAD)
+        log.warning("request head over %d bytes: refused", MAX_HEAD)
         # Past an upgrade uvicorn is answering the request: no second answer then.
         self._refuse(_TOO_LARGE if self.parser is not None else None)
         return True
-
-    def _head_done(self) -> None:
-        """A head is complete: its deadline ends (its body's is armed once the read is placed,
-        unless the body came whole with it)."""
-        self._cancel_head_timer()
-        self.in_head, self.head_started, self.head_bytes, self.tail = False, False, 0, b""
-        self.answered = self.paused = False
-        self._cancel_body_timer()
 
     def _refuse(self, answer: bytes | None) -> None:
         assert self.transport is not None

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ghapp.core.signatures import callback_headers
 from ghapp.github.retry import backoff
 from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
@@ -39,11 +38,6 @@ class LeaseLost(Exception):
     """The callback's lease could not be renewed in time: another replica may take it."""
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The X-Ghapp-Signature-256 value of a body: `sha256=<lowercase hex>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """CALLBACK_RETRY_BASE, _MAX_INTERVAL and _FOR of DESIGN.md."""
@@ -68,6 +62,7 @@ class CallbackSender(Worker):
         session: aiohttp.ClientSession | LazySession,
         *,
         secret: str,
+        previous: str | None = None,
         policy: RetryPolicy,
         lease_seconds: float = CALLBACK_LEASE,
     ) -> None:
@@ -75,6 +70,8 @@ class CallbackSender(Worker):
         # A LazySession opens (and loads aiohttp) with the first callback sent.
         self._session = session
         self.secret = secret
+        # CALLBACK_SECRET_PREVIOUS during a rotation: each callback carries both signatures.
+        self.secrets = [secret] if not previous else [secret, previous]
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.metrics = Metrics()
@@ -124,8 +121,9 @@ class CallbackSender(Worker):
             "Content-Type": "application/json",
             "User-Agent": "ghapp",
             "X-Ghapp-Event": item.event,
-            "X-Ghapp-Delivery": item.delivery_id,
-            "X-Ghapp-Signature-256": sign(body, self.secret),
+            # X-Ghapp-Delivery and X-Ghapp-Signature-256, and the Standard Webhooks headers
+            # signed with this attempt's time, so that a receiver can refuse a replay.
+            **callback_headers(body, item.delivery_id, int(time.time()), self.secrets),
         }
         from aiohttp import ClientError
 
