@@ -13,7 +13,11 @@ uses, so both agree on where a request starts and ends):
 - a body not complete BODY_TIMEOUT seconds after its head is answered `408` if nothing was
   answered yet, and the connection closed either way.
 
-The limits are described for users in docs/limits.md.
+Why not uvicorn's own settings: `h11_max_incomplete_event_size` bounds only a head still
+incomplete (a whole 100 KB head in one read passes) and only with the slower h11 parser;
+`timeout_keep_alive` starts once a response is complete, so nothing bounds a head, or a
+connection that never sends one; `limit_concurrency` counts connections, not their bytes. The
+limits are described for users in docs/limits.md.
 """
 
 from __future__ import annotations
