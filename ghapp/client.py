@@ -136,7 +136,8 @@ class Client(ApiSession):
         limit: int = 50,
         metadata: Mapping[str, str] | None = None,
     ) -> builtins.list[Deployment]:
-        """Deployments, newest first, optionally filtered (GET /api/v1/deployments)."""
+        """Deployments, newest first, optionally filtered (GET /api/v1/deployments; at most 5
+        `metadata` pairs, else GhappError 422)."""
         params = {"limit": str(limit)}
         for key, value in (metadata or {}).items():
             params[f"metadata.{key}"] = value
