@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ghapp.simulator.stack import ProcessServer, Stack
+from ghapp.web.protocol import BoundedHttp
 
 KIB = 1024
 MAX_HEAD = 64 * KIB
@@ -203,3 +204,96 @@ async def test_the_body_deadline_answers_408_or_cuts_an_answered_request(
     )
     assert late.statuses == [408] and late.closed and 2.5 < late.seconds < 8, late
     assert cut.statuses == [401] and cut.closed and 2.5 < cut.seconds < 8, cut
+
+
+# -- the count itself, read by read ----------------------------------------------------------
+# uvloop reads at most 64 KiB at a time; asyncio's own loop reads up to 256 KiB, and a proxy's
+# connection may deliver anything. Here the reads are chosen: one read holding a whole head
+# over the cap, or a head behind other requests, must still be counted whole.
+
+
+class Wire(asyncio.Transport):
+    """A transport that keeps what is written and whether it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = self.eof = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+
+class Sink(asyncio.Protocol):
+    """Stands in for uvicorn's protocol: keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.got = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+
+
+def guard_fed(*reads: bytes) -> tuple[Wire, Sink, BoundedHttp]:
+    sink, wire = Sink(), Wire()
+    guard = BoundedHttp(inner=sink)
+    guard.connection_made(wire)
+    for data in reads:
+        guard.data_received(data)
+    return wire, sink, guard
+
+
+def refused(wire: Wire) -> bool:
+    """Answered 431, its end of the connection shut (closed after a moment's linger)."""
+    return wire.eof and wire.written.startswith(b"HTTP/1.1 431")
+
+
+async def test_every_byte_of_a_head_is_counted_read_by_read() -> None:
+    big = head(size=100_000)
+    body = b"b" * 70_000
+    posted = head("/x", method="POST", extra=f"Content-Length: {len(body)}\r\n") + body
+    chunked = head("/x", method="POST", extra="Transfer-Encoding: chunked\r\n")
+    chunked += b"5\r\nhello\r\n0\r\n"
+    # A whole head over the cap in one read: nothing of it reaches uvicorn, nor what follows.
+    wire, sink, guard = guard_fed(big)
+    assert refused(wire) and sink.got == b""
+    guard.data_received(head())
+    assert sink.got == b"" and guard.head_timer is not None  # closed after a moment
+    assert refused(guard_fed(b"\r\n" * 10 + big)[0])
+    # Behind a request with a 70 KB body in the same read: only the head is counted, and a
+    # small head there is not refused (the body's bytes are not charged to it).
+    assert refused(guard_fed(posted + big)[0])
+    wire, sink, _ = guard_fed(posted + head())
+    assert not wire.eof and sink.got == posted + head()
+    # A chunked body's trailer section in the next read, a head over the cap behind it and
+    # the start of its body: the trailer looks like a head's end, yet the head is counted.
+    posting = head("/x", method="POST", size=100_000).replace(
+        b"\r\n\r\n", b"\r\nContent-Length: 200000\r\n\r\n", 1
+    )
+    assert refused(guard_fed(chunked, b"X-Trailer: a\r\n\r\n" + posting + b"b" * 50_000)[0])
+    # 300 pipelined small GETs in one read: each counted on its own.
+    wire, sink, _ = guard_fed(head() * 300)
+    assert not wire.eof and len(sink.got) == len(head()) * 300
+    # Just under the cap in one read, with a body behind it, is handed on whole.
+    fits = head("/x", method="POST", size=MAX_HEAD - 64)
+    fits = fits.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\n", 1) + b"hello"
+    wire, sink, guard = guard_fed(fits)
+    assert not wire.eof and sink.got == fits
+    # The head's deadline: armed while a head is open, gone once it is complete.
+    _, _, guard = guard_fed(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert guard.head_timer is not None
+    guard.data_received(b"\r\n")
+    assert guard.head_timer is None and guard.body_timer is None
+    guard.connection_lost(None)

@@ -13,6 +13,9 @@ uses, so both agree on where a request starts and ends):
 - a body not complete BODY_TIMEOUT seconds after its head is answered `408` if nothing was
   answered yet, and the connection closed either way.
 
+An answered refusal closes the connection lingering (the answer with a FIN, what still arrives
+dropped for LINGER seconds), so that the client can read it.
+
 Why not uvicorn's own settings: `h11_max_incomplete_event_size` bounds only a head still
 incomplete (a whole 100 KB head in one read passes) and only with the slower h11 parser;
 `timeout_keep_alive` starts once a response is complete, so nothing bounds a head, or a
@@ -51,6 +54,8 @@ def _answer(status: bytes, text: bytes) -> bytes:
 
 
 MAX_HEAD = limits.MAX_HEAD
+# Seconds a refused connection stays open, dropping what arrives, before it is closed.
+LINGER = 2.0
 _TOO_LARGE = _answer(b"431 Request Header Fields Too Large", b"request headers over their limit\n")
 _LATE = _answer(b"408 Request Timeout", b"the request body did not arrive in time\n")
 
@@ -145,9 +150,10 @@ class _Transport(asyncio.Transport):
 class BoundedHttp(asyncio.Protocol):
     """uvicorn's httptools protocol behind a head cap, a head deadline and a body deadline."""
 
-    def __init__(self, **uvicorn_arguments: Any) -> None:
+    def __init__(self, *, inner: asyncio.Protocol | None = None, **uvicorn_arguments: Any) -> None:
+        """Build uvicorn's protocol with what uvicorn passes (or watch `inner`, in tests)."""
         # Whatever uvicorn passes to the protocol it builds goes to its own protocol unchanged.
-        self.inner: asyncio.Protocol = _inner_class()(**uvicorn_arguments)
+        self.inner = inner if inner is not None else _inner_class()(**uvicorn_arguments)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -163,6 +169,10 @@ class BoundedHttp(asyncio.Protocol):
         self.head_started = False
         # The head's last three bytes, for an ending split across two reads.
         self.tail = b""
+        # Inside a chunked body (its framing is not counted: see `_refused`).
+        self.chunked = False
+        # Answered 431 or 408: what still arrives is dropped until the connection closes.
+        self.refused = False
         self.answered = False
         self.paused = False
         self.head_timer: asyncio.TimerHandle | None = None
@@ -178,7 +188,7 @@ class BoundedHttp(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Check the bytes against the bounds, then hand them on."""
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self.refused:
             return
         if self._refused(data):
             return
@@ -242,7 +252,9 @@ class BoundedHttp(asyncio.Protocol):
         # only heads and Content-Length bodies came before it; once it is not, nothing more
         # of the read is placed and every later head is charged from `pos` to the read's end
         # (counted long, never short).
-        pos, exact, size = 0, True, len(data)
+        # A chunked body begun in an earlier read: where it ends in this one is not known
+        # (its trailer section even looks like a head), so nothing here is placed.
+        pos, exact, size = 0, not self.chunked, len(data)
         for note in self.notes:
             if note >= 0:
                 if exact:
@@ -266,7 +278,9 @@ class BoundedHttp(asyncio.Protocol):
                 self.answered = self.paused = False
             elif note == _CHUNKED:
                 exact = False
+                self.chunked = True
             else:
+                self.chunked = False
                 if self.body_timer is not None:
                     self.body_timer.cancel()
                     self.body_timer = None
@@ -313,14 +327,25 @@ class BoundedHttp(asyncio.Protocol):
         return True
 
     def _refuse(self, answer: bytes | None) -> None:
+        """Close the connection; with an answer, after it has had time to reach the client."""
         assert self.transport is not None
         self._cancel_head_timer()
         self._cancel_body_timer()
         self.parser = None
-        if not self.transport.is_closing():
-            if answer is not None:
-                self.transport.write(answer)
+        if self.transport.is_closing() or self.refused:
+            return
+        if answer is None:
             self.transport.close()
+            return
+        # A lingering close: the answer goes out with a FIN, and what the client still sends
+        # is read and dropped for a moment. Closed at once with unread bytes, the socket would
+        # send a reset, which can destroy the answer before the client has read it.
+        self.refused = True
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        # In the head timer's place: no head is awaited on this connection any more.
+        self.head_timer = self.loop.call_later(LINGER, self.transport.close)
 
     def _head_late(self) -> None:
         self.head_timer = None
