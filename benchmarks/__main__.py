@@ -30,6 +30,7 @@ from benchmarks import (
     latency,
     log_excerpt,
     memory,
+    metadata,
     reconcile,
     sandbox,
     scale,
@@ -76,6 +77,7 @@ BENCHMARKS: dict[str, Runner] = {
     causes.NAME: causes.run,
     scale.NAME: scale.run,
     stats.NAME: stats.run,
+    metadata.NAME: metadata.run,
     streams.NAME: streams.run,
     reconcile.NAME: reconcile.run,
     takeover.NAME: takeover.run,
@@ -130,7 +132,7 @@ async def run_one(
 
 
 # Benchmarks that drop and recreate the schema of the PostgreSQL database they are given.
-USES_POSTGRES = frozenset({"stats", "streams", "reconcile", "takeover"})
+USES_POSTGRES = frozenset({"stats", "streams", "reconcile", "takeover", "metadata"})
 
 
 async def run_all(

@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghapp.core.causes import CauseRules, RulesError, load_rules
+from ghapp.core.signatures import standard_key
 
 # Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
 MIN_SECRET = 16
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     orchestrator_token: str | None = Field(default=None, repr=False)
     orchestrator_callback_url: str | None = None
     callback_secret: str | None = Field(default=None, repr=False)
+    # While rotating CALLBACK_SECRET: callbacks are signed with both (docs/callback-signatures.md).
+    callback_secret_previous: str | None = Field(default=None, repr=False)
     callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     database_url: str = "sqlite:///ghapp.db"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
@@ -63,6 +66,8 @@ class Settings(BaseSettings):
     default_environment: str = Field(default="production", min_length=1, max_length=100)
     # Extra failure-cause rules, tried before the built-in ones.
     cause_rules_path: Path | None = None
+    # Open event streams per process; past it a new one is answered 503 (see docs/limits.md).
+    max_streams: int = Field(default=1000, ge=1)
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
@@ -190,6 +195,19 @@ class Settings(BaseSettings):
                     f"{name}: must be at least {MIN_SECRET} characters "
                     f"(it has {len(value)}; e.g. openssl rand -hex 32)"
                 )
+        for name, secret in (
+            ("CALLBACK_SECRET", self.callback_secret),
+            ("CALLBACK_SECRET_PREVIOUS", self.callback_secret_previous),
+        ):
+            if secret is None:
+                continue
+            if len(secret) < MIN_SECRET:
+                raise SettingsError(f"{name}: must be at least {MIN_SECRET} characters")
+            try:
+                # `whsec_<base64>`: the Standard Webhooks key (docs/callback-signatures.md).
+                standard_key(secret)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
         check_key_loads(self.app_private_key())
 
     def effective_log_format(self) -> str:

@@ -16,7 +16,6 @@ import asyncio
 import builtins
 import concurrent.futures
 import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -27,15 +26,12 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel
 
 from ghapp.client import (
-    EVENT_HEADER,
-    SIGNATURE_HEADER,
-    CallbackVerificationError,
     Client,
-    sign_callback,
+    callback_event,
+    check_callback_signature,
     verify_callback,
 )
 from ghapp.core.models import Deployment
-from ghapp.core.signing import header
 
 __all__ = ["AgentVerdict", "agent_verdict", "deploy_node", "resume_from_callback"]
 
@@ -232,13 +228,6 @@ def deploy_node(
     return RunnableLambda(node.invoke, afunc=node.ainvoke, name="ghapp_deploy")
 
 
-def _check_signature(body: bytes, headers: Mapping[str, str], secret: str) -> None:
-    """The signature alone, for callbacks `verify_callback` does not take (other events)."""
-    given = (header(headers, SIGNATURE_HEADER) or "").strip()
-    if not hmac.compare_digest(sign_callback(body, secret).encode(), given.encode()):
-        raise CallbackVerificationError("signature does not match the body")
-
-
 # One resume at a time per thread in this process: a callback retried while the first delivery
 # is still resuming must find the interrupt answered, not answer it twice.
 _thread_locks: dict[str, asyncio.Lock] = {}
@@ -255,19 +244,25 @@ async def _graph_call(graph: Any, name: str, *args: Any) -> Any:
 
 
 async def resume_from_callback(
-    graph: Any, body: bytes, headers: Mapping[str, str], secret: str
+    graph: Any,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    require_timestamp: bool = True,
 ) -> Any:
     """Verify a ghapp callback and resume the thread named by its `metadata.thread_id`.
 
     Returns what the graph returns, or None when the callback resumes nothing (a
     `deployment.started` callback, a rollback's, one with no thread, or one whose interrupt was
-    already answered). Raises `CallbackVerificationError` for a bad signature: answer it 401.
+    already answered). Raises `CallbackVerificationError` for a bad signature or a callback
+    older than 5 minutes (a replay): answer it 401. `require_timestamp=False` accepts
+    callbacks of a ghapp older than the third round (see `verify_callback`).
     """
-    event = (header(headers, EVENT_HEADER) or "deployment.completed").strip()
-    if event != "deployment.completed":
-        _check_signature(body, headers, secret)
+    if callback_event(headers) != "deployment.completed":
+        check_callback_signature(body, headers, secret, require_timestamp=require_timestamp)
         return None
-    deployment = verify_callback(body, headers, secret)
+    deployment = verify_callback(body, headers, secret, require_timestamp=require_timestamp)
     data = json.loads(body)
     if data.get("kind") == "rollback" or deployment.state != "completed":
         return None

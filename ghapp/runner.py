@@ -13,14 +13,14 @@ from ghapp.web.limits import MAX_HEAD
 
 
 def uvicorn_limits() -> dict[str, Any]:
-    """uvicorn options that bound a request's head (`431`) and the time its body takes (`408`)."""
+    """uvicorn options that bound a request's head (size and time) and its body's time."""
     options: dict[str, Any] = {"h11_max_incomplete_event_size": MAX_HEAD}
     try:
-        from ghapp.web.protocol import BoundedHttpTools
-    except ImportError:  # httptools absent: h11 bounds the head (no body deadline then)
+        from ghapp.web.protocol import BoundedHttp
+    except ImportError:  # httptools absent: h11 bounds the head's size (no deadlines then)
         options["http"] = "h11"
     else:
-        options["http"] = BoundedHttpTools
+        options["http"] = BoundedHttp
     return options
 
 

@@ -38,7 +38,7 @@ START_TIMEOUT = 60.0
 
 @dataclass(frozen=True)
 class SandboxCallback:
-    """A callback the sandbox's orchestrator stand-in received, its signature checked."""
+    """A callback the sandbox's orchestrator stand-in received, its signatures checked."""
 
     event: str
     delivery: str
@@ -114,9 +114,10 @@ class GhappSandbox:
 
     @property
     def callbacks(self) -> list[SandboxCallback]:
-        """Every callback received so far whose signature checks out, oldest first."""
+        """Every callback received so far whose signatures check out (X-Ghapp-Signature-256,
+        and the Standard Webhooks headers within 5 minutes of arrival), oldest first."""
         from ghapp.core.models import Deployment
-        from ghapp.core.signing import header
+        from ghapp.core.signatures import header
 
         found = []
         for received in list(self.sandbox.stack.receiver.received):

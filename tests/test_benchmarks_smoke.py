@@ -20,6 +20,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "log_excerpt": ["sizes_mib", "results", "rows"],
     "stats": ["deployments", "sqlite", "rows"],
+    "metadata": ["rows"],
     "causes": [
         "rules", "lines", "results", "verdict_path_added_ms", "reference_one_search_ms", "rows",
     ],

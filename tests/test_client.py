@@ -7,6 +7,7 @@ in front of ghapp would answer.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -73,12 +74,18 @@ def _deployment_json(**overrides: Any) -> dict[str, Any]:
 
 
 def _signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    # Computed here independently of ghapp.client, as the contract states it.
+    # Computed here independently of ghapp.client, as the contract states it: both families.
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    delivery, sent = str(uuid.uuid4()), int(time.time())
+    signed = f"{delivery}.{sent}.".encode() + body
+    standard = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
     return {
         "X-Ghapp-Event": "deployment.completed",
-        "X-Ghapp-Delivery": str(uuid.uuid4()),
+        "X-Ghapp-Delivery": delivery,
         "X-Ghapp-Signature-256": f"sha256={digest}",
+        "webhook-id": delivery,
+        "webhook-timestamp": str(sent),
+        "webhook-signature": "v1," + standard.decode(),
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from ghapp.client import CallbackVerificationError, sign_callback
+from ghapp.client import CallbackVerificationError, sign_callback_headers
 from ghapp.langgraph import AgentVerdict, deploy_node, resume_from_callback
 
 if TYPE_CHECKING:
@@ -159,16 +159,10 @@ async def test_started_callbacks_resume_nothing(ghapp_sandbox: GhappSandbox) -> 
     completed = await ghapp_sandbox.wait_for_callback(deployment_id)
     body = completed.body
     secret = ghapp_sandbox.callback_secret
-    started = {
-        "X-Ghapp-Event": "deployment.started",
-        "X-Ghapp-Signature-256": sign_callback(body, secret),
-    }
+    started = sign_callback_headers(body, secret, event="deployment.started")
     assert await resume_from_callback(graph, body, started, secret) is None
     rollback = json.dumps({**json.loads(body), "kind": "rollback"}).encode()
-    headers = {
-        "X-Ghapp-Event": "deployment.completed",
-        "X-Ghapp-Signature-256": sign_callback(rollback, secret),
-    }
+    headers = sign_callback_headers(rollback, secret)
     assert await resume_from_callback(graph, rollback, headers, secret) is None
     # Still waiting: the real callback resumes it.
     assert (await graph.aget_state(config)).interrupts

@@ -17,7 +17,7 @@ import aiohttp
 from ghapp.cli.common import CommandError, fail
 from ghapp.cli.deliveries import fetch_local
 from ghapp.config import SettingsError, load_settings
-from ghapp.core.signing import header, sign_sha256
+from ghapp.core.signatures import header, hub_signature
 
 # Headers worth carrying over from a saved delivery; the delivery id and signatures are new.
 KEPT_HEADERS = (
@@ -94,7 +94,7 @@ async def post(url: str, secret: str, item: Replayable, event: str) -> tuple[str
         "User-Agent": "ghapp-replay",
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id,
-        "X-Hub-Signature-256": sign_sha256(secret, item.body),
+        "X-Hub-Signature-256": hub_signature(item.body, secret),
     }
     try:
         async with (

@@ -26,7 +26,9 @@ from ghapp.client._callbacks import (
     STARTED_EVENT,
     CallbackVerificationError,
     callback_event,
+    check_callback_signature,
     sign_callback,
+    sign_callback_headers,
     verify_callback,
 )
 from ghapp.client._errors import GhappError, StreamUnavailable
@@ -57,7 +59,9 @@ __all__ = [
     "StreamUnavailable",
     "Verdict",
     "callback_event",
+    "check_callback_signature",
     "sign_callback",
+    "sign_callback_headers",
     "verify_callback",
 ]
 
@@ -132,7 +136,8 @@ class Client(ApiSession):
         limit: int = 50,
         metadata: Mapping[str, str] | None = None,
     ) -> builtins.list[Deployment]:
-        """Deployments, newest first, optionally filtered (GET /api/v1/deployments)."""
+        """Deployments, newest first, optionally filtered (GET /api/v1/deployments; at most 5
+        `metadata` pairs, else GhappError 422)."""
         params = {"limit": str(limit)}
         for key, value in (metadata or {}).items():
             params[f"metadata.{key}"] = value
@@ -225,7 +230,8 @@ class Client(ApiSession):
 
         A dropped connection is reopened with `Last-Event-ID` (the server then sends a
         snapshot, so nothing is missed); `max_failures` failed connections in a row raise.
-        StreamUnavailable when the server has no stream; GhappError for 401, 404 and the like.
+        StreamUnavailable when the server has no stream (or has MAX_STREAMS open already);
+        GhappError for 401, 404 and the like.
         """
         session = self._get_session()
         url = f"{self.base_url}/api/v1/deployments/{quote(deployment_id, safe='')}/events"
@@ -270,6 +276,9 @@ class Client(ApiSession):
             raise StreamUnavailable(response.status, "no_stream", "the server has no event stream")
         if response.status == 200:
             raise StreamUnavailable(200, "no_stream", f"not an event stream: {text[:100]!r}")
+        if response.status == 503 and '"too_many_streams"' in text:
+            # The process serves MAX_STREAMS streams already: `wait` polls instead.
+            raise StreamUnavailable(503, "too_many_streams", "the server's streams are all taken")
         self._decode(response.status, text)
         raise GhappError(response.status, "invalid_response", text[:200])
 

@@ -1,10 +1,12 @@
-"""A small orchestrator stand-in: receives callbacks, checks their signature, keeps them."""
+"""A small orchestrator stand-in: receives callbacks, checks their signatures, keeps them.
+
+A callback's signatures are right when `X-Ghapp-Signature-256` and the Standard Webhooks
+headers both match its body and its `webhook-timestamp` is within 5 minutes of its arrival."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import socket
 import time
@@ -13,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ghapp.core.signing import header, sign_sha256
+from ghapp.core.signatures import SignatureError, check_signature, check_standard, header
 
 
 @dataclass
@@ -78,13 +80,18 @@ class CallbackReceiver:
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)
         arrived_at = time.time()
-        expected = sign_sha256(self.secret, body)
-        given = request.headers.get("X-Ghapp-Signature-256", "")
+        headers = dict(request.headers)
+        try:
+            check_signature(body, headers, self.secret)
+            check_standard(body, headers, self.secret, now=arrived_at)
+            signature_ok = True
+        except SignatureError:
+            signature_ok = False
         status = self.fail_with.pop(0) if self.fail_with else 204
         callback = ReceivedCallback(
-            headers=dict(request.headers),
+            headers=headers,
             body=body,
-            signature_ok=hmac.compare_digest(expected, given),
+            signature_ok=signature_ok,
             status=status,
             arrived_at=arrived_at,
         )

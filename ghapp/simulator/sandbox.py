@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from ghapp.simulator.loopback import LoopbackOnly
 from ghapp.simulator.scenarios import ApplyScenario, Scenario, ScenarioBook, attach
 from ghapp.simulator.stack import Stack
 
@@ -53,6 +54,8 @@ class Sandbox:
                 port=port,
                 github_port=github_port,
                 configure_simulator=lambda sim: applied.append(attach(sim, book)),
+                # ghapp, like the simulator, answers only Hosts on loopback (DNS rebinding).
+                wrap_app=LoopbackOnly,
                 **settings,
             )
         except BaseException:

@@ -8,6 +8,10 @@ A scenario (every field optional; the default succeeds after 2 s):
 
 `attach(sim, book)` makes a simulator install any repository on first use with a `deploy.yml`
 that follows its scenario, and serves `PUT/GET/DELETE /sandbox/scenarios/{owner}/{repo}`.
+
+Scenarios are bounded (docs/limits.md): one is at most MAX_SCENARIO_BYTES of JSON (a `PUT`
+body past it is refused `413` before it is read whole), and at most MAX_SCENARIOS repositories
+have their own (`409` past it; replacing or deleting one is always possible).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from ghapp.simulator.model import Job, Step, Workflow
 from ghapp.simulator.simulator import Simulator
 
 DEFAULT_KEY = "default"
+# A scenario's JSON (mostly its log lines), and how many repositories may have their own.
+MAX_SCENARIO_BYTES = 64 * 1024
+MAX_SCENARIOS = 100
 DEFAULT_STEP = "Deploy over SSH"
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 # What "lose_webhooks" drops: nothing, what tells that the run ended, or every webhook of the run.
@@ -38,6 +45,10 @@ _LOST: dict[str, frozenset[str]] = {
 
 class ScenarioError(ValueError):
     """A scenario (or scenarios file) that does not validate; the message names the field."""
+
+
+class TooManyScenarios(ScenarioError):
+    """MAX_SCENARIOS repositories have their own scenario already."""
 
 
 class Scenario(BaseModel):
@@ -58,6 +69,15 @@ class Scenario(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"https?://[^\s/]+\S*", value):
             raise ValueError("must be an http or https URL")
+        return value
+
+    @field_validator("log")
+    @classmethod
+    def _log_size(cls, value: list[str]) -> list[str]:
+        # The JSON of the lines, as a PUT would carry them (escapes count).
+        size = len(json.dumps(value).encode())
+        if size > MAX_SCENARIO_BYTES:
+            raise ValueError(f"at most {MAX_SCENARIO_BYTES} bytes of JSON (these are {size})")
         return value
 
 
@@ -140,9 +160,15 @@ class ScenarioBook:
         return self.own(repository) or self.default
 
     def set(self, repository: str, scenario: Scenario) -> None:
-        """Give a repository its own scenario."""
+        """Give a repository its own scenario (TooManyScenarios past MAX_SCENARIOS)."""
+        key = repository.lower()
         with self._lock:
-            self._own[repository.lower()] = scenario
+            if key not in self._own and len(self._own) >= MAX_SCENARIOS:
+                raise TooManyScenarios(
+                    f"at most {MAX_SCENARIOS} repositories have their own scenario: DELETE "
+                    "one first, or change the default"
+                )
+            self._own[key] = scenario
 
     def reset(self, repository: str) -> None:
         """Back to the default scenario."""
@@ -206,6 +232,20 @@ def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, "message": message, **extra}, status=status)
 
 
+async def _bounded_body(request: web.Request) -> bytes | None:
+    """The body, or None past MAX_SCENARIO_BYTES (never more than that is held)."""
+    if request.content_length is not None and request.content_length > MAX_SCENARIO_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        size += len(chunk)
+        if size > MAX_SCENARIO_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 ApplyScenario = Callable[[str, "Scenario | None"], None]
 
 
@@ -242,8 +282,13 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
             full_name = repository_of(request)
         except ScenarioError as exc:
             return _error(422, "invalid_repository", str(exc))
+        body = await _bounded_body(request)
+        if body is None:
+            return _error(
+                413, "too_large", f"a scenario is at most {MAX_SCENARIO_BYTES} bytes of JSON"
+            )
         try:
-            data = json.loads(await request.read() or b"{}")
+            data = json.loads(body or b"{}")
         except ValueError:
             return _error(400, "invalid_json", "the body is not JSON")
         try:
@@ -252,7 +297,10 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
             errors = describe_errors(exc)
             message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
             return _error(422, "invalid_scenario", message, errors=errors)
-        apply(full_name, scenario)
+        try:
+            apply(full_name, scenario)
+        except TooManyScenarios as exc:
+            return _error(409, "too_many_scenarios", str(exc))
         return web.json_response(scenario.model_dump())
 
     async def get(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from aiohttp import web
 from ghapp.simulator import logs, routes_actions, routes_app, routes_repo
 from ghapp.simulator.auth import Bucket, verify_jwt
 from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
+from ghapp.simulator.loopback import loopback_only
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulated import SimulatedGitHub
@@ -65,7 +66,8 @@ class ApiServer:
 
     def app(self) -> web.Application:
         """The aiohttp application of the API origin."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Only requests addressed to this machine (DNS rebinding: see ghapp/simulator/loopback.py).
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[loopback_only])
         # Routes of whoever embeds the simulator (the sandbox's /sandbox/...), outside GitHub's
         # API: no auth, no faults, no records.
         app.add_routes(self.sim.extra_routes)
@@ -230,7 +232,7 @@ class LogServer:
 
     def app(self) -> web.Application:
         """The aiohttp application of the log origin."""
-        app = web.Application()
+        app = web.Application(middlewares=[loopback_only])
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 

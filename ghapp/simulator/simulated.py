@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from nacl.public import PrivateKey
 
-from ghapp.core.signing import sign_sha256
+from ghapp.core.signatures import hub_signature
 from ghapp.simulator import logs
 from ghapp.simulator.auth import (
     RateLimits,
@@ -159,7 +159,7 @@ class SimulatedGitHub:
 
     def sign(self, body: bytes) -> str:
         """The ``X-Hub-Signature-256`` value for a body."""
-        return sign_sha256(self.webhook_secret, body)
+        return hub_signature(body, self.webhook_secret)
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ class Stack:
     server: BackgroundServer | None = None
     base_url: str = ""
     session: aiohttp.ClientSession | None = field(default=None, repr=False)
+    # Wraps ghapp's ASGI app before it is served (the sandbox: loopback Hosts only).
+    wrap_app: Callable[[Any], Any] | None = None
 
     @classmethod
     async def start(
@@ -57,6 +59,7 @@ class Stack:
         port: int = 0,
         github_port: int = 0,
         configure_simulator: Callable[[Simulator], None] | None = None,
+        wrap_app: Callable[[Any], Any] | None = None,
         **overrides: Any,
     ) -> Stack:
         """Start the simulator, the stand-in and ghapp (settings overridable; ports 0: any)."""
@@ -72,6 +75,7 @@ class Stack:
         stack.retry_base = retry_base
         stack.request_timeout = request_timeout
         stack.port = port
+        stack.wrap_app = wrap_app
         if configure_simulator is not None:
             configure_simulator(sim)
         try:
@@ -91,7 +95,8 @@ class Stack:
         app = create_app(
             self.settings, retry_base=self.retry_base, request_timeout=self.request_timeout
         )
-        self.server = BackgroundServer(app, port=self.port)
+        served = self.wrap_app(app) if self.wrap_app is not None else app
+        self.server = BackgroundServer(served, port=self.port)
         self.base_url = await self.server.start()
         self.sim.webhook_url = self.base_url + self.settings.webhook_path
         return self.base_url

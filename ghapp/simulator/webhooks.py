@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from ghapp.core.signing import sign_sha256
+from ghapp.core.signatures import hub_signature
 from ghapp.simulator.model import Faults
 from ghapp.simulator.runs import Outgoing
 
@@ -178,7 +178,7 @@ class WebhookSender:
             "X-GitHub-Hook-Installation-Target-ID": str(self._app_id),
             "X-GitHub-Hook-Installation-Target-Type": "integration",
             "X-Hub-Signature": sign_sha1(secret, body),
-            "X-Hub-Signature-256": sign_sha256(secret, body),
+            "X-Hub-Signature-256": hub_signature(body, secret),
             "Content-Type": "application/json",
         }
 

@@ -14,6 +14,7 @@ from ghapp.store.aio import AsyncConnection
 from ghapp.store.base import StoreBase
 from ghapp.store.batch import Checked, chunks
 from ghapp.store.callbacks import _ENQUEUE, _outbox_row, _started_body
+from ghapp.store.metadata_filter import with_metadata
 from ghapp.store.rows import (
     _BY_ID,
     _BY_ID_SQL,
@@ -145,15 +146,7 @@ class Deployments(StoreBase):
         """Deployments newest first, optionally of one repository or state, or by metadata."""
         if not storable(repository or "") or not storable(state or ""):
             return []
-        query = _select_records()
-        for key, value in (metadata or {}).items():
-            query = query.where(
-                deployments.c.id.in_(
-                    select(deployment_metadata.c.deployment_id).where(
-                        deployment_metadata.c.key == key, deployment_metadata.c.value == value
-                    )
-                )
-            )
+        query = with_metadata(_select_records(), metadata)
         # A dispatch not yet sent is shown to its own request only (it may yet be dropped).
         query = query.where(deployments.c.phase != "recorded")
         if repository:

@@ -19,6 +19,7 @@ from ghapp.core.models import DeploymentList, DeploymentRequest, RollbackRequest
 from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
+from ghapp.store.metadata_filter import MAX_FILTERS as MAX_METADATA_FILTERS
 from ghapp.web.http import (
     authorized,
     callback_target,
@@ -175,11 +176,19 @@ async def list_deployments(request: Request) -> Response:
             "repository must be 'owner/name' in GitHub's characters",
             errors=[{"field": "repository", "message": "not a repository name"}],
         )
-    metadata = {
-        name.removeprefix("metadata."): value
+    filters = [
+        (name.removeprefix("metadata."), value)
         for name, value in params.multi_items()
         if name.startswith("metadata.")
-    }
+    ]
+    if len(filters) > MAX_METADATA_FILTERS:
+        return error(
+            422,
+            "invalid_request",
+            f"at most {MAX_METADATA_FILTERS} metadata.KEY=VALUE filters in one request",
+            errors=[{"field": "metadata", "message": f"at most {MAX_METADATA_FILTERS} filters"}],
+        )
+    metadata = dict(filters)
     try:
         check_metadata(metadata)
     except ValueError as exc:

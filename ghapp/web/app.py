@@ -128,6 +128,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     for secret in (
         *settings.webhook_secret,
         settings.callback_secret,
+        settings.callback_secret_previous,
         settings.orchestrator_token,
         settings.app_private_key(),
     ):
@@ -156,6 +157,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         store,
         session,
         secret=settings.callback_secret or "",
+        previous=settings.callback_secret_previous,
         policy=RetryPolicy(
             base=settings.callback_retry_base,
             max_interval=settings.callback_retry_max_interval,

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 KEEPALIVE = 15.0
 # What EventSource waits before reconnecting (its default is browser-dependent).
 RETRY_MS = 2000
+# Retry-After of the 503 that refuses a stream past MAX_STREAMS.
+STREAMS_FULL_RETRY = 5
 
 
 def classify(before: DeploymentRecord | None, after: DeploymentRecord) -> str | None:
@@ -52,7 +54,8 @@ def format_event(event_id: int, kind: str, record: DeploymentRecord) -> bytes:
 
 def _last_event_id(request: Request) -> int:
     value = request.headers.get("last-event-id", "").strip()
-    return int(value) if value.isdigit() and len(value) < 19 else 0
+    # ASCII digits only: str.isdigit() also takes "²" and other digits int() refuses.
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
 
 
 async def _allowed(request: Request, services: Services) -> bool:
@@ -160,6 +163,9 @@ async def deployment_events(request: Request) -> Response:
     if not DEPLOYMENT_ID.fullmatch(deployment_id):
         return error(404, "not_found", "no such deployment")
     hub = services.hub
+    # Checked and taken with no await in between: two requests cannot both take the last one.
+    if hub.streams >= services.settings.max_streams:
+        return _streams_full(services.settings.max_streams)
     subscription = contextlib.ExitStack()
     # Subscribed before the snapshot is read: a change in between still wakes the stream.
     wake = subscription.enter_context(hub.subscribe(deployment_id))
@@ -173,6 +179,15 @@ async def deployment_events(request: Request) -> Response:
         return error(404, "not_found", "no such deployment")
     hub.offer(record)
     return EventStream(hub, record, subscription, wake, _last_event_id(request))
+
+
+def _streams_full(cap: int) -> Response:
+    return error(
+        503,
+        "too_many_streams",
+        f"this server has its maximum of {cap} event streams open (MAX_STREAMS); retry later",
+        headers={"Retry-After": str(STREAMS_FULL_RETRY)},
+    )
 
 
 routes = [

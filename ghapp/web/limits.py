@@ -1,9 +1,11 @@
 """What a request may cost before it is trusted: body caps, a body deadline, a bounded head.
 
 Bodies are read as a stream (`read_body`) and refused past their cap (`413`). The bounds on
-the request itself live in uvicorn's protocol (`ghapp.web.protocol`, options from
-`ghapp.runner.uvicorn_limits`): a head over MAX_HEAD gets `431`, a body not complete
-BODY_TIMEOUT seconds after its headers gets `408` and the connection closed.
+the request itself live in front of uvicorn's protocol (`ghapp.web.protocol`, options from
+`ghapp.runner.uvicorn_limits`): a head over MAX_HEAD gets `431`, a head not complete
+HEAD_TIMEOUT seconds after its first byte closes the connection, a body not complete
+BODY_TIMEOUT seconds after its headers gets `408` and the connection closed. docs/limits.md
+lists them for users.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ MAX_HEAD = 64 * 1024
 # Seconds from a request's headers to the end of its body; GHAPP_BODY_TIMEOUT (hidden, for
 # tests) shortens it.
 BODY_TIMEOUT = float(os.environ.get("GHAPP_BODY_TIMEOUT") or 30.0)
+# Seconds from a connection's opening, or from the first byte of a later request, to the end of
+# its head.
+HEAD_TIMEOUT = 10.0
 
 
 class BodyRefused(Exception):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ghapp.core.signing import sign_sha256
+from ghapp.core.signatures import callback_headers
 from ghapp.github.retry import backoff
 from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
@@ -63,6 +63,7 @@ class CallbackSender(Worker):
         session: aiohttp.ClientSession | LazySession,
         *,
         secret: str,
+        previous: str | None = None,
         policy: RetryPolicy,
         lease_seconds: float = CALLBACK_LEASE,
     ) -> None:
@@ -70,6 +71,8 @@ class CallbackSender(Worker):
         # A LazySession opens (and loads aiohttp) with the first callback sent.
         self._session = session
         self.secret = secret
+        # CALLBACK_SECRET_PREVIOUS during a rotation: each callback carries both signatures.
+        self.secrets = [secret] if not previous else [secret, previous]
         self.policy = policy
         self.lease_seconds = lease_seconds
         self.metrics = Metrics()
@@ -147,8 +150,9 @@ class CallbackSender(Worker):
             "Content-Type": "application/json",
             "User-Agent": "ghapp",
             "X-Ghapp-Event": item.event,
-            "X-Ghapp-Delivery": item.delivery_id,
-            "X-Ghapp-Signature-256": sign_sha256(self.secret, body),
+            # X-Ghapp-Delivery and X-Ghapp-Signature-256, and the Standard Webhooks headers
+            # signed with this attempt's time, so that a receiver can refuse a replay.
+            **callback_headers(body, item.delivery_id, int(time.time()), self.secrets),
         }
         from aiohttp import ClientError
 

@@ -48,7 +48,8 @@ def _cached_spec(
             "description": (
                 "The orchestrator asks for a deployment; ghapp dispatches the repository's "
                 "deploy workflow, watches the run, and calls back with a signed verdict "
-                "(X-Ghapp-Signature-256). Every /api/v1 call needs "
+                "(X-Ghapp-Signature-256, and the Standard Webhooks headers webhook-id, "
+                "webhook-timestamp and webhook-signature). Every /api/v1 call needs "
                 "`Authorization: Bearer $ORCHESTRATOR_TOKEN`."
             ),
         },

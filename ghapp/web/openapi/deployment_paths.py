@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ghapp.core import validation
+from ghapp.store.metadata_filter import MAX_FILTERS as MAX_METADATA_FILTERS
 from ghapp.web import api, http
 from ghapp.web.openapi.parts import (
     DEPLOYMENT_ID,
@@ -93,11 +94,16 @@ def orchestrator_paths() -> dict[str, Any]:
         {
             "200": json_answer("DeploymentList", "the deployments"),
             "401": UNAUTHORIZED,
-            "422": json_answer("ErrorBody", "a query parameter is out of range"),
+            "422": json_answer(
+                "ErrorBody",
+                "a query parameter is out of range, or more than "
+                f"{MAX_METADATA_FILTERS} metadata filters",
+            ),
         },
         tag="deployments",
-        description="`metadata.KEY=VALUE` query parameters (any number) keep the deployments "
-        "whose metadata has KEY set to VALUE.",
+        description="`metadata.KEY=VALUE` query parameters (at most "
+        f"{MAX_METADATA_FILTERS} in one request; more answer 422) keep the deployments whose "
+        "metadata has KEY set to VALUE.",
         parameters=[
             {
                 "name": "repository",
@@ -201,18 +207,25 @@ def orchestrator_paths() -> dict[str, Any]:
             },
             "401": UNAUTHORIZED,
             "404": NOT_FOUND,
+            "503": json_answer(
+                "ErrorBody",
+                "this process has MAX_STREAMS event streams open (error too_many_streams)",
+                headers=RETRY_AFTER,
+            ),
         },
         tag="deployments",
         description="Authorised by the bearer token or by the operator page's session "
         "cookie. A client that reconnects sends `Last-Event-ID`; it gets a snapshot with a "
-        "higher id, so nothing is lost by missing events.",
+        "higher id, so nothing is lost by missing events. Each process serves at most "
+        "MAX_STREAMS streams at once (default 1,000).",
         parameters=[
             DEPLOYMENT_ID,
             {
                 "name": "Last-Event-ID",
                 "in": "header",
                 "required": False,
-                "description": "the id of the last event received (EventSource sends it)",
+                "description": "the id of the last event received (EventSource sends it); "
+                "anything but ASCII digits is ignored",
                 "schema": {"type": "string"},
             },
         ],
