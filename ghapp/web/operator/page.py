@@ -27,7 +27,7 @@ from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
 from ghapp.web.http import stored
-from ghapp.web.operator import releases_section
+from ghapp.web.operator import deployment_page, releases_section
 from ghapp.web.operator.access import (
     authorized_action,
     back,
@@ -122,7 +122,7 @@ async def index(request: Request) -> Response:
     limit = _bounded(params.get("limit"), 50)
     refresh = params.get("refresh", "")
     deployments = [
-        record.public()
+        deployment_page.scrubbed(record)
         for record in await services.store.recent(repository=repository, state=state, limit=limit)
     ]
     # A browser opens few connections to one server at a time: the newest running ones only.
@@ -259,4 +259,5 @@ routes = [
     Route("/logout", logout, methods=["POST"]),
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
+    *deployment_page.routes,
 ]
