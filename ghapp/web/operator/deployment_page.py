@@ -143,7 +143,7 @@ async def _context(
     here = f"/deployments/{record.id}"
     return {
         "d": deployment,
-        "head_sha": record.head_sha,
+        "head_sha": clean(record.head_sha) if record.head_sha else None,
         "commit_url": commit_url(record),
         # The token's name or `github:LOGIN` arrives with a later release; shown when recorded.
         "requested_by": getattr(record, "requested_by", None),

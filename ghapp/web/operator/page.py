@@ -1,7 +1,8 @@
 """The operator page at `/`: recent deployments and webhook deliveries, resend and redeliver.
 
 Server-rendered HTML (Jinja2, autoescaped), no external assets; one inline script (allowed by the
-CSP nonce) moves the progress bars of running deployments from their event streams. Access needs the
+CSP nonce) moves the rows of running deployments from their event streams. Each deployment has
+its own page (`deployment_page`). Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
 form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`sessions` beside this).
 Actions, sign-out included, are POST forms that also carry a per-session CSRF token; no form is
