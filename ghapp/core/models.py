@@ -135,6 +135,12 @@ class ProgressStep(BaseModel):
     name: str
     status: str
     conclusion: str | None = None
+    started_at: datetime | None = Field(
+        default=None, description="GitHub's start of the step (UTC); null until it starts"
+    )
+    completed_at: datetime | None = Field(
+        default=None, description="GitHub's end of the step (UTC); null until it ends"
+    )
 
 
 class ProgressJob(BaseModel):

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from ghapp.core.models import Progress, ProgressJob, ProgressStep
+from ghapp.core.times import github_time
 from ghapp.core.untrusted import clean
 
 _RANK = {"in_progress": 1, "completed": 2}
@@ -39,6 +40,12 @@ def _name(value: Any) -> Any:
     return clean(value) if isinstance(value, str) else value or ""
 
 
+def _utc(value: Any) -> datetime | None:
+    """A step time in UTC: the jobs API writes them in its own zone, webhooks with `Z`."""
+    moment = github_time(value)
+    return None if moment is None else moment.astimezone(UTC)
+
+
 def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
     """A job from GitHub's JSON (webhook or REST shape); None when it is not a job."""
     steps = job.get("steps")
@@ -62,6 +69,8 @@ def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
                         "name": _name(step.get("name")),
                         "status": step.get("status") or "queued",
                         "conclusion": step.get("conclusion"),
+                        "started_at": _utc(step.get("started_at")),
+                        "completed_at": _utc(step.get("completed_at")),
                     }
                     for step in steps
                 ],
@@ -73,10 +82,26 @@ def job_of(job: Mapping[str, Any]) -> ProgressJob | None:
 
 def _merge_step(old: ProgressStep, new: ProgressStep) -> ProgressStep:
     if rank(new.status) < rank(old.status):
-        return old
-    if rank(new.status) == rank(old.status) and new.conclusion is None:
-        return old if old.conclusion is not None else new
-    return new
+        kept = old
+    elif rank(new.status) == rank(old.status) and new.conclusion is None:
+        kept = old if old.conclusion is not None else new
+    else:
+        kept = new
+    # GitHub's start of a step never changes: a report that lacks it does not erase it.
+    started = kept.started_at or old.started_at or new.started_at
+    completed = kept.completed_at or (old.completed_at if kept.status == "completed" else None)
+    if (started, completed) == (kept.started_at, kept.completed_at):
+        return kept
+    return kept.model_copy(update={"started_at": started, "completed_at": completed})
+
+
+def _job_start(old: ProgressJob, new: ProgressJob) -> datetime | None:
+    """When the job started: GitHub gives a job still queued its creation time as
+    `started_at`, and the runner's start once it runs; the latter wins, once known."""
+    for job in (old, new):
+        if rank(job.status) >= 1 and job.started_at is not None:
+            return job.started_at
+    return old.started_at or new.started_at
 
 
 def merge_job(old: ProgressJob | None, new: ProgressJob) -> ProgressJob:
@@ -96,7 +121,7 @@ def merge_job(old: ProgressJob | None, new: ProgressJob) -> ProgressJob:
         status=base.status,
         conclusion=base.conclusion or (None if behind else old.conclusion),
         html_url=base.html_url or old.html_url or new.html_url,
-        started_at=old.started_at or new.started_at,
+        started_at=_job_start(old, new),
         completed_at=base.completed_at or old.completed_at,
         steps=[steps[number] for number in sorted(steps)],
     )

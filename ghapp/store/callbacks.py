@@ -29,6 +29,22 @@ class OutboxItem:
     body: str | None = None
 
 
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One callback of a deployment as the outbox keeps it: where, how far, the last answer."""
+
+    delivery_id: str
+    event: str
+    url: str | None
+    state: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: float | None
+
+
 class Callbacks(StoreBase):
     """The outbox of callbacks: lease the due ones, record each attempt, queue one again."""
 
@@ -140,6 +156,33 @@ class Callbacks(StoreBase):
                 )
             )
         return bool(result.rowcount)
+
+    async def callbacks_of(self, deployment_id: str) -> list[CallbackRecord]:
+        """A deployment's callbacks (its start's, its verdict's), oldest first."""
+        async with self.reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox)
+                    .where(outbox.c.deployment_id == deployment_id)
+                    .order_by(outbox.c.created_at)
+                )
+            ).all()
+        return [
+            CallbackRecord(
+                delivery_id=row.delivery_id,
+                event=row.event,
+                url=row.url,
+                state=row.state,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                # Only a callback still pending has a next attempt.
+                next_attempt_at=row.next_attempt_at if row.state == "pending" else None,
+                last_status=row.last_status,
+                last_error=row.last_error,
+                delivered_at=row.delivered_at,
+            )
+            for row in rows
+        ]
 
     async def next_callback_due(self) -> float | None:
         """When the earliest pending callback is due, if any."""

@@ -93,9 +93,12 @@ def back(target: str | None, notice: str | None = None) -> str:
     return parts.path + ("?" + urlencode(query) if query else "")
 
 
-def login_page(request: Request, *, failed: bool = False, status: int | None = None) -> Response:
-    """The sign-in form (401 after a failed attempt)."""
-    return render(request, "login.html", {"failed": failed}, status or (401 if failed else 200))
+def login_page(
+    request: Request, *, failed: bool = False, status: int | None = None, after: str = "/"
+) -> Response:
+    """The sign-in form (401 after a failed attempt); `after`: where signing in leads."""
+    context = {"failed": failed, "after": back(after)}
+    return render(request, "login.html", context, status or (401 if failed else 200))
 
 
 def _throttle(request: Request) -> SignInThrottle:
@@ -128,12 +131,14 @@ async def login(request: Request) -> Response:
     except BodyRefused as exc:
         throttle.failed(address)
         return refused(exc)
+    # Back to the page that asked for the sign-in: a path on this site only.
+    after = back(form.get("next"))
     if not _token_ok(settings, form.get("token", "").strip()):
         throttle.failed(address)
         log.warning("operator login refused", extra={"client": address})
-        return login_page(request, failed=True)
+        return login_page(request, failed=True, after=after)
     value, _ = make_session_cookie(settings)
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(after, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         value,

@@ -1,7 +1,8 @@
 """The operator page at `/`: recent deployments and webhook deliveries, resend and redeliver.
 
 Server-rendered HTML (Jinja2, autoescaped), no external assets; one inline script (allowed by the
-CSP nonce) moves the progress bars of running deployments from their event streams. Access needs the
+CSP nonce) moves the rows of running deployments from their event streams. Each deployment has
+its own page (`deployment_page`). Access needs the
 orchestrator's bearer token, either as an `Authorization` header or through a session: the login
 form trades the token for a signed, HttpOnly, SameSite=Strict cookie (`sessions` beside this).
 Actions, sign-out included, are POST forms that also carry a per-session CSRF token; no form is
@@ -27,7 +28,7 @@ from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
 from ghapp.web.http import stored
-from ghapp.web.operator import releases_section
+from ghapp.web.operator import deployment_page, releases_section
 from ghapp.web.operator.access import (
     authorized_action,
     back,
@@ -122,7 +123,7 @@ async def index(request: Request) -> Response:
     limit = _bounded(params.get("limit"), 50)
     refresh = params.get("refresh", "")
     deployments = [
-        record.public()
+        deployment_page.scrubbed(record)
         for record in await services.store.recent(repository=repository, state=state, limit=limit)
     ]
     # A browser opens few connections to one server at a time: the newest running ones only.
@@ -259,4 +260,5 @@ routes = [
     Route("/logout", logout, methods=["POST"]),
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
+    *deployment_page.routes,
 ]

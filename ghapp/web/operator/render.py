@@ -37,6 +37,14 @@ def _templates() -> Jinja2Templates:
     templates.env.filters["when"] = _when
     templates.env.filters["svg"] = _svg
     templates.env.filters["seconds"] = _seconds
+    templates.env.filters["short_sha"] = short_sha
+    templates.env.filters["release_label"] = release_label
+    # Imported here with markdown-it, which only the deployment page needs.
+    from ghapp.web.operator.report_html import excerpt_html, inline_html, report_html
+
+    templates.env.filters["report_html"] = report_html
+    templates.env.filters["excerpt"] = excerpt_html
+    templates.env.filters["inline_md"] = inline_html
     return templates
 
 
@@ -81,6 +89,22 @@ def safe_url(url: object) -> str | None:
     if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
         return url
     return None
+
+
+def short_sha(value: object) -> str:
+    """A commit sha as GitHub shows it: its first 7 characters (other text unchanged)."""
+    text = str(value or "")
+    return text[:7] if len(text) == 40 and all(c in "0123456789abcdef" for c in text) else text
+
+
+def release_label(release: Any) -> str:
+    """What names a release: `inputs.version` when given, else its commit's short sha."""
+    version = getattr(release, "version", None)
+    if not version or version == getattr(release, "head_sha", None):
+        return short_sha(version or getattr(release, "head_sha", None) or "") or "previous"
+    # A button is no place for a long name: the whole one is in its title.
+    text = str(version)
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def _svg(markup: str) -> Any:
