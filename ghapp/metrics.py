@@ -71,6 +71,8 @@ ENDPOINT_TEMPLATES: tuple[str, ...] = (
     "/repos/{owner}/{repo}/deployments/{deployment_id}",
     "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
     "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses/{status_id}",
+    # GitHub's GraphQL API (GitHub Enterprise Server's is /api/graphql, see endpoint_template).
+    "/graphql",
 )
 
 # A literal path segment must match exactly; `{x}` is one segment; `{path}` and `{ref}` may hold
@@ -106,6 +108,8 @@ def endpoint_template(path: str) -> str:
     # GitHub Enterprise Server serves the same API under /api/v3.
     if route.startswith(_GHES_PREFIX + "/"):
         route = route[len(_GHES_PREFIX) :]
+    elif route == "/api/graphql":
+        route = "/graphql"
     if len(route) > 1:
         route = route.rstrip("/")
     for pattern, template in _COMPILED:

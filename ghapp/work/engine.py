@@ -31,6 +31,7 @@ from ghapp.core.deploys import (
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
+from ghapp.work.deployed_urls import DeployedUrls
 from ghapp.work.failures import FailureReporter
 from ghapp.work.workers import Worker
 
@@ -96,6 +97,8 @@ class Engine(Worker):
         self._held: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._gather_slots = asyncio.Semaphore(GATHER_CONCURRENCY)
+        # URLs of successes no webhook named, many per request (GraphQL; REST as fallback).
+        self.deployed_urls = DeployedUrls(github, self.spawn)
 
     def _lock(self, deployment_id: str) -> asyncio.Lock:
         lock = self._applying.get(deployment_id)
@@ -312,8 +315,8 @@ class Engine(Worker):
         if isinstance(action, FindDeployedUrl):
             url = None
             if action.head_sha:
-                url = await self.github.environment_url(
-                    record.repository, installation, action.head_sha, action.run_id
+                url = await self.deployed_urls.find(
+                    record, installation, action.run_id, action.head_sha
                 )
             return DeployedUrlFound(url=url, at=utcnow())
         assert isinstance(action, GatherFailure)
