@@ -33,6 +33,7 @@ from benchmarks import (
     reconcile,
     sandbox,
     scale,
+    soak,
     stats,
     streams,
     takeover,
@@ -80,6 +81,7 @@ BENCHMARKS: dict[str, Runner] = {
     takeover.NAME: takeover.run,
     memory.NAME: memory.run,
     sandbox.NAME: sandbox.run,
+    soak.NAME: soak.run,
 }
 
 
@@ -128,7 +130,7 @@ async def run_one(
 
 
 # Benchmarks that drop and recreate the schema of the PostgreSQL database they are given.
-USES_POSTGRES = frozenset({"stats", "streams", "reconcile", "takeover"})
+USES_POSTGRES = frozenset({"stats", "streams", "reconcile", "takeover", "soak"})
 
 
 async def run_all(
@@ -166,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated names: " + ",".join(BENCHMARKS))
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--minutes", type=int, default=soak.MINUTES,
+                        help=f"length of the soak on each store (default {soak.MINUTES})")
     args = parser.parse_args(argv)
+    soak.MINUTES = max(args.minutes, 3)
     names = list(BENCHMARKS)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]

@@ -37,6 +37,7 @@ EXPECTED: dict[str, list[str]] = {
     "sandbox": [
         "sandbox_ready_s", "pytest_cpu_with_plugin_s", "pytest_cpu_without_plugin_s", "rows",
     ],
+    "soak": ["results", "rows"],
 }
 SERVERS = ["ghapp-1w", "ghapp-2w", "bare-1w", "bare-2w"]
 
