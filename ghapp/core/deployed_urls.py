@@ -11,7 +11,7 @@ request settles a hundred successes instead of two requests each (see docs/scale
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 # GitHub's clock against ours (the same margin the run listings use).
@@ -100,26 +100,29 @@ class Page:
 
 @dataclass
 class RepositoryWindow:
-    """A repository's deployments read so far (newest first), from one starting read."""
+    """A repository's deployments read so far (newest first), from one starting read; only
+    those with a successful status that names an environment URL are kept (no other can be
+    a run's answer), and how far back the reading went."""
 
     fetched_at: datetime
     deployments: list[DeploymentSeen] = field(default_factory=list)
     end_cursor: str | None = None
     complete: bool = False
     pages: int = 0
+    oldest: datetime | None = None
 
     def add(self, page: Page) -> None:
         """Take the next (older) page."""
-        self.deployments.extend(page.deployments)
+        for deployment in page.deployments:
+            kept = tuple(s for s in deployment.statuses if s.state == "success"
+                         and s.environment_url)
+            if kept:
+                self.deployments.append(replace(deployment, statuses=kept))
+        if page.deployments:
+            self.oldest = page.deployments[-1].created_at
         self.end_cursor = page.end_cursor
         self.complete = not page.has_next or page.end_cursor is None
         self.pages += 1
-
-    @property
-    def oldest(self) -> datetime | None:
-        """When the oldest deployment read was created (None: none read, or no date)."""
-        times = [d.created_at for d in self.deployments[-1:] if d.created_at is not None]
-        return times[0] if times else None
 
     def fresh_for(self, lookup: UrlLookup) -> bool:
         """Read after the run completed: it would show the run's statuses."""

@@ -67,7 +67,7 @@ class DeployedUrls:
         self._spawn = spawn
         self.gather_window = gather_window
         self._windows: TTLCache[tuple[int, str], RepositoryWindow] = TTLCache(
-            maxsize=1024, ttl=WINDOW_SECONDS
+            maxsize=256, ttl=WINDOW_SECONDS
         )
         self._waiting: dict[int, dict[str, list[_Waiting]]] = {}
         self._readers: dict[int, asyncio.Task[Any]] = {}
@@ -123,6 +123,18 @@ class DeployedUrls:
 
     async def _read(self, installation: int) -> None:
         """Read pages for the installation's waiting lookups until none is left."""
+        try:
+            await self._read_all(installation)
+        except Exception as exc:
+            # A bug must not leave lookups waiting until REPORT_TIMEOUT: they fail now (the
+            # engine tries again) and the next lookup starts a new reader.
+            log.exception("reading deployments failed", extra={"installation": installation})
+            for items in self._waiting.pop(installation, {}).values():
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    async def _read_all(self, installation: int) -> None:
         await asyncio.sleep(self.gather_window)
         waiting = self._waiting.get(installation, {})
         while waiting:
@@ -140,7 +152,18 @@ class DeployedUrls:
                 if len(batch) >= REPOSITORIES_PER_QUERY:
                     break
             if batch:
-                await self._read_batch(installation, batch)
+                try:
+                    await self._read_batch(installation, batch)
+                except BaseException as exc:
+                    for _, items in batch:
+                        for item in items:
+                            if item.future.done():
+                                continue
+                            if isinstance(exc, Exception):
+                                item.future.set_exception(exc)
+                            else:
+                                item.future.cancel()
+                    raise
         self._waiting.pop(installation, None)
 
     def _settle(self, items: list[_Waiting], window: RepositoryWindow | None) -> list[_Waiting]:
