@@ -6,7 +6,7 @@ Method:
   PostgreSQL when `GHAPP_BENCH_POSTGRES_URL` (else `GHAPP_TEST_POSTGRES_URL`) names a database
   (its schema is dropped first). Production settings (`POLL_AFTER` 60 s, the delivery log on).
   The GitHub simulator and the callback receiver run in this process.
-* Deployments: one a second (`--quick`: three), requested through the orchestrator API in turn
+* Deployments: one a second (`--quick`: two), requested through the orchestrator API in turn
   over 20 repositories of one organisation; two of them run a workflow whose deploy step
   fails, so one deployment in ten fails (its verdict reads the failing job's log). Each run
   plays out in the simulator (a phase every second: `workflow_run` requested, in_progress,
@@ -26,7 +26,8 @@ Method:
 * Targets (issue 23): from the end of minute 2 to the end, RSS grows at most 5 MiB; the last
   minute's latency p99 at most 1.5 x minute 2's. Also stated: database bytes per deployment
   (growth over the run / deployments, the delivery log of the unrelated traffic included).
-  `--minutes N` sets the length (default 10); `--quick` runs 40 s on SQLite, judging nothing.
+  `--minutes N` sets the length (default 10); `--quick` runs 30 s (two deployments a
+  second, a sample every 10 s) on SQLite, judging nothing.
 """
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ def judge(result: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
 
 async def run(quick: bool, tmp: Path) -> dict[str, Any]:
     """The soak on SQLite, then on PostgreSQL where one is configured (not with --quick)."""
-    seconds, period, rate = (40.0, 10.0, 3.0) if quick else (MINUTES * 60.0, 60.0, 1.0)
+    seconds, period, rate = (30.0, 10.0, 2.0) if quick else (MINUTES * 60.0, 60.0, 1.0)
     stores: list[tuple[str, str | None]] = [("sqlite", None)]
     postgres = os.environ.get("GHAPP_BENCH_POSTGRES_URL") or os.environ.get(
         "GHAPP_TEST_POSTGRES_URL")
