@@ -120,7 +120,12 @@ class Engine(Worker):
                 record = record.model_copy(update={"last_heard_at": heard})
             transition = await self._apply(record, event, delivery_id)
             if transition is not None and transition.changed and not transition.liveness_only:
-                self._saved[record.id] = transition.record
+                if transition.record.phase == "completed":
+                    # Nothing more is coming for it (a late delivery reads the store): kept,
+                    # a thousand finished records would be ~10 MiB that only grows.
+                    self._saved.pop(record.id, None)
+                else:
+                    self._saved[record.id] = transition.record
             return transition
 
     def _write_alive_later(self, record: DeploymentRecord) -> None:
