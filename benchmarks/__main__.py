@@ -34,6 +34,7 @@ from benchmarks import (
     reconcile,
     sandbox,
     scale,
+    soak,
     stats,
     streams,
     takeover,
@@ -84,6 +85,7 @@ BENCHMARKS: dict[str, Runner] = {
     memory.NAME: memory.run,
     sandbox.NAME: sandbox.run,
     untrusted.NAME: untrusted.run,
+    soak.NAME: soak.run,
 }
 
 
@@ -131,7 +133,8 @@ async def run_one(
     print(f"   {name}: {seconds[name]} s", file=sys.stderr, flush=True)
 
 
-# Benchmarks that drop and recreate the schema of the PostgreSQL database they are given.
+# Benchmarks that drop and recreate the schema of the PostgreSQL database they are given with
+# --quick (the soak does too, but not with --quick: it runs beside the others then).
 USES_POSTGRES = frozenset({"stats", "streams", "reconcile", "takeover", "metadata"})
 
 
@@ -170,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated names: " + ",".join(BENCHMARKS))
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--minutes", type=int, default=soak.MINUTES,
+                        help=f"length of the soak on each store (default {soak.MINUTES})")
     args = parser.parse_args(argv)
+    soak.MINUTES = max(args.minutes, 3)
     names = list(BENCHMARKS)
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]

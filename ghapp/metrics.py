@@ -7,6 +7,7 @@ events and actions become `other`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import urlsplit
 
@@ -71,6 +72,8 @@ ENDPOINT_TEMPLATES: tuple[str, ...] = (
     "/repos/{owner}/{repo}/deployments/{deployment_id}",
     "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
     "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses/{status_id}",
+    # GitHub's GraphQL API (GitHub Enterprise Server's is /api/graphql, see endpoint_template).
+    "/graphql",
 )
 
 # A literal path segment must match exactly; `{x}` is one segment; `{path}` and `{ref}` may hold
@@ -106,6 +109,8 @@ def endpoint_template(path: str) -> str:
     # GitHub Enterprise Server serves the same API under /api/v3.
     if route.startswith(_GHES_PREFIX + "/"):
         route = route[len(_GHES_PREFIX) :]
+    elif route == "/api/graphql":
+        route = "/graphql"
     if len(route) > 1:
         route = route.rstrip("/")
     for pattern, template in _COMPILED:
@@ -163,6 +168,13 @@ _VERDICT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800
 # A deploy takes minutes: dispatch to verdict.
 _DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 _HANDLING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop (a scrape outside the app)
+        return 0.0
 
 
 def _label(value: str | None, known: frozenset[str]) -> str:
@@ -255,6 +267,13 @@ class Metrics:
             ["installation"],
             registry=r,
         )
+        # Read at scrape time (in the event loop): a leak of tasks shows as growth over hours.
+        self.asyncio_tasks = Gauge(
+            "ghapp_asyncio_tasks",
+            "asyncio tasks alive in this process (its event loop) at scrape time.",
+            registry=r,
+        )
+        self.asyncio_tasks.set_function(_task_count)
         self.polls = Counter(
             "ghapp_polls",
             "Fallback polls of a run, by outcome (changed, not_modified, error).",

@@ -211,6 +211,9 @@ def test_transition_moves_the_gauge() -> None:
             "http://127.0.0.1:8123/api/v3/app/installations/3/access_tokens",
             "/app/installations/{installation_id}/access_tokens",
         ),
+        # GraphQL: github.com's endpoint, and GitHub Enterprise Server's (not under /api/v3).
+        ("https://api.github.com/graphql", "/graphql"),
+        ("https://ghe.example.com/api/graphql", "/graphql"),
     ],
 )
 def test_endpoint_template(path: str, template: str) -> None:
@@ -228,7 +231,7 @@ def test_endpoint_template(path: str, template: str) -> None:
         "/repos/acme/shop/issues/1",
         "/repos/acme/shop/actions/runs/1/jobs/extra",
         "/users/octocat",
-        "/graphql",
+        "/graphql/extra",
         "https://results-receiver.actions.githubusercontent.com/logs/abc?sig=xyz",
         "/../../etc/passwd",
         "http://[::1",  # not even a URL

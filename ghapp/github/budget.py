@@ -49,6 +49,10 @@ class RateBudget:
         """Note an answer's rate-limit headers (App JWT calls have their own budget: skipped)."""
         if installation is None:
             return
+        # GraphQL answers count against a budget of their own (resource `graphql`).
+        resource = headers.get("x-ratelimit-resource") or headers.get("X-RateLimit-Resource")
+        if resource not in (None, "core"):
+            return
         limit = _int(headers, "x-ratelimit-limit")
         remaining = _int(headers, "x-ratelimit-remaining")
         reset = _int(headers, "x-ratelimit-reset")

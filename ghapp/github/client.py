@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode, urljoin
 
 import gidgethub
 from cachetools import LRUCache, TLRUCache, TTLCache
 
+from ghapp.core.deployed_urls import (
+    DeploymentSeen,
+    Page,
+    PageWanted,
+    StatusSeen,
+    UrlLookup,
+    choose_url,
+)
 from ghapp.core.times import parse_github_time
 from ghapp.github.errors import describe, origin_of
 from ghapp.github.retry import is_rate_limited
@@ -33,6 +42,15 @@ WORKFLOW_FILE_TTL = 60.0
 
 class GitHubUnavailable(Exception):
     """GitHub could not be reached, or kept failing, after retries."""
+
+
+class GraphQLRefused(Exception):
+    """GitHub's GraphQL API answered an error, or there is none (the REST way remains)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        # No GraphQL API at all (404, or an answer that is not JSON).
+        self.missing = missing
 
 
 class LogsNotReady(Exception):
@@ -334,21 +352,77 @@ class GitHubClient:
         return await self.as_installation(installation_id, collect)
 
     async def environment_url(
-        self, repository: str, installation_id: int, head_sha: str, run_id: int
+        self,
+        repository: str,
+        installation_id: int,
+        head_sha: str,
+        run_id: int,
+        environment: str | None = None,
     ) -> str | None:
-        """The environment URL of a successful deployment the run made, if any."""
+        """The environment URL of a successful deployment the run made, if any (the one in
+        `environment` if it deployed to several): the REST way, two requests or more."""
+        lookup = UrlLookup(repository, run_id, head_sha, environment, _EPOCH, _EPOCH)
 
         async def find(gh: _GitHubAPI) -> str | None:
             deployments = await gh.getitem(f"/repos/{repository}/deployments?sha={head_sha}")
+            seen: list[DeploymentSeen] = []
             for deployment in deployments:
                 statuses = await gh.getitem(deployment["statuses_url"])
-                for status in statuses:
-                    url = status.get("environment_url")
-                    if status.get("state") == "success" and url and _made_by_run(status, run_id):
-                        return str(url)
-            return None
+                seen.append(_rest_deployment(deployment, statuses))
+                found = choose_url(seen[-1:], lookup)
+                # Newest first: the first found is the answer unless another environment
+                # was asked for, which an older deployment may still have.
+                if found and (environment is None or seen[-1].environment == environment):
+                    return found
+            return choose_url(seen, lookup)
 
         return await self.as_installation(installation_id, find)
+
+    async def deployment_pages(
+        self, installation_id: int, pages: Sequence[PageWanted]
+    ) -> list[Page | None]:
+        """A page of deployments (newest first) of each repository, in one GraphQL request;
+        None for a repository GitHub gave no page for. Raises GraphQLRefused when GitHub
+        answers the query with an error, or has no GraphQL API (the REST way remains)."""
+        from gidgethub import (
+            GitHubException,
+            GraphQLAuthorizationFailure,
+            GraphQLResponseTypeError,
+            QueryError,
+        )
+
+        from ghapp.github import graphql
+
+        query, variables = graphql.deployments_query(pages)
+        endpoint = graphql.graphql_url(self.api_url)
+
+        async def ask(gh: _GitHubAPI) -> Any:
+            try:
+                return await gh.graphql(query, endpoint=endpoint, **variables)
+            except QueryError as exc:
+                # Errors beside data (a repository not found): the data that came is used.
+                data = exc.response.get("data") if isinstance(exc.response, dict) else None
+                if not isinstance(data, dict):
+                    raise GraphQLRefused(f"GitHub's GraphQL API answered: {exc}") from exc
+                return data
+
+        for attempt in (1, 2):
+            api = self._api(installation_id, oauth_token=await self.token(installation_id))
+            try:
+                data = await self._guard(ask(api))
+            except GraphQLAuthorizationFailure as exc:
+                self.forget_token(installation_id)
+                if attempt == 2:
+                    raise GraphQLRefused(f"GitHub's GraphQL API refused the token: {exc}") from exc
+                continue
+            except (GitHubException, ValueError) as exc:
+                status = getattr(exc, "status_code", None)
+                missing = isinstance(exc, GraphQLResponseTypeError) or status in (404, 410)
+                raise GraphQLRefused(
+                    f"GitHub's GraphQL API answered: {exc}", missing=missing
+                ) from exc
+            return graphql.read_pages(data, len(pages))
+        raise AssertionError("unreachable")
 
     async def job_log_url(self, repository: str, installation_id: int, job_id: int) -> str:
         """The signed, short-lived URL of a job's log: GitHub's 302, not followed here."""
@@ -394,8 +468,23 @@ class GitHubClient:
         return await self.as_installation(installation_id, collect)
 
 
-def _made_by_run(status: Mapping[str, Any], run_id: int) -> bool:
-    # target_url/log_url point at the run's job page: .../actions/runs/<run_id>/job/<id>.
-    links = f"{status.get('target_url') or ''} {status.get('log_url') or ''}"
-    return f"/runs/{run_id}" in links or "/runs/" not in links
+# A lookup's window does not matter to the REST way: it reads the run's commit.
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
+
+def _rest_deployment(deployment: Mapping[str, Any], statuses: Any) -> DeploymentSeen:
+    seen = []
+    for status in statuses if isinstance(statuses, list) else []:
+        if isinstance(status, Mapping):
+            seen.append(StatusSeen(
+                state=str(status.get("state") or ""),
+                environment_url=status.get("environment_url") or None,
+                # target_url is log_url's older name.
+                log_url=status.get("log_url") or status.get("target_url") or None,
+            ))
+    return DeploymentSeen(
+        commit=str(deployment.get("sha") or ""),
+        environment=deployment.get("environment"),
+        created_at=None,
+        statuses=tuple(seen),
+    )

@@ -20,6 +20,33 @@ JSON_TYPE = "application/json; charset=utf-8"
 DOCS = "https://docs.github.com/rest"
 
 
+# What a request is for, by its path (GHES's /api/v3 prefix aside): the simulator counts
+# requests by kind (`Simulator.request_counts`).
+REQUEST_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("graphql", re.compile(r"^(/api)?/graphql$")),
+    ("listing", re.compile(r"^/repos/[^/]+/[^/]+/actions/(workflows/[^/]+/)?runs$")),
+    ("run", re.compile(r"^/repos/[^/]+/[^/]+/actions/runs/\d+$")),
+    ("jobs", re.compile(r"^/repos/[^/]+/[^/]+/actions/(runs/\d+/(attempts/\d+/)?jobs"
+                        r"|jobs/\d+(/logs)?)$")),
+    ("deployments", re.compile(r"^/repos/[^/]+/[^/]+/deployments(/\d+(/statuses)?)?$")),
+    ("dispatch", re.compile(r"^/repos/[^/]+/[^/]+/actions/workflows/[^/]+/dispatches$")),
+    ("token", re.compile(r"^/app/installations/\d+/access_tokens$")),
+    ("installation", re.compile(r"^/repos/[^/]+/[^/]+/installation$")),
+)
+
+
+def request_kind(origin: str, path: str) -> str:
+    """`graphql`, `listing` (runs), `run` (one run), `jobs`, `deployments` (REST deployments
+    and statuses), `dispatch`, `token`, `installation`, `logs` (the log host) or `other`."""
+    if origin == "logs":
+        return "logs"
+    path = path.removeprefix("/api/v3")
+    for kind, pattern in REQUEST_KINDS:
+        if pattern.match(path):
+            return kind
+    return "other"
+
+
 @dataclass
 class RequestRecord:
     """One request either origin received; ``fault`` names the fault that answered it."""
@@ -32,6 +59,11 @@ class RequestRecord:
     status: int | None = None
     fault: str | None = None
     time: float = field(default_factory=time.time)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = request_kind(self.origin, self.path)
 
 
 class ApiError(Exception):

@@ -190,6 +190,10 @@ class Faults:
     error_after_dispatch: int = 0
     # Every API request answers 502 until this time.monotonic() (GitHub down for a while).
     server_errors_until: float = 0.0
+    # GraphQL: this many queries answered with GitHub's "Something went wrong" error; or no
+    # GraphQL API at all (404, as on a server without it).
+    graphql_errors: int = 0
+    graphql_missing: bool = False
 
     def drops(self, event: str, action: str | None) -> bool:
         """Whether a delivery of ``event``/``action`` is to be dropped."""

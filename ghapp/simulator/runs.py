@@ -20,6 +20,7 @@ from ghapp.simulator.state import (
 )
 
 INPUT_REF = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_-]+)\s*\}\}")
+RUN_ID_REF = re.compile(r"\$\{\{\s*github\.run_id\s*\}\}")
 STEP_END = {"success": "success", "failure": "failure", "cancelled": "cancelled",
             "timed_out": "cancelled"}
 
@@ -55,6 +56,11 @@ def display_title(wf: Workflow, inputs: dict[str, Any]) -> str:
 
 def render_group(wf: Workflow, inputs: dict[str, Any]) -> str:
     """The run's concurrency group: the workflow's template with inputs (or their defaults)."""
+    return render_inputs(wf, inputs, wf.concurrency or "")
+
+
+def render_inputs(wf: Workflow, inputs: dict[str, Any], template: str) -> str:
+    """A template with `${{ inputs.NAME }}` replaced by the inputs (or their defaults)."""
     specs = wf.input_specs()
 
     def value(match: re.Match[str]) -> str:
@@ -63,7 +69,14 @@ def render_group(wf: Workflow, inputs: dict[str, Any]) -> str:
             return str(inputs[name])
         return str(specs.get(name, {}).get("default", ""))
 
-    return INPUT_REF.sub(value, wf.concurrency or "")
+    return INPUT_REF.sub(value, template)
+
+
+def render_for_run(run: RunState, template: str) -> str:
+    """A job's `environment` or its URL, with `${{ inputs.NAME }}` and `${{ github.run_id }}`
+    (as a workflow writes `environment: ${{ inputs.environment }}`)."""
+    text = render_inputs(run.workflow, run.inputs, template)
+    return RUN_ID_REF.sub(str(run.id), text)
 
 
 def plan_steps(job: Job) -> list[StepState]:
@@ -343,7 +356,8 @@ class RunPlayer:
         if job.spec.environment:
             dep = DeploymentState(
                 id=next(self.world.ids.deployment), repo=run.repo, sha=run.head_sha,
-                ref=run.head_branch, environment=job.spec.environment, created=start,
+                ref=run.head_branch, environment=render_for_run(run, job.spec.environment),
+                created=start,
                 run_id=run.id, job_id=job.id,
             )
             self.world.deployments[dep.id] = dep
@@ -355,7 +369,7 @@ class RunPlayer:
     def _add_status(self, run: RunState, job: JobState, dep: DeploymentState, state: str,
                     when: int) -> None:
         url = f"{self.world.web_url}/{run.repo.full_name}/actions/runs/{run.id}/job/{job.id}"
-        env_url = (job.spec.environment_url or "") if state == "success" else ""
+        env_url = render_for_run(run, job.spec.environment_url or "") if state == "success" else ""
         dep.statuses.append(DeploymentStatusState(
             next(self.world.ids.deployment_status), state, when, env_url, url))
 

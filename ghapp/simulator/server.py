@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ghapp.simulator import logs, routes_actions, routes_app, routes_repo
+from ghapp.simulator import graphql_api, logs, routes_actions, routes_app, routes_repo
 from ghapp.simulator.auth import Bucket, verify_jwt
 from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
 from ghapp.simulator.loopback import loopback_only
@@ -63,6 +63,7 @@ class ApiServer:
         routes_app.register(self.router, sim)
         routes_actions.register(self.router, sim)
         routes_repo.register(self.router, sim)
+        graphql_api.register(self.router, sim)
 
     def app(self) -> web.Application:
         """The aiohttp application of the API origin."""
@@ -91,7 +92,8 @@ class ApiServer:
         response.headers["x-ratelimit-remaining"] = str(bucket.remaining)
         response.headers["x-ratelimit-reset"] = str(bucket.reset)
         response.headers["x-ratelimit-used"] = str(bucket.used)
-        response.headers["x-ratelimit-resource"] = "core"
+        response.headers["x-ratelimit-resource"] = (
+            "graphql" if record.kind == "graphql" else "core")
         response.headers["x-github-api-version-selected"] = request.headers.get(
             "X-GitHub-Api-Version", "2022-11-28")
         if self.sim.faults.ghes:
@@ -138,6 +140,9 @@ class ApiServer:
             self.sim.on_unknown_repository(params["owner"], params["repo"])
         call = Call(request, params, record=record)
         bucket = self._authenticate(route, call, request) or bucket
+        if record.kind == "graphql" and call.installation_id is not None:
+            # GraphQL has a budget of its own (points, here one a query).
+            bucket = self.sim.rate_limits.bucket(f"graphql:inst:{call.installation_id}")
         if bucket.remaining <= 0:
             exceeded = ApiError(403, f"API rate limit exceeded for {self._who(call)}.",
                                 "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api")

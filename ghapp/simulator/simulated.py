@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -137,6 +138,11 @@ class SimulatedGitHub:
             if r.origin == origin and (method is None or r.method == method)
             and (path is None or path in r.path)
         )
+
+    def request_counts(self, origin: str = "api", *, since: int = 0) -> Counter[str]:
+        """Requests an origin got, by kind (`listing`, `run`, `deployments`, `graphql`, ...;
+        see `http.request_kind`), from the `since`-th request recorded on."""
+        return Counter(r.kind for r in self.requests[since:] if r.origin == origin)
 
     def make_jwt(self, *, lifetime: int = 540, now: float | None = None) -> str:
         """An App JWT signed with the App's key (what the App itself would make)."""

@@ -60,6 +60,9 @@ def _count_github_calls(
     ) -> None:
         metrics.github_call(url, status)
         remaining = headers.get("x-ratelimit-remaining")
+        # The REST budget only: GraphQL's is counted apart (resource `graphql`).
+        if headers.get("x-ratelimit-resource", "core") != "core":
+            return
         if remaining is not None and remaining.isdigit():
             metrics.rate_limit_remaining.labels(str(installation or "app")).set(int(remaining))
 

@@ -34,6 +34,7 @@ from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
+from ghapp.work.deployed_urls import DeployedUrls
 from ghapp.work.failures import FailureReporter
 from ghapp.work.workers import Worker
 
@@ -98,6 +99,8 @@ class Engine(Worker):
         self._held: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._gather_slots = asyncio.Semaphore(GATHER_CONCURRENCY)
+        # URLs of successes no webhook named, many per request (GraphQL; REST as fallback).
+        self.deployed_urls = DeployedUrls(github, self.spawn)
 
     def _lock(self, deployment_id: str) -> asyncio.Lock:
         lock = self._applying.get(deployment_id)
@@ -119,7 +122,12 @@ class Engine(Worker):
                 record = record.model_copy(update={"last_heard_at": heard})
             transition = await self._apply(record, event, delivery_id)
             if transition is not None and transition.changed and not transition.liveness_only:
-                self._saved[record.id] = transition.record
+                if transition.record.phase == "completed":
+                    # Nothing more is coming for it (a late delivery reads the store): kept,
+                    # a thousand finished records would be ~10 MiB that only grows.
+                    self._saved.pop(record.id, None)
+                else:
+                    self._saved[record.id] = transition.record
             return transition
 
     def _write_alive_later(self, record: DeploymentRecord) -> None:
@@ -342,8 +350,8 @@ class Engine(Worker):
         if isinstance(action, FindDeployedUrl):
             url = None
             if action.head_sha:
-                url = await self.github.environment_url(
-                    record.repository, installation, action.head_sha, action.run_id
+                url = await self.deployed_urls.find(
+                    record, installation, action.run_id, action.head_sha
                 )
             return DeployedUrlFound(url=url, at=utcnow())
         assert isinstance(action, GatherFailure)
