@@ -63,9 +63,9 @@ from benchmarks._common import (
     rss_mib,
     wait_http,
 )
+from ghapp.core.signatures import hub_signature
 from ghapp.simulator import Job, Step, Workflow, payloads
 from ghapp.simulator.stack import settings_env
-from ghapp.simulator.webhooks import sign_sha256
 
 NAME = "soak"
 MINUTES = 10  # set by `python -m benchmarks --minutes N`
@@ -109,9 +109,9 @@ class Traffic:
         ci = repo.add_workflow(Workflow(file="ci.yml", name="CI", jobs=[
             Job("test", steps=[Step("Run pytest", command="pytest -q")]),
             Job("lint", steps=[Step("Run ruff", command="ruff check .")])]))
-        run, _ = sim.engine.create_run(repo, ci, "main", {})
-        sim.engine.begin(run)
-        sim.engine.complete(run)
+        run, _ = sim.player.create_run(repo, ci, "main", {})
+        sim.player.begin(run)
+        sim.player.complete(run)
         head = payloads.workflow_run(world, run)
         runs = []
         for event in ("push", "pull_request", "workflow_dispatch"):
@@ -172,7 +172,7 @@ class Traffic:
         """Send one, signed as GitHub signs it."""
         body = self.body(event)
         headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
-                   "X-Hub-Signature-256": sign_sha256(self.rig.sim.webhook_secret, body),
+                   "X-Hub-Signature-256": hub_signature(body, self.rig.sim.webhook_secret),
                    "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/soak"}
         try:
             async with session.post(self.url, data=body, headers=headers) as response:

@@ -148,6 +148,11 @@ class SimulatedGitHub:
         """An App JWT signed with the App's key (what the App itself would make)."""
         return make_jwt(self.private_key_pem, self.app_id, lifetime=lifetime, now=now)
 
+    def installation_token(self, repo: str | int) -> str:
+        """Issue an installation token directly, for a repository name or installation id."""
+        inst = repo if isinstance(repo, int) else self.world.repos[repo].installation_id
+        return self.tokens.issue(inst, self.token_ttl, None, {}).token
+
     def revoke_tokens(self) -> None:
         """Invalidate every installation token issued so far."""
         self.tokens.revoke_all()
