@@ -35,6 +35,18 @@ CLAIM_BATCH = 50
 LEASE_MARGIN = 1.0
 
 
+def callback_headers(secret: str, event: str, delivery_id: str, body: bytes) -> dict[str, str]:
+    """The headers of a callback request: its event, delivery id and signature. Every request
+    ghapp sends an orchestrator is signed here, `ghapp check`'s ping included."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "ghapp",
+        "X-Ghapp-Event": event,
+        "X-Ghapp-Delivery": delivery_id,
+        "X-Ghapp-Signature-256": sign_sha256(secret, body),
+    }
+
+
 class LeaseLost(Exception):
     """The callback's lease could not be renewed in time: another replica may take it."""
 
@@ -143,13 +155,7 @@ class CallbackSender(Worker):
             public.callback.attempts = item.attempts + 1
             public.callback.state = "pending"
             body = public.model_dump_json().encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "ghapp",
-            "X-Ghapp-Event": item.event,
-            "X-Ghapp-Delivery": item.delivery_id,
-            "X-Ghapp-Signature-256": sign_sha256(self.secret, body),
-        }
+        headers = callback_headers(self.secret, item.event, item.delivery_id, body)
         from aiohttp import ClientError
 
         status: int | None = None
