@@ -78,7 +78,8 @@ async def test_a_new_env_file_is_ready_to_serve(
     assert values["ORCHESTRATOR_TOKEN"] != values["CALLBACK_SECRET"]
     assert values["ORCHESTRATOR_CALLBACK_URL"] == callback
     assert mode_of(env) == 0o600
-    assert "Generated ORCHESTRATOR_TOKEN and CALLBACK_SECRET" in out
+    assert "Generated ORCHESTRATOR_TOKEN (the bearer token" in out
+    assert "and CALLBACK_SECRET (the key" in out and "give both to the orchestrator" in out
     assert "mode from" not in out  # a new file: created 0600, nothing changed
     # What the client id and secret are for, on screen and in the file.
     assert "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are the App's OAuth client" in out
@@ -107,7 +108,8 @@ async def test_an_existing_0644_env_file(
     values = read_env_file(env)
     assert values["ORCHESTRATOR_TOKEN"] == "kept-as-it-was-0b5e7c41"
     assert values["LOG_LEVEL"] == "debug" and env.read_text().startswith("# mine\n")
-    assert "Generated CALLBACK_SECRET:" in out and "ORCHESTRATOR_TOKEN:" not in out
+    assert "Generated CALLBACK_SECRET (" in out and "give it to the orchestrator" in out
+    assert "ORCHESTRATOR_TOKEN (" not in out
     secret = values["CALLBACK_SECRET"]
     # Not on a terminal and not given: not asked; the next steps say it must be set.
     assert "ORCHESTRATOR_CALLBACK_URL" not in values

@@ -287,10 +287,13 @@ def print_result(result: SetupResult) -> None:
             "only): it holds secrets."
         )
     if result.generated:
-        print(
-            f"Generated {' and '.join(result.generated)}: give them to the orchestrator "
-            "(it presents the token; the secret checks the callbacks' signatures)."
-        )
+        what = {
+            "ORCHESTRATOR_TOKEN": "the bearer token the orchestrator presents",
+            "CALLBACK_SECRET": "the key the orchestrator checks callbacks' signatures with",
+        }
+        named = " and ".join(f"{name} ({what[name]})" for name in result.generated)
+        both = "both" if len(result.generated) > 1 else "it"
+        print(f"Generated {named}: give {both} to the orchestrator.")
     for warning in result.warnings:
         print(f"Warning: {warning}.")
     print(

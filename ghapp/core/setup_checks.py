@@ -449,6 +449,11 @@ def judge_callback(
         return passed("callback", f"{url} answered the signed ping with {answer.status}")
     if 300 <= answer.status < 400:
         fix = "ghapp does not follow redirects: set ORCHESTRATOR_CALLBACK_URL to the final URL"
+    elif answer.status in (401, 403):
+        fix = (
+            "the orchestrator refused the signature: it must verify with the same "
+            "CALLBACK_SECRET as this server (and accept `X-Ghapp-Event: ping`)"
+        )
     else:
         fix = (
             "the orchestrator must answer 2xx to every callback whose X-Ghapp-Signature-256 "
