@@ -320,3 +320,21 @@ async def test_the_route_answers_what_the_command_prints(
         assert response.status == 422
         body = await response.json()
     assert {e["field"] for e in body["errors"]} == {"workflow", "environment"}
+
+
+async def test_the_sandbox_and_the_kit_take_the_ping(ghapp_sandbox: Any) -> None:
+    """A sandbox answers the route's ping, and the kit's fixture keeps it out of `callbacks`."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {ghapp_sandbox.token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{ghapp_sandbox.url}/api/v1/check/acme/shop", headers=headers) as response,
+    ):
+        assert response.status == 200
+        report = await response.json()
+    by_id = {c["id"]: c for c in report["checks"]}
+    assert by_id["callback"]["ok"] and by_id["installation"]["ok"] and by_id["workflow"]["ok"]
+    received = ghapp_sandbox.sandbox.stack.receiver.received
+    assert [c.event for c in received] == ["ping"] and received[0].signature_ok
+    assert ghapp_sandbox.callbacks == []
