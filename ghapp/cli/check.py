@@ -99,6 +99,9 @@ async def check(settings: Settings, target: CheckTarget) -> SetupReport:
                 app_id=settings.app_id or "",
                 private_key=settings.app_private_key(),
                 api_url=settings.github_api_url,
+                # A person is waiting: GitHub unreachable is said within seconds, not after
+                # the server's patient retries.
+                retry_base=0.25,
             )
         return await run_checks(
             target,

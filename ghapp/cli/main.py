@@ -288,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the server (settings from the environment)",
-        description="Runs the server. Its settings come from environment variables and ./.env; "
-        "a missing or malformed one stops it with one line each.",
+        description="Runs the server. Its settings come from environment variables and\n"
+        "./.env; a missing or malformed one stops it with one line each, all at once.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
     )

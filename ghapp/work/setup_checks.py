@@ -109,7 +109,7 @@ async def _github_checks(
             key_problem = f"the private key does not sign a JWT ({type(exc).__name__}: {exc})"
     app_check = judge.judge_app_key(key_problem, app_answer, api_url)
     if github is None or app_answer is None or not app_check.ok:
-        because, fix = "the App's credentials do not work (app_key)", "fix app_key first"
+        because, fix = "it needs app_key, which failed", "fix app_key first"
         return [app_check] + [
             judge.not_checked(name, because, fix) for name in judge.CHECK_IDS[1:6]
         ]
@@ -122,8 +122,7 @@ async def _github_checks(
     installation = judge.judge_installation(installation_answer, repository, app, api_url)
     webhooks = judge.judge_deliveries(deliveries_answer, api_url)
     if not installation.ok or not isinstance(installation_answer.body, Mapping):
-        because = f"the App is not installed on {repository} (installation)"
-        fix = "fix installation first"
+        because, fix = "it needs installation, which failed", "fix installation first"
         return [
             app_check,
             installation,
