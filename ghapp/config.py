@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -17,10 +18,18 @@ from ghapp.core.signatures import standard_key
 
 # Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
 MIN_SECRET = 16
+# APP_ID: the App's numeric id, or its client id: `Iv1.` and 16 hex digits for Apps made before
+# 2024, `Iv23li` and 14 more letters or digits since (the JWT's `iss` may be either).
+APP_ID = re.compile(r"^[1-9][0-9]{0,19}$")
+CLIENT_ID = re.compile(r"^(?:Iv1\.[0-9a-fA-F]{16}|Iv2[0-9][A-Za-z0-9]{16})$")
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed; the message is one line naming the variable."""
+    """Settings are missing or malformed: one line per problem, each naming its variable."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 def _split_list(value: object) -> object:
@@ -33,41 +42,72 @@ class Settings(BaseSettings):
     """ghapp's configuration; names follow Probot's where Probot has one."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # Each field's docstring is its meaning in `ghapp serve --help`: written once, here.
+        use_attribute_docstrings=True,
     )
 
     app_id: str | None = None
+    """the GitHub App's id, or its client id (Iv1.../Iv23...); required to serve"""
     private_key: str | None = Field(default=None, repr=False)
+    """the App's PEM private key inline (a literal \\n stands for a newline); wins over the path"""
     private_key_path: Path | None = None
+    """a file holding the App's PEM private key (this or PRIVATE_KEY is required to serve)"""
     webhook_secret: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
+    """the App's webhook secret; a comma-separated list during a rotation; required to serve"""
     webhook_path: str = "/api/github/webhooks"
+    """where GitHub posts webhooks"""
     github_api_url: str = "https://api.github.com"
+    """GitHub's REST API (https://HOST/api/v3 for GitHub Enterprise Server)"""
     host: str = "0.0.0.0"
+    """the address to listen on"""
     port: int = Field(default=3000, ge=0, le=65535)
+    """the port to listen on"""
     orchestrator_token: str | None = Field(default=None, repr=False)
+    """the bearer token the orchestrator presents (16+ characters); required to serve"""
     orchestrator_callback_url: str | None = None
+    """the callback URL of a deploy request that names none"""
     callback_secret: str | None = Field(default=None, repr=False)
-    # While rotating CALLBACK_SECRET: callbacks are signed with both (docs/callback-signatures.md).
+    """the HMAC key that signs every callback (16+ characters); required to serve"""
     callback_secret_previous: str | None = Field(default=None, repr=False)
+    """while rotating CALLBACK_SECRET: the previous secret; callbacks carry both signatures"""
     callback_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """hosts (or host:port) a request's callback_url may name; default: the callback URL's"""
     database_url: str = "sqlite:///ghapp.db"
+    """sqlite:///PATH, or postgresql://... for several replicas"""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """debug, info, warning, error or critical"""
     log_format: Literal["pretty", "json"] | None = None
+    """pretty or json; default: pretty on a terminal, else json"""
     poll_after: float = Field(default=60, gt=0)
+    """seconds of silence about a deployment before its run is polled"""
     run_lookup_timeout: float = Field(default=600, gt=0)
+    """seconds to find a dispatch's run before the verdict is run_not_found"""
     run_timeout: float = Field(default=21600, gt=0)
+    """seconds a run may go on before the verdict is timed_out"""
     report_timeout: float = Field(default=300, gt=0)
+    """seconds to gather a failure report before the verdict goes out with what is known"""
     callback_retry_base: float = Field(default=2, gt=0)
+    """seconds before the first callback retry (then doubling, with jitter)"""
     callback_retry_max_interval: float = Field(default=600, gt=0)
+    """the longest wait between two callback attempts, in seconds"""
     callback_retry_for: float = Field(default=86400, gt=0)
+    """seconds of callback retries before a callback is failed"""
     delivery_log_days: float = Field(default=3, ge=0)
+    """days the local log of received webhook deliveries is kept (0: no log)"""
     auto_redeliver: bool = False
+    """ask GitHub every 5 minutes to redeliver failed webhook deliveries"""
     # Only a label for requests without inputs.environment; nothing is added to the dispatch.
     default_environment: str = Field(default="production", min_length=1, max_length=100)
+    """the environment recorded for a request without inputs.environment (a label only)"""
     # Extra failure-cause rules, tried before the built-in ones.
     cause_rules_path: Path | None = None
-    # Open event streams per process; past it a new one is answered 503 (see docs/limits.md).
+    """a YAML file of your own failure-cause rules, tried before the built-in ones"""
     max_streams: int = Field(default=1000, ge=1)
+    """open event streams per process; past it a new one is answered 503 (docs/limits.md)"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
@@ -79,6 +119,23 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("app_id", mode="before")
+    @classmethod
+    def _empty_app_id(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not APP_ID.match(value) and not CLIENT_ID.match(value):
+            raise ValueError(
+                f"{value!r} is neither the App's id (a number) nor its client id (Iv1.../Iv23...)"
+            )
+        return value
 
     @field_validator("webhook_path")
     @classmethod
@@ -175,40 +232,51 @@ class Settings(BaseSettings):
         raise SettingsError("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
 
     def require_for_serve(self) -> None:
-        """Raise SettingsError naming the first setting `ghapp serve` cannot do without."""
+        """Raise SettingsError naming every setting `ghapp serve` cannot do without."""
+        problems = self.serve_problems()
+        if problems:
+            raise SettingsError(*problems)
+
+    def serve_problems(self, skip: Iterable[str] = ()) -> list[str]:
+        """One line per setting `ghapp serve` lacks (but those named in `skip`)."""
+        skipped = set(skip)
+        problems = []
         if not self.app_id:
-            raise SettingsError("APP_ID: required to serve (the GitHub App's id)")
+            problems.append("APP_ID: required to serve (the GitHub App's id)")
         if not self.private_key and not self.private_key_path:
-            raise SettingsError("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
+            problems.append("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
         if not self.webhook_secret:
-            raise SettingsError("WEBHOOK_SECRET: required (the App's webhook secret)")
-        if not self.orchestrator_token:
-            raise SettingsError("ORCHESTRATOR_TOKEN: required to serve")
-        if not self.callback_secret:
-            raise SettingsError("CALLBACK_SECRET: required to serve")
+            problems.append("WEBHOOK_SECRET: required (the App's webhook secret)")
         for name, value in (
             ("ORCHESTRATOR_TOKEN", self.orchestrator_token),
             ("CALLBACK_SECRET", self.callback_secret),
         ):
-            if len(value) < MIN_SECRET:
-                raise SettingsError(
+            if not value:
+                problems.append(f"{name}: required to serve")
+            elif len(value) < MIN_SECRET:
+                problems.append(
                     f"{name}: must be at least {MIN_SECRET} characters "
                     f"(it has {len(value)}; e.g. openssl rand -hex 32)"
                 )
+        previous = self.callback_secret_previous
+        if previous is not None and len(previous) < MIN_SECRET:
+            problems.append(f"CALLBACK_SECRET_PREVIOUS: must be at least {MIN_SECRET} characters")
         for name, secret in (
             ("CALLBACK_SECRET", self.callback_secret),
             ("CALLBACK_SECRET_PREVIOUS", self.callback_secret_previous),
         ):
-            if secret is None:
-                continue
-            if len(secret) < MIN_SECRET:
-                raise SettingsError(f"{name}: must be at least {MIN_SECRET} characters")
+            if secret and len(secret) >= MIN_SECRET:
+                try:
+                    # `whsec_<base64>`: the Standard Webhooks key (docs/callback-signatures.md).
+                    standard_key(secret)
+                except ValueError as exc:
+                    problems.append(f"{name}: {exc}")
+        if self.private_key or self.private_key_path:
             try:
-                # `whsec_<base64>`: the Standard Webhooks key (docs/callback-signatures.md).
-                standard_key(secret)
-            except ValueError as exc:
-                raise SettingsError(f"{name}: {exc}") from None
-        check_key_loads(self.app_private_key())
+                check_key_loads(self.app_private_key())
+            except SettingsError as exc:
+                problems.extend(exc.problems)
+        return [line for line in problems if line.split(":", 1)[0] not in skipped]
 
     def effective_log_format(self) -> str:
         """`pretty` on a terminal, `json` otherwise, unless LOG_FORMAT says."""
@@ -273,12 +341,57 @@ def _rsa_private_key_der(pem: str) -> None:
         raise ValueError("not an RSA private key")
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the settings, turning pydantic's report into one line naming the variable."""
+def _problem(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(field, `NAME: what is wrong`) of one of pydantic's errors."""
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return field, f"{field.upper()}: {message}"
+
+
+def load_settings(*, for_serve: bool = False, **overrides: object) -> Settings:
+    """Read the settings; SettingsError lists every malformed one (and with `for_serve`, every
+    one `ghapp serve` lacks), one line each."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        error = exc.errors()[0]
-        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
-        message = error["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"{name}: {message}") from None
+        found = dict(_problem(error) for error in exc.errors())
+        if not for_serve:
+            raise SettingsError(*found.values()) from None
+        # The others are read again without the malformed ones, to say what is missing too.
+        defaults = {
+            name: Settings.model_fields[name].get_default(call_default_factory=True)
+            for name in found
+            if name in Settings.model_fields
+        }
+        try:
+            rest = Settings(**{**overrides, **defaults})
+        except ValidationError:
+            raise SettingsError(*found.values()) from None
+        skip = {name.upper() for name in found}
+        if "private_key_path" in found:
+            skip.add("PRIVATE_KEY")
+        raise SettingsError(*found.values(), *rest.serve_problems(skip)) from None
+    if for_serve:
+        settings.require_for_serve()
+    return settings
+
+
+def _default(name: str) -> str:
+    field = Settings.model_fields[name]
+    value = field.get_default(call_default_factory=True)
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def settings_help() -> str:
+    """Every setting with its default and meaning, from the model (for `ghapp serve --help`)."""
+    lines = ["settings (environment variables, also read from ./.env; the environment wins):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  {name.upper()} (default: {_default(name)})")
+        lines.append(f"      {field.description or 'see docs/reference/settings.md'}")
+    return "\n".join(lines)

@@ -315,8 +315,9 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-# Libraries that flood the logs at their default levels.
-_ALWAYS_QUIET = ("aiosqlite", "watchfiles", "hpack", "multipart")
+# Libraries that flood the logs at their default levels; alembic's plugin and context lines at
+# every migration are noise to an operator (ghapp says in one line what a migration did).
+_ALWAYS_QUIET = ("aiosqlite", "watchfiles", "hpack", "multipart", "alembic")
 
 
 def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:

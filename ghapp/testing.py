@@ -114,18 +114,22 @@ class GhappSandbox:
 
     @property
     def callbacks(self) -> list[SandboxCallback]:
-        """Every callback received so far whose signatures check out (X-Ghapp-Signature-256,
-        and the Standard Webhooks headers within 5 minutes of arrival), oldest first."""
+        """Every deployment callback received so far whose signatures check out
+        (X-Ghapp-Signature-256, and the Standard Webhooks headers within 5 minutes of arrival),
+        oldest first."""
         from ghapp.core.models import Deployment
         from ghapp.core.signatures import header
 
         found = []
         for received in list(self.sandbox.stack.receiver.received):
-            if not received.signature_ok:
+            event = header(received.headers, "X-Ghapp-Event") or ""
+            # Only deployments' callbacks: `ghapp check`'s ping (and events a newer server
+            # may send) carry no deployment.
+            if not received.signature_ok or not event.startswith("deployment."):
                 continue
             found.append(
                 SandboxCallback(
-                    event=header(received.headers, "X-Ghapp-Event") or "",
+                    event=event,
                     delivery=header(received.headers, "X-Ghapp-Delivery") or "",
                     deployment=Deployment.model_validate_json(received.body),
                     body=received.body,

@@ -142,8 +142,16 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert result.stderr.startswith("ghapp: PORT:")
+    # One line per problem, all at once: the malformed PORT, then what serving lacks.
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("ghapp: PORT:")
+    assert [line.split(":")[1].strip() for line in lines[1:]] == [
+        "APP_ID",
+        "PRIVATE_KEY",
+        "WEBHOOK_SECRET",
+        "ORCHESTRATOR_TOKEN",
+        "CALLBACK_SECRET",
+    ]
     assert "Traceback" not in result.stderr
 
 

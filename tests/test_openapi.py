@@ -32,6 +32,7 @@ DESIGN_OPERATIONS = {
     ("post", "/api/v1/deployments/{deployment_id}/cancel"),
     ("post", "/api/v1/deployments/{deployment_id}/callback"),
     ("post", "/api/v1/repos/{owner}/{repo}/deploy-key"),
+    ("get", "/api/v1/check/{owner}/{repo}"),
     ("get", "/api/v1/repos/{owner}/{repo}/environments"),
     ("get", "/api/v1/repos/{owner}/{repo}/environments/{environment}/releases"),
     ("post", "/api/v1/repos/{owner}/{repo}/environments/{environment}/rollback"),

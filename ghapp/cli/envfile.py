@@ -56,10 +56,37 @@ def _closes(text: str, quote_char: str) -> bool:
     return False
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The values an env file sets (as the settings read them: python-dotenv), {} if absent."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def file_mode(path: Path) -> int | None:
+    """The permission bits of a regular file (not followed through a symlink), or None."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else None
+
+
 def update_env_file(
-    path: Path, values: Mapping[str, str], *, comment_out: Iterable[str] = (), header: str = ""
+    path: Path,
+    values: Mapping[str, str],
+    *,
+    comment_out: Iterable[str] = (),
+    header: str = "",
+    notes: Mapping[str, str] | None = None,
+    mode: int | None = None,
 ) -> list[str]:
-    """Set `values` (replacing those keys in place), comment out `comment_out`; keys changed."""
+    """Set `values` (replacing those keys in place), comment out `comment_out`; keys changed.
+
+    A key added at the end gets its `notes` line (a comment) above it. `mode`: the file's mode
+    afterwards (default: an existing file's own, 0600 for a new one)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = text.splitlines()
     disabled = set(comment_out) - set(values)
@@ -84,9 +111,12 @@ def update_env_file(
             out.append("")
         if header:
             out.append(f"# {header}")
-        out.extend(f"{key}={quote(values[key])}" for key in missing)
+        for key in missing:
+            if notes and key in notes:
+                out.append(f"# {notes[key]}")
+            out.append(f"{key}={quote(values[key])}")
         changed.extend(missing)
-    _write_private(path, "\n".join(out) + "\n")
+    _write_private(path, "\n".join(out) + "\n", mode)
     return changed
 
 
@@ -98,11 +128,8 @@ def _write_private(path: Path, text: str, mode: int | None = None) -> None:
     """
     if mode is None:
         # The file holds secrets: keep the mode of a regular file there, else owner-only.
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            info = None
-        mode = info.st_mode & 0o777 if info is not None and stat.S_ISREG(info.st_mode) else 0o600
+        existing = file_mode(path)
+        mode = existing & 0o777 if existing is not None else 0o600
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ghapp import __version__
+
 # Nothing of the app is imported here: `ghapp serve --workers N` runs as a small supervisor,
 # and each command loads only what it needs.
 
@@ -32,9 +34,13 @@ def _serve(args: argparse.Namespace) -> int:
     from ghapp.runner import Server, uvicorn_limits
     from ghapp.web.app import create_app
 
-    settings = load_settings()
-    settings.require_for_serve()
+    settings = load_settings(for_serve=True)
     _configure_logging(settings.log_level, settings.effective_log_format())
+    from ghapp.cli.startup import open_database
+
+    # Before uvicorn: a database that cannot be opened is one line naming DATABASE_URL, not
+    # the traceback uvicorn logs for a failed lifespan.
+    open_database(settings.database_url)
     options: dict[str, Any] = {
         "log_level": settings.log_level,
         "access_log": settings.log_level == "debug",
@@ -153,13 +159,19 @@ def _add_deploy_and_watch(
 def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     setup = commands.add_parser(
         "setup",
-        help="create the GitHub App from manifest/app.yml and write its settings to .env",
+        help="create the GitHub App from manifest/app.yml and write the settings to .env",
         description="Serves a local page that posts the App manifest to GitHub; after you "
         "confirm there, writes APP_ID, PRIVATE_KEY_PATH (the key saved with mode 0600), "
         "WEBHOOK_SECRET, GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET into the env file, keeping "
-        "its other lines.",
+        "its other lines; also ORCHESTRATOR_TOKEN and CALLBACK_SECRET when they are set "
+        "nowhere yet (generated), and ORCHESTRATOR_CALLBACK_URL (--callback-url, or asked on "
+        "a terminal). The env file is made readable by its owner only (0600).",
     )
     setup.add_argument("--webhook-url", help="public URL GitHub posts webhooks to (asked if unset)")
+    setup.add_argument(
+        "--callback-url",
+        help="the orchestrator's callback URL, ORCHESTRATOR_CALLBACK_URL (asked on a terminal)",
+    )
     setup.add_argument("--org", help="create the App for this organisation, not your account")
     setup.add_argument("--port", type=int, default=3001, help="local port (default 3001)")
     setup.add_argument("--env-file", default=".env", help="env file to update (default .env)")
@@ -233,6 +245,29 @@ def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.Argum
     replay.set_defaults(func=_replay)
 
 
+class _SettingsHelp(argparse.Action):
+    """`ghapp serve --help`: the usual help, then every setting from the settings model (read
+    only when asked: the parser is built for every command)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", 0)
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from ghapp.config import settings_help
+
+        parser.epilog = settings_help()
+        parser.print_help()
+        parser.exit()
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -248,8 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ghapp", description="A GitHub App server that deploys on request."
     )
+    parser.add_argument("--version", action="version", version=f"ghapp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the server (settings from the environment)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server (settings from the environment)",
+        description="Runs the server. Its settings come from environment variables and\n"
+        "./.env; a missing or malformed one stops it with one line each, all at once.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    serve.add_argument(
+        "-h", "--help", action=_SettingsHelp, help="show this help, with every setting, and exit"
+    )
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -269,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     template.set_defaults(func=_template)
     _add_deploy_and_watch(commands)
     _add_setup_and_debugging(commands)
+    from ghapp.cli import check
+
+    check.add_parser(commands)
     from ghapp.cli import sandbox
 
     sandbox.add_parser(commands)
@@ -288,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = sys.modules.get("ghapp.config")
         if config is None or not isinstance(exc, config.SettingsError):
             raise
-        print(f"ghapp: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"ghapp: {problem}", file=sys.stderr)
         return 2
     return code
 

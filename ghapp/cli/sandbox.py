@@ -129,9 +129,13 @@ async def _until(stop: asyncio.Event, receiver: CallbackReceiver, err: TextIO) -
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
         for callback in receiver.received[shown:]:
+            event = callback.event or "?"
+            if not event.startswith("deployment."):
+                # `ghapp check`'s ping, or an event of a newer server: no deployment in it.
+                err.write(" ".join(clean(f"callback {event}").split()) + "\n")
+                continue
             deployment = callback.deployment
             verdict = deployment.get("verdict") or {}
-            event = callback.headers.get("X-Ghapp-Event", "?")
             outcome = verdict.get("deployed_url") or verdict.get("summary") or deployment["state"]
             line = (
                 f"callback {event}: {deployment['id']} {deployment['repository']} "

@@ -13,7 +13,9 @@ import asyncio
 import hmac
 import html
 import json
+import os
 import secrets
+import sys
 import webbrowser
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,9 @@ import aiohttp
 from aiohttp import web
 
 from ghapp.cli.common import CommandError, fail
-from ghapp.cli.envfile import update_env_file, write_secret_file
+from ghapp.cli.envfile import file_mode, read_env_file, update_env_file, write_secret_file
 from ghapp.cli.manifest import for_setup, load_manifest
+from ghapp.cli.setup_settings import CLIENT_NOTE, ask_callback_url, server_values
 
 DEFAULT_API = "https://api.github.com"
 PAGE = """<!doctype html>
@@ -49,6 +52,7 @@ class SetupOptions:
     api_url: str | None = None
     name: str | None = None
     manifest: Path | None = None
+    callback_url: str | None = None
 
 
 @dataclass
@@ -59,6 +63,14 @@ class SetupResult:
     env_file: Path
     key_file: Path
     written: list[str] = field(default_factory=list)
+    # ORCHESTRATOR_TOKEN / CALLBACK_SECRET made by this run (they were set nowhere).
+    generated: list[str] = field(default_factory=list)
+    # The env file's mode before, when this run made it 0600.
+    old_mode: int | None = None
+    # What ORCHESTRATOR_CALLBACK_URL is now (given, or already set), None if unset.
+    callback_url: str | None = None
+    # Settings kept as they were that `ghapp serve` would refuse.
+    warnings: list[str] = field(default_factory=list)
 
 
 def api_url_for(github_url: str) -> str:
@@ -234,29 +246,75 @@ You can close this tab.</p>"""
         }
         if self.api_url != DEFAULT_API:
             values["GITHUB_API_URL"] = self.api_url
+        existing = read_env_file(env_file)
+        extra, generated, warnings = server_values(
+            existing, os.environ, self.options.callback_url
+        )
+        values.update(extra)
+        old_mode = file_mode(env_file)
         # An inline PRIVATE_KEY would win over PRIVATE_KEY_PATH and keep the old App's key.
         written = update_env_file(
             env_file,
             values,
             comment_out=["PRIVATE_KEY"],
             header=f"GitHub App {app.get('name')} ({app.get('html_url')}), by ghapp setup",
+            notes={"GITHUB_CLIENT_ID": CLIENT_NOTE},
+            # It holds secrets: readable by its owner only, whatever it was.
+            mode=0o600,
         )
-        return SetupResult(app=app, env_file=env_file, key_file=key_file, written=written)
+        return SetupResult(
+            app=app,
+            env_file=env_file,
+            key_file=key_file,
+            written=written,
+            generated=generated,
+            old_mode=old_mode if old_mode not in (None, 0o600) else None,
+            callback_url=self.options.callback_url or existing.get("ORCHESTRATOR_CALLBACK_URL"),
+            warnings=warnings,
+        )
 
 
 def print_result(result: SetupResult) -> None:
     """What was created and written, and what to do next."""
     app = result.app
+    env = result.env_file
     print(f"Created the GitHub App {app.get('name')} (id {app.get('id')}): {app.get('html_url')}")
     print(f"Saved its private key to {result.key_file} (mode 0600).")
-    print(f"Wrote {', '.join(result.written)} to {result.env_file} (other lines kept).")
+    print(f"Wrote {', '.join(result.written)} to {env} (other lines kept).")
+    if result.old_mode is not None:
+        print(
+            f"Changed {env}'s mode from {result.old_mode:04o} to 0600 (readable by its owner "
+            "only): it holds secrets."
+        )
+    if result.generated:
+        what = {
+            "ORCHESTRATOR_TOKEN": "the bearer token the orchestrator presents",
+            "CALLBACK_SECRET": "the key the orchestrator checks callbacks' signatures with",
+        }
+        named = " and ".join(f"{name} ({what[name]})" for name in result.generated)
+        both = "both" if len(result.generated) > 1 else "it"
+        print(f"Generated {named}: give {both} to the orchestrator.")
+    for warning in result.warnings:
+        print(f"Warning: {warning}.")
+    print(
+        "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are the App's OAuth client: ghapp uses them "
+        "only for signing in to the operator page with GitHub (PAGE_AUTH=github); keep the "
+        "secret as secret as the rest."
+    )
     print()
     print("Next steps:")
     install = f"{app.get('html_url')}/installations/new"
     print(f"  1. Install the App on the repositories to deploy: {install}")
     print("  2. Add the workflow to each: ghapp template deploy > .github/workflows/deploy.yml")
     print("  3. Give the deploy a server key: ghapp deploy-key OWNER/REPO")
-    print("  4. Set ORCHESTRATOR_TOKEN and CALLBACK_SECRET in the env file, then: ghapp serve")
+    if result.callback_url:
+        print(f"  4. Verdicts go to ORCHESTRATOR_CALLBACK_URL={result.callback_url}")
+    else:
+        print(
+            f"  4. Set ORCHESTRATOR_CALLBACK_URL in {env} to the orchestrator's callback URL: "
+            "until then every deploy request without a callback_url is refused"
+        )
+    print("  5. Start the server (ghapp serve), then check a repository: ghapp check OWNER/REPO")
 
 
 async def run_setup(options: SetupOptions, *, open_browser: bool = False) -> SetupResult:
@@ -274,8 +332,19 @@ async def run_setup(options: SetupOptions, *, open_browser: bool = False) -> Set
 
 def run(args: argparse.Namespace) -> int:
     """Run `ghapp setup`."""
+    env_file = Path(args.env_file)
+    callback_url = args.callback_url
+    try:
+        if callback_url is not None:
+            callback_url = _check_url(callback_url, "--callback-url")
+    except CommandError as exc:
+        return fail(str(exc), exc.code)
+    already = read_env_file(env_file).get("ORCHESTRATOR_CALLBACK_URL")
+    if callback_url is None and not already and sys.stdin.isatty():
+        callback_url = ask_callback_url()
     options = SetupOptions(
-        env_file=Path(args.env_file),
+        env_file=env_file,
+        callback_url=callback_url,
         webhook_url=args.webhook_url,
         org=args.org,
         port=args.port,

@@ -91,6 +91,20 @@ def repo_of(world: World, call: Call) -> Repository:
     return repo
 
 
+# How much each permission level allows (GitHub's order).
+PERMISSION_LEVELS = {"read": 1, "write": 2, "admin": 3}
+
+
+def require_permission(call: Call, name: str, level: str, documentation_url: str = DOCS) -> None:
+    """GitHub's 403 when the installation token lacks the permission (App JWTs are not
+    asked: their routes do not take one)."""
+    if call.token is None:
+        return
+    has = PERMISSION_LEVELS.get(call.token.permissions.get(name, ""), 0)
+    if has < PERMISSION_LEVELS[level]:
+        raise ApiError(403, "Resource not accessible by integration", documentation_url)
+
+
 def not_found(documentation_url: str = DOCS) -> ApiError:
     """GitHub's 404."""
     return ApiError(404, "Not Found", documentation_url)

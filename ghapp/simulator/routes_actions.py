@@ -21,6 +21,7 @@ from ghapp.simulator.http import (
     json_response,
     not_found,
     repo_of,
+    require_permission,
     reset_connection,
 )
 from ghapp.simulator.state import JobState, RunState
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from ghapp.simulator.simulated import SimulatedGitHub
 
 NEW_API_VERSION = "2026-03-10"
+CONTENTS_DOCS = "https://docs.github.com/rest/repos/contents#get-repository-content"
 LOGS_DOCS = "https://docs.github.com/rest/reference/actions#download-job-logs-for-a-workflow-run"
 RUN_STATUSES = {"completed", "in_progress", "queued", "requested", "waiting", "pending"}
 MAX_INPUTS = 25
@@ -295,6 +297,7 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
     @router.route("GET", "/repos/{owner}/{repo}/contents/{path:.+}")
     async def contents(call: Call) -> web.StreamResponse:
         repo = repo_of(world, call)
+        require_permission(call, "contents", "read", CONTENTS_DOCS)
         ref = call.query("ref") or repo.default_branch
         branch = repo.resolve_ref(ref)
         if branch is None:
@@ -305,4 +308,4 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
                 text = files.workflow_yaml(wf)
                 return json_response(files.contents_json(sim.api_url, world.web_url, repo,
                                                          branch, path, text))
-        raise not_found("https://docs.github.com/rest/repos/contents#get-repository-content")
+        raise not_found(CONTENTS_DOCS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from aiohttp import web
 from nacl.exceptions import CryptoError
@@ -20,6 +21,7 @@ from ghapp.simulator.http import (
     json_response,
     not_found,
     repo_of,
+    require_permission,
 )
 from ghapp.simulator.state import DeploymentState
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 SECRET_NAME = re.compile(r"^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]*$")
 SECRETS_DOCS = "https://docs.github.com/rest/actions/secrets"
+ENVIRONMENT_SECRETS_DOCS = SECRETS_DOCS + "#get-an-environment-secret"
 
 
 def register(router: Router, sim: SimulatedGitHub) -> None:
@@ -117,8 +120,22 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
     @router.route("GET", "/repos/{owner}/{repo}/actions/secrets/{secret_name}")
     async def get_secret(call: Call) -> web.StreamResponse:
         repo = repo_of(world, call)
+        require_permission(call, "secrets", "read", SECRETS_DOCS)
         name = call.params["secret_name"].upper()
         if name not in repo.secrets:
             raise not_found(SECRETS_DOCS)
         when = iso_z(repo.secret_times[name])
+        return json_response({"name": name, "created_at": when, "updated_at": when})
+
+    @router.route(
+        "GET", "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"
+    )
+    async def get_environment_secret(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        require_permission(call, "secrets", "read", ENVIRONMENT_SECRETS_DOCS)
+        secrets = repo.environment_secrets.get(unquote(call.params["environment_name"]))
+        name = call.params["secret_name"].upper()
+        if secrets is None or name not in secrets:
+            raise not_found(ENVIRONMENT_SECRETS_DOCS)
+        when = iso_z(secrets[name])
         return json_response({"name": name, "created_at": when, "updated_at": when})

@@ -72,6 +72,8 @@ class Repository:
     workflows: dict[str, Workflow] = field(default_factory=dict)
     secrets: dict[str, bytes] = field(default_factory=dict)
     secret_times: dict[str, int] = field(default_factory=dict)
+    # Environment name -> its secrets' names (upper case) -> when each was set.
+    environment_secrets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.branches.add(self.default_branch)

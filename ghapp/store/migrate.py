@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from importlib import resources
 from typing import Any
 
 from sqlalchemy import inspect, text
+
+log = logging.getLogger("ghapp.store")
 
 
 def head_revision() -> str:
@@ -37,7 +40,8 @@ def _current_revision(connection: Any) -> str | None:
 def upgrade(connection: Any) -> None:
     """Bring the schema to the newest migration (a sync connection, in a transaction)."""
     # Alembic costs 12 MiB of memory for good once imported: only load it for a real upgrade.
-    if _current_revision(connection) == head_revision():
+    current, head = _current_revision(connection), head_revision()
+    if current == head:
         return
     from alembic import command
     from alembic.config import Config
@@ -47,3 +51,7 @@ def upgrade(connection: Any) -> None:
     config.set_main_option("script_location", str(location))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    # One line of ghapp's own: alembic's (one per migration, and its plugins') are kept quiet.
+    log.info(
+        "database schema upgraded", extra={"from_revision": current or "none", "to_revision": head}
+    )

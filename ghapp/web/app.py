@@ -24,7 +24,16 @@ from ghapp.logsetup import register_secret
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.store.base import StoreUnavailable
-from ghapp.web import api, deliveries_api, deploykey_api, events, openapi, releases_api, webhooks
+from ghapp.web import (
+    api,
+    check_api,
+    deliveries_api,
+    deploykey_api,
+    events,
+    openapi,
+    releases_api,
+    webhooks,
+)
 from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
 from ghapp.work import launch
@@ -251,7 +260,7 @@ def create_app(
         *api.routes,
         *releases_api.routes,
         *events.routes,
-        *deploykey_api.routes, *deliveries_api.routes,
+        *deploykey_api.routes, *deliveries_api.routes, *check_api.routes,
         *openapi.routes, *operator_page.routes,
     ]
     # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
@@ -273,7 +282,6 @@ def app_from_env() -> Starlette:
     from ghapp.config import load_settings
     from ghapp.logsetup import configure_logging
 
-    settings = load_settings()
-    settings.require_for_serve()
+    settings = load_settings(for_serve=True)
     configure_logging(level=settings.log_level, fmt=settings.effective_log_format())
     return create_app(settings, freeze_gc=True)

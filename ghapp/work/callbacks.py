@@ -35,6 +35,20 @@ CLAIM_BATCH = 50
 LEASE_MARGIN = 1.0
 
 
+def request_headers(
+    secrets: list[str], event: str, delivery_id: str, body: bytes
+) -> dict[str, str]:
+    """The headers of a request to the orchestrator: its event, delivery id, and signatures
+    (X-Ghapp-Signature-256 and the Standard Webhooks headers, signed with this attempt's time
+    so that a receiver can refuse a replay). Every callback is signed here, the ping included."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "ghapp",
+        "X-Ghapp-Event": event,
+        **callback_headers(body, delivery_id, int(time.time()), secrets),
+    }
+
+
 class LeaseLost(Exception):
     """The callback's lease could not be renewed in time: another replica may take it."""
 
@@ -146,14 +160,7 @@ class CallbackSender(Worker):
             public.callback.attempts = item.attempts + 1
             public.callback.state = "pending"
             body = public.model_dump_json().encode()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "ghapp",
-            "X-Ghapp-Event": item.event,
-            # X-Ghapp-Delivery and X-Ghapp-Signature-256, and the Standard Webhooks headers
-            # signed with this attempt's time, so that a receiver can refuse a replay.
-            **callback_headers(body, item.delivery_id, int(time.time()), self.secrets),
-        }
+        headers = request_headers(self.secrets, item.event, item.delivery_id, body)
         from aiohttp import ClientError
 
         status: int | None = None

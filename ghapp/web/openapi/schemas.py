@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models, validation
-from ghapp.web.openapi import release_paths
+from ghapp.web.openapi import check_paths, release_paths
 from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
@@ -109,6 +109,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.ReleaseList, "serialization"),
     (models.RollbackRequest, "validation"),
     *release_paths.MODELS,
+    *check_paths.MODELS,
 ]
 
 
