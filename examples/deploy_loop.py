@@ -27,7 +27,7 @@ REPOSITORY = "acme/shop"
 MAX_ATTEMPTS = 3
 BROKEN = {
     "outcome": "failure",
-    "step": "Deploy over SSH",
+    "step": "Deploy on the server",
     "after_seconds": 1,
     "log": [
         "Pulling ghcr.io/acme/shop:4f2a9c1 on deploy@203.0.113.7",
