@@ -58,7 +58,7 @@ async def test_watch_on_a_failure_exits_1_and_shows_the_failing_step(
     code, out = await ghapp(stack, tmp_path, "watch", deployment_id)
     assert code == 1, out
     assert "failure: " in out
-    assert "failed job 'deploy', step " in out and "'Deploy over SSH'" in out
+    assert "failed job 'deploy', step " in out and "'Deploy on the server'" in out
     # The verdict's report follows: the cause, the excerpt in a fenced block, the links.
     assert "Connection refused" in out and "```" in out
 
@@ -111,5 +111,5 @@ async def test_watch_on_a_terminal_draws_jobs_and_steps(stack: Stack, tmp_path: 
     assert code == 1, screen
     assert "\x1b[" in screen  # drawn with terminal control sequences, not printed line by line
     assert f"acme/api · deploy.yml@main · {deployment_id}" in screen
-    assert "X Deploy over SSH" in screen and "✓ " in screen
+    assert "X Deploy on the server" in screen and "✓ " in screen
     assert "failure: " in screen
