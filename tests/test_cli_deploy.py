@@ -42,8 +42,9 @@ async def test_deploy_watch_on_a_success_exits_0(stack: Stack, tmp_path: Path) -
     # One line per change, the steps counting up, then the verdict.
     assert any("in_progress" in line and "steps" in line for line in lines[1:])
     assert any("deploy: " in line for line in lines[1:]), out
-    assert lines[-2].startswith("success: Deployed acme/shop@main")
-    assert lines[-1] == "deployed to https://shop.example.com"
+    assert lines[-3].startswith("success: Deployed acme/shop@main")
+    assert lines[-2] == "deployed to https://shop.example.com"
+    assert lines[-1].startswith("run: https://github.com/acme/shop/actions/runs/")
     _, body = await stack.get(f"/api/v1/deployments/{lines[0]}")
     assert body["inputs"] == {"environment": "production"}
 
