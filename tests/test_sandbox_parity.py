@@ -93,6 +93,13 @@ async def test_deliveries_and_replay_work_against_the_sandbox(
     code, out, _ = await cli("deliveries", "list", "--failed", "--json")
     assert code == 0 and json.loads(out) == []
 
+    code, out, _ = await cli("deliveries", "list", "--event", "workflow_run", "--json")
+    attempt = json.loads(out)[0]
+    code, out, err = await cli("deliveries", "show", str(attempt["id"]))
+    assert code == 0 and f"Delivery {attempt['id']}" in out, err
+    code, out, err = await cli("deliveries", "redeliver", str(attempt["id"]))
+    assert code == 0 and "requested" in out, err
+
     code, out, err = await cli("deliveries", "local", "--url", sandbox.url, "--json")
     assert code == 0, err
     assert "workflow_run" in {d["event"] for d in json.loads(out)}
