@@ -4,7 +4,8 @@
 
 Run it: `python examples/deploy_loop.py` (starts a sandbox in this process), or point it at a
 running `ghapp sandbox` by setting GHAPP_URL, ORCHESTRATOR_TOKEN and GITHUB_API_URL (the lines
-`ghapp sandbox` prints). Needs `pip install 'ghapp[langgraph]'`.
+`ghapp sandbox` prints).
+Needs the `langgraph` extra (from a checkout: `pip install -e '.[langgraph]'`).
 
 The fix node stands in for the engineering subgraph: it receives the failure report and "fixes"
 the deploy by changing the repository's sandbox scenario, so that the redeploy succeeds.
@@ -27,7 +28,7 @@ REPOSITORY = "acme/shop"
 MAX_ATTEMPTS = 3
 BROKEN = {
     "outcome": "failure",
-    "step": "Deploy over SSH",
+    "step": "Deploy on the server",
     "after_seconds": 1,
     "log": [
         "Pulling ghcr.io/acme/shop:4f2a9c1 on deploy@203.0.113.7",

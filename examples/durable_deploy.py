@@ -6,7 +6,8 @@ Runs an orchestrator web app (Starlette) whose `/ghapp/callback` route hands eve
 `resume_from_callback`, a LangGraph graph checkpointed in SQLite on disk (`checkpoints.db` in a
 temporary directory), and a sandbox whose callbacks go to that route. Nothing waits in process
 between the dispatch and the verdict: the process could stop and start again in between (the
-tests do exactly that). Needs `pip install 'ghapp[langgraph]'`.
+tests do exactly that).
+Needs the `langgraph` extra (from a checkout: `pip install -e '.[langgraph]'`).
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ async def test_deploy_watch_on_a_success_exits_0(stack: Stack, tmp_path: Path) -
     # One line per change, the steps counting up, then the verdict.
     assert any("in_progress" in line and "steps" in line for line in lines[1:])
     assert any("deploy: " in line for line in lines[1:]), out
-    assert lines[-2].startswith("success: Deployed acme/shop@main")
-    assert lines[-1] == "deployed to https://shop.example.com"
+    assert lines[-3].startswith("success: Deployed acme/shop@main")
+    assert lines[-2] == "deployed to https://shop.example.com"
+    assert lines[-1].startswith("run: https://github.com/acme/shop/actions/runs/")
     _, body = await stack.get(f"/api/v1/deployments/{lines[0]}")
     assert body["inputs"] == {"environment": "production"}
 
@@ -58,7 +59,7 @@ async def test_watch_on_a_failure_exits_1_and_shows_the_failing_step(
     code, out = await ghapp(stack, tmp_path, "watch", deployment_id)
     assert code == 1, out
     assert "failure: " in out
-    assert "failed job 'deploy', step " in out and "'Deploy over SSH'" in out
+    assert "failed job 'deploy', step " in out and "'Deploy on the server'" in out
     # The verdict's report follows: the cause, the excerpt in a fenced block, the links.
     assert "Connection refused" in out and "```" in out
 
@@ -111,5 +112,5 @@ async def test_watch_on_a_terminal_draws_jobs_and_steps(stack: Stack, tmp_path: 
     assert code == 1, screen
     assert "\x1b[" in screen  # drawn with terminal control sequences, not printed line by line
     assert f"acme/api · deploy.yml@main · {deployment_id}" in screen
-    assert "X Deploy over SSH" in screen and "✓ " in screen
+    assert "X Deploy on the server" in screen and "✓ " in screen
     assert "failure: " in screen

@@ -57,9 +57,9 @@ async def test_failure_reports_the_failed_job_and_step(stack: Stack) -> None:
     [job] = verdict["failed_jobs"]
     assert job["name"] == "deploy"
     assert job["conclusion"] == "failure"
-    assert job["failed_step"] == {"number": 5, "name": "Deploy over SSH"}
+    assert job["failed_step"] == {"number": 10, "name": "Deploy on the server"}
     assert f"/actions/runs/{body['run']['id']}/job/{job['id']}" in job["html_url"]
-    assert "Job `deploy` failed at step `Deploy over SSH`" in verdict["summary"]
+    assert "Job `deploy` failed at step `Deploy on the server`" in verdict["summary"]
 
 
 async def test_unknown_workflow_is_rejected_with_githubs_message(stack: Stack) -> None:

@@ -25,7 +25,8 @@ def run_example(env: dict[str, str]) -> str:
 
 def check_loop(out: str) -> None:
     lines = out.splitlines()
-    assert lines[0].startswith("deploy -> failure: Job `deploy` failed at step `Deploy over SSH`")
+    failed = "deploy -> failure: Job `deploy` failed at step `Deploy on the server`"
+    assert lines[0].startswith(failed)
     assert lines[1] == "fix    <- Fix deployment failure. Logs attached."
     assert "ssh: connect to host 203.0.113.7 port 22: Connection refused" in out
     assert "**Cause:** infrastructure" in out  # the verdict's report went to the fix node

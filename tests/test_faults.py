@@ -78,7 +78,7 @@ async def test_duplicated_and_reordered_webhooks_give_one_correct_verdict(stack:
     assert good_verdict["status"] == "success"
     assert good_verdict["deployed_url"] == "https://shop.example.com"
     assert bad_verdict["status"] == "failure"
-    assert bad_verdict["failed_jobs"][0]["failed_step"]["name"] == "Deploy over SSH"
+    assert bad_verdict["failed_jobs"][0]["failed_step"]["name"] == "Deploy on the server"
     assert len(callbacks_for(stack, ok["id"])) == 1
     assert len(callbacks_for(stack, bad["id"])) == 1
 

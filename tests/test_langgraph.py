@@ -230,7 +230,7 @@ async def test_durable_wait_survives_a_restart(ghapp_sandbox: GhappSandbox, tmp_
     verdict = json.loads(await asyncio.to_thread(run, "resume", *args, str(saved)))
     assert verdict["status"] == "failure"
     assert verdict["deployment_id"] == deployment_id
-    assert "Deploy over SSH" in verdict["summary"]
+    assert "Deploy on the server" in verdict["summary"]
 
 
 async def test_a_thread_started_over_dispatches_anew(ghapp_sandbox: GhappSandbox) -> None:

@@ -32,7 +32,7 @@ acme/quiet:
   lose_webhooks: all
 acme/late:
   outcome: timed_out
-  step: Build image
+  step: Build and push the image
   log: ["{SSH_REFUSED}"]
   after_seconds: 0.2
 """
@@ -60,7 +60,7 @@ async def start_sandbox(*args: str) -> SandboxProcess:
     env: dict[str, str] = {}
     assert process.stdout is not None
     async with asyncio.timeout(30):
-        while len(env) < 4:
+        while len(env) < 7:
             line = (await process.stdout.readline()).decode()
             if not line:
                 assert process.stderr is not None
@@ -103,7 +103,15 @@ async def test_sandbox_prints_its_settings_plays_scenarios_and_stops_on_sigterm(
     sandbox: SandboxProcess, receiver: CallbackReceiver
 ) -> None:
     env = sandbox.env
-    assert set(env) == {"GHAPP_URL", "ORCHESTRATOR_TOKEN", "CALLBACK_SECRET", "GITHUB_API_URL"}
+    assert set(env) == {
+        "GHAPP_URL",
+        "ORCHESTRATOR_TOKEN",
+        "CALLBACK_SECRET",
+        "GITHUB_API_URL",
+        "APP_ID",
+        "PRIVATE_KEY_PATH",
+        "WEBHOOK_SECRET",
+    }
     scenario_url = f"{env['GITHUB_API_URL']}/sandbox/scenarios/acme/shop"
     failure = {"outcome": "failure", "after_seconds": 0.2, "log": [SSH_REFUSED]}
     async with aiohttp.ClientSession() as http:
@@ -135,13 +143,13 @@ async def test_sandbox_prints_its_settings_plays_scenarios_and_stops_on_sigterm(
     shop = verdicts["acme/shop"]
     assert shop is not None and shop.status == "failure"
     assert shop.failed_jobs[0].failed_step is not None
-    assert shop.failed_jobs[0].failed_step.name == "Deploy over SSH"
+    assert shop.failed_jobs[0].failed_step.name == "Deploy on the server"
     assert SSH_REFUSED in shop.failed_jobs[0].log_excerpt
     assert getattr(verdicts["acme/cancelled"], "reason", None) == "cancelled"
     late = verdicts["acme/late"]
     assert late is not None and late.reason == "timed_out"
     assert late.failed_jobs[0].failed_step is not None
-    assert late.failed_jobs[0].failed_step.name == "Build image"
+    assert late.failed_jobs[0].failed_step.name == "Build and push the image"
     # A repository's own scenario replaces the default whole: without a url, the derived one.
     expected = {
         "acme/quiet": "https://quiet.acme.example",

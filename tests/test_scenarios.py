@@ -40,16 +40,35 @@ def test_a_bad_scenarios_file_names_what_is_wrong(tmp_path: Path, text: str, nam
 
 
 def test_a_failure_scenario_fails_at_its_step_with_its_log() -> None:
-    scenario = Scenario(outcome="failure", step="Build image", log=["no space left on device"])
+    scenario = Scenario(
+        outcome="failure", step="Build and push the image", log=["no space left on device"]
+    )
     workflow = workflow_for("acme/shop", scenario)
     steps = {step.name: step for step in workflow.jobs[0].steps}
-    assert steps["Build image"].fail and list(steps["Build image"].output) == [
-        "no space left on device"
-    ]
-    assert not steps["Deploy over SSH"].fail
+    assert steps["Build and push the image"].fail
+    assert list(steps["Build and push the image"].output) == ["no space left on device"]
+    assert not steps["Deploy on the server"].fail
     custom = workflow_for("acme/shop", Scenario(outcome="cancelled", step="Smoke test"))
-    assert [s.name for s in custom.jobs[0].steps][-1] == "Smoke test"
-    assert custom.jobs[0].steps[-1].cancelled
+    names = [s.name for s in custom.jobs[0].steps]
+    # A step the template does not have takes the place of the one that deploys.
+    assert "Deploy on the server" not in names
+    assert names.index("Smoke test") == names.index("Set up SSH") + 1
+    assert custom.jobs[0].steps[names.index("Smoke test")].cancelled
+
+
+def test_the_sandbox_workflow_has_the_templates_job_and_steps() -> None:
+    import yaml
+
+    from ghapp.templates import deploy_template
+
+    template = yaml.safe_load(deploy_template())["jobs"]
+    workflow = workflow_for("acme/shop", Scenario())
+    assert [job.name for job in workflow.jobs] == list(template)
+    steps = workflow.jobs[0].steps
+    assert [s.name for s in steps] == [s["name"] for s in template["deploy"]["steps"]]
+    by_name = {s.name: s for s in steps}
+    assert by_name["Log in to GHCR"].run_command == "docker/login-action@v4"
+    assert by_name["Deploy on the server"].run_command.startswith("# Quote every value")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ ORCHESTRATOR_TESTS = textwrap.dedent(
         dep, callback = asyncio.run(deploy())
         verdict = callback.deployment.verdict
         assert verdict.status == "failure"
-        assert verdict.failed_jobs[0].failed_step.name == "Deploy over SSH"
+        assert verdict.failed_jobs[0].failed_step.name == "Deploy on the server"
         assert SSH_REFUSED in verdict.failed_jobs[0].log_excerpt
         assert callback.deployment.metadata == {"thread_id": "t1"}
         assert [c.deployment.id for c in ghapp_sandbox.callbacks] == [dep.id]

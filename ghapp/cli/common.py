@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 
+from ghapp import keepalive
 from ghapp.config import Settings, SettingsError, check_key_loads, load_settings
 from ghapp.core.untrusted import clean
 from ghapp.github.client import GitHubClient
@@ -34,7 +35,7 @@ def app_settings() -> Settings:
 async def github_client(settings: Settings) -> AsyncIterator[GitHubClient]:
     """A GitHub client with the App's credentials, for one command."""
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with keepalive.session(timeout=timeout) as session:
         yield GitHubClient(
             session,
             app_id=settings.app_id or "",

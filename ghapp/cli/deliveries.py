@@ -15,6 +15,7 @@ import aiohttp
 import gidgethub
 
 from ghapp.cli.common import CommandError, app_settings, fail, github_client, print_table
+from ghapp.cli.failures import check_url, reason
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.untrusted import clean
 from ghapp.github.client import GitHubUnavailable
@@ -54,7 +55,8 @@ async def _github(work: Callable[[HookDeliveries], Awaitable[int]]) -> int:
         try:
             return await work(HookDeliveries(github))
         except GitHubUnavailable as exc:
-            raise CommandError(str(exc)) from None
+            # Nothing could be asked of GitHub: as for any server out of reach, status 2.
+            raise CommandError(str(exc), 2) from None
         except gidgethub.BadRequest as exc:
             status = int(exc.status_code)
             if status == 401:
@@ -230,10 +232,11 @@ async def _redeliver_failed(args: argparse.Namespace) -> int:
 
 
 def _server(url: str | None) -> tuple[str, str]:
+    base = check_url(url) if url is not None else None
     settings = load_settings()
     if not settings.orchestrator_token:
         raise SettingsError("ORCHESTRATOR_TOKEN: required to read the server's delivery log")
-    return (url or f"http://127.0.0.1:{settings.port}").rstrip("/"), settings.orchestrator_token
+    return base or f"http://127.0.0.1:{settings.port}", settings.orchestrator_token
 
 
 async def fetch_local(
@@ -253,9 +256,11 @@ async def fetch_local(
             if response.status != 200:
                 raise CommandError(f"{base}{path} answered {response.status}")
             return await response.json()
-    except aiohttp.ClientConnectionError:
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise CommandError(
-            f"no ghapp server answers at {base} (start one with `ghapp serve`, or pass --url)"
+            f"no ghapp server answers at {base}: {reason(exc)} (start one with `ghapp serve`,"
+            " or pass --url)",
+            2,
         ) from None
 
 

@@ -9,65 +9,48 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import replace
 from typing import TextIO
 
 from ghapp.core.untrusted import clean
-from ghapp.simulator import Job, Step, Workflow
+from ghapp.simulator import Workflow
 from ghapp.simulator.receiver import ReceivedCallback
+from ghapp.simulator.scenarios import Scenario, workflow_for
 from ghapp.simulator.stack import Stack
 
 DEMO_TIMEOUT = 45.0
 
 
 def demo_workflows() -> dict[str, Workflow]:
-    """The two repositories of the demo: one deploy that works, one that cannot reach its host."""
-    setup = [Step("Set up job"), Step("Run actions/checkout@v4", command="actions/checkout@v4")]
-    build = [
-        Step(
-            "Build image",
-            command="docker build -t ghcr.io/acme/app:${GITHUB_SHA} .",
-            output=["#1 [internal] load build definition from Dockerfile", "#9 DONE 4.2s"],
+    """The two repositories of the demo, each running the jobs and steps of the template's
+    deploy.yml (`ghapp template deploy`): one deploy that works, one whose server refuses the
+    SSH connection."""
+    shop = workflow_for("acme/shop", Scenario(url="https://shop.example.com", after_seconds=1.5))
+    api = workflow_for(
+        "acme/api",
+        Scenario(
+            outcome="failure",
+            after_seconds=1.5,
+            log=[
+                "Pulling ghcr.io/acme/api on deploy@203.0.113.10",
+                "ssh: connect to host 203.0.113.10 port 22: Connection refused",
+            ],
         ),
-        Step("Push image", command="docker push ghcr.io/acme/app:${GITHUB_SHA}"),
+    )
+    # ssh's own exit status when it cannot connect; and a one-line script in place of the
+    # template's twenty, so that the excerpt the demo (and a stack's failure) shows stays short.
+    job = api.jobs[0]
+    steps = [
+        replace(s, error="Process completed with exit code 255.", command="./deploy.sh")
+        if s.fail else s
+        for s in job.steps
     ]
-    shop = Workflow(
-        file="deploy.yml",
-        name="Deploy",
-        jobs=[
-            Job(
-                name="deploy",
-                environment="production",
-                environment_url="https://shop.example.com",
-                steps=[*setup, *build, Step("Deploy over SSH", command="./deploy.sh")],
-            )
-        ],
-    )
-    api = Workflow(
-        file="deploy.yml",
-        name="Deploy",
-        jobs=[
-            Job(
-                name="deploy",
-                environment="production",
-                environment_url="https://api.example.com",
-                steps=[
-                    *setup,
-                    *build,
-                    Step(
-                        "Deploy over SSH",
-                        command="./deploy.sh",
-                        fail=True,
-                        output=[
-                            "Pulling ghcr.io/acme/api on deploy@203.0.113.10",
-                            "ssh: connect to host 203.0.113.10 port 22: Connection refused",
-                        ],
-                        error="Process completed with exit code 255.",
-                    ),
-                ],
-            )
-        ],
-    )
-    return {"acme/shop": shop, "acme/api": api}
+    api.jobs = [replace(job, steps=steps)]
+    # At the pace of the simulator's step_delay, as the demo and the tests' stacks set it.
+    return {
+        "acme/shop": replace(shop, phase_delay=None),
+        "acme/api": replace(api, phase_delay=None),
+    }
 
 
 def describe(callback: ReceivedCallback, out: TextIO) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from ghapp.cli import failures
 from ghapp.client import Client, GhappError, StreamUnavailable
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.models import Deployment, ProgressJob
@@ -28,19 +29,25 @@ FAILED_MARK = "X"
 
 
 def _server(url: str | None) -> tuple[str, str]:
+    base = failures.check_url(url) if url is not None else None
     settings = load_settings()
     if not settings.orchestrator_token:
         raise SettingsError("ORCHESTRATOR_TOKEN: required to talk to the server")
-    return (url or f"http://127.0.0.1:{settings.port}").rstrip("/"), settings.orchestrator_token
+    return base or f"http://127.0.0.1:{settings.port}", settings.orchestrator_token
 
 
-def _inputs(pairs: list[str], environment: str | None) -> dict[str, str | int | float | bool]:
-    inputs: dict[str, str | int | float | bool] = {}
+def _pairs(option: str, pairs: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SettingsError(f"--input {pair!r}: expected KEY=VALUE")
-        inputs[key] = value
+            raise failures.UsageError(f"{option} {pair!r}: expected KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def _inputs(pairs: list[str], environment: str | None) -> dict[str, str | int | float | bool]:
+    inputs: dict[str, str | int | float | bool] = {**_pairs("--input", pairs)}
     if environment is not None:
         inputs["environment"] = environment
     return inputs
@@ -48,9 +55,12 @@ def _inputs(pairs: list[str], environment: str | None) -> dict[str, str | int | 
 
 def run_deploy(args: argparse.Namespace) -> int:
     """`ghapp deploy OWNER/REPO ...`: ask the server for a deployment; --watch follows it."""
-    base, token = _server(args.url)
     inputs = _inputs(args.input or [], args.env)
-    return asyncio.run(_deploy(base, token, args, inputs))
+    metadata = _pairs("--metadata", args.metadata or [])
+    if args.callback_url is not None:
+        failures.check_url(args.callback_url, "--callback-url")
+    base, token = _server(args.url)
+    return asyncio.run(_deploy(base, token, args, inputs, metadata))
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -60,17 +70,26 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 async def _deploy(
-    base: str, token: str, args: argparse.Namespace, inputs: dict[str, str | int | float | bool]
+    base: str,
+    token: str,
+    args: argparse.Namespace,
+    inputs: dict[str, str | int | float | bool],
+    metadata: dict[str, str],
 ) -> int:
     try:
         async with Client(base, token, max_attempts=2) as client:
             deployment = await client.deploy(
-                args.repository, workflow=args.workflow, ref=args.ref, inputs=inputs
+                args.repository,
+                workflow=args.workflow,
+                ref=args.ref,
+                inputs=inputs,
+                metadata=metadata or None,
+                callback_url=args.callback_url,
             )
     except GhappError as exc:
         return _fail(f"the server refused the deployment: {exc}", exc.errors)
-    except (aiohttp.ClientError, OSError) as exc:
-        return _fail(f"could not reach the server at {base}: {exc}")
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        return _fail(f"could not reach the server at {base}: {failures.reason(exc)}")
     print(deployment.id, flush=True)
     if not args.watch:
         return 0
@@ -107,15 +126,20 @@ async def _follow(base: str, token: str, deployment_id: str) -> int:
         if exc.status == 404:
             return _fail(f"no deployment {deployment_id} on {base}")
         return _fail(str(exc))
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        # (A closed stdout is a BrokenPipeError, a ConnectionError too: not the server's.)
+        if isinstance(exc, BrokenPipeError):
+            raise
         view.close()
-        return _fail(f"lost the server at {base}: {exc!r}")
+        what = "could not reach" if last is None else "lost"
+        return _fail(f"{what} the server at {base}: {failures.reason(exc)}")
     view.close()
-    return verdict_lines(last)
+    return verdict_lines(last, markdown=sys.stdout.isatty())
 
 
-def verdict_lines(deployment: Deployment) -> int:
-    """Print the verdict (and on failure where it failed); the exit status it means."""
+def verdict_lines(deployment: Deployment, *, markdown: bool = False) -> int:
+    """Print the verdict, the run's link, and on failure where it failed and the report
+    (rendered from its Markdown by rich with `markdown`, on a terminal); the exit status."""
     verdict = deployment.verdict
     if verdict is None:
         print(f"{deployment.id}: ended without a verdict ({deployment.state})")
@@ -125,6 +149,8 @@ def verdict_lines(deployment: Deployment) -> int:
     print(clean(f"{verdict.status}{reason}: {verdict.summary}"))
     if verdict.deployed_url:
         print(clean(f"deployed to {verdict.deployed_url}"))
+    if deployment.run is not None and deployment.run.html_url:
+        print(clean(f"run: {deployment.run.html_url}"))
     if verdict.status == "success":
         return 0
     # The report (when the server writes one) carries the excerpts, the cause and the links.
@@ -141,8 +167,21 @@ def verdict_lines(deployment: Deployment) -> int:
             print(f"  | {line}")
     if report:
         print()
-        print(clean(report))
+        show_report(clean(report), markdown=markdown)
     return 1
+
+
+def show_report(report: str, *, markdown: bool) -> None:
+    """The report as Markdown rendered by rich (a terminal), else as its text."""
+    if not markdown:
+        print(report)
+        return
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    # Markdown, never console markup: a `[bold]` in a quoted log line stays those characters;
+    # the report quotes every remote text in code spans and blocks, shown as written.
+    Console().print(Markdown(report))
 
 
 # --- views -------------------------------------------------------------------------------------

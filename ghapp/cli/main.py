@@ -141,6 +141,14 @@ def _add_deploy_and_watch(
         "--input", action="append", metavar="K=V", help="a workflow input (repeatable)"
     )
     deploy.add_argument("--env", metavar="E", help="the environment (--input environment=E)")
+    deploy.add_argument(
+        "--metadata", action="append", metavar="K=V",
+        help="kept with the deployment and sent back in its callbacks (repeatable)",
+    )
+    deploy.add_argument(
+        "--callback-url", metavar="URL",
+        help="where its callbacks go (default: the server's ORCHESTRATOR_CALLBACK_URL)",
+    )
     deploy.add_argument("--watch", action="store_true", help="follow it to its verdict")
     deploy.add_argument("--url", help="the server (default http://127.0.0.1:$PORT)")
     deploy.set_defaults(func=_deploy)
@@ -329,17 +337,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        # A closed pipe that took the whole output in its buffer shows only now.
+        sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from ghapp.cli import failures
+
         # A SettingsError can only come from the settings module once it is loaded: asked
         # this way, a command that never needs the settings never imports them (nor pydantic).
         config = sys.modules.get("ghapp.config")
-        if config is None or not isinstance(exc, config.SettingsError):
+        if config is not None and isinstance(exc, config.SettingsError):
+            for problem in exc.problems:
+                print(f"ghapp: {problem}", file=sys.stderr)
+            return 2
+        # A closed output, a server out of reach, a bad URL: one line, never a traceback.
+        line = failures.one_line(exc)
+        if line is None:
             raise
-        for problem in exc.problems:
-            print(f"ghapp: {problem}", file=sys.stderr)
-        return 2
+        failures.say(line)
+        return failures.USAGE
     return code
 
 

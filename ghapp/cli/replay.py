@@ -16,6 +16,7 @@ import aiohttp
 
 from ghapp.cli.common import CommandError, fail
 from ghapp.cli.deliveries import fetch_local
+from ghapp.cli.failures import check_url, reason
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.signatures import header, hub_signature
 
@@ -102,9 +103,11 @@ async def post(url: str, secret: str, item: Replayable, event: str) -> tuple[str
             session.post(url, data=item.body, headers=headers) as response,
         ):
             return delivery_id, response.status, await response.text()
-    except aiohttp.ClientConnectionError:
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
         raise CommandError(
-            f"nothing answers at {url} (start the server with `ghapp serve`, or pass --url)"
+            f"nothing answers at {url}: {reason(exc)} (start the server with `ghapp serve`,"
+            " or pass --url)",
+            2,
         ) from None
 
 
@@ -112,7 +115,9 @@ async def _replay(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.webhook_secret:
         raise SettingsError("WEBHOOK_SECRET: required to sign the replayed delivery")
-    url = args.url or f"http://127.0.0.1:{settings.port}{settings.webhook_path}"
+    url = check_url(args.url) if args.url else (
+        f"http://127.0.0.1:{settings.port}{settings.webhook_path}"
+    )
     path = Path(args.target)
     if path.is_file():  # noqa: ASYNC240 - a command line, nothing else runs on this loop
         item = from_file(path)

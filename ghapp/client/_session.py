@@ -13,6 +13,7 @@ from typing import Any, Self
 import aiohttp
 from pydantic import ValidationError
 
+from ghapp import keepalive
 from ghapp.client._errors import GhappError
 from ghapp.core.enums import LENIENT
 from ghapp.core.models import Deployment
@@ -89,7 +90,8 @@ class ApiSession:
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily, inside a running loop, as aiohttp requires.
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            # Safe from a server closing an idle connection under a request (ghapp.keepalive).
+            self._session = keepalive.session(
                 timeout=self._timeout,
                 headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
             )

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ghapp.core.times import github_time
+
+if TYPE_CHECKING:
+    from ghapp.core.deploy_record import DeploymentRecord
 
 CORRELATION_INPUT = "ghapp_id"
 # Runner clocks and GitHub's `created` may differ from ours by a few seconds.
@@ -57,6 +60,12 @@ class Wanted:
     dispatched_at: datetime
     correlation_id: str | None
 
+    @classmethod
+    def of(cls, record: DeploymentRecord) -> Wanted:
+        """What a deployment looks for."""
+        return cls(record.id, record.workflow, record.ref, record.dispatched_at,
+                   record.correlation_id)
+
 
 @dataclass(frozen=True)
 class Match:
@@ -83,6 +92,12 @@ def candidates(wanted: Wanted, runs: Iterable[Mapping[str, Any]]) -> list[Mappin
             continue
         found.append(run)
     return found
+
+
+def awaited(run: Mapping[str, Any], waiting: Iterable[Wanted]) -> bool:
+    """Whether a run no deployment has yet may be the one a deployment waits for: dispatched,
+    same workflow and ref, not older than that deployment's dispatch (its webhook came first)."""
+    return any(candidates(wanted, [run]) for wanted in waiting)
 
 
 def match(

@@ -18,6 +18,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ghapp import keepalive
 from ghapp.github import inflight
 from ghapp.github.errors import describe, origin_of
 from ghapp.github.retry import backoff, is_rate_limited, rate_limit_wait
@@ -100,9 +101,10 @@ class GitHubAPI(gidgethub.aiohttp.GitHubAPI):
         body: bytes,
         watch: inflight.DispatchWatch | None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        # gidgethub's own request, with the watch handed to the session's trace.
-        async with self._session.request(
-            method, url, headers=headers, data=body, trace_request_ctx=watch
+        # gidgethub's own request, with the watch handed to the session's trace; sent once more
+        # if GitHub closed the idle connection before any of it was written (ghapp.keepalive).
+        async with keepalive.request(
+            self._session, method, url, headers=headers, data=body, trace_request_ctx=watch
         ) as response:
             return response.status, response.headers, await response.read()
 

@@ -78,10 +78,11 @@ def _trace() -> aiohttp.TraceConfig:
 
 
 def new_session(**kwargs: Any) -> aiohttp.ClientSession:
-    """An aiohttp session whose dispatch requests say when they were written."""
-    import aiohttp
+    """An aiohttp session whose dispatch requests say when they were written, safe from
+    servers that close idle connections (see ghapp.keepalive)."""
+    from ghapp import keepalive
 
-    return aiohttp.ClientSession(trace_configs=[_trace()], **kwargs)
+    return keepalive.session(trace_configs=[_trace()], **kwargs)
 
 
 def is_traced(session: aiohttp.ClientSession) -> bool:

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ghapp.simulator.loopback import LoopbackOnly
@@ -25,6 +27,8 @@ class Sandbox:
     book: ScenarioBook
     apply: ApplyScenario
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    # The simulated App's private key as a file (PRIVATE_KEY_PATH), readable by its owner only.
+    _key_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @classmethod
     async def start(
@@ -62,7 +66,13 @@ class Sandbox:
             if tmp is not None:
                 tmp.cleanup()
             raise
-        return cls(stack=stack, book=book, apply=applied[0], _tmp=tmp)
+        sandbox = cls(stack=stack, book=book, apply=applied[0], _tmp=tmp)
+        try:
+            sandbox._key_dir = _write_key(stack.sim.private_key_pem)
+        except BaseException:
+            await sandbox.close()
+            raise
+        return sandbox
 
     @property
     def url(self) -> str:
@@ -84,13 +94,24 @@ class Sandbox:
         """The simulated GitHub API (where `/sandbox/scenarios/...` also lives)."""
         return self.stack.sim.api_url
 
+    @property
+    def private_key_path(self) -> str:
+        """The simulated App's private key, as a file of mode 0600 (gone once closed)."""
+        assert self._key_dir is not None, "the sandbox is closed"
+        return str(Path(self._key_dir.name) / KEY_FILE)
+
     def env(self) -> dict[str, str]:
-        """The settings a client needs, as environment variables (the lines of a `.env`)."""
+        """The settings a client needs, as environment variables (the lines of a `.env`): an
+        orchestrator's, and the App's, for `ghapp deliveries` and `ghapp replay`."""
+        sim = self.stack.sim
         return {
             "GHAPP_URL": self.url,
             "ORCHESTRATOR_TOKEN": self.token,
             "CALLBACK_SECRET": self.callback_secret,
             "GITHUB_API_URL": self.github_api_url,
+            "APP_ID": str(sim.app_id),
+            "PRIVATE_KEY_PATH": self.private_key_path,
+            "WEBHOOK_SECRET": sim.webhook_secret,
         }
 
     def set_scenario(self, repository: str, scenario: Scenario | None) -> None:
@@ -98,10 +119,28 @@ class Sandbox:
         self.apply(repository, scenario)
 
     async def close(self) -> None:
-        """Stop both servers and remove the temporary database."""
+        """Stop both servers and remove the temporary database and key."""
         try:
             await self.stack.close()
         finally:
-            if self._tmp is not None:
-                self._tmp.cleanup()
-                self._tmp = None
+            for tmp in (self._tmp, self._key_dir):
+                if tmp is not None:
+                    tmp.cleanup()
+            self._tmp = self._key_dir = None
+
+
+KEY_FILE = "app-key.pem"
+
+
+def _write_key(pem: str) -> tempfile.TemporaryDirectory[str]:
+    """A new private folder holding the key in a file of mode 0600 (created so, never wider)."""
+    folder = tempfile.TemporaryDirectory(prefix="ghapp-sandbox-key-")  # mode 0700
+    try:
+        path = Path(folder.name) / KEY_FILE
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(pem)
+    except BaseException:
+        folder.cleanup()
+        raise
+    return folder

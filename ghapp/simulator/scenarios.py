@@ -2,12 +2,13 @@
 
 A scenario (every field optional; the default succeeds after 2 s):
 
-    {"outcome": "failure", "after_seconds": 2, "step": "Deploy over SSH",
+    {"outcome": "failure", "after_seconds": 2, "step": "Deploy on the server",
      "log": ["ssh: connect to host 203.0.113.7 port 22: Connection refused"],
      "url": "https://shop.example.com", "lose_webhooks": "none", "github_errors_for_seconds": 0}
 
 `attach(sim, book)` makes a simulator install any repository on first use with a `deploy.yml`
-that follows its scenario, and serves `PUT/GET/DELETE /sandbox/scenarios/{owner}/{repo}`.
+whose job and steps are the template's (`ghapp template deploy`) and whose runs follow its
+scenario, and serves `PUT/GET/DELETE /sandbox/scenarios/{owner}/{repo}`.
 
 Scenarios are bounded (docs/limits.md): one is at most MAX_SCENARIO_BYTES of JSON (a `PUT`
 body past it is refused `413` before it is read whole), and at most MAX_SCENARIOS repositories
@@ -16,6 +17,7 @@ have their own (`409` past it; replacing or deleting one is always possible).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -33,7 +35,8 @@ DEFAULT_KEY = "default"
 # A scenario's JSON (mostly its log lines), and how many repositories may have their own.
 MAX_SCENARIO_BYTES = 64 * 1024
 MAX_SCENARIOS = 100
-DEFAULT_STEP = "Deploy over SSH"
+# Where the template deploys: a failure names it by default.
+DEFAULT_STEP = "Deploy on the server"
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 # What "lose_webhooks" drops: nothing, what tells that the run ended, or every webhook of the run.
 _LOST: dict[str, frozenset[str]] = {
@@ -182,24 +185,36 @@ def default_url(repository: str) -> str:
     return f"https://{name}.{owner}.example"
 
 
+@functools.cache
+def template_steps() -> tuple[tuple[str, str], ...]:
+    """The steps of the deploy job of `ghapp template deploy`: (name, `uses:` or `run:` script)."""
+    import yaml
+
+    from ghapp.templates import deploy_template
+
+    job = yaml.safe_load(deploy_template())["jobs"]["deploy"]
+    steps = []
+    for step in job["steps"]:
+        command = str(step.get("uses") or step.get("run") or "").rstrip("\n")
+        steps.append((str(step.get("name") or f"Run {command}"), command))
+    return tuple(steps)
+
+
 def workflow_for(repository: str, scenario: Scenario) -> Workflow:
-    """A deploy.yml like the template's whose runs end as the scenario says."""
-    names = ["Run actions/checkout@v4", "Build image", "Push image", DEFAULT_STEP]
-    commands = {
-        "Run actions/checkout@v4": "actions/checkout@v4",
-        "Build image": "docker build -t ghcr.io/${GITHUB_REPOSITORY}:${GITHUB_SHA} .",
-        "Push image": "docker push ghcr.io/${GITHUB_REPOSITORY}:${GITHUB_SHA}",
-        DEFAULT_STEP: "./deploy.sh",
-    }
+    """The template's deploy.yml (its job and step names) with runs that end as the scenario
+    says: a failure in a step the template does not have takes DEFAULT_STEP's place."""
+    names = [name for name, _ in template_steps()]
+    commands = dict(template_steps())
     if scenario.outcome != "success" and scenario.step not in names:
-        names[-1] = scenario.step
+        names[names.index(DEFAULT_STEP)] = scenario.step
     ending = scenario.step if scenario.outcome != "success" else names[-1]
     ran = names[: names.index(ending)]  # the scripted steps before the one it ends in
     steps = []
     for name in names:
         ends_here = scenario.outcome != "success" and name == scenario.step
+        # A success prints the scenario's lines where the template deploys.
         output = scenario.log if ends_here or (scenario.outcome == "success"
-                                               and name == names[-1]) else ()
+                                               and name == DEFAULT_STEP) else ()
         steps.append(
             Step(
                 name,

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from ghapp import keepalive
 from ghapp.core.signatures import hub_signature
 from ghapp.simulator.model import Faults
 from ghapp.simulator.runs import Outgoing
@@ -89,8 +90,9 @@ class WebhookSender:
 
     async def start(self) -> None:
         """Open the HTTP session and start the worker."""
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
+        # Idle connections are reused briefly, and a delivery none of which was written is sent
+        # once more: a connection the App's server closes while idle loses no webhook.
+        self._session = keepalive.session(timeout=aiohttp.ClientTimeout(total=DELIVERY_TIMEOUT))
         self._workers = [asyncio.create_task(self._run(queue)) for queue in self._queues]
 
     async def stop(self) -> None:
@@ -206,8 +208,8 @@ class WebhookSender:
             return delivery
         started = time.monotonic()
         try:
-            async with self._session.post(delivery.url, data=body,
-                                          headers=delivery.headers) as response:
+            async with keepalive.request(self._session, "POST", delivery.url, data=body,
+                                         headers=delivery.headers) as response:
                 delivery.response_body = (await response.read()).decode(errors="replace")
                 delivery.status = response.status
                 delivery.response_headers = dict(response.headers)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
+from ghapp.core import correlation
 from ghapp.core.deploy_events import run_event
 from ghapp.core.deploys import DeploymentRecord, EnvironmentObserved
 from ghapp.core.progress import JobObserved, job_of
@@ -102,7 +103,11 @@ async def _workflow_run(services: Services, payload: dict[str, Any], delivery_id
         await services.store.note_early_run(run["id"], to_json(early_run_fields(run)).decode())
         record = await services.store.by_run(run["id"])
         if record is None:
-            return Answer(200, "not_ours")
+            # Kept for when the dispatch's answer names it: `early` when a deployment of the
+            # repository still waits for that answer, so the delivery log says it was ghapp's.
+            waiting = await services.store.unbound(repository) if repository else []
+            ours = correlation.awaited(run, map(correlation.Wanted.of, waiting))
+            return Answer(200, "early" if ours else "not_ours")
     return await workflow_run_of(services, payload, delivery_id, record)
 
 

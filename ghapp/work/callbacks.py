@@ -233,7 +233,12 @@ class CallbackSender(Worker):
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         import aiohttp
 
-        async with self.session.post(
+        from ghapp import keepalive
+
+        # Sent once more if the orchestrator closed the idle connection before any of it left.
+        async with keepalive.request(
+            self.session,
+            "POST",
             url,
             data=body,
             headers=headers,
