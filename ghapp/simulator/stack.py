@@ -32,6 +32,17 @@ def app_key() -> str:
     return generate_private_key_pem()
 
 
+def serve_settings() -> dict[str, str]:
+    """The least environment `ghapp serve` accepts, so a test can make one setting the problem."""
+    return {
+        "APP_ID": "1",
+        "PRIVATE_KEY": app_key(),
+        "WEBHOOK_SECRET": "w" * 32,
+        "ORCHESTRATOR_TOKEN": "t" * 32,
+        "CALLBACK_SECRET": "c" * 32,
+    }
+
+
 @dataclass
 class Stack:
     """The three parts, started together; ghapp can be stopped and started on its own."""
