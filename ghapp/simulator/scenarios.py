@@ -23,10 +23,17 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from ghapp.simulator.model import Job, Step, Workflow
 from ghapp.simulator.simulator import Simulator
@@ -66,6 +73,11 @@ class Scenario(BaseModel):
     log: list[str] = Field(default_factory=list, max_length=2000)
     lose_webhooks: Literal["none", "completed", "all"] = "none"
     github_errors_for_seconds: float = Field(default=0.0, ge=0, le=3600)
+    # What the run's steps append to $GHAPP_OUTPUTS (uploaded as `ghapp-outputs`).
+    outputs: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^=\s]+$")],
+        Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\n]*$")],
+    ] | None = Field(default=None, max_length=20)
 
     @field_validator("url")
     @classmethod
@@ -229,6 +241,7 @@ def workflow_for(repository: str, scenario: Scenario) -> Workflow:
         environment="production",
         environment_url=scenario.url or default_url(repository),
         steps=steps,
+        outputs=scenario.outputs,
     )
     return Workflow(
         file="deploy.yml",
