@@ -228,3 +228,85 @@ async def test_serving_with_the_variables_set_loads_opentelemetry(tmp_path: Path
         assert "opentelemetry" in set(json.loads(out))
     finally:
         await stack.close()
+
+
+@pytest.fixture
+async def otel_collector(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Collector]:
+    """A collector, and the OTEL_* variables pointing at it (before a sandbox starts)."""
+    collector = Collector()
+    await collector.start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    yield collector
+    await collector.stop()
+
+
+async def test_the_deploy_node_makes_the_agents_run_and_its_deploy_one_trace(
+    otel_collector: Collector, ghapp_sandbox: Any
+) -> None:
+    from langgraph.graph import END, START, StateGraph
+    from opentelemetry.sdk.trace import TracerProvider
+    from typing_extensions import TypedDict
+
+    from ghapp.langgraph import deploy_node
+
+    class State(TypedDict, total=False):
+        deploy: Any
+
+    ghapp_sandbox.scenario("acme/agent", after_seconds=0.2)
+    builder = StateGraph(State)
+    builder.add_node("deploy", deploy_node(
+        url=ghapp_sandbox.url, token=ghapp_sandbox.token, repository="acme/agent"
+    ))
+    builder.add_edge(START, "deploy")
+    builder.add_edge("deploy", END)
+    graph = builder.compile()
+    # The agent's own span (its process uses OpenTelemetry; no global provider is needed).
+    tracer = TracerProvider().get_tracer("agent")
+    with tracer.start_as_current_span("agent run") as span:
+        result = await graph.ainvoke({})
+    assert result["deploy"]["status"] == "success"
+    context = span.get_span_context()
+    root = await otel_collector.wait_for("deploy acme/agent production")
+    assert root["trace_id"] == format(context.trace_id, "032x")
+    assert root["parent"] == format(context.span_id, "016x")
+    # The sandbox's workflow is the template's: it declares `traceparent` and gets it.
+    runs = ghapp_sandbox.sandbox.stack.sim.runs.values()
+    [run] = [r for r in runs if r.repo.full_name == "acme/agent"]
+    assert run.inputs["traceparent"] == f"00-{root['trace_id']}-{root['span_id']}-01"
+
+
+async def test_two_replicas_on_postgresql_add_to_the_same_trace(
+    postgres_url: str, otel_collector: Collector
+) -> None:
+    """Replica A takes the request and dispatches; every webhook goes to replica B, which
+    saves the verdict: one trace, whose root (its id stored at the request) B exports."""
+    from ghapp.runner import BackgroundServer
+    from ghapp.web.app import create_app
+
+    stack = await Stack.start(postgres_url)
+    replica_b = BackgroundServer(create_app(stack.settings, retry_base=0.05))
+    try:
+        stack.sim.add_repository("acme/traced", default_branch="main").add_workflow(
+            traced_workflow()
+        )
+        stack.sim.webhook_url = await replica_b.start() + stack.settings.webhook_path
+        stack.sim.step_delay = 0.05
+        status, body = await stack.deploy("acme/traced", headers={"traceparent": TRACEPARENT})
+        assert status == 202
+        callback = await stack.receiver.wait_for(body["id"])
+        root = await otel_collector.wait_for("deploy acme/traced production")
+        await otel_collector.wait_for("callback")
+        await otel_collector.wait_for("Deploy")
+        assert root["parent"] == CALLER_SPAN
+        assert {s["trace_id"] for s in otel_collector.spans} == {CALLER_TRACE}
+        names = [s["name"] for s in otel_collector.spans]
+        assert names.count("deploy acme/traced production") == 1
+        assert names.count("dispatch") == 1
+        by_name = {s["name"]: s for s in otel_collector.spans}
+        assert by_name["dispatch"]["parent"] == root["span_id"]  # exported by A
+        assert by_name["deploy"]["parent"] == root["span_id"]  # exported by B
+        assert callback.headers["traceparent"] == f"00-{CALLER_TRACE}-{root['span_id']}-01"
+    finally:
+        await replica_b.stop()
+        await stack.close()

@@ -212,6 +212,17 @@ def template_steps() -> tuple[tuple[str, str], ...]:
     return tuple(steps)
 
 
+@functools.cache
+def template_inputs() -> dict[str, Any]:
+    """The `workflow_dispatch` inputs of `ghapp template deploy` (`traceparent` included)."""
+    import yaml
+
+    from ghapp.templates import deploy_template
+
+    on = yaml.safe_load(deploy_template())[True]
+    return dict(on["workflow_dispatch"]["inputs"])
+
+
 def workflow_for(repository: str, scenario: Scenario) -> Workflow:
     """The template's deploy.yml (its job and step names) with runs that end as the scenario
     says: a failure in a step the template does not have takes DEFAULT_STEP's place."""
@@ -247,6 +258,7 @@ def workflow_for(repository: str, scenario: Scenario) -> Workflow:
         file="deploy.yml",
         name="Deploy",
         jobs=[job],
+        inputs=template_inputs(),
         timeout=scenario.outcome == "timed_out",
         # The simulator's moves share the time: the start, one per step up to the last one
         # that runs ("Set up job" comes first), and the end.
