@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from trace_waterfall import waterfall_svg
 
 from ghapp.core.tracecontext import begin, parse_traceparent, pipeline_result
 from ghapp.simulator import Job, Step, Workflow
@@ -124,6 +126,8 @@ async def test_one_deployment_is_one_trace_under_the_callers_span(
     traced: tuple[Stack, Collector],
 ) -> None:
     stack, collector = traced
+    if os.environ.get("GHAPP_WRITE_DOCS_ASSETS"):
+        stack.sim.step_delay = 1.0  # steps of whole seconds, for the docs' picture
     status, body = await stack.deploy(
         "acme/traced", headers={"traceparent": TRACEPARENT, "tracestate": "vendor=1"}
     )
@@ -169,6 +173,12 @@ async def test_one_deployment_is_one_trace_under_the_callers_span(
         assert span["start"] == sim_step.started * 10**9, sim_step.name
         assert span["end"] == sim_step.completed * 10**9, sim_step.name
     assert spans["callback"]["attributes"]["http.response.status_code"] == 204
+    # The picture in the docs: one bar per span, names escaped.
+    svg = waterfall_svg(collector.spans)
+    assert svg.count("<rect x=") == len(collector.spans)
+    assert "deploy acme/traced production" in svg
+    if os.environ.get("GHAPP_WRITE_DOCS_ASSETS"):
+        (Path(__file__).parents[1] / "docs" / "trace-waterfall.svg").write_text(svg + "\n")
     assert root["start"] <= spans["dispatch"]["start"] <= spans["dispatch"]["end"] <= root["end"]
 
 
