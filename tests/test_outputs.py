@@ -69,6 +69,32 @@ async def test_asked_and_present_outputs_come_back_and_the_token_stays_off_stora
     assert stack.sim.api_calls(path="/artifacts") == 2  # the listing and the zip's 302
 
 
+async def test_the_redirect_to_another_host_is_followed_without_the_token(
+    outputs_stack: Stack,
+) -> None:
+    stack = outputs_stack
+    # GitHub's storage host by another name than the API's.
+    stack.sim.log_url = stack.sim.log_url.replace("127.0.0.1", "localhost")
+    verdict = await verdict_of(stack, "acme/out", outputs=["version"])
+    assert verdict["outputs"] == {"version": "1.2.3"}
+    [storage] = [r for r in stack.sim.requests if r.origin == "logs" and "/artifacts/" in r.path]
+    assert storage.headers["Host"].startswith("localhost:")
+    assert "Authorization" not in storage.headers
+    # The API's own calls all carried the installation token.
+    api = [r for r in stack.sim.requests if r.origin == "api" and "/artifacts" in r.path]
+    assert api and all(r.headers["Authorization"].startswith("token ") for r in api)
+
+
+async def test_an_expired_storage_url_is_a_missing_output_not_a_crash(
+    outputs_stack: Stack,
+) -> None:
+    stack = outputs_stack
+    stack.sim.log_url_ttl = -5  # GitHub's signed URL has expired by the time it is used
+    verdict = await verdict_of(stack, "acme/out", outputs=["version"])
+    assert verdict["status"] == "success" and verdict["outputs"] == {}
+    assert "answered 403" in str(verdict["summary"])
+
+
 async def test_a_failed_run_reports_its_outputs_too(outputs_stack: Stack) -> None:
     verdict = await verdict_of(outputs_stack, "acme/outfail", outputs=["version"])
     assert verdict["status"] == "failure"

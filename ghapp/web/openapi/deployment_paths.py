@@ -81,7 +81,18 @@ def orchestrator_paths() -> dict[str, Any]:
                     "maxLength": 200,
                     "pattern": http.IDEMPOTENCY_KEY_PATTERN,
                 },
-            }
+            },
+            {
+                "name": "traceparent",
+                "in": "header",
+                "required": False,
+                "description": "W3C Trace Context: when tracing is on, the deployment's trace "
+                "is a child of this span (an invalid value starts a new trace)",
+                "schema": {
+                    "type": "string",
+                    "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                },
+            },
         ],
         requestBody={
             "required": True,
