@@ -208,3 +208,33 @@ async def test_ghapp_deploy_output_watch_prints_them(outputs_stack: Stack, tmp_p
     assert code == 0, out
     assert f"output image_digest = `{DIGEST}`" in out.splitlines()
     assert "output version = `1.2.3`" in out.splitlines()
+
+
+def test_the_state_machine_waits_for_asked_outputs_and_says_when_none_came() -> None:
+    """Pure core: a success whose URL webhook came first still reads its outputs; past the
+    report deadline the verdict goes without them and the summary says so."""
+    from test_deploys import T0, at, env, run
+
+    from ghapp.core import deploys
+    from ghapp.core.deploys import DeadlinesChecked, DeployedUrlFound, FindDeployedUrl
+
+    record = deploys.new_deployment(
+        "dep_1", DeploymentRequest(repository="acme/shop", outputs=["version"]), ref="main",
+        callback_url="http://orch.test/cb", installation_id=7, run_id=4242, html_url=None, now=T0,
+    )
+    record = deploys.apply(record, env()).record
+    done = deploys.apply(record, run("completed", "success", t=3))
+    assert done.record.phase == "concluding"
+    assert done.actions == [FindDeployedUrl(run_id=4242, head_sha="abc123")]
+    read = deploys.apply(done.record, DeployedUrlFound(
+        url=None, at=at(4), outputs={"version": "7", "other": "x"}, outputs_problem=None
+    )).record
+    assert read.verdict is not None and read.verdict.outputs == {"version": "7"}
+    assert read.verdict.deployed_url == "https://shop.example.com"
+    late = deploys.apply(done.record, DeadlinesChecked(
+        at=at(10_000), run_lookup_timeout=600, run_timeout=21600, report_timeout=300
+    )).record
+    assert late.verdict is not None and late.verdict.outputs == {}
+    assert late.verdict.summary.endswith(
+        "Missing output: `version` (not read before the verdict)."
+    )
