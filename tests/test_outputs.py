@@ -40,6 +40,13 @@ async def outputs_stack(tmp_path: Path) -> AsyncIterator[Stack]:
             outputs_text="color=\x1b[31mred\x07\nversion=1\nversion=2=two\nnoeq\n"
         ),
     }
+    # Two jobs, each uploading `ghapp-outputs-<job>` (upload-artifact refuses one name twice).
+    repos["acme/multi"] = Workflow(file="deploy.yml", name="Deploy", jobs=[
+        Job(name="build", steps=[Step("Build")], outputs_artifact="ghapp-outputs-build",
+            outputs={"image_digest": DIGEST, "version": "from-build"}),
+        Job(name="deploy", steps=[Step("Deploy")], needs=["build"],
+            outputs_artifact="ghapp-outputs-deploy", outputs={"version": "from-deploy"}),
+    ])
     for repository, wf in repos.items():
         stack.sim.add_repository(repository, default_branch="main").add_workflow(wf)
     yield stack
@@ -93,6 +100,11 @@ async def test_an_expired_storage_url_is_a_missing_output_not_a_crash(
     verdict = await verdict_of(stack, "acme/out", outputs=["version"])
     assert verdict["status"] == "success" and verdict["outputs"] == {}
     assert "answered 403" in str(verdict["summary"])
+
+
+async def test_every_jobs_artifact_is_read_in_creation_order(outputs_stack: Stack) -> None:
+    verdict = await verdict_of(outputs_stack, "acme/multi", outputs=["image_digest", "version"])
+    assert verdict["outputs"] == {"image_digest": DIGEST, "version": "from-deploy"}
 
 
 async def test_a_failed_run_reports_its_outputs_too(outputs_stack: Stack) -> None:
