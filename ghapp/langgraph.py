@@ -17,8 +17,9 @@ import builtins
 import concurrent.futures
 import hashlib
 import json
+import sys
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypedDict, TypeVar
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -55,6 +56,7 @@ class AgentVerdict(TypedDict):
     report: str | None
     deployment_id: str
     run_url: str | None
+    outputs: dict[str, str]
 
 
 def _plain(value: Any) -> Any:
@@ -83,7 +85,24 @@ def agent_verdict(deployment: Deployment | Mapping[str, Any]) -> AgentVerdict:
         report=verdict.get("report"),
         deployment_id=str(data.get("id")),
         run_url=run.get("html_url"),
+        # Third round: the run's outputs the node asked for ({} from an older server).
+        outputs=dict(verdict.get("outputs") or {}),
     )
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current OpenTelemetry span, when the process uses
+    OpenTelemetry (never imported here for it) and a span is recording; else None."""
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    from opentelemetry import trace
+    from opentelemetry.propagate import inject
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
 
 
 def _resolve(value: StateValue[T], state: Any) -> T:
@@ -133,6 +152,7 @@ class _DeployNode:
         inputs: StateValue[Mapping[str, str | int | float | bool] | None],
         durable: bool,
         callback_url: str | None,
+        outputs: Sequence[str] | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -142,6 +162,7 @@ class _DeployNode:
         self.inputs = inputs
         self.durable = durable
         self.callback_url = callback_url
+        self.outputs = list(outputs or [])
 
     async def _dispatch(self, state: Any, config: RunnableConfig) -> Deployment:
         configurable = config.get("configurable") or {}
@@ -160,6 +181,8 @@ class _DeployNode:
                 callback_url=self.callback_url,
                 idempotency_key=key,
                 metadata={"thread_id": str(thread_id)} if thread_id else None,
+                outputs=self.outputs or None,
+                traceparent=current_traceparent(),
             )
 
     async def _deploy_and_wait(self, state: Any, config: RunnableConfig) -> Deployment:
@@ -208,12 +231,15 @@ def deploy_node(
     inputs: StateValue[Mapping[str, str | int | float | bool] | None] = None,
     durable: bool = False,
     callback_url: str | None = None,
+    outputs: Sequence[str] | None = None,
 ) -> RunnableLambda[Any, dict[str, AgentVerdict]]:
     """A LangGraph node that deploys through ghapp and returns `{"deploy": AgentVerdict}`.
 
     `repository`, `ref` and `inputs` may be functions of the state. `durable=False` waits in
     process; `durable=True` interrupts after an idempotent dispatch (needs a checkpointer and a
-    thread id) until `resume_from_callback` resumes the thread with the verdict.
+    thread id) until `resume_from_callback` resumes the thread with the verdict. `outputs`
+    names the run's outputs wanted in `AgentVerdict["outputs"]`. When OpenTelemetry is active
+    in the graph's process, the deploy's trace is a child of the node's current span.
     """
     node = _DeployNode(
         url=url,
@@ -224,6 +250,7 @@ def deploy_node(
         inputs=inputs,
         durable=durable,
         callback_url=callback_url,
+        outputs=outputs,
     )
     return RunnableLambda(node.invoke, afunc=node.ainvoke, name="ghapp_deploy")
 

@@ -72,7 +72,9 @@ async def test_in_process_wait_async_graph(ghapp_sandbox: GhappSandbox) -> None:
         "report",
         "deployment_id",
         "run_url",
+        "outputs",
     }
+    assert verdict["outputs"] == {}
 
 
 def test_in_process_wait_sync_graph(ghapp_sandbox: GhappSandbox) -> None:

@@ -81,7 +81,9 @@ async def test_two_releases_then_a_rollback(stack: Stack) -> None:
     assert rollback["kind"] == "rollback" and rollback["rollback_of"] == first["id"]
     run = stack.sim.world.runs[rollback["run"]["id"]]
     # Third round: the correlation input goes with every dispatch the workflow declares it.
-    assert run.inputs == {"environment": "production", "version": "v1", "ghapp_id": rollback["id"]}
+    # (`traceparent`: the template's optional input, empty with tracing off.)
+    assert run.inputs == {"environment": "production", "version": "v1", "ghapp_id": rollback["id"],
+                          "traceparent": ""}
     assert run.head_branch == "main" and run.workflow.file == "deploy.yml"
     # The same key again: the same deployment, nothing dispatched.
     count = len(dispatches(stack))
@@ -149,7 +151,8 @@ async def test_a_failure_with_on_failure_rollback_restores_the_current_release(
     assert restored["verdict"]["status"] == "success"
     assert restored["callback"]["url"] == failed["callback"]["url"]
     run = stack.sim.world.runs[restored["run"]["id"]]
-    assert run.inputs == {"environment": "production", "version": "v1", "ghapp_id": rollback_id}
+    assert run.inputs == {"environment": "production", "version": "v1", "ghapp_id": rollback_id,
+                          "traceparent": ""}
     # A deploy without on_failure reports only.
     status, plain = await stack.deploy("acme/shop", workflow="broken.yml")
     callback = await stack.receiver.wait_for(plain["id"])

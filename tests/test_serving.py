@@ -149,6 +149,8 @@ NOT_AT_IDLE = [
     "watchfiles",
     "multiprocessing",
     "uvicorn.main",
+    # Traces are off unless the OTEL_* variables ask (tests/test_traces.py turns them on).
+    "opentelemetry",
 ]
 
 

@@ -212,6 +212,10 @@ def _run_steps(
         "vars.DEPLOY_KNOWN_HOSTS": "app.example.com ssh-ed25519 AAAA",
     }
     actions_run = []
+    # What steps add to $GITHUB_ENV reaches the later steps, as on a runner.
+    (tmp_path / "runner-temp").mkdir()
+    github_env = tmp_path / "github-env"
+    github_env.touch()
     for step in _steps(workflow):
         condition = step.get("if")
         if condition and condition != "always()" and not _condition_holds(condition, context):
@@ -225,7 +229,9 @@ def _run_steps(
             "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "GITHUB_OUTPUT": str(output),
             "FAKE_REGISTRY": str(tmp_path / "registry"), "TOOL_LOG": str(tmp_path / "tools"),
             "REMOTE_SCRIPT": str(tmp_path / "remote"),
+            "RUNNER_TEMP": str(tmp_path / "runner-temp"), "GITHUB_ENV": str(github_env),
         }
+        env.update(line.split("=", 1) for line in github_env.read_text().splitlines())
         env.update({k: _evaluate(str(v), context) for k, v in (step.get("env") or {}).items()})
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
@@ -251,6 +257,23 @@ def test_a_version_in_the_registry_is_deployed_without_a_build(
     assert "docker/setup-buildx-action" not in actions
     assert "docker pull ghcr.io/acme/shop:v1" in remote
     assert "IMAGE=ghcr.io/acme/shop:v1 docker compose up -d" in remote
+    # The steps wrote their outputs to $GHAPP_OUTPUTS, which the last step uploads.
+    written = (tmp_path / "runner-temp" / "ghapp-outputs.txt").read_text()
+    assert written == "image=ghcr.io/acme/shop:v1\nversion=v1\n"
+    assert actions[-1] == "actions/upload-artifact"
+
+
+def test_outputs_and_trace_context_reach_the_steps(workflow: dict[Any, Any]) -> None:
+    """The optional `traceparent` input exported as TRACEPARENT; the outputs artifact uploaded
+    whatever happened before (docs/traces-and-outputs.md)."""
+    declared = workflow[True]["workflow_dispatch"]["inputs"]["traceparent"]
+    assert declared["required"] is False and declared["type"] == "string"
+    job = workflow["jobs"]["deploy"]
+    assert job["env"]["TRACEPARENT"] == "${{ inputs.traceparent }}"
+    upload = _steps(workflow)[-1]
+    assert upload["if"] == "always()"
+    assert upload["with"]["name"] == "ghapp-outputs"
+    assert upload["with"]["retention-days"] == 1
 
 
 def test_a_new_version_or_none_is_built_and_pushed(

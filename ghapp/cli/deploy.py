@@ -21,7 +21,7 @@ from ghapp.cli import failures
 from ghapp.client import Client, GhappError, StreamUnavailable
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.models import Deployment, ProgressJob
-from ghapp.core.untrusted import clean
+from ghapp.core.untrusted import clean, code_span, one_line
 
 FOLLOW_FAILED = 2
 MARKS = {"completed": "✓", "in_progress": "*", "queued": "·", "waiting": "·", "pending": "·"}
@@ -85,6 +85,7 @@ async def _deploy(
                 inputs=inputs,
                 metadata=metadata or None,
                 callback_url=args.callback_url,
+                outputs=getattr(args, "output", None) or None,
             )
     except GhappError as exc:
         return _fail(f"the server refused the deployment: {exc}", exc.errors)
@@ -151,6 +152,9 @@ def verdict_lines(deployment: Deployment, *, markdown: bool = False) -> int:
         print(clean(f"deployed to {verdict.deployed_url}"))
     if deployment.run is not None and deployment.run.html_url:
         print(clean(f"run: {deployment.run.html_url}"))
+    # The run's outputs are remote text: cleaned, each on one line, quoted as a log line is.
+    for name, value in (getattr(verdict, "outputs", None) or {}).items():
+        print(f"output {one_line(name, 100)} = {code_span(value, 1000)}")
     if verdict.status == "success":
         return 0
     # The report (when the server writes one) carries the excerpts, the cause and the links.

@@ -149,6 +149,11 @@ def _add_deploy_and_watch(
         "--callback-url", metavar="URL",
         help="where its callbacks go (default: the server's ORCHESTRATOR_CALLBACK_URL)",
     )
+    deploy.add_argument(
+        "--output", action="append", metavar="NAME",
+        help="a run output wanted in the verdict's outputs (repeatable; see "
+        "docs/traces-and-outputs.md)",
+    )
     deploy.add_argument("--watch", action="store_true", help="follow it to its verdict")
     deploy.add_argument("--url", help="the server (default http://127.0.0.1:$PORT)")
     deploy.set_defaults(func=_deploy)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -84,12 +84,16 @@ class Client(ApiSession):
         metadata: Mapping[str, str] | None = None,
         on_failure: str | None = None,
         concurrency: str | None = None,
+        outputs: Sequence[str] | None = None,
+        traceparent: str | None = None,
     ) -> Deployment:
         """Ask ghapp to deploy `repository` (POST /api/v1/deployments); the new Deployment.
 
         `on_failure="rollback"` restores the environment's current release after a failure;
         `concurrency` is "queue" (default), "reject" (GhappError 409 `conflict` while another
-        deployment of the environment is unfinished) or "cancel_previous"."""
+        deployment of the environment is unfinished) or "cancel_previous"; `outputs` names the
+        run's outputs wanted in `verdict.outputs`; `traceparent` (W3C) makes the deployment's
+        trace a child of the caller's span."""
         body: dict[str, Any] = {
             "repository": repository,
             "workflow": workflow,
@@ -105,11 +109,14 @@ class Client(ApiSession):
             body["on_failure"] = on_failure
         if concurrency is not None:
             body["concurrency"] = concurrency
+        if outputs:
+            body["outputs"] = list(outputs)
         # One key for every retry of this call, so a retried POST never deploys twice.
         key = idempotency_key or str(uuid.uuid4())
-        answer = await self._request(
-            "POST", "/api/v1/deployments", body=body, headers={"Idempotency-Key": key}
-        )
+        headers = {"Idempotency-Key": key}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        answer = await self._request("POST", "/api/v1/deployments", body=body, headers=headers)
         return self._deployment(answer)
 
     async def report(self, deployment_id: str) -> str | None:

@@ -105,6 +105,7 @@ def new_deployment(
         last_heard_at=now,
         correlation_id=correlation_id,
         notify=list(request.notify),
+        outputs_wanted=list(request.outputs),
         typical_run_seconds=typical_run_seconds,
         progress=Progress() if run else None,
     )

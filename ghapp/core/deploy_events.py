@@ -48,6 +48,9 @@ class DeployedUrlFound:
 
     url: str | None
     at: datetime
+    # The run's outputs the deployment asked for (None: not read), and why they could not be.
+    outputs: dict[str, str] | None = None
+    outputs_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class FailureGathered:
     at: datetime
     # Classified where the report was gathered (with the configured rules); None: classify here.
     cause: Cause | None = None
+    outputs: dict[str, str] | None = None
+    outputs_problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ghapp.core.enums import Concurrency, OnFailure
 from ghapp.core.models import Deployment, Verdict
+from ghapp.core.tracecontext import TraceContext
 
 # Internal progress, finer than the public `state`: `recorded` means committed before its
 # dispatch request left (write-ahead; shown nowhere but to its own request, see
@@ -50,6 +51,13 @@ class DeploymentRecord(Deployment):
     run_completed_at: datetime | None = None
     # The median run time of recent successes like this one, taken at the dispatch.
     typical_run_seconds: float | None = None
+    # The run's outputs the request named; what was read of them (None: not yet), and why
+    # they could not be read when they could not (see ghapp.core.outputs).
+    outputs_wanted: list[str] = Field(default_factory=list)
+    outputs_read: dict[str, str] | None = None
+    outputs_problem: str | None = None
+    # The deployment's trace (when tracing was on at its request): see ghapp.work.tracing.
+    trace: TraceContext | None = None
 
     def run_seconds(self) -> float | None:
         """How long a successful run took (GitHub's start to its completion), else None."""

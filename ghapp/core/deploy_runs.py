@@ -72,7 +72,8 @@ def on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
     updated.state = "in_progress"
     updated.phase = "concluding"
     updated.run_completed_seen_at = event.at
-    if event.conclusion == "success" and updated.deployed_url_seen:
+    # A deployment that named outputs reads them first (with the conclusion's action).
+    if event.conclusion == "success" and updated.deployed_url_seen and not updated.outputs_wanted:
         return complete(updated, success_verdict(updated, updated.deployed_url_seen), event.at)
     return Transition(updated, [conclude_action(updated, updated.run)], changed=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import get_args
 
+from ghapp.core import outputs as outputs_core
 from ghapp.core import report_markdown, reports, untrusted
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.deploy_events import (
@@ -51,6 +52,9 @@ def on_environment(record: DeploymentRecord, event: EnvironmentObserved) -> Tran
     updated.deployed_url_seen = event.environment_url
     updated.last_heard_at = max(updated.last_heard_at, event.at)
     updated.updated_at = event.at
+    if updated.outputs_wanted and updated.outputs_read is None:
+        # The outputs are read with the fallback lookup, which then completes with this URL.
+        return Transition(updated, changed=True)
     if updated.phase == "concluding" and updated.run and updated.run.conclusion == "success":
         return complete(updated, success_verdict(updated, event.environment_url), event.at)
     return Transition(updated, changed=True)
@@ -61,7 +65,17 @@ def on_deployed_url(record: DeploymentRecord, event: DeployedUrlFound) -> Transi
     if record.phase != "concluding" or record.run is None or record.run.conclusion != "success":
         return Transition(record)
     url = record.deployed_url_seen or event.url
-    return complete(record.model_copy(deep=True), success_verdict(record, url), event.at)
+    updated = _with_outputs(record.model_copy(deep=True), event.outputs, event.outputs_problem)
+    return complete(updated, success_verdict(record, url), event.at)
+
+
+def _with_outputs(
+    record: DeploymentRecord, outputs: dict[str, str] | None, problem: str | None
+) -> DeploymentRecord:
+    if record.outputs_wanted and (outputs is not None or problem is not None):
+        record.outputs_read = outputs_core.pick(outputs or {}, record.outputs_wanted)
+        record.outputs_problem = problem
+    return record
 
 
 def on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Transition:
@@ -85,7 +99,8 @@ def on_failure_gathered(record: DeploymentRecord, event: FailureGathered) -> Tra
             else classify_jobs(default_rules(), reason, failed_jobs)
         ),
     )
-    return complete(record.model_copy(deep=True), verdict, event.at)
+    updated = _with_outputs(record.model_copy(deep=True), event.outputs, event.outputs_problem)
+    return complete(updated, verdict, event.at)
 
 
 def _group_cancelled(jobs: list[FailedJob]) -> bool:
@@ -217,6 +232,14 @@ def complete(
         record.updated_at = now
         return Transition(
             record, [StartRollback(record.repository, record.environment)], changed=True
+        )
+    if record.outputs_wanted:
+        verdict.outputs = dict(record.outputs_read or {})
+        verdict.summary += outputs_core.missing_note(
+            record.outputs_wanted,
+            verdict.outputs,
+            record.outputs_problem
+            or ("not read before the verdict" if record.outputs_read is None else None),
         )
     if verdict.status == "failure":
         verdict.report = report_markdown.render(record, verdict)

@@ -126,6 +126,11 @@ class Verdict(BaseModel):
         default=None,
         description="the automatic rollback a failure started (on_failure rollback), else null",
     )
+    outputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="the run's outputs the request named (`outputs`), read from its "
+        "`ghapp-outputs` artifact: remote text; a missing name is absent",
+    )
 
 
 class ProgressStep(BaseModel):

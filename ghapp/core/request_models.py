@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from ghapp.core.enums import Concurrency, NotifyEvent, OnFailure
+from ghapp.core.outputs import OUTPUT_NAME_PATTERN, OUTPUTS_MAX, check_names
 from ghapp.core.validation import (
     CALLBACK_URL_MAX,
     INPUT_NAME_MAX,
@@ -79,6 +80,21 @@ class DeploymentRequest(BaseModel):
         description="extra callbacks: `deployment.started` is sent once when the run starts",
         examples=[["deployment.started"]],
     )
+    outputs: list[
+        Annotated[str, StringConstraints(pattern=OUTPUT_NAME_PATTERN, max_length=100)]
+    ] = Field(
+        default_factory=list,
+        max_length=OUTPUTS_MAX,
+        json_schema_extra={"uniqueItems": True},
+        description="names of the run's outputs wanted in `verdict.outputs` (at most 20), read "
+        "from the run's `ghapp-outputs` artifact",
+        examples=[["image_digest", "version"]],
+    )
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, value: list[str]) -> list[str]:
+        return check_names(value)
 
     @field_validator("metadata")
     @classmethod

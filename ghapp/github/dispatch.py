@@ -38,6 +38,9 @@ def _message(exc: gidgethub.HTTPException) -> str:
     return f"{text} ({int(exc.status_code)})"
 
 
+TRACE_INPUT = "traceparent"
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a dispatch goes, once looked up: the installation, the ref, and whether the
@@ -46,10 +49,13 @@ class Target:
     installation_id: int
     ref: str
     correlate: bool = False
+    # The workflow declares the input `traceparent` (asked only when tracing is on).
+    traceparent: bool = False
 
 
 async def prepare(
-    github: GitHubClient, repository: str, ref: str | None, workflow: str
+    github: GitHubClient, repository: str, ref: str | None, workflow: str, *,
+    traced: bool = False,
 ) -> Target:
     """The lookups before a dispatch (installation, default branch, token, whether the
     workflow declares `ghapp_id`); nothing is dispatched."""
@@ -68,7 +74,10 @@ async def prepare(
     correlate = await github.declares_input(
         repository, installation, workflow, ref, CORRELATION_INPUT
     )
-    return Target(installation, ref, correlate)
+    declares_trace = traced and await github.declares_input(
+        repository, installation, workflow, ref, TRACE_INPUT
+    )
+    return Target(installation, ref, correlate, declares_trace)
 
 
 async def send(
@@ -79,11 +88,16 @@ async def send(
     inputs: Mapping[str, Any],
     *,
     correlation_id: str,
+    traceparent: str | None = None,
 ) -> Dispatched:
-    """Dispatch a workflow to a prepared target; GitHub's refusal raises DispatchRejected."""
+    """Dispatch a workflow to a prepared target; GitHub's refusal raises DispatchRejected.
+
+    `traceparent` goes as the input of that name when the workflow declares it."""
     installation, ref = target.installation_id, target.ref
     correlate = target.correlate and CORRELATION_INPUT not in inputs
     tagged = {**inputs, CORRELATION_INPUT: correlation_id} if correlate else dict(inputs)
+    if traceparent and target.traceparent and TRACE_INPUT not in inputs:
+        tagged[TRACE_INPUT] = traceparent
     try:
         details = await _post(github, repository, workflow, target, tagged, versioned=True)
     except _InputRefused:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,11 @@ class Job:
     annotations: Sequence[AnnotationLike] = ()
     log_padding_bytes: int = 0
     runs_on: str = "ubuntu-latest"
+    # What the job's steps appended to $GHAPP_OUTPUTS, uploaded when the job ends (success or
+    # failure) as `outputs_artifact`; `outputs_text`, when set, is the file's exact content.
+    outputs: Mapping[str, str] | None = None
+    outputs_text: str | None = None
+    outputs_artifact: str = "ghapp-outputs"
 
 
 def _default_inputs(declares_ghapp_id: bool) -> dict[str, dict[str, Any]]:

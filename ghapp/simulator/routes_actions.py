@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from ghapp.simulator import files, logs, payloads
+from ghapp.simulator import artifacts, files, logs, payloads
 from ghapp.simulator.clock import parse_time
 from ghapp.simulator.http import (
     ApiError,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 NEW_API_VERSION = "2026-03-10"
 CONTENTS_DOCS = "https://docs.github.com/rest/repos/contents#get-repository-content"
 LOGS_DOCS = "https://docs.github.com/rest/reference/actions#download-job-logs-for-a-workflow-run"
+ARTIFACTS_DOCS = "https://docs.github.com/rest/actions/artifacts"
 RUN_STATUSES = {"completed", "in_progress", "queued", "requested", "waiting", "pending"}
 MAX_INPUTS = 25
 # GitHub answers at most this many runs for a listing narrowed by one of these parameters.
@@ -293,6 +294,37 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
         response = web.Response(status=302, headers={"Location": location})
         response.headers["Content-Type"] = "text/html;charset=utf-8"
         return response
+
+    @router.route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts")
+    async def run_artifacts(call: Call) -> web.StreamResponse:
+        run = run_of(call)
+        require_permission(call, "actions", "read", ARTIFACTS_DOCS)
+        name = call.query("name")
+        found = [a for a in world.artifacts.values()
+                 if a.run_id == run.id and (name is None or a.name == name)]
+        chunk, headers = _paginate(call, sim, found)
+        head = {"repository_id": run.repo.id, "head_repository_id": run.repo.id,
+                "head_branch": run.head_branch, "head_sha": run.head_sha}
+        body = {"total_count": len(found),
+                "artifacts": [artifacts.payload(sim.api_url, run.repo.full_name, a, head)
+                              for a in chunk]}
+        return json_response(body, headers=headers)
+
+    @router.route("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}")
+    async def download_artifact(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        require_permission(call, "actions", "read", ARTIFACTS_DOCS)
+        artifact = world.artifacts.get(call.int_param("artifact_id"))
+        if (artifact is None or world.runs[artifact.run_id].repo is not repo
+                or call.params["archive_format"] != "zip"):
+            raise not_found(ARTIFACTS_DOCS)
+        if artifact.expired:
+            raise ApiError(410, "Artifact has expired", ARTIFACTS_DOCS)
+        expires = int((time.time() + sim.log_url_ttl) * 1000)
+        signature = artifacts.sign(sim.log_key, artifact.id, expires)
+        location = (f"{sim.log_url}/artifacts/{artifact.id}/signedcontent?urlExpires={expires}"
+                    f"&urlSigningMethod=HMACV1&urlSignature={signature}")
+        return web.Response(status=302, headers={"Location": location})
 
     @router.route("GET", "/repos/{owner}/{repo}/contents/{path:.+}")
     async def contents(call: Call) -> web.StreamResponse:

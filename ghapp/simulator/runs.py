@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ghapp.simulator import logs, payloads
+from ghapp.simulator.artifacts import OUTPUTS_FILE, ArtifactState, outputs_text, zip_of
 from ghapp.simulator.clock import now_s
 from ghapp.simulator.model import Annotation, Job, Step, Workflow, as_annotation
 from ghapp.simulator.state import (
@@ -390,6 +391,7 @@ class RunPlayer:
         job.status, job.conclusion = "completed", job.outcome
         job.completed = job.steps[-1].window[1]
         job.annotations = self._annotations(run, job)
+        self._upload_outputs(run, job)
         events = []
         if job.deployment_id is not None:
             dep = self.world.deployments[job.deployment_id]
@@ -398,6 +400,17 @@ class RunPlayer:
             events.append(self._status_event(run, dep))
         events.append(self._job_event(run, job, "completed"))
         return events
+
+    def _upload_outputs(self, run: RunState, job: JobState) -> None:
+        # The template's last step, `if: always()`: the $GHAPP_OUTPUTS file as an artifact.
+        spec = job.spec
+        if spec.outputs is None and spec.outputs_text is None:
+            return
+        text = spec.outputs_text if spec.outputs_text is not None else outputs_text(
+            dict(spec.outputs or {}))
+        artifact = ArtifactState(next(self.world.ids.artifact), run.id, spec.outputs_artifact,
+                                 zip_of({OUTPUTS_FILE: text.encode()}), job.completed or 0)
+        self.world.artifacts[artifact.id] = artifact
 
     def _annotations(self, run: RunState, job: JobState) -> list[Annotation]:
         found: list[Annotation] = []

@@ -23,10 +23,17 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from ghapp.simulator.model import Job, Step, Workflow
 from ghapp.simulator.simulator import Simulator
@@ -66,6 +73,11 @@ class Scenario(BaseModel):
     log: list[str] = Field(default_factory=list, max_length=2000)
     lose_webhooks: Literal["none", "completed", "all"] = "none"
     github_errors_for_seconds: float = Field(default=0.0, ge=0, le=3600)
+    # What the run's steps append to $GHAPP_OUTPUTS (uploaded as `ghapp-outputs`).
+    outputs: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^=\s]+$")],
+        Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\n]*$")],
+    ] | None = Field(default=None, max_length=20)
 
     @field_validator("url")
     @classmethod
@@ -200,6 +212,17 @@ def template_steps() -> tuple[tuple[str, str], ...]:
     return tuple(steps)
 
 
+@functools.cache
+def template_inputs() -> dict[str, Any]:
+    """The `workflow_dispatch` inputs of `ghapp template deploy` (`traceparent` included)."""
+    import yaml
+
+    from ghapp.templates import deploy_template
+
+    on = yaml.safe_load(deploy_template())[True]
+    return dict(on["workflow_dispatch"]["inputs"])
+
+
 def workflow_for(repository: str, scenario: Scenario) -> Workflow:
     """The template's deploy.yml (its job and step names) with runs that end as the scenario
     says: a failure in a step the template does not have takes DEFAULT_STEP's place."""
@@ -229,11 +252,13 @@ def workflow_for(repository: str, scenario: Scenario) -> Workflow:
         environment="production",
         environment_url=scenario.url or default_url(repository),
         steps=steps,
+        outputs=scenario.outputs,
     )
     return Workflow(
         file="deploy.yml",
         name="Deploy",
         jobs=[job],
+        inputs=template_inputs(),
         timeout=scenario.outcome == "timed_out",
         # The simulator's moves share the time: the start, one per step up to the last one
         # that runs ("Set up job" comes first), and the end.

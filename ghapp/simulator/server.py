@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ghapp.simulator import graphql_api, logs, routes_actions, routes_app, routes_repo
+from ghapp.simulator import artifacts, graphql_api, logs, routes_actions, routes_app, routes_repo
 from ghapp.simulator.auth import Bucket, verify_jwt
 from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
 from ghapp.simulator.loopback import loopback_only
@@ -247,6 +247,29 @@ class LogServer:
                 f"<Message>{message}</Message></Error>")
         return web.Response(status=status, text=body, content_type="application/xml")
 
+    def _artifact(self, request: web.Request, id_text: str) -> web.StreamResponse:
+        """``GET /artifacts/{id}/signedcontent?urlExpires=&urlSignature=``: the zip."""
+        if request.method != "GET" or not id_text.isdigit():
+            return self._xml(404, "ResourceNotFound", "The specified resource does not exist.")
+        if "Authorization" in request.headers:
+            self.sim.log_auth_violations += 1
+            return self._xml(400, "InvalidAuthenticationInfo",
+                             "Authentication information is not given in the correct format.")
+        artifact_id = int(id_text)
+        try:
+            expires = int(request.query.get("urlExpires", ""))
+        except ValueError:
+            expires = 0
+        signature = request.query.get("urlSignature", "")
+        if not artifacts.signature_ok(self.sim.log_key, artifact_id, expires, signature):
+            return self._xml(403, "AuthenticationFailed", "Signature did not match.")
+        if expires < time.time() * 1000:
+            return self._xml(403, "AuthenticationFailed", "Signed expiry time has expired.")
+        artifact = self.sim.world.artifacts.get(artifact_id)
+        if artifact is None:
+            return self._xml(404, "BlobNotFound", "The specified blob does not exist.")
+        return web.Response(body=artifact.zipped, content_type="application/zip")
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /jobs/{id}/signedlogcontent?urlExpires=&urlSigningMethod=&urlSignature=``."""
         record = RequestRecord(request.method, request.path, dict(request.query),
@@ -258,6 +281,8 @@ class LogServer:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         parts = request.path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "artifacts" and parts[2] == "signedcontent":
+            return self._artifact(request, parts[1])
         if request.method != "GET" or len(parts) != 3 or parts[0] != "jobs" \
                 or parts[2] != "signedlogcontent" or not parts[1].isdigit():
             return self._xml(404, "ResourceNotFound", "The specified resource does not exist.")

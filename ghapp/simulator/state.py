@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from ghapp.simulator.artifacts import ArtifactState
 from ghapp.simulator.clock import now_s
 from ghapp.simulator.model import Annotation, Job, Step, Workflow
 
@@ -35,6 +36,7 @@ class Ids:
         self.deployment = itertools.count(2_100_000_001)
         self.deployment_status = itertools.count(3_200_000_001)
         self.delivery = itertools.count(90_000_000_001)
+        self.artifact = itertools.count(5_000_000_001)
 
 
 def sha1_hex(text: str) -> str:
@@ -255,6 +257,8 @@ class World:
     jobs: dict[int, JobState] = field(default_factory=dict)
     deployments: dict[int, DeploymentState] = field(default_factory=dict)
     run_numbers: dict[int, int] = field(default_factory=dict)
+    # Uploaded artifacts by id (a run's, in upload order: see ghapp.simulator.artifacts).
+    artifacts: dict[int, ArtifactState] = field(default_factory=dict)
 
     def account_id(self, login: str) -> int:
         """The id of an account (user, organization or bot), made up on first use."""

@@ -82,7 +82,13 @@ async def create_deployment(request: Request) -> Response:
     body_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
     async def plan() -> launch.Plan:
-        return launch.Plan(body, callback_url, started=started)
+        return launch.Plan(
+            body,
+            callback_url,
+            started=started,
+            traceparent=request.headers.get("traceparent"),
+            tracestate=request.headers.get("tracestate"),
+        )
 
     return await start_answer(services_of(request), checked.key, body_hash, plan)
 

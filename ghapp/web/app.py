@@ -36,7 +36,7 @@ from ghapp.web import (
 )
 from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
-from ghapp.work import launch
+from ghapp.work import launch, tracing
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
@@ -194,6 +194,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller = Poller(store, github, engine, settings, budget)
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
+    # Traces only when the OTEL_* variables ask (otherwise nothing of OpenTelemetry loads).
+    services.tracing = sender.tracing = tracing.from_environment()
     app.state.services = services
     engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
     workers = [
@@ -231,6 +233,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await poller.close()
         await engine.close()
         await sender.close()
+        if services.tracing is not None:
+            await asyncio.to_thread(services.tracing.shutdown)
         await delivery_log.close()
         await session.close()
         await store.close()

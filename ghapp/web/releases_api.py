@@ -87,7 +87,7 @@ async def rollback(request: Request) -> Response:
     ).hexdigest()
 
     async def plan() -> launch.Plan:
-        return await launch.rollback_plan(
+        planned = await launch.rollback_plan(
             services,
             repository,
             environment,
@@ -95,6 +95,9 @@ async def rollback(request: Request) -> Response:
             callback_url=callback_url,
             metadata=body.metadata,
         )
+        planned.traceparent = request.headers.get("traceparent")
+        planned.tracestate = request.headers.get("tracestate")
+        return planned
 
     return await start_answer(services, checked.key, body_hash, plan)
 

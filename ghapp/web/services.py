@@ -18,6 +18,7 @@ from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
 from ghapp.work.hub import ChangeHub
 from ghapp.work.poller import Poller
+from ghapp.work.tracing import Tracing
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Services:
         default_factory=lambda: LRUCache(maxsize=50_000)
     )
     delivery_log: DeliveryLog | None = None
+    # OpenTelemetry traces, when the OTEL_* variables ask for them (ghapp.work.tracing).
+    tracing: Tracing | None = None
     hub: ChangeHub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,4 +58,6 @@ class Services:
                 self.metrics.deployment_duration.labels(
                     record.kind, record.verdict.status
                 ).observe(max(seconds, 0.0))
+            if self.tracing is not None:
+                self.tracing.completed(record)
         self.sender.wake()

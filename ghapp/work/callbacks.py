@@ -21,6 +21,8 @@ from ghapp.work.workers import Backoff, Worker
 if TYPE_CHECKING:
     import aiohttp
 
+    from ghapp.work.tracing import Tracing
+
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
 EVENT = "deployment.completed"
@@ -91,6 +93,8 @@ class CallbackSender(Worker):
         self.lease_seconds = lease_seconds
         self.metrics = Metrics()
         self._wake = asyncio.Event()
+        # OpenTelemetry (the app sets it when tracing is on): one span per attempt.
+        self.tracing: Tracing | None = None
         # Delivered, but the database was away when it was to be recorded: recorded once it
         # is back, never sent again by this process meanwhile.
         self._unrecorded: dict[str, tuple[OutboxItem, int]] = {}
@@ -161,12 +165,18 @@ class CallbackSender(Worker):
             public.callback.state = "pending"
             body = public.model_dump_json().encode()
         headers = request_headers(self.secrets, item.event, item.delivery_id, body)
+        if record.trace is not None:
+            # The deployment's root span: the orchestrator's handling joins its trace.
+            headers["traceparent"] = record.trace.traceparent()
+            if record.trace.tracestate:
+                headers["tracestate"] = record.trace.tracestate
         from aiohttp import ClientError
 
         status: int | None = None
         error: str | None = None
         if item.lease_until - time.time() < LEASE_MARGIN:
             return False  # claimed too long ago (a stalled loop): leave it to the next claim
+        attempt_since = time.time_ns()
         try:
             status = await self._post_holding_lease(item, body, headers)
         except (ClientError, TimeoutError) as exc:
@@ -178,6 +188,10 @@ class CallbackSender(Worker):
                 extra={"deployment_id": item.deployment_id, "delivery_id": item.delivery_id},
             )
             return False
+        if self.tracing is not None:
+            self.tracing.callback_attempt(
+                record, item.event, attempt_since, time.time_ns(), status, error
+            )
         extra = {
             "deployment_id": item.deployment_id,
             "delivery_id": item.delivery_id,

@@ -91,7 +91,10 @@ async def prepare_within(
     token = inflight.current.set(watch)
     try:
         async with asyncio.timeout_at(deadline):
-            target = await prepare(services.github, body.repository, body.ref, body.workflow)
+            target = await prepare(
+                services.github, body.repository, body.ref, body.workflow,
+                traced=getattr(services, "tracing", None) is not None,
+            )
     except TimeoutError:
         raise GitHubUnavailable(_late(services, watch)) from None
     except DispatchRejected as exc:
@@ -121,6 +124,7 @@ async def send_within(
     deployment_id: str,
     *,
     deadline: float,
+    traceparent: str | None = None,
 ) -> Sent:
     """Send the dispatch of a recorded deployment and tell what came of it by `deadline`."""
     clock = time.perf_counter()
@@ -130,7 +134,7 @@ async def send_within(
         # A task of its own (it carries the watch): it may outlive this request.
         sending = asyncio.create_task(
             send(services.github, body.repository, body.workflow, target, body.inputs,
-                 correlation_id=deployment_id)
+                 correlation_id=deployment_id, traceparent=traceparent)
         )
     finally:
         inflight.current.reset(token)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from ghapp.core.deploys import (
     Transition,
 )
 from ghapp.core.times import utcnow
+from ghapp.github.artifacts import read_outputs
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
@@ -347,15 +349,20 @@ class Engine(Worker):
         installation = record.installation_id or await self.github.installation_for(
             record.repository
         )
+        found: dict[str, str] | None = None
+        problem: str | None = None
+        if record.outputs_wanted:
+            # Only deployments that named outputs cost the artifact's calls.
+            found, problem = await self._outputs(record, installation, action)
         if isinstance(action, FindDeployedUrl):
-            url = None
-            if action.head_sha:
+            url = record.deployed_url_seen
+            if url is None and action.head_sha:
                 url = await self.deployed_urls.find(
                     record, installation, action.run_id, action.head_sha
                 )
-            return DeployedUrlFound(url=url, at=utcnow())
+            return DeployedUrlFound(url=url, at=utcnow(), outputs=found, outputs_problem=problem)
         assert isinstance(action, GatherFailure)
-        return await self.reporter.gather(
+        gathered = await self.reporter.gather(
             record.repository,
             installation,
             action.run_id,
@@ -363,6 +370,18 @@ class Engine(Worker):
             action.conclusion,
             deadline=deadline,
         )
+        return dataclasses.replace(gathered, outputs=found, outputs_problem=problem)
+
+    async def _outputs(
+        self, record: DeploymentRecord, installation: int, action: Action
+    ) -> tuple[dict[str, str], str | None]:
+        """The run's outputs artifact read, or why it could not be (GitHub unavailable: tried
+        again with the rest of the verdict)."""
+        run_id = getattr(action, "run_id", None) or (record.run.id if record.run else 0)
+        try:
+            return await read_outputs(self.github, record.repository, installation, run_id)
+        except gidgethub.BadRequest as exc:
+            return {}, f"GitHub answered {exc.status_code} listing the run's artifacts"
 
     async def resume(self, *, stranded_only: bool = False) -> int:
         """Restart the pending actions of stored deployments (after a restart: all of them;

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import signal
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -84,6 +85,9 @@ class Plan:
     rollback_of: str | None = None
     # Event-loop time the request arrived: GitHub's share of the 5 s answer counts from it.
     started: float | None = None
+    # The caller's W3C trace context (headers), when tracing is on.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 @dataclass
@@ -203,6 +207,8 @@ async def _start(
     deployment_id = "dep_" + uuid.uuid4().hex[:24]
     body = plan.request
     now = utcnow()
+    tracing = getattr(services, "tracing", None)
+    trace = tracing.begin(plan.traceparent, plan.tracestate) if tracing is not None else None
     prepared = await prepare_within(services, body, deadline=arrived + GITHUB_BUDGET)
     write_by = max(arrived + WRITE_BUDGET, loop.time() + MIN_WRITE)
     if prepared.target is None:
@@ -218,6 +224,7 @@ async def _start(
             rollback_of=plan.rollback_of,
             rules=settings.cause_rules(),
         )
+        transition.record.trace = trace
         async with _writing(write_by):
             record = await services.store.create(
                 transition.record, idempotency_key=key, request_hash=body_hash,
@@ -246,6 +253,7 @@ async def _start(
         rollback_of=plan.rollback_of,
         typical_run_seconds=median(history),
     )
+    record.trace = trace
     superseding = Superseded(by=deployment_id, at=now)
     try:
         # The wait for this environment's turn counts too: while the database is away, a
@@ -267,9 +275,13 @@ async def _start(
     _after_superseded(services, superseded)
     if os.environ.get(KILL_AFTER_RECORD):
         os.kill(os.getpid(), signal.SIGKILL)
+    sending_since = time.time_ns()
     sent = await send_within(
-        services, body, target, deployment_id, deadline=arrived + GITHUB_BUDGET
+        services, body, target, deployment_id, deadline=arrived + GITHUB_BUDGET,
+        traceparent=trace.traceparent() if trace is not None else None,
     )
+    if tracing is not None:
+        tracing.dispatched(record, sending_since, time.time_ns())
     current = await _settle(services, record, sent.event)
     # The answer tells the dispatch as GitHub answered it (`dispatched`, its run if named),
     # even where the run's own webhooks have moved the stored deployment on meanwhile.

@@ -81,7 +81,17 @@ def orchestrator_paths() -> dict[str, Any]:
                     "maxLength": 200,
                     "pattern": http.IDEMPOTENCY_KEY_PATTERN,
                 },
-            }
+            },
+            {
+                "name": "traceparent",
+                "in": "header",
+                "required": False,
+                "description": "W3C Trace Context: when tracing is on, the deployment's trace "
+                "is a child of this span (an invalid value starts a new trace)",
+                # Any value is accepted: one that is not `00-<32 hex>-<16 hex>-<2 hex>` is
+                # ignored, as W3C Trace Context asks.
+                "schema": {"type": "string"},
+            },
         ],
         requestBody={
             "required": True,
