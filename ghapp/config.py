@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     """a YAML file of your own failure-cause rules, tried before the built-in ones"""
     max_streams: int = Field(default=1000, ge=1)
     """open event streams per process; past it a new one is answered 503 (docs/limits.md)"""
+    audit_days: float = Field(default=365, gt=0)
+    """days audit rows are kept; pruning keeps the chain verifiable (docs/access.md)"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")

@@ -25,6 +25,7 @@ from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.store.base import StoreUnavailable
 from ghapp.web import (
+    access_api,
     api,
     check_api,
     deliveries_api,
@@ -262,6 +263,7 @@ def create_app(
         *events.routes,
         *deploykey_api.routes, *deliveries_api.routes, *check_api.routes,
         *openapi.routes, *operator_page.routes,
+        *access_api.routes,
     ]
     # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
     # raises again; these are answered where they happen.

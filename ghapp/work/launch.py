@@ -84,6 +84,8 @@ class Plan:
     rollback_of: str | None = None
     # Event-loop time the request arrived: GitHub's share of the 5 s answer counts from it.
     started: float | None = None
+    # The name of the token that asked (None: ghapp itself, an automatic rollback).
+    requested_by: str | None = None
 
 
 @dataclass
@@ -218,9 +220,10 @@ async def _start(
             rollback_of=plan.rollback_of,
             rules=settings.cause_rules(),
         )
+        rejected = transition.record.model_copy(update={"requested_by": plan.requested_by})
         async with _writing(write_by):
             record = await services.store.create(
-                transition.record, idempotency_key=key, request_hash=body_hash,
+                rejected, idempotency_key=key, request_hash=body_hash,
                 enqueue_callback=True,
             )
         log.info("dispatch rejected", extra={"deployment_id": record.id,
@@ -245,7 +248,7 @@ async def _start(
         kind=plan.kind,
         rollback_of=plan.rollback_of,
         typical_run_seconds=median(history),
-    )
+    ).model_copy(update={"requested_by": plan.requested_by})
     superseding = Superseded(by=deployment_id, at=now)
     try:
         # The wait for this environment's turn counts too: while the database is away, a
