@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import text
 
+from ghapp.cli.demo import demo_workflows
 from ghapp.runner import BackgroundServer
+from ghapp.simulator.auth import generate_private_key_pem
 from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.web.app import create_app
@@ -238,3 +241,41 @@ async def test_cli_tokens_and_audit_verify_finds_an_edited_and_a_deleted_row(
         assert code == 1 and "row 3" in out and "removed" in out
     finally:
         await store.close()
+
+
+async def test_app_key_rotation_falls_back_when_github_refuses_the_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = generate_private_key_pem(), generate_private_key_pem()
+    (tmp_path / "old.pem").write_text(old)
+    (tmp_path / "new.pem").write_text(new)
+    stack = await Stack.start(
+        f"sqlite:///{tmp_path / 'ghapp.db'}",
+        configure_simulator=lambda sim: sim.add_app_key(new),
+        private_key=None,
+        private_key_path=f"{tmp_path / 'old.pem'}:{tmp_path / 'new.pem'}",
+    )
+    try:
+        stack.sim.private_key_pem = old
+        stack.sim.remove_app_key(stack.sim.private_key_pem)  # the simulator's own first key
+        stack.sim.add_app_key(old)
+        for repository, workflow in demo_workflows().items():
+            stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+        status, first = await stack.deploy("acme/shop")
+        assert status == 202, first
+        # The old key is deleted in the App's settings: GitHub refuses what it signs.
+        stack.sim.remove_app_key(old)
+        assert stack.session is not None
+        jwt_headers = {"Authorization": f"Bearer {stack.sim.make_jwt()}"}
+        async with stack.session.get(f"{stack.sim.api_url}/app", headers=jwt_headers) as answer:
+            assert answer.status == 401
+        await stack.stop_ghapp()  # a restart: no installation token cached any more
+        await stack.start_ghapp()
+        with caplog.at_level("WARNING", logger="ghapp.github"):
+            status, second = await stack.deploy("acme/shop")
+        assert status == 202, second
+        callback = await stack.receiver.wait_for(second["id"], timeout=30)
+        assert callback.deployment["verdict"]["status"] == "success"
+        assert any("refused the App's key 1 of 2" in r.getMessage() for r in caplog.records)
+    finally:
+        await stack.close()

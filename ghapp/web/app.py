@@ -143,7 +143,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.callback_secret,
         settings.callback_secret_previous,
         settings.orchestrator_token,
-        settings.app_private_key(),
+        *settings.app_private_keys(),
     ):
         register_secret(secret)
     if weak := settings.weak_webhook_secrets():
@@ -163,6 +163,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         session,
         app_id=settings.app_id or "",
         private_key=settings.app_private_key(),
+        fallback_keys=settings.app_private_keys()[1:],
         api_url=settings.github_api_url,
         retry_base=app.state.retry_base,
     )
