@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from ghapp.cli.demo import demo_workflows
+from ghapp.client import CallbackVerificationError, verify_callback
 from ghapp.runner import BackgroundServer
 from ghapp.simulator.auth import generate_private_key_pem
 from ghapp.simulator.stack import Stack
@@ -277,5 +278,43 @@ async def test_app_key_rotation_falls_back_when_github_refuses_the_first(
         callback = await stack.receiver.wait_for(second["id"], timeout=30)
         assert callback.deployment["verdict"]["status"] == "success"
         assert any("refused the App's key 1 of 2" in r.getMessage() for r in caplog.records)
+    finally:
+        await stack.close()
+
+
+async def test_callback_secret_rotation_a_receiver_of_either_secret_accepts_every_callback(
+    tmp_path: Path,
+) -> None:
+    old, new = "old-callback-secret-0123456", "new-callback-secret-0123456"
+    stack = await Stack.start(f"sqlite:///{tmp_path / 'ghapp.db'}", callback_secret=old)
+    try:
+        for repository, workflow in demo_workflows().items():
+            stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+
+        async def callback_of_a_deploy() -> tuple[bytes, dict[str, str]]:
+            _, body = await stack.deploy("acme/shop")
+            received = await stack.receiver.wait_for(body["id"], timeout=30)
+            return received.body, dict(received.headers)
+
+        async def restart(**settings: Any) -> None:
+            await stack.stop_ghapp()
+            stack.settings = stack.settings.model_copy(update=settings)
+            await stack.start_ghapp()
+
+        # Before: the receiver knows the old secret only.
+        body, headers = await callback_of_a_deploy()
+        assert verify_callback(body, headers, old).state == "completed"
+        # During: both signatures; a receiver still on the old secret, or already on the
+        # new one, accepts the callback.
+        await restart(callback_secret=new, callback_secret_previous=old)
+        body, headers = await callback_of_a_deploy()
+        for secret in (old, new):
+            assert verify_callback(body, headers, secret).state == "completed"
+        # After: the previous secret is dropped; the receiver knows the new one only.
+        await restart(callback_secret_previous=None)
+        body, headers = await callback_of_a_deploy()
+        assert verify_callback(body, headers, new).state == "completed"
+        with pytest.raises(CallbackVerificationError):
+            verify_callback(body, headers, old)
     finally:
         await stack.close()
