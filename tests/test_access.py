@@ -20,6 +20,7 @@ from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.web.app import create_app
 from ghapp.work.access import verify_audit
+from ghapp.work.retention import Retention
 
 
 async def call(
@@ -318,3 +319,30 @@ async def test_callback_secret_rotation_a_receiver_of_either_secret_accepts_ever
             verify_callback(body, headers, old)
     finally:
         await stack.close()
+
+
+async def test_pruning_keeps_the_chain_verifiable_from_its_new_first_row(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'ghapp.db'}")
+    await store.open()
+    try:
+        for n in range(5):
+            await store.append_audit(
+                {"actor": "token:ci", "action": "deployment.create", "target": f"dep_{n}",
+                 "outcome": "202"},
+                now=1000.0 + n,
+            )
+        removed = await Retention(store, delivery_log_days=0, audit_days=1).prune(
+            now=1003.5 + 86400
+        )
+        assert removed["audit"] == 4
+        _, _, rows = await store.audit_chain()
+        assert [(r["id"], r["action"]) for r in rows] == [(5, "deployment.create"),
+                                                           (6, "audit.pruned")]
+        assert await verify_audit(store) is None
+        # The new first row removed: found too.
+        async with store.begin() as conn:
+            await conn.execute(text("DELETE FROM audit WHERE id = 5"))
+        broken = await verify_audit(store)
+        assert broken is not None and broken.row_id == 6
+    finally:
+        await store.close()

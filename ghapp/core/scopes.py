@@ -53,6 +53,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/api/v1/gate/decisions/{id}/reject"): "admin",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
+    ("GET", "/api/v1/tokens/{name}"): "admin",
     ("DELETE", "/api/v1/tokens/{name}"): "admin",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/check/{owner}/{repo}"): "admin",

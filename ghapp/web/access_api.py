@@ -72,13 +72,19 @@ async def tokens(request: Request) -> Response:
     return answer
 
 
-async def revoke(request: Request) -> Response:
-    """DELETE /api/v1/tokens/{name}: the token is refused on every replica within 1 s."""
+async def one_token(request: Request) -> Response:
+    """GET /api/v1/tokens/{name} shows one token; DELETE revokes it: refused on every replica
+    within 1 s."""
     grant = await authorize(request)
     if isinstance(grant, Response):
         return grant
     name = request.path_params["name"]
     services = services_of(request)
+    if request.method == "GET":
+        found = [row for row in await services.store.list_tokens() if row["name"] == name]
+        if not found:
+            return error(404, "not_found", "no such token")
+        return JSONResponse(public_token(found[0]))
     gone = NAME.fullmatch(name) is not None and await services.store.revoke_token(name)
     services.tokens.forget()
     answer = Response(status_code=204) if gone else error(404, "not_found", "no such token")
@@ -131,6 +137,6 @@ async def audit_entries(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/tokens", tokens, methods=["GET", "POST"]),
-    Route("/api/v1/tokens/{name}", revoke, methods=["DELETE"]),
+    Route("/api/v1/tokens/{name}", one_token, methods=["GET", "DELETE"]),
     Route("/api/v1/audit", audit_entries, methods=["GET"]),
 ]

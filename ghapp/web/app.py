@@ -210,7 +210,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     delivery_log.start()
     # Every table that grows with traffic is pruned (docs/retention.md).
     retention = Retention(
-        store, delivery_log_days=settings.delivery_log_days, delivery_log=delivery_log
+        store,
+        delivery_log_days=settings.delivery_log_days,
+        delivery_log=delivery_log,
+        audit_days=settings.audit_days,
     )
     workers.append(asyncio.create_task(retention.run()))
     if settings.auto_redeliver:
