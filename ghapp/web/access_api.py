@@ -4,34 +4,47 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.core import audit as chain
-from ghapp.core.scopes import NAME
+from ghapp.core.scopes import GLOB, NAME, NAME_PATTERN, Scope
 from ghapp.store.access import TokenNameTaken
 from ghapp.web.authz import actor, audit, authorize
 from ghapp.web.http import error, query_int, request_model, services_of
 from ghapp.work.access import issue_token, public_token
 
 AUDIT_MAX = 1000
-DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+DURATION_PATTERN = r"^([0-9]{1,6})([smhd])$"
+DURATION = re.compile(DURATION_PATTERN)
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+READ: tuple[Scope, ...] = ("read",)
+Glob = Annotated[str, StringConstraints(pattern=GLOB.pattern)]
+# `admin` needs every repository and environment (said in the schema too, for clients).
+ADMIN_EVERYWHERE: JsonDict = {
+    "if": {"properties": {"scopes": {"contains": {"const": "admin"}}}, "required": ["scopes"]},
+    "then": {
+        "properties": {"repositories": {"const": ["*"]}, "environments": {"const": ["*"]}}
+    },
+}
 
 
 class TokenRequest(BaseModel):
     """The body of POST /api/v1/tokens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ADMIN_EVERYWHERE)
 
-    name: str = Field(max_length=64)
-    repositories: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
-    environments: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
-    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=6)
+    name: str = Field(pattern=NAME_PATTERN, description="unique; not `orchestrator`")
+    repositories: list[Glob] = Field(default_factory=lambda: ["*"], min_length=1, max_length=50)
+    environments: list[Glob] = Field(default_factory=lambda: ["*"], min_length=1, max_length=50)
+    scopes: list[Scope] = Field(default_factory=lambda: list(READ), min_length=1, max_length=6)
     expires_in_days: float | None = Field(default=None, gt=0, le=36500)
 
 
@@ -52,9 +65,9 @@ async def tokens(request: Request) -> Response:
             services.store,
             grant,
             name=body.name,
-            repositories=body.repositories,
-            environments=body.environments,
-            scope_names=body.scopes,
+            repositories=list(body.repositories),
+            environments=list(body.environments),
+            scope_names=list(body.scopes),
             expires_in_days=body.expires_in_days,
             created_by=actor(grant),
         )
@@ -93,17 +106,14 @@ async def one_token(request: Request) -> Response:
 
 
 def since_of(value: str | None, now: float) -> float | None:
-    """A `since` parameter: a duration back from now (`24h`, `7d`) or an ISO 8601 time;
-    ValueError when it is neither."""
-    if not value:
+    """A `since` parameter: a duration back from now (`90s`, `30m`, `24h`, `7d`); ValueError
+    when it is not one."""
+    if value is None:
         return None
     found = DURATION.fullmatch(value)
-    if found:
-        return now - int(found.group(1)) * UNIT[found.group(2)]
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("an ISO 8601 time needs its offset")
-    return parsed.timestamp()
+    if not found:
+        raise ValueError(value)
+    return now - int(found.group(1)) * UNIT[found.group(2)]
 
 
 async def audit_entries(request: Request) -> Response:
@@ -123,9 +133,9 @@ async def audit_entries(request: Request) -> Response:
     try:
         since = since_of(params.get("since"), time.time())
     except ValueError:
-        return error(422, "invalid_request", "since is a duration (24h, 7d) or an ISO 8601 time",
+        return error(422, "invalid_request", "since is a duration: 90s, 30m, 24h, 7d",
                      errors=[{"field": "since", "message": "invalid"}])
-    who = params.get("actor")
+    who = params.get("actor") or None
     if who is not None and ("\x00" in who or len(who) > 200):
         return error(422, "invalid_request", "actor is at most 200 characters, without NUL",
                      errors=[{"field": "actor", "message": "invalid"}])

@@ -92,6 +92,10 @@ class TokenRegistry:
             log.warning("could not note a token's last use", extra={"error": str(exc)})
 
 
+def _bounded(value: str | None, most: int) -> Any:
+    return value.replace("\x00", "\ufffd")[:most] if value is not None else None
+
+
 class Auditor:
     """Appends audit rows (and logs each as one JSON line, which covers the newest row)."""
 
@@ -110,15 +114,16 @@ class Auditor:
         reason: str | None = None,
     ) -> dict[str, Any] | None:
         """Append one row; a database that is away loses the row (logged), not the request."""
-        # Bounded: a client's request id or a reason must not break the row's columns.
+        # Bounded, and without NUL (PostgreSQL text refuses it): a client's request id, a
+        # path or a reason must not break the row.
         entry = {
-            "actor": actor[:200],
+            "actor": _bounded(actor, 200),
             "action": action,
-            "target": target[:300] if target is not None else None,
-            "outcome": outcome[:40],
-            "client": client[:100] if client is not None else None,
-            "request_id": request_id[:100] if request_id is not None else None,
-            "reason": reason[:2000] if reason is not None else None,
+            "target": _bounded(target, 300),
+            "outcome": _bounded(outcome, 40),
+            "client": _bounded(client, 100),
+            "request_id": _bounded(request_id, 100),
+            "reason": _bounded(reason, 2000),
         }
         try:
             row = await self.store.append_audit(entry)
