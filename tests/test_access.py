@@ -346,3 +346,25 @@ async def test_pruning_keeps_the_chain_verifiable_from_its_new_first_row(tmp_pat
         assert broken is not None and broken.row_id == 6
     finally:
         await store.close()
+
+
+async def test_the_operator_page_signs_in_admin_tokens_only_and_audits_it(stack: Stack) -> None:
+    assert stack.session is not None
+    reader = await make_token(stack, name="reader", scopes=["read"])
+    admin = await make_token(stack, name="ops", scopes=["admin"])
+    async with aiohttp.ClientSession() as browser:
+        async with browser.post(f"{stack.base_url}/login", data={"token": reader},
+                                allow_redirects=False) as answer:
+            assert answer.status == 401
+        async with browser.post(f"{stack.base_url}/login", data={"token": admin},
+                                allow_redirects=False) as answer:
+            assert answer.status == 303
+        async with browser.get(f"{stack.base_url}/") as page:
+            assert page.status == 200
+    _, trail = await call(stack.session, "GET", f"{stack.base_url}/api/v1/audit?action=signin",
+                          stack.settings.orchestrator_token)
+    assert [e["actor"] for e in trail["entries"]] == ["token:ops"]
+    _, failed = await call(stack.session, "GET",
+                           f"{stack.base_url}/api/v1/audit?action=signin.failed",
+                           stack.settings.orchestrator_token)
+    assert [e["actor"] for e in failed["entries"]] == ["token:reader"]

@@ -144,7 +144,7 @@ async def login(request: Request) -> Response:
         await audit(request, "signin.failed", target="operator page", outcome=401, who=who)
         return login_page(request, failed=True, after=after)
     await audit(request, "signin", target="operator page", outcome=303, grant=grant)
-    value, _ = make_session_cookie(services_of(request).settings)
+    value, _ = make_session_cookie(services_of(request).settings, actor=f"token:{grant.name}")
     response = RedirectResponse(after, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -172,7 +172,8 @@ async def logout(request: Request) -> Response:
         return RedirectResponse(back("/", "csrf"), status_code=303)
     await revoke_session(services_of(request).store, session)
     log.info("operator signed out")
-    await audit(request, "signout", target="operator page", outcome=303, who="page session")
+    await audit(request, "signout", target="operator page", outcome=303,
+                who=session.actor or "page session")
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
@@ -200,4 +201,13 @@ async def authorized_action(request: Request) -> Response | dict[str, str]:
         form.get("csrf", "").encode(), session.csrf.encode()
     ):
         return RedirectResponse(back("/", "csrf"), status_code=303)
+    # Who acts, for the audit trail: the signed-in token, or the bearer (the admin token).
+    request.state.page_actor = (
+        (session.actor or "page session") if session is not None else "token:orchestrator"
+    )
     return form
+
+
+def page_actor(request: Request) -> str:
+    """Who is acting through a page form (set by `authorized_action`)."""
+    return str(getattr(request.state, "page_actor", "page session"))
