@@ -14,12 +14,13 @@ from sqlalchemy import text
 
 from ghapp.cli.demo import demo_workflows
 from ghapp.client import CallbackVerificationError, verify_callback
+from ghapp.core.scopes import ADMIN
 from ghapp.runner import BackgroundServer
 from ghapp.simulator.auth import generate_private_key_pem
 from ghapp.simulator.stack import Stack
 from ghapp.store import SqlStore
 from ghapp.web.app import create_app
-from ghapp.work.access import verify_audit
+from ghapp.work.access import TokenRegistry, issue_token, rotate_token, verify_audit
 from ghapp.work.retention import Retention
 
 
@@ -93,6 +94,8 @@ async def test_a_scoped_token_on_every_route(stack: Stack) -> None:
         assert status != 404 or path.endswith("rollback"), (method, path)
     status, body = await call(session, "GET", f"{base}/api/v1/deployments/{shop['id']}", ci)
     assert status == 200 and body["requested_by"] == "ci"
+    status, page = await call(session, "GET", f"{base}/deployments/{shop['id']}", admin)
+    assert status == 200 and '<dd class="requested-by">ci</dd>' in page
     # Lists and statistics leave out what the token may not read.
     _, listed = await call(session, "GET", f"{base}/api/v1/deployments", ci)
     assert [d["id"] for d in listed["deployments"]] == [shop["id"]]
@@ -127,6 +130,7 @@ async def test_a_scoped_token_on_every_route(stack: Stack) -> None:
     _, listed_tokens = await call(session, "GET", f"{base}/api/v1/tokens", admin)
     assert [t["name"] for t in listed_tokens["tokens"]] == ["ci"]
     assert "token" not in listed_tokens["tokens"][0]
+    assert listed_tokens["tokens"][0]["last_used_at"] is not None
     status, _ = await call(session, "POST", f"{base}/api/v1/tokens", admin, {"name": "ci"})
     assert status == 409
     status, body = await call(session, "POST", f"{base}/api/v1/tokens", admin,
@@ -368,3 +372,32 @@ async def test_the_operator_page_signs_in_admin_tokens_only_and_audits_it(stack:
                            f"{stack.base_url}/api/v1/audit?action=signin.failed",
                            stack.settings.orchestrator_token)
     assert [e["actor"] for e in failed["entries"]] == ["token:reader"]
+
+
+async def test_a_rotated_token_keeps_its_old_value_for_the_overlap(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'ghapp.db'}")
+    await store.open()
+    try:
+        issued = await issue_token(store, ADMIN, name="ci", repositories=["acme/*"],
+                                   environments=["*"], scope_names=["deploy"],
+                                   expires_in_days=None, created_by="cli:test")
+        rotated = await rotate_token(store, "ci", overlap_seconds=60)
+        assert rotated is not None and rotated.token != issued.token
+        registry = TokenRegistry(store, orchestrator_token=None)
+        now = time.time()
+        for value in (issued.token, rotated.token):
+            grant = await registry.grant(value, now=now)
+            assert grant is not None and grant.name == "ci"
+        registry.forget()
+        # Past the overlap only the new value works; a made-up one never did.
+        assert await registry.grant(issued.token, now=now + 61) is None
+        assert await registry.grant(rotated.token, now=now + 61) is not None
+        assert await registry.grant("ghapp_" + "x" * 43, now=now) is None
+        # An expired token is refused.
+        soon = await issue_token(store, ADMIN, name="soon", repositories=["*"],
+                                 environments=["*"], scope_names=["read"],
+                                 expires_in_days=1, created_by="cli:test")
+        assert await registry.grant(soon.token, now=now) is not None
+        assert await registry.grant(soon.token, now=now + 86401) is None
+    finally:
+        await store.close()
