@@ -134,6 +134,20 @@ async def _sweep(engine: Engine) -> None:
                 log.exception("sweep failed")
 
 
+async def _automatic_rollback(services: Services, failed: Any) -> Any:
+    """`on_failure: rollback`, started by ghapp itself: in the audit trail as `ghapp`'s."""
+    decided = await launch.start_automatic_rollback(services, failed)
+    if decided.deployment_id is not None:
+        await services.auditor.record(
+            actor="ghapp",
+            action="rollback.create",
+            target=decided.deployment_id,
+            outcome="202",
+            reason=f"on_failure: rollback after {failed.id} failed",
+        )
+    return decided
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -197,7 +211,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     app.state.services = services
-    engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
+    engine.start_rollback = lambda record: _automatic_rollback(services, record)
     workers = [
         asyncio.create_task(sender.run()),
         asyncio.create_task(_sweep(engine)),
