@@ -3,6 +3,7 @@ against the route's scope (ghapp.core.scopes.ROUTE_SCOPES), and the audit row of
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from ghapp.core.scopes import Grant
 
 if TYPE_CHECKING:
     from ghapp.web.services import Services
+
+log = logging.getLogger("ghapp.audit")
 
 
 def _services(request: Request) -> Services:
@@ -119,6 +122,11 @@ async def audit(
     """Append the request's audit row (actor, client address, request id, outcome)."""
     if grant is None:
         grant = getattr(request.state, "grant", None)
+    if str(outcome) == "503":
+        # Refused while the database or GitHub is away: nothing changed, and a write now would
+        # only delay the answer. The log keeps it.
+        log.warning("audit: refused with 503", extra={"action": action, "target": target})
+        return
     await _services(request).auditor.record(
         actor=who or actor(grant),
         action=action,

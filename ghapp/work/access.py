@@ -24,6 +24,9 @@ audit_log = logging.getLogger("ghapp.audit")
 # A revoked or expired token is refused on every replica within 1 s: a replica trusts what it
 # read for at most this long.
 CACHE_SECONDS = 0.5
+# How long a request waits for its audit row to be written before it answers anyway (the row
+# is logged instead).
+AUDIT_WAIT = 1.5
 # "Last used" is written at most once a minute per token.
 TOUCH_EVERY = 60.0
 
@@ -126,7 +129,9 @@ class Auditor:
             "reason": _bounded(reason, 2000),
         }
         try:
-            row = await self.store.append_audit(entry)
+            # Bounded: a database that is away must not hold the answer past its 5 s.
+            async with asyncio.timeout(AUDIT_WAIT):
+                row = await self.store.append_audit(entry)
         except Exception as exc:
             if not StoreUnavailable.covers(exc):
                 raise
