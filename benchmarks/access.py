@@ -16,6 +16,7 @@ Usage: ``python -m benchmarks --only access``.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,21 @@ async def _round(rig: Rig, pid: int, url: str, token: str, requests: int) -> flo
     return (cpu_seconds(pid) - before) / requests
 
 
+async def _deploy(rig: Rig) -> dict[str, Any]:
+    """One deployment to read; tried again while a loaded machine makes the dispatch late."""
+    for attempt in range(1, 6):
+        try:
+            return await rig.deploy("acme/shop", inputs={"environment": "staging"})
+        except RuntimeError:
+            if attempt == 5:
+                raise
+            await asyncio.sleep(2.0)
+    raise AssertionError("unreachable")
+
+
 async def run(quick: bool, tmp: Path) -> dict[str, Any]:
     """Rounds of admin-token and scoped-token requests, side by side."""
-    requests, rounds = (200, 2) if quick else (2000, 7)
+    requests, rounds = (100, 1) if quick else (2000, 7)
     rig = await Rig.start(tmp / "access.db")
     for repository, workflow in demo_workflows().items():
         rig.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
@@ -54,7 +67,7 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
             CHILDREN.adopt(server.process)
         assert server.process is not None
         pid = server.process.pid
-        deployment = await rig.deploy("acme/shop", inputs={"environment": "staging"})
+        deployment = await _deploy(rig)
         async with rig.session.post(
             f"{rig.base_url}/api/v1/tokens",
             json={"name": "bench", "repositories": ["acme/*"],
