@@ -9,7 +9,6 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from ghapp.config import Settings
 from ghapp.simulator import Simulator
 from ghapp.simulator.receiver import CallbackReceiver
 from ghapp.simulator.stack import app_key, settings_for
+from ghapp.simulator.stack import free_port as free_port  # the benchmarks import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("GHAPP_REFERENCE", REPO.parent / "shared" / "github-reference"))
@@ -205,14 +205,6 @@ class Children:
 CHILDREN = Children()
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a child: ours, the repository on PYTHONPATH, plus `extra`."""
     env = dict(os.environ)
@@ -284,7 +276,16 @@ class Rig:
             answer: dict[str, Any] = await response.json()
             if response.status != 202:
                 raise RuntimeError(f"deploy answered {response.status}: {answer}")
-            return answer
+        # A documented 202 may carry `run: null` (GitHub's answer to the dispatch not known yet,
+        # or a 5xx): the run is found later, so read the deployment until it names one.
+        deadline = time.monotonic() + 60
+        while answer.get("run") is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            async with self.session.get(
+                f"{self.base_url}/api/v1/deployments/{answer['id']}", headers=self.auth
+            ) as response:
+                answer = await response.json()
+        return answer
 
     async def close(self) -> None:
         """Stop the simulator, the receiver and the client session."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ghapp.simulator import Job, Step, Workflow
-from ghapp.simulator.stack import Stack
+from ghapp.simulator.stack import Stack, serve_settings
 
 SETUP = [Step("Set up job"), Step("Check out", command="actions/checkout@v4")]
 
@@ -170,7 +170,9 @@ async def test_a_user_rule_overrides_a_built_in_one(database_url: str, tmp_path:
 def test_a_malformed_rules_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
     rules = tmp_path / "causes.yml"
     rules.write_text("- id: broken\n  category: code\n  hint: h\n  log: '[unclosed'\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CAUSE_RULES_PATH": str(rules)}
+    # Every other setting is good, so the rules file is the one problem `serve` reports.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CAUSE_RULES_PATH": str(rules),
+           **serve_settings()}
     result = subprocess.run(
         [sys.executable, "-m", "ghapp", "serve"],
         env={**env, "PYTHONPATH": str(Path(__file__).parent.parent)},

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from ghapp.config import SettingsError, load_settings
 from ghapp.core.causes import Failure, Rule, RulesError, default_rules, load_file
 from ghapp.core.rule_patterns import Pattern, encode
+from ghapp.simulator.stack import serve_settings
 
 CRAFTED = yaml.safe_load((Path(__file__).parent / "data" / "causes_crafted.yml").read_text())
 MIB = 1024 * 1024
@@ -202,7 +203,7 @@ def test_a_rule_re2_refuses_is_named_with_the_reason(
 def test_a_rule_re2_refuses_stops_ghapp_serve_with_one_line(tmp_path: Path, pattern: str) -> None:
     path = _user_rule(tmp_path, pattern)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CAUSE_RULES_PATH": str(path),
-           "PYTHONPATH": str(Path(__file__).parent.parent)}
+           "PYTHONPATH": str(Path(__file__).parent.parent), **serve_settings()}
     result = subprocess.run(
         [sys.executable, "-m", "ghapp", "serve"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,

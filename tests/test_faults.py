@@ -221,7 +221,8 @@ async def test_rerun_after_verdict_is_recorded_not_reported_again(stack: Stack) 
 
 
 async def test_callback_given_up_then_resent_by_an_operator(database_url: str) -> None:
-    stack = await started(database_url, callback_retry_for=0.5)
+    # Long enough for a second attempt on a loaded machine (retries start 20 ms apart).
+    stack = await started(database_url, callback_retry_for=3.0)
     try:
         stack.receiver.fail_with = [500] * 1000
         _, body = await stack.deploy("acme/shop")

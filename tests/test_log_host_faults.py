@@ -86,9 +86,10 @@ async def test_each_download_has_its_own_deadline(
 ) -> None:
     monkeypatch.setattr(joblogs, "DOWNLOAD_SECONDS", 1.0)
     stack.sim.faults.stall_logs = True
-    verdict, elapsed = await verdict_of(stack)
-    assert elapsed < REPORT_TIMEOUT, elapsed  # the download's deadline came first
+    verdict, _ = await verdict_of(stack)
     excerpt = excerpt_of(verdict)
+    # The download's own deadline (1 s) came first, not REPORT_TIMEOUT's (3 s): the excerpt
+    # says which one stopped the read, whatever the machine's load added around it.
     assert excerpt.startswith("(log unavailable: the log host 127.0.0.1:"), excerpt
     assert "had not sent the whole log after 1 s" in excerpt
 

@@ -21,6 +21,7 @@ from ghapp.cli.manifest import BUILTIN, MANIFEST_FILE, load_manifest
 from ghapp.cli.setup import SetupOptions, SetupServer
 from ghapp.config import Settings
 from ghapp.simulator import Simulator
+from ghapp.simulator.stack import free_port
 
 EXISTING = """# my settings
 ORCHESTRATOR_TOKEN=keep-me
@@ -152,12 +153,6 @@ async def test_an_organisation_and_an_asked_webhook_url(
         assert json.loads(form["fields"]["manifest"])["hook_attributes"]["url"] == hook
     finally:
         await server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_the_command_end_to_end(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import signal
@@ -30,6 +31,17 @@ from ghapp.web.app import create_app
 def app_key() -> str:
     """One simulated App key per process: RSA generation is slow and the key is not a secret."""
     return generate_private_key_pem()
+
+
+def serve_settings() -> dict[str, str]:
+    """The least environment `ghapp serve` accepts, so a test can make one setting the problem."""
+    return {
+        "APP_ID": "1",
+        "PRIVATE_KEY": app_key(),
+        "WEBHOOK_SECRET": "w" * 32,
+        "ORCHESTRATOR_TOKEN": "t" * 32,
+        "CALLBACK_SECRET": "c" * 32,
+    }
 
 
 @dataclass
@@ -157,12 +169,28 @@ def settings_for(
     return Settings(_env_file=None, **values)
 
 
+PORT_BLOCK = 1000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
+    # Tests run in parallel give each process its own block of ports below the kernel's
+    # ephemeral range (GHAPP_TEST_PORT_BASE): no two workers pick the same port, and no
+    # outgoing connection takes it between this pick and the server's bind.
+    base = os.environ.get("GHAPP_TEST_PORT_BASE")
+    for _ in range(PORT_BLOCK if base else 0):
+        port = int(base or 0) + next(_next_port) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 def settings_env(settings: Settings, port: int) -> dict[str, str]:
