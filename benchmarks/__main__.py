@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any
 
 from benchmarks import (
+    access,
     causes,
     economy,
     ingest,
@@ -86,6 +87,7 @@ BENCHMARKS: dict[str, Runner] = {
     sandbox.NAME: sandbox.run,
     untrusted.NAME: untrusted.run,
     soak.NAME: soak.run,
+    access.NAME: access.run,
 }
 
 

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     """a YAML file of your own failure-cause rules, tried before the built-in ones"""
     max_streams: int = Field(default=1000, ge=1)
     """open event streams per process; past it a new one is answered 503 (docs/limits.md)"""
+    audit_days: float = Field(default=365, gt=0)
+    """days audit rows are kept; pruning keeps the chain verifiable (docs/access.md)"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
@@ -179,8 +181,10 @@ class Settings(BaseSettings):
     @field_validator("private_key_path")
     @classmethod
     def _pem_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"file {value} does not exist")
+        # Several files separated by `:` while the App's key is rotated.
+        for part in str(value).split(":") if value is not None else ():
+            if not Path(part).is_file():
+                raise ValueError(f"file {part} does not exist")
         return value
 
     @field_validator("callback_allowed_hosts")
@@ -227,8 +231,15 @@ class Settings(BaseSettings):
         """The App's PEM private key, inline or read from PRIVATE_KEY_PATH."""
         if self.private_key:
             return self.private_key
+        return self.app_private_keys()[0]
+
+    def app_private_keys(self) -> list[str]:
+        """Every App key: PRIVATE_KEY, or each file of PRIVATE_KEY_PATH (`:`-separated, the
+        first signs; the others are tried when GitHub refuses it)."""
+        if self.private_key:
+            return [self.private_key]
         if self.private_key_path:
-            return self.private_key_path.read_text()
+            return [Path(part).read_text() for part in str(self.private_key_path).split(":")]
         raise SettingsError("PRIVATE_KEY: set PRIVATE_KEY or PRIVATE_KEY_PATH")
 
     def require_for_serve(self) -> None:
@@ -273,7 +284,8 @@ class Settings(BaseSettings):
                     problems.append(f"{name}: {exc}")
         if self.private_key or self.private_key_path:
             try:
-                check_key_loads(self.app_private_key())
+                for key in self.app_private_keys():
+                    check_key_loads(key)
             except SettingsError as exc:
                 problems.extend(exc.problems)
         return [line for line in problems if line.split(":", 1)[0] not in skipped]

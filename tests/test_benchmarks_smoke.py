@@ -40,6 +40,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "untrusted": ["sizes_kib", "results", "rows"],
     "soak": ["results", "rows"],
+    "access": ["admin_cpu_us", "scoped_cpu_us", "ratio", "rows"],
 }
 SERVERS = ["ghapp-1w", "ghapp-2w", "bare-1w", "bare-2w"]
 

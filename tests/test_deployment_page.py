@@ -223,8 +223,8 @@ async def test_the_page_shows_what_was_asked_and_how_long_it_took(
     assert timed
     assert len([b for b in bars if "step" in (b.get("class") or "")]) == len(timed)
     assert len([b for b in bars if "job" in (b.get("class") or "")]) == 1
-    # Nobody is named as the requester before the record has one.
-    assert "requested-by" not in html
+    # Who asked: the token's name (ORCHESTRATOR_TOKEN is `orchestrator`).
+    assert '<dd class="requested-by">orchestrator</dd>' in html
     assert "https://shop.example.com" in html
     assert 'class="badge ok verdict-status"' in html
     # The callback's attempt, delivered.

@@ -42,6 +42,12 @@ DESIGN_OPERATIONS = {
     ("get", "/metrics"),
     ("get", "/api/v1/deployments/{deployment_id}/report"),
     ("post", "/api/github/webhooks"),
+    # Who may do what (docs/access.md): admin only.
+    ("get", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens"),
+    ("get", "/api/v1/tokens/{name}"),
+    ("delete", "/api/v1/tokens/{name}"),
+    ("get", "/api/v1/audit"),
 }
 
 

@@ -150,6 +150,12 @@ async def test_a_failure_with_on_failure_rollback_restores_the_current_release(
     assert restored["metadata"] == metadata
     assert restored["verdict"]["status"] == "success"
     assert restored["callback"]["url"] == failed["callback"]["url"]
+    # ghapp asked, not a token: no requested_by, and the audit trail names ghapp.
+    assert restored["requested_by"] is None and failed["requested_by"] == "orchestrator"
+    _, trail = await stack.get("/api/v1/audit?actor=ghapp")
+    assert [(e["action"], e["target"]) for e in trail["entries"]] == [
+        ("rollback.create", rollback_id)
+    ]
     run = stack.sim.world.runs[restored["run"]["id"]]
     assert run.inputs == {"environment": "production", "version": "v1", "ghapp_id": rollback_id,
                           "traceparent": ""}

@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ghapp.cli import sandbox
 
     sandbox.add_parser(commands)
+    from ghapp.cli import access
+
+    access.add_parsers(commands)
     return parser
 
 

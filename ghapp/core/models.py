@@ -213,6 +213,10 @@ class Deployment(BaseModel):
         default_factory=list,
         description="manual re-runs of the reported run (attempt 2...): recorded, not reported",
     )
+    requested_by: str | None = Field(
+        default=None,
+        description="the name of the token that asked; null for an automatic rollback",
+    )
 
 
 class DeploymentList(BaseModel):

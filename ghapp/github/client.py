@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from ghapp.core.times import parse_github_time
 from ghapp.github.errors import describe, origin_of
 from ghapp.github.retry import is_rate_limited
 from ghapp.github.sessions import LazySession
+
+log = logging.getLogger("ghapp.github")
 
 if TYPE_CHECKING:
     import aiohttp
@@ -72,6 +75,7 @@ class GitHubClient:
         private_key: str,
         api_url: str,
         retry_base: float = 1.0,
+        fallback_keys: Sequence[str] = (),
     ) -> None:
         # A LazySession opens (and loads aiohttp) at the first call GitHub is sent.
         self._session = session
@@ -79,6 +83,10 @@ class GitHubClient:
         self.api_url = api_url.rstrip("/")
         self.origin = origin_of(self.api_url)
         self._private_key = private_key
+        # PRIVATE_KEY_PATH's other keys (rotation): the next one is used when GitHub answers
+        # 401 to a JWT signed with the current one.
+        self._keys = [private_key, *fallback_keys]
+        self._key_index = 0
         self._retry_base = retry_base
         self._app_api: _GitHubAPI | None = None
         self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(
@@ -168,7 +176,9 @@ class GitHubClient:
             cached = self._installations.get(key)
             if cached is not None:
                 return cached
-            data = await self._guard(self._app.getitem(f"/repos/{repository}/installation"))
+            data = await self._with_app_key(
+                lambda: self._app.getitem(f"/repos/{repository}/installation")
+            )
             installation_id = int(data["id"])
             self._installations[key] = installation_id
             return installation_id
@@ -192,8 +202,8 @@ class GitHubClient:
             # an idle server does not need.
             from gidgethub.apps import get_installation_access_token
 
-            data = await self._guard(
-                get_installation_access_token(
+            data = await self._with_app_key(
+                lambda: get_installation_access_token(
                     self._app,
                     installation_id=str(installation_id),
                     app_id=self.app_id,
@@ -226,7 +236,32 @@ class GitHubClient:
 
     async def as_app(self, call: Callable[[_GitHubAPI], Awaitable[T]]) -> T:
         """Run calls as the App itself (JWT), e.g. the hook-deliveries API."""
-        return await self._guard(call(self._app))
+        return await self._with_app_key(lambda: call(self._app))
+
+    async def _with_app_key(self, make: Callable[[], Awaitable[T]]) -> T:
+        """A call signed with the App's JWT; on a 401, again with the next key, if any."""
+        while True:
+            try:
+                return await self._guard(make())
+            except gidgethub.BadRequest as exc:
+                if int(exc.status_code) != 401 or not self._next_key():
+                    raise
+
+    def _next_key(self) -> bool:
+        """Move to the next App key (False when none is left)."""
+        index = self._key_index
+        if index + 1 >= len(self._keys):
+            return False
+        self._key_index = index + 1
+        self._private_key = self._keys[index + 1]
+        self._app_api = None
+        log.warning(
+            "GitHub refused the App's key %d of %d (401): signing with the next one; remove "
+            "the refused key from PRIVATE_KEY_PATH",
+            index + 1,
+            len(self._keys),
+        )
+        return True
 
     # --- the calls ----------------------------------------------------------------------
 

@@ -176,9 +176,11 @@ class ApiServer:
         if route.auth == "jwt" or (route.auth == "any" and is_jwt):
             if value is None or not is_jwt:
                 raise ApiError(401, JWT_ERROR, AUTH_DOCS)
-            problem = verify_jwt(value, self.sim.public_key_pem, self.sim.app_id,
-                                 self.sim.client_id)
-            if problem is not None:
+            problems = [
+                verify_jwt(value, key, self.sim.app_id, self.sim.client_id)
+                for key in self.sim.accepted_public_keys
+            ]
+            if None not in problems:
                 raise ApiError(401, JWT_ERROR, AUTH_DOCS)
             return self.sim.rate_limits.bucket("app")
         info = self.sim.tokens.check(value) if value else None

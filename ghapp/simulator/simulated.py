@@ -49,6 +49,8 @@ class SimulatedGitHub:
         self.app_id = app_id
         self.private_key_pem = private_key_pem or generate_private_key_pem()
         self.public_key_pem = public_key_pem(self.private_key_pem)
+        # The App's keys GitHub accepts (up to 25): key rotation adds one, then removes one.
+        self.accepted_public_keys: list[str] = [self.public_key_pem]
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
         self.step_delay = step_delay
@@ -147,6 +149,17 @@ class SimulatedGitHub:
     def make_jwt(self, *, lifetime: int = 540, now: float | None = None) -> str:
         """An App JWT signed with the App's key (what the App itself would make)."""
         return make_jwt(self.private_key_pem, self.app_id, lifetime=lifetime, now=now)
+
+    def add_app_key(self, private_key_pem: str) -> None:
+        """Accept JWTs signed by another of the App's keys (a rotation's new key)."""
+        pem = public_key_pem(private_key_pem)
+        if pem not in self.accepted_public_keys:
+            self.accepted_public_keys.append(pem)
+
+    def remove_app_key(self, private_key_pem: str) -> None:
+        """Stop accepting JWTs signed by this key (deleted in the App's settings)."""
+        pem = public_key_pem(private_key_pem)
+        self.accepted_public_keys = [k for k in self.accepted_public_keys if k != pem]
 
     def installation_token(self, repo: str | int) -> str:
         """Issue an installation token directly, for a repository name or installation id."""

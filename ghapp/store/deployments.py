@@ -14,7 +14,7 @@ from ghapp.store.aio import AsyncConnection
 from ghapp.store.base import StoreBase
 from ghapp.store.batch import Checked, chunks
 from ghapp.store.callbacks import _ENQUEUE, _outbox_row, _started_body
-from ghapp.store.metadata_filter import with_metadata
+from ghapp.store.metadata_filter import with_metadata, within_globs
 from ghapp.store.rows import (
     _BY_ID,
     _BY_ID_SQL,
@@ -142,8 +142,10 @@ class Deployments(StoreBase):
         state: str | None = None,
         limit: int = 50,
         metadata: dict[str, str] | None = None,
+        visible: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
     ) -> list[DeploymentRecord]:
-        """Deployments newest first, optionally of one repository or state, or by metadata."""
+        """Deployments newest first, optionally of one repository or state, or by metadata;
+        `visible`: only those a token's repository and environment globs match."""
         if not storable(repository or "") or not storable(state or ""):
             return []
         query = with_metadata(_select_records(), metadata)
@@ -153,6 +155,11 @@ class Deployments(StoreBase):
             query = query.where(deployments.c.repository == repository)
         if state:
             query = query.where(deployments.c.state == state)
+        if visible is not None:
+            query = query.where(
+                within_globs(deployments.c.repository, visible[0]),
+                within_globs(deployments.c.environment, visible[1]),
+            )
         query = query.order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
         async with self.reader.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()

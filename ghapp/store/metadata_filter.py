@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_
+from sqlalchemy import and_, func, or_, true
 
+from ghapp.core.scopes import like_pattern
 from ghapp.store.schema import deployment_metadata, deployments
 
 # At most this many filters in one list request (the API answers 422 past it).
@@ -37,3 +38,12 @@ def with_metadata(query: Any, pairs: Mapping[str, str] | None) -> Any:
             ),
         )
     return query
+
+
+def within_globs(column: Any, globs: tuple[str, ...]) -> Any:
+    """A condition: the column matches one of a token's globs, case-insensitively."""
+    if "*" in globs:
+        return true()
+    return or_(
+        *(func.lower(column).like(like_pattern(glob.lower()), escape="\\") for glob in globs)
+    )

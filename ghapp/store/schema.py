@@ -186,3 +186,53 @@ revoked_sessions = Table(
     Column("id", String(64), primary_key=True),
     Column("expires_at", Float, nullable=False),
 )
+
+# Third round (docs/access.md): tokens with scopes, stored as SHA-256 digests only.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("prefix", String(10), nullable=False),
+    Column("repositories", Text, nullable=False),
+    Column("environments", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+    # `tokens rotate`: the old value stays valid until `previous_until`.
+    Column("previous_digest", String(64), nullable=True),
+    Column("previous_until", Float, nullable=True),
+    Index("ix_tokens_previous_digest", "previous_digest"),
+)
+
+# The audit trail: append-only, hash-chained rows (ghapp.core.audit).
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", String(300), nullable=True),
+    Column("outcome", String(40), nullable=False),
+    Column("client", String(100), nullable=True),
+    Column("request_id", String(100), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("previous_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_audit_created", "created_at"),
+)
+
+# One row: the chain's newest id and hash (locked by every writer: one chain across
+# replicas), and the hash the oldest kept row follows (zeros until the first pruning).
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("base_hash", String(64), nullable=False),
+)

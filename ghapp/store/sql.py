@@ -8,6 +8,7 @@ delivery bookkeeping, release history and statistics; statements and row mapping
 
 from __future__ import annotations
 
+from ghapp.store.access import Access
 from ghapp.store.callbacks import Callbacks
 from ghapp.store.deliveries import Deliveries
 from ghapp.store.dispatches import Dispatches
@@ -16,5 +17,5 @@ from ghapp.store.leases import Leases
 from ghapp.store.stats import Stats
 
 
-class SqlStore(Dispatches, Leases, Callbacks, Deliveries, History, Stats):
+class SqlStore(Dispatches, Leases, Callbacks, Deliveries, History, Stats, Access):
     """Deployments, seen deliveries and the callback outbox in one SQL database."""

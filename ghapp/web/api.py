@@ -15,13 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ghapp.core.deploy_dispatch import environment_of
 from ghapp.core.models import DeploymentList, DeploymentRequest, RollbackRequest
+from ghapp.core.scopes import Grant
 from ghapp.core.validation import REPOSITORY_PATTERN, check_metadata
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import IdempotencyConflict
 from ghapp.store.metadata_filter import MAX_FILTERS as MAX_METADATA_FILTERS
+from ghapp.web.authz import audit, authenticate, authorize, check, unauthorized
 from ghapp.web.http import (
-    authorized,
     callback_target,
     error,
     idempotency_key,
@@ -29,11 +31,11 @@ from ghapp.web.http import (
     request_model,
     services_of,
     stored,
-    unauthorized,
 )
 from ghapp.work import launch
 
 if TYPE_CHECKING:
+    from ghapp.core.deploys import DeploymentRecord
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.api")
@@ -50,32 +52,55 @@ class StartRequest(Generic[StartBody]):
     body: StartBody
     callback_url: str
     key: str | None
+    grant: Grant
 
 
 async def start_request(
-    request: Request, model: type[StartBody], *, empty: bytes | None = None
+    request: Request,
+    model: type[StartBody],
+    *,
+    empty: bytes | None = None,
+    where: Callable[[StartBody], tuple[str, str]] | None = None,
 ) -> StartRequest[StartBody] | Response:
-    """The bearer token, the body, its callback URL and its Idempotency-Key checked in that
-    order; or the answer that refuses the request (401, 413 or 408, 400, 422)."""
-    if not authorized(request):
+    """The bearer token, the body, the token's scope where the body deploys (`where`: its
+    repository and environment), its callback URL and its Idempotency-Key checked in that
+    order; or the answer that refuses the request (401, 413 or 408, 400, 404 or 403, 422)."""
+    grant = await authenticate(request)
+    if grant is None:
         return unauthorized()
     body = await request_model(request, model, empty=empty)
     if isinstance(body, Response):
         return body
+    if where is not None:
+        repository, environment = where(body)
+        refused = check(grant, request, repository=repository, environment=environment)
+        if refused is None and getattr(body, "override", None) is not None:
+            refused = check(grant, request, repository=repository, environment=environment,
+                            scope="override")
+        if refused is not None:
+            action = "rollback.create" if model is RollbackRequest else "deployment.create"
+            await audit(request, action, target=f"{repository} {environment}",
+                        outcome=refused.status_code, grant=grant)
+            return refused
     callback_url = callback_target(services_of(request).settings, body.callback_url)
     if isinstance(callback_url, Response):
         return callback_url
     key = idempotency_key(request)
     if isinstance(key, Response):
         return key
-    return StartRequest(body, callback_url, key)
+    return StartRequest(body, callback_url, key, grant)
 
 
 async def create_deployment(request: Request) -> Response:
     """POST /api/v1/deployments: dispatch the workflow and answer 202 with the Deployment."""
     # The 5 s answer counts from here (ghapp.work.dispatching).
     started = asyncio.get_running_loop().time()
-    checked = await start_request(request, DeploymentRequest)
+    default_environment = services_of(request).settings.default_environment
+    checked = await start_request(
+        request,
+        DeploymentRequest,
+        where=lambda b: (b.repository, environment_of(b, default_environment)),
+    )
     if isinstance(checked, Response):
         return checked
     body, callback_url = checked.body, checked.callback_url
@@ -90,73 +115,122 @@ async def create_deployment(request: Request) -> Response:
             tracestate=request.headers.get("tracestate"),
         )
 
-    return await start_answer(services_of(request), checked.key, body_hash, plan)
+    return await start_answer(
+        request, checked, body_hash, plan, action="deployment.create", target=body.repository
+    )
 
 
 async def start_answer(
-    services: Services,
-    key: str | None,
+    request: Request,
+    checked: StartRequest[StartBody],
     body_hash: str,
     plan: Callable[[], Awaitable[launch.Plan]],
+    *,
+    action: str,
+    target: str,
 ) -> Response:
-    """Start a deployment and answer as docs/reference/http-api.md says: 202, 200 on a
-    repeat, 409, 503."""
+    """Start a deployment, answer as docs/reference/http-api.md says (202, 200 on a repeat,
+    409, 503) and record it in the audit trail."""
+    answer, deployment_id = await _start_answer(services_of(request), checked, body_hash, plan)
+    reason = getattr(getattr(checked.body, "override", None), "reason", None)
+    await audit(request, action, target=deployment_id or target, outcome=answer.status_code,
+                grant=checked.grant, reason=reason)
+    return answer
+
+
+async def _start_answer(
+    services: Services,
+    checked: StartRequest[StartBody],
+    body_hash: str,
+    plan: Callable[[], Awaitable[launch.Plan]],
+) -> tuple[Response, str | None]:
+    requested_by = checked.grant.name
+
+    async def planned() -> launch.Plan:
+        made = await plan()
+        made.requested_by = requested_by
+        return made
+
     try:
-        started = await launch.start(services, key, body_hash, plan)
+        started = await launch.start(services, checked.key, body_hash, planned)
     except IdempotencyConflict:
-        return error(
+        return _no_id(error(
             409, "idempotency_conflict", "this Idempotency-Key was used with another body"
-        )
+        ))
     except launch.InProgress:
-        return error(
+        return _no_id(error(
             409,
             "in_progress",
             "the first request with this Idempotency-Key is still being answered; "
             "send it again in a few seconds",
             headers={"Retry-After": "2"},
-        )
+        ))
     except launch.Conflict as exc:
-        return error(409, "conflict", str(exc), deployment_id=exc.deployment_id)
+        return _no_id(error(409, "conflict", str(exc), deployment_id=exc.deployment_id))
     except launch.NoRelease as exc:
-        return error(409, "no_release", str(exc))
+        return _no_id(error(409, "no_release", str(exc)))
     except GitHubUnavailable as exc:
         log.warning("GitHub unavailable for dispatch", extra={"error": str(exc)})
-        return error(
+        return _no_id(error(
             503,
             "github_unavailable",
             f"GitHub could not take the dispatch: {exc}",
             headers={"Retry-After": "30"},
-        )
+        ))
     status = 200 if started.repeat else 202
-    return JSONResponse(started.record.public().model_dump(mode="json"), status)
+    body = started.record.public().model_dump(mode="json")
+    return JSONResponse(body, status), started.record.id
 
 
-async def get_deployment(request: Request) -> Response:
-    """GET /api/v1/deployments/{id}."""
-    if not authorized(request):
+async def _refused(request: Request, action: str, answer: Response) -> None:
+    """A refused state-changing request is audited too (not an anonymous one: that costs a
+    row to anyone)."""
+    if answer.status_code != 401:
+        target = request.path_params.get("deployment_id", "")
+        await audit(request, action, target=target, outcome=answer.status_code)
+
+
+def _no_id(answer: Response) -> tuple[Response, str | None]:
+    return answer, None
+
+
+async def deployment_for(request: Request) -> DeploymentRecord | Response:
+    """The path's deployment when the token may use the route on it; else 401, 404 (no such
+    deployment, or outside the token's repositories) or 403 (a scope it lacks)."""
+    grant = await authenticate(request)
+    if grant is None:
         return unauthorized()
     record = await stored(services_of(request), request.path_params["deployment_id"])
     if record is None:
         return error(404, "not_found", "no such deployment")
+    refused = check(grant, request, repository=record.repository, environment=record.environment)
+    return refused if refused is not None else record
+
+
+async def get_deployment(request: Request) -> Response:
+    """GET /api/v1/deployments/{id}."""
+    record = await deployment_for(request)
+    if isinstance(record, Response):
+        return record
     return JSONResponse(record.public().model_dump(mode="json"))
 
 
 async def get_report(request: Request) -> Response:
     """GET /api/v1/deployments/{id}/report: the failure report as Markdown (404 when none)."""
-    if not authorized(request):
-        return unauthorized()
-    record = await stored(services_of(request), request.path_params["deployment_id"])
-    if record is None:
-        return error(404, "not_found", "no such deployment")
+    record = await deployment_for(request)
+    if isinstance(record, Response):
+        return record
     if record.verdict is None or not record.verdict.report:
         return error(404, "no_report", "the deployment has no failure report")
     return Response(record.verdict.report, media_type="text/markdown; charset=utf-8")
 
 
 async def list_deployments(request: Request) -> Response:
-    """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first)."""
-    if not authorized(request):
-        return unauthorized()
+    """GET /api/v1/deployments?repository=&state=&limit=&metadata.KEY=VALUE (newest first);
+    a token sees its repositories and environments only."""
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
     params = request.query_params
     limit = query_int(params.get("limit"), default=50, top=LIST_MAX)
     if limit is None:
@@ -205,7 +279,11 @@ async def list_deployments(request: Request) -> Response:
             errors=[{"field": "metadata", "message": str(exc)}],
         )
     records = await services_of(request).store.recent(
-        repository=repository, state=state, limit=limit, metadata=metadata
+        repository=repository,
+        state=state,
+        limit=limit,
+        metadata=metadata,
+        visible=None if grant.everywhere else (grant.repositories, grant.environments),
     )
     body = DeploymentList(deployments=[r.public() for r in records])
     return JSONResponse(body.model_dump(mode="json"))
@@ -213,12 +291,16 @@ async def list_deployments(request: Request) -> Response:
 
 async def cancel_deployment(request: Request) -> Response:
     """POST /api/v1/deployments/{id}/cancel: cancel the run on GitHub; the verdict follows."""
-    if not authorized(request):
-        return unauthorized()
-    services = services_of(request)
-    record = await stored(services, request.path_params["deployment_id"])
-    if record is None:
-        return error(404, "not_found", "no such deployment")
+    record = await deployment_for(request)
+    if isinstance(record, Response):
+        await _refused(request, "deployment.cancel", record)
+        return record
+    answer = await _cancel(services_of(request), record)
+    await audit(request, "deployment.cancel", target=record.id, outcome=answer.status_code)
+    return answer
+
+
+async def _cancel(services: Services, record: DeploymentRecord) -> Response:
     if record.state == "completed":
         return error(409, "already_completed", "the deployment already has its verdict")
     if record.run is None:
@@ -243,18 +325,22 @@ async def cancel_deployment(request: Request) -> Response:
 
 async def resend_callback(request: Request) -> Response:
     """POST /api/v1/deployments/{id}/callback: deliver the verdict again (an operator's resend)."""
-    if not authorized(request):
-        return unauthorized()
+    record = await deployment_for(request)
+    if isinstance(record, Response):
+        await _refused(request, "deployment.callback_resend", record)
+        return record
     services = services_of(request)
-    deployment_id = request.path_params["deployment_id"]
-    record = await stored(services, deployment_id)
-    if record is None:
-        return error(404, "not_found", "no such deployment")
+    deployment_id = record.id
     if record.state != "completed" or not await services.store.resend_callback(deployment_id):
-        return error(409, "not_completed", "the deployment has no verdict to send yet")
-    services.sender.wake()
-    record = await services.store.get(deployment_id) or record
-    return JSONResponse(record.public().model_dump(mode="json"), 202)
+        answer: Response = error(409, "not_completed", "the deployment has no verdict to send yet")
+    else:
+        services.sender.wake()
+        record = await services.store.get(deployment_id) or record
+        answer = JSONResponse(record.public().model_dump(mode="json"), 202)
+    await audit(
+        request, "deployment.callback_resend", target=deployment_id, outcome=answer.status_code
+    )
+    return answer
 
 
 async def deployments(request: Request) -> Response:

@@ -25,6 +25,7 @@ from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
 from ghapp.store.base import StoreUnavailable
 from ghapp.web import (
+    access_api,
     api,
     check_api,
     deliveries_api,
@@ -133,6 +134,20 @@ async def _sweep(engine: Engine) -> None:
                 log.exception("sweep failed")
 
 
+async def _automatic_rollback(services: Services, failed: Any) -> Any:
+    """`on_failure: rollback`, started by ghapp itself: in the audit trail as `ghapp`'s."""
+    decided = await launch.start_automatic_rollback(services, failed)
+    if decided.deployment_id is not None:
+        await services.auditor.record(
+            actor="ghapp",
+            action="rollback.create",
+            target=decided.deployment_id,
+            outcome="202",
+            reason=f"on_failure: rollback after {failed.id} failed",
+        )
+    return decided
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -142,7 +157,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.callback_secret,
         settings.callback_secret_previous,
         settings.orchestrator_token,
-        settings.app_private_key(),
+        *settings.app_private_keys(),
     ):
         register_secret(secret)
     if weak := settings.weak_webhook_secrets():
@@ -162,6 +177,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         session,
         app_id=settings.app_id or "",
         private_key=settings.app_private_key(),
+        fallback_keys=settings.app_private_keys()[1:],
         api_url=settings.github_api_url,
         retry_base=app.state.retry_base,
     )
@@ -197,7 +213,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # Traces only when the OTEL_* variables ask (otherwise nothing of OpenTelemetry loads).
     services.tracing = sender.tracing = tracing.from_environment()
     app.state.services = services
-    engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
+    engine.start_rollback = lambda record: _automatic_rollback(services, record)
     workers = [
         asyncio.create_task(sender.run()),
         asyncio.create_task(_sweep(engine)),
@@ -210,7 +226,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     delivery_log.start()
     # Every table that grows with traffic is pruned (docs/retention.md).
     retention = Retention(
-        store, delivery_log_days=settings.delivery_log_days, delivery_log=delivery_log
+        store,
+        delivery_log_days=settings.delivery_log_days,
+        delivery_log=delivery_log,
+        audit_days=settings.audit_days,
     )
     workers.append(asyncio.create_task(retention.run()))
     if settings.auto_redeliver:
@@ -266,6 +285,7 @@ def create_app(
         *events.routes,
         *deploykey_api.routes, *deliveries_api.routes, *check_api.routes,
         *openapi.routes, *operator_page.routes,
+        *access_api.routes,
     ]
     # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
     # raises again; these are answered where they happen.

@@ -9,7 +9,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.core.validation import valid_name
-from ghapp.web.http import authorized, error, services_of, unauthorized
+from ghapp.web.authz import authorize
+from ghapp.web.http import error, services_of
 
 WORKFLOW_PATTERN = r"^[A-Za-z0-9._-]{1,100}\.ya?ml$"
 ENVIRONMENT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
@@ -18,8 +19,9 @@ ENVIRONMENT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
 async def check_setup(request: Request) -> Response:
     """Run every set-up check for the repository with this server's settings."""
     # Admin only: today the bearer token is the only credential (ORCHESTRATOR_TOKEN).
-    if not authorized(request):
-        return unauthorized()
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
     owner, repo = request.path_params["owner"], request.path_params["repo"]
     workflow = request.query_params.get("workflow", "deploy.yml")
     environment = request.query_params.get("environment")

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.web.http import authorized, error, query_int, services_of, unauthorized
+from ghapp.web.authz import authorize
+from ghapp.web.http import error, query_int, services_of
 from ghapp.work.delivery_log import DeliveryLog
 
 SIGNATURE_VERDICTS = ("ok", "bad", "missing", "unchecked")
@@ -19,8 +20,9 @@ def _log_of(request: Request) -> DeliveryLog | None:
 
 async def list_deliveries(request: Request) -> Response:
     """GET /api/v1/deliveries?limit=&event=&outcome=&signature= (newest first)."""
-    if not authorized(request):
-        return unauthorized()
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
     params = request.query_params
     limit = query_int(params.get("limit"), default=50, top=1000)
     if limit is None:
@@ -62,8 +64,9 @@ async def list_deliveries(request: Request) -> Response:
 
 async def get_delivery(request: Request) -> Response:
     """GET /api/v1/deliveries/{id}: one delivery (by log id or X-GitHub-Delivery) in full."""
-    if not authorized(request):
-        return unauthorized()
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
     delivery_log = _log_of(request)
     key = request.path_params["delivery_id"]
     found = None

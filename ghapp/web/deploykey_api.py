@@ -11,15 +11,24 @@ from starlette.routing import Route
 from ghapp.core.validation import valid_name
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.secrets import SECRET_NAME, NotInstalled, SecretRefused, install_deploy_key
-from ghapp.web.http import authorized, error, services_of, unauthorized
+from ghapp.web.authz import audit, authorize
+from ghapp.web.http import error, services_of
 
 log = logging.getLogger("ghapp.deploykey")
 
 
 async def create_deploy_key(request: Request) -> Response:
     """Generate the key pair, store the private half as DEPLOY_SSH_KEY, answer the public half."""
-    if not authorized(request):
-        return unauthorized()
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
+    answer = await _create(request)
+    owner, repo = request.path_params["owner"], request.path_params["repo"]
+    await audit(request, "deploy_key.create", target=f"{owner}/{repo}", outcome=answer.status_code)
+    return answer
+
+
+async def _create(request: Request) -> Response:
     owner, repo = request.path_params["owner"], request.path_params["repo"]
     bad = [name for name, value in (("owner", owner), ("repo", repo)) if not valid_name(value)]
     if bad:

@@ -21,7 +21,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ghapp.core.deploys import DeploymentRecord
-from ghapp.web.http import DEPLOYMENT_ID, authorized, error, unauthorized
+from ghapp.core.scopes import ADMIN, Grant
+from ghapp.web.authz import authenticate, bearer, check, unauthorized
+from ghapp.web.http import DEPLOYMENT_ID, error
 from ghapp.web.operator.sessions import SESSION_COOKIE, read_session_cookie, session_revoked
 
 if TYPE_CHECKING:
@@ -58,12 +60,15 @@ def _last_event_id(request: Request) -> int:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else 0
 
 
-async def _allowed(request: Request, services: Services) -> bool:
-    if authorized(request):
-        return True
+async def _allowed(request: Request, services: Services) -> Grant | None:
+    """The bearer token's grant, or a signed-in page session's (only admin tokens sign in)."""
+    if bearer(request) is not None:
+        return await authenticate(request)
     session = read_session_cookie(services.settings, request.cookies.get(SESSION_COOKIE))
     # A signed-out session's cookie no longer opens the stream either.
-    return session is not None and not await session_revoked(services.store, session)
+    if session is None or await session_revoked(services.store, session):
+        return None
+    return ADMIN
 
 
 class EventStream(Response):
@@ -157,7 +162,8 @@ class EventStream(Response):
 async def deployment_events(request: Request) -> Response:
     """GET /api/v1/deployments/{id}/events (bearer token, or the operator page's session)."""
     services: Services = request.app.state.services
-    if not await _allowed(request, services):
+    grant = await _allowed(request, services)
+    if grant is None:
         return unauthorized()
     deployment_id = request.path_params["deployment_id"]
     if not DEPLOYMENT_ID.fullmatch(deployment_id):
@@ -177,6 +183,10 @@ async def deployment_events(request: Request) -> Response:
     if record is None:
         subscription.close()
         return error(404, "not_found", "no such deployment")
+    refused = check(grant, request, repository=record.repository, environment=record.environment)
+    if refused is not None:
+        subscription.close()
+        return refused
     hub.offer(record)
     return EventStream(hub, record, subscription, wake, _last_event_id(request))
 

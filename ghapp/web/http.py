@@ -40,6 +40,8 @@ def services_of(request: Request) -> Services:
 
 
 def authorized(request: Request) -> bool:
+    """Whether the request carries ORCHESTRATOR_TOKEN itself (the admin token; scoped tokens
+    are checked by ghapp.web.authz)."""
     expected = services_of(request).settings.orchestrator_token or ""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -14,12 +14,8 @@ from starlette.routing import Route
 from ghapp.core import releases
 from ghapp.core.models import EnvironmentList, ReleaseList, RollbackRequest
 from ghapp.web.api import start_answer, start_request
-from ghapp.web.http import (
-    authorized,
-    error,
-    services_of,
-    unauthorized,
-)
+from ghapp.web.authz import authorize
+from ghapp.web.http import error, services_of
 from ghapp.work import launch
 
 MAX_RELEASES = 200
@@ -43,22 +39,28 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int | No
 
 
 async def list_environments(request: Request) -> Response:
-    """GET /api/v1/repos/{owner}/{repo}/environments: each one's current and previous release."""
-    if not authorized(request):
-        return unauthorized()
-    store = services_of(request).store
+    """GET /api/v1/repos/{owner}/{repo}/environments: each one's current and previous release
+    (a token's own environments only)."""
     repository = _repository(request)
+    grant = await authorize(request, repository=repository)
+    if isinstance(grant, Response):
+        return grant
+    store = services_of(request).store
     views = [
         releases.environment_view(name, await store.releases(repository, name))
         for name in await store.environments(repository)
+        if grant.sees_environment(name)
     ]
     return JSONResponse(EnvironmentList(environments=views).model_dump(mode="json"))
 
 
 async def list_releases(request: Request) -> Response:
     """GET .../environments/{env}/releases?limit=: the releases, newest first."""
-    if not authorized(request):
-        return unauthorized()
+    grant = await authorize(
+        request, repository=_repository(request), environment=_environment(request)
+    )
+    if isinstance(grant, Response):
+        return grant
     limit = _int_param(request, "limit", 20, MAX_RELEASES)
     if limit is None:
         return error(
@@ -76,12 +78,14 @@ async def list_releases(request: Request) -> Response:
 
 async def rollback(request: Request) -> Response:
     """POST .../environments/{env}/rollback {"to": id|null}: dispatch an earlier release again."""
-    checked = await start_request(request, RollbackRequest, empty=b"{}")
+    repository, environment = _repository(request), _environment(request)
+    checked = await start_request(
+        request, RollbackRequest, empty=b"{}", where=lambda _body: (repository, environment)
+    )
     if isinstance(checked, Response):
         return checked
     services = services_of(request)
     body, callback_url = checked.body, checked.callback_url
-    repository, environment = _repository(request), _environment(request)
     body_hash = hashlib.sha256(
         f"rollback\x00{repository}\x00{environment}\x00{body.model_dump_json()}".encode()
     ).hexdigest()
@@ -99,13 +103,21 @@ async def rollback(request: Request) -> Response:
         planned.tracestate = request.headers.get("tracestate")
         return planned
 
-    return await start_answer(services, checked.key, body_hash, plan)
+    return await start_answer(
+        request,
+        checked,
+        body_hash,
+        plan,
+        action="rollback.create",
+        target=f"{repository}/{environment}",
+    )
 
 
 async def stats(request: Request) -> Response:
-    """GET /api/v1/stats?repository=&environment=&days=30."""
-    if not authorized(request):
-        return unauthorized()
+    """GET /api/v1/stats?repository=&environment=&days=30 (what the token may read only)."""
+    grant = await authorize(request)
+    if isinstance(grant, Response):
+        return grant
     days = _int_param(request, "days", 30, MAX_DAYS)
     if days is None:
         return error(
@@ -127,6 +139,8 @@ async def stats(request: Request) -> Response:
             since=since, days=days, repository=repository, environment=environment
         )
     )
+    # Entries are per repository and environment: a token's globs keep or drop each whole.
+    entries = [e for e in entries if grant.sees(e["repository"], e["environment"])]
     return JSONResponse(
         {"since": datetime.fromtimestamp(since, UTC).isoformat(), "stats": entries}
     )

@@ -13,6 +13,7 @@ from ghapp.github.client import GitHubClient
 from ghapp.github.sessions import LazySession
 from ghapp.metrics import Metrics
 from ghapp.store import SqlStore
+from ghapp.work.access import Auditor, TokenRegistry
 from ghapp.work.callbacks import CallbackSender
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
@@ -44,10 +45,14 @@ class Services:
     # OpenTelemetry traces, when the OTEL_* variables ask for them (ghapp.work.tracing).
     tracing: Tracing | None = None
     hub: ChangeHub = field(init=False)
+    tokens: TokenRegistry = field(init=False)
+    auditor: Auditor = field(init=False)
 
     def __post_init__(self) -> None:
         # Event streams follow the store's writes (and other replicas') through the hub.
         self.hub = ChangeHub(self.store)
+        self.tokens = TokenRegistry(self.store, self.settings.orchestrator_token)
+        self.auditor = Auditor(self.store)
 
     def notify_verdict(self, record: DeploymentRecord) -> None:
         """A verdict was stored: count it and wake the callback sender."""

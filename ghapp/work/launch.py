@@ -88,6 +88,8 @@ class Plan:
     # The caller's W3C trace context (headers), when tracing is on.
     traceparent: str | None = None
     tracestate: str | None = None
+    # The name of the token that asked (None: ghapp itself, an automatic rollback).
+    requested_by: str | None = None
 
 
 @dataclass
@@ -224,10 +226,11 @@ async def _start(
             rollback_of=plan.rollback_of,
             rules=settings.cause_rules(),
         )
-        transition.record.trace = trace
+        rejected = transition.record.model_copy(update={"requested_by": plan.requested_by})
+        rejected.trace = trace
         async with _writing(write_by):
             record = await services.store.create(
-                transition.record, idempotency_key=key, request_hash=body_hash,
+                rejected, idempotency_key=key, request_hash=body_hash,
                 enqueue_callback=True,
             )
         log.info("dispatch rejected", extra={"deployment_id": record.id,
@@ -252,7 +255,7 @@ async def _start(
         kind=plan.kind,
         rollback_of=plan.rollback_of,
         typical_run_seconds=median(history),
-    )
+    ).model_copy(update={"requested_by": plan.requested_by})
     record.trace = trace
     superseding = Superseded(by=deployment_id, at=now)
     try:

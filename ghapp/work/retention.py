@@ -11,6 +11,7 @@ history and are kept. Everything else that grows with traffic goes after a while
 | revoked_sessions   | signed-out operator sessions                  | until the cookie expires |
 | delivery_log       | the local webhook log                         | DELIVERY_LOG_DAYS (its   |
 |                    |                                               |   own task, row caps too)|
+| audit              | the audit trail (hash-chained)                | AUDIT_DAYS               |
 
 Each pass deletes in batches of PRUNE_BATCH rows, one short transaction each, so a backlog
 never holds a lock for long; a database that is away only delays the next pass."""
@@ -74,9 +75,12 @@ class Retention(Worker):
         delivery_log_days: float,
         delivery_log: DeliveryLog | None = None,
         interval: float = PRUNE_INTERVAL,
+        audit_days: float | None = None,
     ) -> None:
         super().__init__(store, "retention")
         self.rules = rules(delivery_log_days)
+        # The audit trail is pruned apart: its chain's head moves with it (store.access).
+        self.audit_days = audit_days
         self.delivery_log = delivery_log
         self.interval = interval
 
@@ -106,6 +110,8 @@ class Retention(Worker):
             removed[rule.table.name] = await self._prune(rule, now - rule.keep)
         if self.delivery_log is not None and self.delivery_log.enabled:
             removed["delivery_log"] = await self.delivery_log.purge(now)
+        if self.audit_days is not None:
+            removed["audit"] = await self.store.prune_audit(now - self.audit_days * DAY)
         return removed
 
     async def _prune(self, rule: Rule, before: float) -> int:

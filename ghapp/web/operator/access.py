@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ghapp.web.authz import audit
 from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
 from ghapp.web.operator.render import render, security_headers
 from ghapp.web.operator.sessions import (
@@ -113,7 +114,6 @@ async def login(request: Request) -> Response:
 
     At most 10 failed attempts per client address a minute: the next gets 429, right or wrong.
     """
-    settings = services_of(request).settings
     address = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
     wait = throttle.retry_after(address)
@@ -133,11 +133,18 @@ async def login(request: Request) -> Response:
         return refused(exc)
     # Back to the page that asked for the sign-in: a path on this site only.
     after = back(form.get("next"))
-    if not _token_ok(settings, form.get("token", "").strip()):
+    token = form.get("token", "").strip()
+    # The page shows every repository: only an admin token (ORCHESTRATOR_TOKEN's or one
+    # with the `admin` scope) signs in.
+    grant = await services_of(request).tokens.grant(token) if token else None
+    if grant is None or not grant.admin:
         throttle.failed(address)
         log.warning("operator login refused", extra={"client": address})
+        who = f"token:{grant.name}" if grant is not None else "anonymous"
+        await audit(request, "signin.failed", target="operator page", outcome=401, who=who)
         return login_page(request, failed=True, after=after)
-    value, _ = make_session_cookie(settings)
+    await audit(request, "signin", target="operator page", outcome=303, grant=grant)
+    value, _ = make_session_cookie(services_of(request).settings, actor=f"token:{grant.name}")
     response = RedirectResponse(after, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -165,6 +172,8 @@ async def logout(request: Request) -> Response:
         return RedirectResponse(back("/", "csrf"), status_code=303)
     await revoke_session(services_of(request).store, session)
     log.info("operator signed out")
+    await audit(request, "signout", target="operator page", outcome=303,
+                who=session.actor or "page session")
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
@@ -192,4 +201,13 @@ async def authorized_action(request: Request) -> Response | dict[str, str]:
         form.get("csrf", "").encode(), session.csrf.encode()
     ):
         return RedirectResponse(back("/", "csrf"), status_code=303)
+    # Who acts, for the audit trail: the signed-in token, or the bearer (the admin token).
+    request.state.page_actor = (
+        (session.actor or "page session") if session is not None else "token:orchestrator"
+    )
     return form
+
+
+def page_actor(request: Request) -> str:
+    """Who is acting through a page form (set by `authorized_action`)."""
+    return str(getattr(request.state, "page_actor", "page session"))

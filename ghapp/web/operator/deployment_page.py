@@ -145,8 +145,8 @@ async def _context(
         "d": deployment,
         "head_sha": clean(record.head_sha) if record.head_sha else None,
         "commit_url": commit_url(record),
-        # The token's name or `github:LOGIN` arrives with a later release; shown when recorded.
-        "requested_by": getattr(record, "requested_by", None),
+        # The token's name (or `github:LOGIN`); null for automatic rollbacks and old rows.
+        "requested_by": record.requested_by,
         "superseded_by": record.superseded_by,
         "durations": durations(record, now),
         "timestamps": timestamps(record, callbacks),

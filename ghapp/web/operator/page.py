@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
+from ghapp.web.authz import audit
 from ghapp.web.http import stored
 from ghapp.web.operator import deployment_page, releases_section
 from ghapp.web.operator.access import (
@@ -36,6 +37,7 @@ from ghapp.web.operator.access import (
     login,
     login_page,
     logout,
+    page_actor,
     services_of,
     signed_in,
 )
@@ -174,6 +176,8 @@ async def resend(request: Request) -> Response:
         services.sender.wake()
         notice = "resent"
         log.info("operator resent a callback", extra={"deployment_id": deployment_id})
+    await audit(request, "deployment.callback_resend", target=deployment_id, outcome=notice,
+                who=page_actor(request))
     return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
@@ -207,6 +211,8 @@ async def redeliver(request: Request) -> Response:
     except (GitHubUnavailable, gidgethub.GitHubException) as exc:
         log.warning("redelivery failed", extra={"delivery_id": guid, "error": str(exc)})
         notice = "github_error"
+    await audit(request, "delivery.redeliver", target=guid, outcome=notice,
+                who=page_actor(request))
     return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
@@ -225,9 +231,11 @@ async def rollback(request: Request) -> Response:
     else:
 
         async def plan() -> launch.Plan:
-            return await launch.rollback_plan(
+            made = await launch.rollback_plan(
                 services, repository, environment, None, callback_url=callback_url, metadata={}
             )
+            made.requested_by = page_actor(request).removeprefix("token:")
+            return made
 
         # The form's own key (made when the page was drawn): a double submit is one rollback.
         form_key = form.get("idempotency_key") or ""
@@ -246,6 +254,8 @@ async def rollback(request: Request) -> Response:
         except GitHubUnavailable as exc:
             log.warning("rollback not dispatched", extra={"error": str(exc)})
             notice = "rollback_failed"
+    await audit(request, "rollback.create", target=f"{repository} {environment}",
+                outcome=notice, who=page_actor(request))
     return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 

@@ -43,6 +43,8 @@ class Session:
     expires: int
     csrf: str
     id: str = ""
+    # Who signed in, as the audit trail names them (`token:NAME`).
+    actor: str = ""
 
 
 def _key(settings: Settings) -> bytes:
@@ -59,14 +61,17 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def make_session_cookie(settings: Settings, *, now: float | None = None) -> tuple[str, Session]:
+def make_session_cookie(
+    settings: Settings, *, now: float | None = None, actor: str = ""
+) -> tuple[str, Session]:
     """A new session and its cookie value (`payload.signature`, HMAC-SHA256)."""
     session = Session(
         expires=int((now or time.time()) + SESSION_SECONDS),
         csrf=secrets.token_urlsafe(24),
         id=secrets.token_urlsafe(18),
+        actor=actor,
     )
-    data = {"exp": session.expires, "csrf": session.csrf, "sid": session.id}
+    data = {"exp": session.expires, "csrf": session.csrf, "sid": session.id, "sub": actor}
     payload = _b64(json.dumps(data).encode())
     signature = _b64(hmac.new(_key(settings), payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{signature}", session
@@ -88,7 +93,10 @@ def read_session_cookie(
     try:
         data = json.loads(_unb64(payload))
         session = Session(
-            expires=int(data["exp"]), csrf=str(data["csrf"]), id=str(data.get("sid", ""))
+            expires=int(data["exp"]),
+            csrf=str(data["csrf"]),
+            id=str(data.get("sid", "")),
+            actor=str(data.get("sub", "")),
         )
     except (ValueError, KeyError, TypeError):
         return None
