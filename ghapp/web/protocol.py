@@ -21,6 +21,11 @@ incomplete (a whole 100 KB head in one read passes) and only with the slower h11
 `timeout_keep_alive` starts once a response is complete, so nothing bounds a head, or a
 connection that never sends one; `limit_concurrency` counts connections, not their bytes. The
 limits are described for users in docs/limits.md.
+
+What this leans on of uvicorn beyond `Config(http=...)`: the protocol class its `--http` option
+names, the keyword arguments its server builds a protocol with (`_loop` among them), and the
+transport methods that protocol calls (`_Transport`). uvicorn is bounded below its next minor
+release in pyproject.toml; tests/test_dependency_bounds.py fails when that bound moves unchecked.
 """
 
 from __future__ import annotations
