@@ -102,7 +102,8 @@ def whose_run(record: DeploymentRecord | None, facts: RunFacts | None, bot_login
     """A run is ghapp's own only when it belongs to an unfinished ghapp deployment, its attempt is
     the one ghapp dispatched and the App's bot triggered it; anything else is foreign."""
     if record is None:
-        return Whose("foreign", "no ghapp deployment started this run")
+        actor = clean(facts.triggering_actor or "someone")[:100] if facts else "someone"
+        return Whose("foreign", f"started by {actor}, not by a ghapp deployment")
     if record.phase == "completed":
         return Whose("foreign", f"its deployment {record.id} is already completed", completed=True)
     if facts is None:

@@ -74,6 +74,9 @@ class Repository:
     secret_times: dict[str, int] = field(default_factory=dict)
     # Environment name -> its secrets' names (upper case) -> when each was set.
     environment_secrets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Environment name -> its protection: {"ghapp_rule": bool, "reviewers": [...],
+    # "wait_timer": minutes} (the gate: ghapp as a custom deployment protection rule).
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.branches.add(self.default_branch)
@@ -197,6 +200,11 @@ class RunState:
     # the group holds it, and this one may not start yet.
     group: str | None = None
     waiting: bool = False
+    # The gate: who triggered each attempt (absent: the App's bot), each gated environment's
+    # state this attempt ("pending", "approved", "rejected") and the deployment made for it.
+    actors: dict[int, str] = field(default_factory=dict)
+    gates: dict[str, str] = field(default_factory=dict)
+    gate_deployments: dict[str, int] = field(default_factory=dict)
 
     @property
     def jobs(self) -> list[JobState]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from ghapp.store.callbacks import Callbacks
 from ghapp.store.deliveries import Deliveries
 from ghapp.store.dispatches import Dispatches
+from ghapp.store.gate import GateDecisions
 from ghapp.store.history import History
 from ghapp.store.leases import Leases
 from ghapp.store.stats import Stats
 
 
-class SqlStore(Dispatches, Leases, Callbacks, Deliveries, History, Stats):
+class SqlStore(Dispatches, Leases, Callbacks, Deliveries, History, Stats, GateDecisions):
     """Deployments, seen deliveries and the callback outbox in one SQL database."""

@@ -30,6 +30,7 @@ from ghapp.web import (
     deliveries_api,
     deploykey_api,
     events,
+    gate_api,
     openapi,
     releases_api,
     webhooks,
@@ -261,7 +262,7 @@ def create_app(
         *releases_api.routes,
         *events.routes,
         *deploykey_api.routes, *deliveries_api.routes, *check_api.routes,
-        *openapi.routes, *operator_page.routes,
+        *openapi.routes, *operator_page.routes, *gate_api.routes,
     ]
     # Not `Exception`: Starlette hands that to its outermost middleware, which answers and
     # raises again; these are answered where they happen.

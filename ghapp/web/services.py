@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache
 
@@ -40,6 +41,8 @@ class Services:
         default_factory=lambda: LRUCache(maxsize=50_000)
     )
     delivery_log: DeliveryLog | None = None
+    # The gate's per-process cache (the App's bot login).
+    gate_state: dict[str, Any] = field(default_factory=dict)
     hub: ChangeHub = field(init=False)
 
     def __post_init__(self) -> None:

@@ -199,11 +199,35 @@ async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) 
     return Answer(200, "noted")
 
 
+async def _deployment_protection_rule(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    from ghapp.core.gate import request_of
+    from ghapp.work import gate
+
+    if payload.get("action") != "requested":
+        return Answer(200, "ignored")
+    request = request_of(payload)
+    if request is None:
+        return Answer(400, "bad_request", message="no environment, repository or callback URL")
+    _remember_installation(services, payload)
+    if delivery_id in services.recent_deliveries:
+        return Answer(200, "duplicate")
+    services.recent_deliveries[delivery_id] = True
+    decided = await gate.answer(services, request)
+    if decided is None:
+        return Answer(200, "duplicate")
+    return Answer(
+        200, "gate_" + decided["decision"], decision_id=decided["id"], origin=decided["origin"]
+    )
+
+
 HANDLERS = {
     "ping": _ping,
     "workflow_run": _workflow_run,
     "deployment_status": _deployment_status,
     "workflow_job": _workflow_job,
+    "deployment_protection_rule": _deployment_protection_rule,
     "installation": _noted,
     "installation_repositories": _noted,
 }

@@ -1,0 +1,229 @@
+"""The gate at work: answering GitHub's `deployment_protection_rule` requests, recording and
+counting each decision, and evaluating the policies with the data they need (I/O at the edges;
+the decisions themselves are `ghapp.core.gate`'s)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ghapp.core import gate as core
+from ghapp.core.deploy_record import DeploymentRecord
+from ghapp.core.gate_policies import PolicyVerdict, evaluate
+from ghapp.core.times import utcnow
+from ghapp.github import gate_calls
+from ghapp.store.gate import public_decision
+
+if TYPE_CHECKING:
+    from ghapp.config import Settings
+    from ghapp.github.client import GitHubClient
+    from ghapp.metrics import Metrics
+    from ghapp.store import SqlStore
+    from ghapp.work.callbacks import CallbackSender
+
+
+class Services(Protocol):
+    """What the gate needs of the web app's `Services`."""
+
+    settings: Settings
+    store: SqlStore
+    github: GitHubClient
+    metrics: Metrics
+    sender: CallbackSender
+    gate_state: dict[str, Any]
+
+log = logging.getLogger("ghapp.gate")
+# How long a request about an unknown run waits for a dispatch still without its answer.
+DISPATCH_WAIT = 10.0
+_LOOK_EVERY = 0.05
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
+
+
+async def bot_login(services: Services) -> str:
+    """The App's bot login (`SLUG[bot]`), asked of GitHub once per process."""
+    cached = services.gate_state.get("bot")
+    if cached is None:
+        cached = services.gate_state["bot"] = f"{await gate_calls.app_slug(services.github)}[bot]"
+    return str(cached)
+
+
+async def promoted(
+    services: Services,
+    repository: str,
+    environment: str,
+    sha: str | None,
+    kind: str,
+    now: datetime,
+) -> dict[str, datetime | None]:
+    """For each promotion policy of `environment`: the sha's last success in its source."""
+    found: dict[str, datetime | None] = {}
+    for policy in services.settings.gate_policies().promotions(environment, kind):
+        source = policy.promote_after
+        assert source is not None
+        if source in found:
+            continue
+        window = policy.window or timedelta(days=3650)
+        found[source] = (
+            await services.store.last_success_of_sha(
+                repository, source, sha, since=(now - window).timestamp()
+            )
+            if sha
+            else None
+        )
+    return found
+
+
+async def policy_verdict(
+    services: Services,
+    *,
+    repository: str,
+    environment: str,
+    sha: str | None,
+    kind: str = "deploy",
+    override: bool = False,
+    now: datetime | None = None,
+) -> PolicyVerdict:
+    """What the policies say about deploying `sha` to `environment` now."""
+    now = now or utcnow()
+    policies = services.settings.gate_policies()
+    if not policies.items:
+        return PolicyVerdict(True)
+    sources: Mapping[str, datetime | None] = await promoted(
+        services, repository, environment, sha, kind, now
+    )
+    return evaluate(
+        policies, environment=environment, now=now, kind=kind, override=override,
+        promoted=sources,
+    )
+
+
+async def _find_record(
+    services: Services, request: core.GateRequest, facts: core.RunFacts | None
+) -> DeploymentRecord | None:
+    """The ghapp deployment of the run: by run id, else by the correlation id in its title; a
+    dispatch of the repository still without its answer is waited for (DISPATCH_WAIT)."""
+    deadline = time.monotonic() + DISPATCH_WAIT
+    while True:
+        record = await services.store.by_run(request.run_id)
+        if record is not None:
+            return record
+        waiting = await services.store.unbound(request.repository)
+        if facts is not None and facts.title:
+            for candidate in waiting:
+                if candidate.correlation_id and candidate.correlation_id in facts.title:
+                    return candidate
+        if not any(r.phase in ("recorded", "dispatched") for r in waiting):
+            return None
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(_LOOK_EVERY)
+
+
+async def _facts(
+    services: Services, request: core.GateRequest, installation_id: int
+) -> tuple[core.RunFacts | None, dict[str, Any]]:
+    try:
+        run = await services.github.run(request.repository, installation_id, request.run_id)
+    except Exception as exc:  # the run unread: judged foreign, never approved blindly
+        log.warning("gate: the run could not be read", extra={"error": str(exc)})
+        return None, {}
+    return core.RunFacts.of(run), run
+
+
+async def answer(services: Services, request: core.GateRequest) -> dict[str, Any] | None:
+    """Decide one protection-rule request, record it, and answer GitHub; None when another
+    process (or an earlier delivery) decided this run attempt and environment already."""
+    settings = services.settings
+    installation_id = request.installation_id or await services.github.installation_for(
+        request.repository
+    )
+    facts, run = await _facts(services, request, installation_id)
+    attempt = facts.attempt if facts is not None else 1
+    if await services.store.gate_decision_of(request.run_id, attempt, request.environment):
+        return None
+    record = await _find_record(services, request, facts)
+    whose = (
+        core.whose_run(record, facts, await bot_login(services))
+        if settings.gate == "on"
+        else core.Whose("foreign" if record is None else "ghapp", "the gate is off")
+    )
+    policy = PolicyVerdict(True)
+    if settings.gate == "on" and whose.origin == "ghapp" and record is not None:
+        override = bool(record.metadata.get("override_reason"))
+        policy = await policy_verdict(
+            services, repository=request.repository, environment=request.environment,
+            sha=request.sha or record.head_sha, kind=record.kind, override=override,
+        )
+    verdict = core.decide(
+        gate=settings.gate, foreign=settings.gate_foreign, whose=whose, record=record,
+        policy=policy,
+    )
+    if settings.gate == "off":
+        log.warning("gate is off: approving a protection-rule request unchecked",
+                     extra={"repository": request.repository, "run_id": request.run_id})
+    actor = facts.triggering_actor if facts is not None else request.sender
+    doc = {
+        "id": "gate_" + uuid.uuid4().hex[:24],
+        "repository": request.repository,
+        "environment": request.environment,
+        "run": {"id": request.run_id, "attempt": attempt, "html_url": run.get("html_url")},
+        "sha": request.sha,
+        "ref": request.ref,
+        "actor": actor,
+        "origin": verdict.origin,
+        "decision": verdict.decision,
+        "reason": verdict.reason,
+        "comment": verdict.comment,
+        "policy": verdict.policy,
+        "retry_after": _iso(verdict.retry_after),
+        "decided_at": _iso(utcnow()),
+        "deployment_id": verdict.deployment_id,
+        "installation_id": installation_id,
+    }
+    callback = settings.orchestrator_callback_url if verdict.origin == "foreign" else None
+    stored = await services.store.record_gate_decision(doc, callback_url=callback)
+    if stored is None:
+        return None
+    services.metrics.gate_decisions.labels(verdict.origin, verdict.decision).inc()
+    if callback is not None:
+        services.sender.wake()
+    if verdict.state is not None:
+        await send(services, doc, verdict.state, verdict.comment)
+    log.info(
+        "gate decided",
+        extra={"repository": request.repository, "run_id": request.run_id,
+               "origin": verdict.origin, "decision": verdict.decision,
+               "deployment_id": verdict.deployment_id},
+    )
+    return doc
+
+
+async def send(services: Services, doc: dict[str, Any], state: str, comment: str) -> None:
+    """POST the answer to GitHub and note it was accepted."""
+    body = core.callback_body(doc["environment"], state, comment)
+    await gate_calls.review_protection_rule(
+        services.github, doc["repository"], int(doc["installation_id"]), doc["run"]["id"], body
+    )
+    await services.store.gate_answered(doc["id"])
+
+
+async def settle(
+    services: Services, decision_id: str, decision: str, who: str = "an operator"
+) -> dict[str, Any] | None:
+    """Approve or reject a held decision (the API, `ghapp gate approve|reject`); None when it
+    is not held."""
+    reason = f"{decision} by {who}"
+    doc = await services.store.settle_gate_decision(decision_id, decision, reason=reason)
+    if doc is None:
+        return None
+    services.metrics.gate_decisions.labels(doc["origin"], decision).inc()
+    await send(services, doc, decision, f"ghapp: {reason}")
+    return public_decision(doc)

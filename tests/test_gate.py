@@ -1,0 +1,152 @@
+"""The gate over real HTTP: the simulator holds runs that target an environment with ghapp's
+rule, sends `deployment_protection_rule`, and ghapp answers through the callback URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from ghapp.simulator import Job, Step, Workflow
+from ghapp.simulator.stack import Stack
+
+REPO = "acme/gated"
+SCHEMAS = Path("/work/shared/github-reference/webhook-schemas")
+
+
+def gated_workflow() -> Workflow:
+    job = Job(
+        name="deploy",
+        environment="${{ inputs.environment }}",
+        environment_url="https://gated.example.com",
+        steps=(Step("Run actions/checkout@v4"), Step("Deploy", command="./deploy.sh")),
+    )
+    return Workflow(file="deploy.yml", name="Deploy", jobs=[job])
+
+
+async def gated_stack(database_url: str, **settings: Any) -> Stack:
+    stack = await Stack.start(database_url, gate="on", **settings)
+    stack.sim.add_repository(REPO, default_branch="main").add_workflow(gated_workflow())
+    stack.sim.set_environment(REPO, "production", ghapp_rule=True)
+    stack.sim.set_environment(REPO, "staging", ghapp_rule=True)
+    return stack
+
+
+@pytest.fixture
+async def gated(database_url: str) -> AsyncIterator[Stack]:
+    stack = await gated_stack(database_url)
+    yield stack
+    await stack.close()
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling state of another server
+            await asyncio.sleep(0.02)
+
+
+def requests_of(stack: Stack) -> list[dict[str, Any]]:
+    return [
+        d.payload for d in stack.sim.deliveries if d.event == "deployment_protection_rule"
+    ]
+
+
+async def decisions(stack: Stack, **query: str) -> list[dict[str, Any]]:
+    query_string = "&".join(f"{k}={v}" for k, v in query.items())
+    status, body = await stack.get(f"/api/v1/gate/decisions?{query_string}")
+    assert status == 200, body
+    return list(body["decisions"])
+
+
+async def test_an_orchestrator_deploy_to_a_gated_environment_is_approved_and_completes(
+    gated: Stack,
+) -> None:
+    status, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    assert status == 202, body
+    callback = await gated.receiver.wait_for(body["id"])
+    assert callback.deployment["verdict"]["status"] == "success"
+    run_id = callback.deployment["run"]["id"]
+    [(answered_run, environment, state, comment)] = gated.sim.answers
+    assert (answered_run, environment, state) == (run_id, "production", "approved")
+    assert comment == f"ghapp: deployment {body['id']} (requested by the orchestrator)"
+    # The request the simulator sent is GitHub's webhook as its schema describes it.
+    [payload] = requests_of(gated)
+    schema = json.loads((SCHEMAS / "deployment_protection_rule.requested.schema.json").read_text())
+    jsonschema.validate(payload, schema)
+    assert payload["deployment_callback_url"].endswith(
+        f"/actions/runs/{run_id}/deployment_protection_rule"
+    )
+    [decision] = await decisions(gated)
+    assert decision["origin"] == "ghapp" and decision["decision"] == "approved"
+    assert decision["deployment_id"] == body["id"]
+    assert decision["run"]["id"] == run_id
+
+
+async def test_a_foreign_run_is_rejected_and_announced(gated: Stack) -> None:
+    run = await gated.sim.start_foreign_run(
+        REPO, "mallory", inputs={"environment": "production"}
+    )
+    await gated.sim.wait_for_run(run.id)
+    assert run.conclusion == "failure"
+    [(_, _, state, comment)] = gated.sim.answers
+    assert state == "rejected" and "mallory" in comment and "POST /api/v1/deployments" in comment
+    [decision] = await decisions(gated, origin="foreign")
+    assert (decision["decision"], decision["actor"], decision["deployment_id"]) == (
+        "rejected", "mallory", None,
+    )
+    callback = await gated.receiver.wait_for(decision["id"], event="gate.foreign")
+    assert callback.headers["X-Ghapp-Event"] == "gate.foreign"
+    assert callback.signature_ok
+    assert callback.deployment == decision
+
+
+async def test_a_rerun_and_a_foreign_run_carrying_the_deployment_id_are_foreign(
+    gated: Stack,
+) -> None:
+    _, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    callback = await gated.receiver.wait_for(body["id"])
+    run_id = callback.deployment["run"]["id"]
+    # "Re-run" by a person, and by the App's bot: a new attempt either way, so foreign.
+    await gated.sim.rerun(run_id, actor="octocat")
+    await gated.sim.wait_for_run(run_id)
+    assert gated.sim.runs[run_id].conclusion == "failure"
+    # Someone types the deployment's id into the "Run workflow" form.
+    typed = await gated.sim.start_foreign_run(
+        REPO, "octocat", inputs={"environment": "production", "ghapp_id": body["id"]}
+    )
+    await gated.sim.wait_for_run(typed.id)
+    assert typed.conclusion == "failure"
+    states = [answer[2] for answer in gated.sim.answers]
+    assert states == ["approved", "rejected", "rejected"]
+    found = await decisions(gated, origin="foreign")
+    assert len(found) == 2
+    assert {d["run"]["id"] for d in found} == {run_id, typed.id}
+
+
+async def test_a_held_foreign_run_waits_until_the_api_approves_it(database_url: str) -> None:
+    stack = await gated_stack(database_url, gate_foreign="hold")
+    try:
+        run = await stack.sim.start_foreign_run(
+            REPO, "octocat", inputs={"environment": "staging"}
+        )
+        await wait_until(lambda: bool(stack.receiver.received))
+        [decision] = await decisions(stack)
+        assert decision["decision"] == "held"
+        assert run.status == "waiting" and stack.sim.answers == []
+        assert stack.session is not None
+        url = f"{stack.base_url}/api/v1/gate/decisions/{decision['id']}/approve"
+        async with stack.session.post(url, headers=stack.auth) as response:
+            assert response.status == 200
+            approved = await response.json()
+        assert approved["decision"] == "approved"
+        await stack.sim.wait_for_run(run.id)
+        assert run.conclusion == "success"
+        async with stack.session.post(url, headers=stack.auth) as response:
+            assert response.status == 409  # no longer held
+    finally:
+        await stack.close()
