@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,5 +149,119 @@ async def test_a_held_foreign_run_waits_until_the_api_approves_it(database_url: 
         assert run.conclusion == "success"
         async with stack.session.post(url, headers=stack.auth) as response:
             assert response.status == 409  # no longer held
+    finally:
+        await stack.close()
+
+
+def policy_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gate.yml"
+    path.write_text(text)
+    return path
+
+
+def iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+async def test_a_freeze_rejects_at_request_time_and_nothing_is_dispatched(
+    database_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    ends = (now + timedelta(hours=2)).replace(microsecond=0)
+    path = policy_file(tmp_path, f"""
+- id: incident
+  environments: ["prod*"]
+  freeze: {{from: "{iso(now - timedelta(hours=1))}", to: "{iso(ends)}"}}
+  reason: incident 42 in progress
+""")
+    stack = await gated_stack(database_url, gate_policy_path=str(path))
+    try:
+        status, body = await stack.deploy(REPO, inputs={"environment": "production"})
+        assert status == 202, body
+        assert body["state"] == "completed" and body["run"] is None
+        verdict = body["verdict"]
+        assert (verdict["status"], verdict["reason"]) == ("failure", "policy_rejected")
+        cause = verdict["cause"]
+        assert (cause["category"], cause["retryable"]) == ("policy", False)
+        assert cause["retry_after"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert "incident 42 in progress" in verdict["summary"]
+        callback = await stack.receiver.wait_for(body["id"])
+        assert callback.deployment["verdict"]["reason"] == "policy_rejected"
+        assert stack.sim.runs == {}  # nothing dispatched
+        status, preview = await stack.get(
+            f"/api/v1/gate/preview?repository={REPO}&environment=production&ref=main"
+        )
+        assert status == 200
+        assert preview == {"allowed": False, "policy": "incident",
+                           "reason": "incident 42 in progress",
+                           "retry_after": cause["retry_after"]}
+        # Staging is not frozen.
+        status, body = await stack.deploy(REPO, inputs={"environment": "staging"})
+        callback = await stack.receiver.wait_for(body["id"])
+        assert callback.deployment["verdict"]["status"] == "success"
+    finally:
+        await stack.close()
+
+
+async def test_a_freeze_that_starts_while_a_deploy_queues_rejects_it_at_the_gate(
+    database_url: str, tmp_path: Path
+) -> None:
+    starts = datetime.now(UTC) + timedelta(seconds=1.5)
+    path = policy_file(tmp_path, f"""
+- id: late-freeze
+  environments: ["production"]
+  freeze: {{from: "{starts.isoformat()}", to: "{iso(starts + timedelta(hours=1))}"}}
+  reason: the freeze began
+""")
+    stack = await gated_stack(database_url, gate_policy_path=str(path))
+    try:
+        stack.sim.faults.hold_webhooks = True
+        status, body = await stack.deploy(REPO, inputs={"environment": "production"})
+        assert status == 202 and body["state"] == "dispatched"
+        await asyncio.sleep(max((starts - datetime.now(UTC)).total_seconds(), 0) + 0.1)
+        stack.sim.faults.hold_webhooks = False
+        await stack.sim.release_webhooks()
+        callback = await stack.receiver.wait_for(body["id"])
+        verdict = callback.deployment["verdict"]
+        assert (verdict["reason"], verdict["cause"]["category"]) == ("policy_rejected", "policy")
+        [(_, _, state, comment)] = stack.sim.answers
+        assert state == "rejected" and "the freeze began" in comment
+        run = stack.sim.runs[callback.deployment["run"]["id"]]
+        await stack.sim.wait_for_run(run.id)
+        assert run.conclusion == "failure"  # GitHub ended it without starting the job
+        [decision] = await decisions(stack)
+        assert (decision["origin"], decision["decision"]) == ("ghapp", "rejected")
+    finally:
+        await stack.close()
+
+
+async def test_promotion_refuses_an_unpromoted_sha_then_allows_it_after_staging(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = policy_file(tmp_path, """
+- id: staging-first
+  environments: ["production"]
+  promote_after: staging
+  within: 1d
+  reason: deploy to staging first
+""")
+    stack = await gated_stack(database_url, gate_policy_path=str(path))
+    try:
+        _, body = await stack.deploy(REPO, inputs={"environment": "production"})
+        assert body["state"] == "completed", body
+        assert body["verdict"]["reason"] == "policy_rejected"
+        assert body["verdict"]["cause"]["retry_after"] is None
+        assert stack.sim.runs == {}
+        _, staged = await stack.deploy(REPO, inputs={"environment": "staging"})
+        callback = await stack.receiver.wait_for(staged["id"])
+        assert callback.deployment["verdict"]["status"] == "success"
+        _, preview = await stack.get(
+            f"/api/v1/gate/preview?repository={REPO}&environment=production&ref=main"
+        )
+        assert preview["allowed"] is True
+        _, body = await stack.deploy(REPO, inputs={"environment": "production"})
+        callback = await stack.receiver.wait_for(body["id"])
+        assert callback.deployment["verdict"]["status"] == "success"
+        assert [a[2] for a in stack.sim.answers] == ["approved", "approved"]
     finally:
         await stack.close()

@@ -62,6 +62,16 @@ class FailureGathered:
 
 
 @dataclass(frozen=True)
+class GateRejected:
+    """The gate refused the deployment's own run (a policy blocked it when GitHub asked)."""
+
+    at: datetime
+    policy: str | None
+    reason: str
+    retry_after: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DeadlinesChecked:
     """A clock tick: give up on a run never found, on a run going on too long, or on a
     verdict's gathering (its report) taking longer than `report_timeout`."""
@@ -139,6 +149,7 @@ class RollbackDecided:
 
 Event = (
     RunObserved
+    | GateRejected
     | Superseded
     | RollbackDecided
     | JobObserved

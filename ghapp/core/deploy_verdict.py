@@ -22,11 +22,13 @@ from ghapp.core.deploy_events import (
 )
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.enums import ReasonValue
-from ghapp.core.models import FailedJob, Run, Verdict
+from ghapp.core.models import Cause, FailedJob, Run, Verdict
 
 _REASONS = frozenset(get_args(ReasonValue))
 # Failures that start no automatic rollback: nothing was deployed, or someone chose to stop it.
-NO_ROLLBACK_REASONS = frozenset({"dispatch_rejected", "superseded", "cancelled"})
+NO_ROLLBACK_REASONS = frozenset(
+    {"dispatch_rejected", "superseded", "cancelled", "policy_rejected", "review_rejected"}
+)
 # GitHub's annotation on a waiting run its concurrency group cancelled for a newer one.
 GROUP_CANCEL_MARK = "higher priority waiting request"
 
@@ -199,6 +201,28 @@ def rejected_verdict(record: DeploymentRecord, message: str, rules: CauseRules |
         rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
     )
     return verdict
+
+
+def policy_verdict(
+    record: DeploymentRecord, policy: str | None, reason: str, retry_after: datetime | None
+) -> Verdict:
+    """The failure verdict of a deploy a gate policy refused (at the request or at the gate)."""
+    text = untrusted.clean(reason)[:500]
+    return Verdict(
+        status="failure",
+        reason="policy_rejected",
+        summary=f"Gate policy `{policy}` refused the deploy of {record.repository}@{record.ref} "
+        f"to {record.environment}: {text}",
+        cause=Cause(
+            category="policy",
+            retryable=False,
+            rule=f"gate.{policy}",
+            hint="Wait until the policy allows it (retry_after), or meet it (promote the commit "
+            "first), or ask for an override.",
+            evidence=text or None,
+            retry_after=retry_after,
+        ),
+    )
 
 
 def rules_of(rules: CauseRules | None) -> CauseRules:

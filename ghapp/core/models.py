@@ -101,6 +101,10 @@ class Cause(BaseModel):
     evidence: str | None = Field(
         default=None, description="the log line or message that decided"
     )
+    retry_after: datetime | None = Field(
+        default=None,
+        description="category policy: when the blocking policy (a freeze) ends; else null",
+    )
 
     _category = field_validator("category", mode="wrap")(lenient_enum)
 

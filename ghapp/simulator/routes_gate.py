@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ghapp.simulator import gate
-from ghapp.simulator.http import ApiError, Call, Router, empty_response
+from ghapp.simulator.http import (
+    ApiError,
+    Call,
+    Router,
+    empty_response,
+    json_response,
+    repo_of,
+)
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulated import SimulatedGitHub
@@ -37,3 +44,25 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
         sim.answers.append((run.id, environment, state, comment))
         sim.emit(gate.answer(sim.player, run, environment, state, comment))
         return empty_response(204)
+
+    @router.route("GET", "/repos/{owner}/{repo}/commits/{ref:.+}")
+    async def commit(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        ref = call.params["ref"]
+        branch = repo.resolve_ref(ref)
+        if branch is not None:
+            sha = repo.head_sha(branch)
+        elif len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+            sha = ref
+        else:
+            raise ApiError(422, f"No commit found for SHA: {ref}")
+        api = f"{world.api_url}/repos/{repo.full_name}"
+        return json_response({
+            "sha": sha,
+            "node_id": f"C_{sha[:20]}",
+            "url": f"{api}/commits/{sha}",
+            "html_url": f"{world.web_url}/{repo.full_name}/commit/{sha}",
+            "commit": {"message": f"Update {branch or sha}", "tree": {"sha": sha}},
+            "parents": [],
+        })
+

@@ -3,11 +3,13 @@ what a deploy would meet now (docs/gate.md)."""
 
 from __future__ import annotations
 
+import gidgethub
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.github import gate_calls
+from ghapp.github.client import GitHubUnavailable
 from ghapp.store.gate import public_decision
 from ghapp.web.http import authorized, error, query_int, services_of, unauthorized
 from ghapp.work import gate
@@ -24,7 +26,7 @@ async def list_decisions(request: Request) -> Response:
     limit = query_int(query.get("limit"), default=50, top=500)
     if limit is None:
         return error(400, "bad_request", "limit must be a whole number from 1 to 500")
-    origin, decision = query.get("origin") or None, query.get("decision") or None
+    origin, decision = query.get("origin"), query.get("decision")
     if origin is not None and origin not in ORIGINS:
         return error(400, "bad_request", "origin must be ghapp or foreign")
     if decision is not None and decision not in DECISIONS:
@@ -47,7 +49,10 @@ async def _settle(request: Request, decision: str) -> Response:
     existing = await services.store.gate_decision(decision_id)
     if existing is None:
         return error(404, "not_found", f"no gate decision {decision_id}")
-    settled = await gate.settle(services, decision_id, decision)
+    try:
+        settled = await gate.settle(services, decision_id, decision)
+    except (gidgethub.GitHubException, GitHubUnavailable) as exc:
+        return error(502, "github_refused", f"GitHub did not take the answer: {exc}")
     if settled is None:
         return error(
             409, "not_held", f"gate decision {decision_id} is {existing['decision']}, not held"
@@ -77,10 +82,13 @@ async def preview(request: Request) -> Response:
     ref = query.get("ref") or None
     sha = None
     if ref is not None and services.settings.gate_policies().promotions(environment):
-        installation = await services.github.installation_for(repository)
-        sha = await gate_calls.commit_sha(services.github, repository, installation, ref)
+        try:
+            installation = await services.github.installation_for(repository)
+            sha = await gate_calls.commit_sha(services.github, repository, installation, ref)
+        except (gidgethub.GitHubException, GitHubUnavailable) as exc:
+            return error(502, "github_refused", f"GitHub could not resolve {ref!r}: {exc}")
     verdict = await gate.policy_verdict(
-        services, repository=repository, environment=environment, sha=sha
+        services.settings, services.store, repository=repository, environment=environment, sha=sha
     )
     return JSONResponse(verdict.as_json())
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ghapp.core import gate as core
+from ghapp.core.deploy_events import GateRejected
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.gate_policies import PolicyVerdict, evaluate
 from ghapp.core.times import utcnow
@@ -22,9 +23,11 @@ from ghapp.store.gate import public_decision
 if TYPE_CHECKING:
     from ghapp.config import Settings
     from ghapp.github.client import GitHubClient
+    from ghapp.github.dispatch import Target
     from ghapp.metrics import Metrics
     from ghapp.store import SqlStore
     from ghapp.work.callbacks import CallbackSender
+    from ghapp.work.engine import Engine
 
 
 class Services(Protocol):
@@ -35,7 +38,11 @@ class Services(Protocol):
     github: GitHubClient
     metrics: Metrics
     sender: CallbackSender
+    engine: Engine
     gate_state: dict[str, Any]
+
+    def notify_verdict(self, record: DeploymentRecord) -> None:
+        """A verdict was stored: count it and wake the callback sender."""
 
 log = logging.getLogger("ghapp.gate")
 # How long a request about an unknown run waits for a dispatch still without its answer.
@@ -56,7 +63,8 @@ async def bot_login(services: Services) -> str:
 
 
 async def promoted(
-    services: Services,
+    settings: Settings,
+    store: SqlStore,
     repository: str,
     environment: str,
     sha: str | None,
@@ -65,14 +73,14 @@ async def promoted(
 ) -> dict[str, datetime | None]:
     """For each promotion policy of `environment`: the sha's last success in its source."""
     found: dict[str, datetime | None] = {}
-    for policy in services.settings.gate_policies().promotions(environment, kind):
+    for policy in settings.gate_policies().promotions(environment, kind):
         source = policy.promote_after
         assert source is not None
         if source in found:
             continue
         window = policy.window or timedelta(days=3650)
         found[source] = (
-            await services.store.last_success_of_sha(
+            await store.last_success_of_sha(
                 repository, source, sha, since=(now - window).timestamp()
             )
             if sha
@@ -82,7 +90,8 @@ async def promoted(
 
 
 async def policy_verdict(
-    services: Services,
+    settings: Settings,
+    store: SqlStore,
     *,
     repository: str,
     environment: str,
@@ -93,16 +102,39 @@ async def policy_verdict(
 ) -> PolicyVerdict:
     """What the policies say about deploying `sha` to `environment` now."""
     now = now or utcnow()
-    policies = services.settings.gate_policies()
+    policies = settings.gate_policies()
     if not policies.items:
         return PolicyVerdict(True)
     sources: Mapping[str, datetime | None] = await promoted(
-        services, repository, environment, sha, kind, now
+        settings, store, repository, environment, sha, kind, now
     )
     return evaluate(
         policies, environment=environment, now=now, kind=kind, override=override,
         promoted=sources,
     )
+
+
+async def blocked_at_request(
+    settings: Settings,
+    store: SqlStore,
+    github: GitHubClient,
+    repository: str,
+    environment: str,
+    target: Target,
+    kind: str,
+) -> PolicyVerdict | None:
+    """The policy that refuses a deploy request now, or None (the request's ref resolved to
+    its commit only when a promotion policy needs it)."""
+    policies = settings.gate_policies()
+    if not policies.items:
+        return None
+    sha = None
+    if policies.promotions(environment, kind):
+        sha = await gate_calls.commit_sha(github, repository, target.installation_id, target.ref)
+    verdict = await policy_verdict(
+        settings, store, repository=repository, environment=environment, sha=sha, kind=kind
+    )
+    return None if verdict.allowed else verdict
 
 
 async def _find_record(
@@ -157,10 +189,11 @@ async def answer(services: Services, request: core.GateRequest) -> dict[str, Any
     )
     policy = PolicyVerdict(True)
     if settings.gate == "on" and whose.origin == "ghapp" and record is not None:
-        override = bool(record.metadata.get("override_reason"))
+        override = False  # an override's reason comes with the scopes' `override` (to do)
         policy = await policy_verdict(
-            services, repository=request.repository, environment=request.environment,
-            sha=request.sha or record.head_sha, kind=record.kind, override=override,
+            settings, services.store, repository=request.repository,
+            environment=request.environment, sha=request.sha or record.head_sha,
+            kind=record.kind, override=override,
         )
     verdict = core.decide(
         gate=settings.gate, foreign=settings.gate_foreign, whose=whose, record=record,
@@ -197,6 +230,14 @@ async def answer(services: Services, request: core.GateRequest) -> dict[str, Any
         services.sender.wake()
     if verdict.state is not None:
         await send(services, doc, verdict.state, verdict.comment)
+    if verdict.origin == "ghapp" and verdict.decision == "rejected" and record is not None:
+        event = GateRejected(
+            at=utcnow(), policy=verdict.policy, reason=verdict.reason,
+            retry_after=verdict.retry_after,
+        )
+        transition = await services.engine.apply(record, event)
+        if transition is not None and transition.record.phase == "completed":
+            services.notify_verdict(transition.record)
     log.info(
         "gate decided",
         extra={"repository": request.repository, "run_id": request.run_id,

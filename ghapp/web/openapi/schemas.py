@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models, validation
-from ghapp.web.openapi import check_paths, release_paths
+from ghapp.web.openapi import check_paths, gate_paths, release_paths
 from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
@@ -110,6 +110,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (models.RollbackRequest, "validation"),
     *release_paths.MODELS,
     *check_paths.MODELS,
+    *gate_paths.MODELS,
 ]
 
 
