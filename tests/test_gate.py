@@ -13,8 +13,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from ghapp.runner import BackgroundServer
 from ghapp.simulator import Job, Step, Workflow
+from ghapp.simulator.gate import request_payload
 from ghapp.simulator.stack import Stack
+from ghapp.web.app import create_app
 
 REPO = "acme/gated"
 SCHEMAS = Path("/work/shared/github-reference/webhook-schemas")
@@ -264,4 +267,57 @@ async def test_promotion_refuses_an_unpromoted_sha_then_allows_it_after_staging(
         assert callback.deployment["verdict"]["status"] == "success"
         assert [a[2] for a in stack.sim.answers] == ["approved", "approved"]
     finally:
+        await stack.close()
+
+
+async def test_a_gate_request_before_the_dispatch_answer_waits_for_it(gated: Stack) -> None:
+    # No correlation input: only the dispatch's answer (held 1 s) names the run.
+    workflow = gated_workflow()
+    workflow.declares_ghapp_id = False
+    workflow.inputs = None
+    workflow.run_name = None
+    workflow.__post_init__()
+    gated.sim.repos[REPO].add_workflow(workflow)
+    gated.sim.faults.dispatch_answer_delay = 1.0
+    status, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    assert status == 202 and body["run"] is not None
+    callback = await gated.receiver.wait_for(body["id"])
+    assert callback.deployment["verdict"]["status"] == "success"
+    [decision] = await decisions(gated)
+    assert (decision["origin"], decision["deployment_id"]) == ("ghapp", body["id"])
+
+
+async def test_two_replicas_answer_one_request_once(postgres_url: str) -> None:
+    stack = await gated_stack(postgres_url)
+    second = BackgroundServer(create_app(stack.settings))
+    try:
+        second_url = await second.start()
+        stack.sim.faults.hold_webhooks = True
+        run = await stack.sim.start_foreign_run(
+            REPO, "octocat", inputs={"environment": "production"}
+        )
+        dep = stack.sim.world.deployments[run.gate_deployments["production"]]
+        body = json.dumps(request_payload(stack.sim.world, run, "production", dep)).encode()
+        assert stack.session is not None
+
+        async def deliver(base: str, guid: str) -> int:
+            headers = {
+                "X-GitHub-Event": "deployment_protection_rule",
+                "X-GitHub-Delivery": guid,
+                "X-Hub-Signature-256": stack.sim.sign(body),
+                "Content-Type": "application/json",
+            }
+            assert stack.session is not None
+            url = base + stack.settings.webhook_path
+            async with stack.session.post(url, data=body, headers=headers) as response:
+                return response.status
+
+        statuses = await asyncio.gather(
+            *(deliver(base, f"guid-{n}") for n, base in enumerate([stack.base_url, second_url] * 3))
+        )
+        assert set(statuses) == {200}
+        assert [answer[2] for answer in stack.sim.answers] == ["rejected"]
+        assert len(await decisions(stack)) == 1
+    finally:
+        await second.stop()
         await stack.close()
