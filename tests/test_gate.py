@@ -321,3 +321,28 @@ async def test_two_replicas_answer_one_request_once(postgres_url: str) -> None:
     finally:
         await second.stop()
         await stack.close()
+
+
+async def test_ghapp_down_when_github_asks_then_reconciliation_decides(
+    database_url: str,
+) -> None:
+    stack = await gated_stack(database_url, poll_after=1)
+    try:
+        stack.sim.faults.hold_webhooks = True
+        _, body = await stack.deploy(REPO, inputs={"environment": "production"})
+        run = stack.sim.runs[body["run"]["id"]]
+        await stack.stop_ghapp()
+        stack.sim.faults.hold_webhooks = False
+        await stack.sim.release_webhooks()  # to a server that is down: lost
+        assert run.status == "waiting" and stack.sim.answers == []
+        [lost] = [d for d in stack.sim.deliveries if d.event == "deployment_protection_rule"]
+        assert lost.status is None and lost.error
+        await stack.start_ghapp()
+        callback = await stack.receiver.wait_for(body["id"], timeout=20)
+        assert callback.deployment["verdict"]["status"] == "success"
+        [(_, _, state, _)] = stack.sim.answers
+        assert state == "approved"
+        [decision] = await decisions(stack)
+        assert (decision["origin"], decision["deployment_id"]) == ("ghapp", body["id"])
+    finally:
+        await stack.close()

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ghapp.store.base import StoreBase
@@ -157,6 +157,12 @@ class GateDecisions(StoreBase):
             if json.loads(row.doc).get("head_sha") == sha:
                 return datetime.fromtimestamp(row.completed_at, UTC)
         return None
+
+    async def forget_gate_decision(self, decision_id: str) -> None:
+        """Drop a decision GitHub had no question for (a poll's guess), and its callback."""
+        async with self.begin() as conn:
+            await conn.execute(delete(gate_decisions).where(gate_decisions.c.id == decision_id))
+            await conn.execute(delete(outbox).where(outbox.c.deployment_id == decision_id))
 
     async def gate_answered(self, decision_id: str) -> None:
         """Note that GitHub accepted the answer."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -37,7 +38,7 @@ from ghapp.web import (
 )
 from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
-from ghapp.work import launch
+from ghapp.work import gate, launch
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
@@ -195,6 +196,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller = Poller(store, github, engine, settings, budget)
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
+    # A run of a ghapp deployment seen `waiting` by a poll is decided by the gate (a missed
+    # protection-rule webhook never leaves it waiting).
+    poller.on_waiting = functools.partial(gate.decide_waiting, services)
     app.state.services = services
     engine.start_rollback = lambda record: launch.start_automatic_rollback(services, record)
     workers = [

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import gidgethub
+
 from ghapp.core import gate as core
 from ghapp.core.deploy_events import GateRejected
 from ghapp.core.deploy_record import DeploymentRecord
@@ -170,7 +172,36 @@ async def _facts(
     return core.RunFacts.of(run), run
 
 
-async def answer(services: Services, request: core.GateRequest) -> dict[str, Any] | None:
+async def decide_waiting(
+    services: Services, record: DeploymentRecord, run: Mapping[str, Any], installation: int
+) -> None:
+    """A poll or reconciliation saw a run of a ghapp deployment `waiting`: decide it as if the
+    protection-rule webhook had come (its URL is known from the run id). GitHub refuses an
+    answer when no rule of ghapp's is pending (the run waits for reviewers): then nothing is
+    kept."""
+    if services.settings.gate != "on" or record.run is None:
+        return
+    api = services.settings.github_api_url.rstrip("/")
+    request = core.GateRequest(
+        repository=record.repository,
+        environment=record.environment,
+        run_id=record.run.id,
+        callback_url=f"{api}/repos/{record.repository}/actions/runs/{record.run.id}"
+        "/deployment_protection_rule",
+        sha=run.get("head_sha") if isinstance(run.get("head_sha"), str) else None,
+        ref=run.get("head_branch") if isinstance(run.get("head_branch"), str) else None,
+        installation_id=installation,
+    )
+    try:
+        await answer(services, request, poll=True)
+    except Exception as exc:
+        log.warning("gate: could not decide a waiting run",
+                    extra={"deployment_id": record.id, "error": str(exc)})
+
+
+async def answer(
+    services: Services, request: core.GateRequest, *, poll: bool = False
+) -> dict[str, Any] | None:
     """Decide one protection-rule request, record it, and answer GitHub; None when another
     process (or an earlier delivery) decided this run attempt and environment already."""
     settings = services.settings
@@ -203,7 +234,7 @@ async def answer(services: Services, request: core.GateRequest) -> dict[str, Any
         log.warning("gate is off: approving a protection-rule request unchecked",
                      extra={"repository": request.repository, "run_id": request.run_id})
     actor = facts.triggering_actor if facts is not None else request.sender
-    doc = {
+    doc: dict[str, Any] = {
         "id": "gate_" + uuid.uuid4().hex[:24],
         "repository": request.repository,
         "environment": request.environment,
@@ -225,11 +256,17 @@ async def answer(services: Services, request: core.GateRequest) -> dict[str, Any
     stored = await services.store.record_gate_decision(doc, callback_url=callback)
     if stored is None:
         return None
+    if verdict.state is not None:
+        try:
+            await send(services, doc, verdict.state, verdict.comment)
+        except gidgethub.BadRequest as exc:
+            if not poll or int(exc.status_code) != 422:
+                raise
+            await services.store.forget_gate_decision(doc["id"])  # nothing of ours pending
+            return None
     services.metrics.gate_decisions.labels(verdict.origin, verdict.decision).inc()
     if callback is not None:
         services.sender.wake()
-    if verdict.state is not None:
-        await send(services, doc, verdict.state, verdict.comment)
     if verdict.origin == "ghapp" and verdict.decision == "rejected" and record is not None:
         event = GateRejected(
             at=utcnow(), policy=verdict.policy, reason=verdict.reason,
