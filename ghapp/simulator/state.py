@@ -14,11 +14,17 @@ APP_PERMISSIONS: dict[str, str] = {
     "actions": "write",
     "checks": "read",
     "contents": "read",
-    "deployments": "read",
+    "deployments": "write",
     "metadata": "read",
     "secrets": "write",
 }
-APP_EVENTS: list[str] = ["deployment_status", "workflow_job", "workflow_run"]
+APP_EVENTS: list[str] = [
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "workflow_job",
+    "workflow_run",
+]
 
 
 class Ids:
