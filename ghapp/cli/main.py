@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ghapp.cli import sandbox
 
     sandbox.add_parser(commands)
+    from ghapp.cli import gate
+
+    gate.add_parser(commands)
     return parser
 
 

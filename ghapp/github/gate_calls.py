@@ -39,3 +39,25 @@ async def commit_sha(
     data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
     sha = data.get("sha") if isinstance(data, dict) else None
     return str(sha) if sha else None
+
+
+async def environments(
+    client: GitHubClient, repository: str, installation_id: int
+) -> list[dict[str, Any]]:
+    """The repository's environments with their protection rules (reviewers, wait timer)."""
+    url = f"/repos/{repository}/environments?per_page=100"
+    data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
+    return list(data.get("environments") or []) if isinstance(data, dict) else []
+
+
+async def custom_rules(
+    client: GitHubClient, repository: str, installation_id: int, environment: str
+) -> list[dict[str, Any]]:
+    """The environment's custom deployment protection rules (the Apps that gate it)."""
+    url = (
+        f"/repos/{repository}/environments/{quote(environment, safe='')}"
+        "/deployment_protection_rules"
+    )
+    data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
+    rules = data.get("custom_deployment_protection_rules") if isinstance(data, dict) else None
+    return list(rules or [])

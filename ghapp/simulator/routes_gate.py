@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ghapp.simulator import gate
+from ghapp.simulator.accounts import user
 from ghapp.simulator.http import (
     ApiError,
     Call,
@@ -66,3 +67,57 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
             "parents": [],
         })
 
+
+    @router.route("GET", "/repos/{owner}/{repo}/environments")
+    async def environments(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        api = f"{world.api_url}/repos/{repo.full_name}"
+        listed = []
+        for number, (name, settings) in enumerate(sorted(repo.environments.items()), 1):
+            rules: list[dict[str, Any]] = []
+            if settings.get("wait_timer"):
+                rules.append({"id": number * 10 + 1, "node_id": f"GA_{number}1",
+                              "type": "wait_timer", "wait_timer": settings["wait_timer"]})
+            if settings.get("reviewers"):
+                rules.append({
+                    "id": number * 10 + 2, "node_id": f"GA_{number}2", "prevent_self_review": False,
+                    "type": "required_reviewers",
+                    "reviewers": [_reviewer(login) for login in settings["reviewers"]],
+                })
+            listed.append({
+                "id": 161088000 + number, "node_id": f"EN_{number}", "name": name,
+                "url": f"{api}/environments/{name}",
+                "html_url": f"{world.web_url}/{repo.full_name}/deployments/activity_log"
+                f"?environments_filter={name}",
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                "protection_rules": rules,
+            })
+        return json_response({"total_count": len(listed), "environments": listed})
+
+    def _reviewer(login: str) -> dict[str, Any]:
+        if "/" in login:
+            org, slug = login.split("/", 1)
+            return {"type": "Team", "reviewer": {
+                "id": world.account_id(login), "slug": slug, "name": slug,
+                "html_url": f"{world.web_url}/orgs/{org}/teams/{slug}"}}
+        return {"type": "User", "reviewer": user(world, login)}
+
+    @router.route(
+        "GET", "/repos/{owner}/{repo}/environments/{name}/deployment_protection_rules"
+    )
+    async def protection_rules(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        settings = repo.environments.get(call.params["name"])
+        if settings is None:
+            raise ApiError(404, "Not Found")
+        rules = []
+        if settings.get("ghapp_rule"):
+            slug = world.app_slug
+            rules.append({
+                "id": 3, "node_id": "IEH37kRlcGxveW1lbnRTdGF0ddiv", "enabled": True,
+                "app": {"id": world.app_id, "node_id": "GHT58kRlcGxveW1lbnRTdTY", "slug": slug,
+                        "integration_url": f"{world.api_url}/apps/{slug}"},
+            })
+        return json_response(
+            {"total_count": len(rules), "custom_deployment_protection_rules": rules}
+        )

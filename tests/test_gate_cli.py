@@ -1,0 +1,72 @@
+"""`ghapp gate`: environments without ghapp's rule, and held decisions from the command line,
+against the simulator and a running ghapp."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from test_gate import REPO, decisions, gated_stack
+
+from ghapp.simulator.stack import Stack
+
+
+@pytest.fixture
+async def held(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    stack = await gated_stack(database_url, gate_foreign="hold")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APP_ID", str(stack.sim.app_id))
+    monkeypatch.setenv("PRIVATE_KEY", stack.sim.private_key_pem)
+    monkeypatch.setenv("GITHUB_API_URL", stack.sim.api_url)
+    monkeypatch.setenv("ORCHESTRATOR_TOKEN", stack.settings.orchestrator_token or "")
+    yield stack
+    await stack.close()
+
+
+async def test_gate_check_names_each_environment_without_ghapps_rule(
+    held: Stack, cli: Cli
+) -> None:
+    held.sim.set_environment(REPO, "qa", ghapp_rule=False, reviewers=["octocat", "acme/ops"],
+                             wait_timer=5)
+    code, out, err = await cli("gate", "check", REPO)
+    assert code == 1
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(lines) == {"production", "qa", "staging"}
+    assert "yes" in lines["production"] and "NO" in lines["qa"]
+    assert "octocat, acme/ops" in lines["qa"] and "5 min" in lines["qa"]
+    assert err.strip().splitlines() == [
+        f"ghapp: {REPO}: environment qa deploys without ghapp's rule"
+    ]
+    held.sim.set_environment(REPO, "qa", ghapp_rule=True)
+    code, _, err = await cli("gate", "check", REPO)
+    assert (code, err) == (0, "")
+    code, _, err = await cli("gate", "check", "not a repo")
+    assert code == 2 and "OWNER/REPO" in err
+
+
+async def test_held_decisions_are_listed_and_rejected_from_the_command_line(
+    held: Stack, cli: Cli
+) -> None:
+    run = await held.sim.start_foreign_run(REPO, "octocat", inputs={"environment": "staging"})
+    async with asyncio.timeout(10):
+        while not await decisions(held):  # noqa: ASYNC110 - polling another server
+            await asyncio.sleep(0.05)
+    url = held.base_url
+    code, out, _ = await cli("gate", "decisions", "--held", "--url", url)
+    assert code == 0
+    [row] = out.splitlines()[1:]
+    decision_id = row.split()[0]
+    assert "held" in row and "octocat" in row and "foreign" in row
+    code, out, _ = await cli("gate", "reject", decision_id, "--url", url)
+    assert code == 0 and f"{decision_id}: rejected" in out
+    await held.sim.wait_for_run(run.id)
+    assert run.conclusion == "failure"
+    code, out, _ = await cli("gate", "decisions", "--held", "--url", url)
+    assert (code, out) == (0, "no decisions\n")
+    code, _, err = await cli("gate", "approve", decision_id, "--url", url)
+    assert code == 1 and "not held" in err
