@@ -26,6 +26,7 @@ from typing import Any
 from benchmarks import (
     causes,
     economy,
+    gate,
     ingest,
     latency,
     log_excerpt,
@@ -85,6 +86,7 @@ BENCHMARKS: dict[str, Runner] = {
     memory.NAME: memory.run,
     sandbox.NAME: sandbox.run,
     untrusted.NAME: untrusted.run,
+    gate.NAME: gate.run,
     soak.NAME: soak.run,
 }
 
