@@ -28,6 +28,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ghapp.simulator import sandbox_gate
 from ghapp.simulator.model import Job, Step, Workflow
 from ghapp.simulator.simulator import Simulator
 
@@ -54,6 +55,16 @@ class TooManyScenarios(ScenarioError):
     """MAX_SCENARIOS repositories have their own scenario already."""
 
 
+class EnvironmentProtection(BaseModel):
+    """An environment's protection: ghapp's deployment protection rule, reviewers, a timer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ghapp_rule: bool = False
+    reviewers: list[str] = Field(default_factory=list, max_length=6)
+    wait_timer: int = Field(default=0, ge=0, le=43200)
+
+
 class Scenario(BaseModel):
     """What the next deploys of a repository do."""
 
@@ -66,6 +77,8 @@ class Scenario(BaseModel):
     log: list[str] = Field(default_factory=list, max_length=2000)
     lose_webhooks: Literal["none", "completed", "all"] = "none"
     github_errors_for_seconds: float = Field(default=0.0, ge=0, le=3600)
+    # The gate: environments with ghapp's rule hold their runs until the App answers.
+    environments: dict[str, EnvironmentProtection] = Field(default_factory=dict, max_length=20)
 
     @field_validator("url")
     @classmethod
@@ -274,6 +287,15 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
         full_name = f"{owner}/{name}"
         repo = sim.add_repository(full_name, default_branch="main")
         repo.add_workflow(workflow_for(full_name, book.get(full_name)))
+        protect(repo.full_name)
+
+    def protect(full_name: str) -> None:
+        repo = sim.world.repo_of(*full_name.split("/", 1))
+        if repo is not None:
+            repo.environments = {
+                name: protection.model_dump()
+                for name, protection in book.get(full_name).environments.items()
+            }
 
     def refresh(full_name: str) -> None:
         # A repository already installed follows its new scenario from its next dispatch on;
@@ -281,6 +303,7 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
         repo = sim.world.repo_of(*full_name.split("/", 1))
         if repo is not None:
             repo.add_workflow(workflow_for(repo.full_name, book.get(full_name)))
+            protect(repo.full_name)
 
     def apply(full_name: str, scenario: Scenario | None) -> None:
         if scenario is None:
@@ -335,5 +358,8 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
 
     path = "/sandbox/scenarios/{owner}/{repo}"
     sim.on_unknown_repository = install
-    sim.extra_routes = [web.put(path, put), web.get(path, get), web.delete(path, delete)]
+    sim.extra_routes = [
+        web.put(path, put), web.get(path, get), web.delete(path, delete),
+        *sandbox_gate.routes(sim, check_repository),
+    ]
     return apply
