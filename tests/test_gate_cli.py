@@ -7,10 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import Cli
 from test_gate import REPO, decisions, gated_stack
 
+from ghapp.client import Client
+from ghapp.simulator.sandbox import Sandbox
 from ghapp.simulator.stack import Stack
 
 
@@ -70,3 +73,30 @@ async def test_held_decisions_are_listed_and_rejected_from_the_command_line(
     assert (code, out) == (0, "no decisions\n")
     code, _, err = await cli("gate", "approve", decision_id, "--url", url)
     assert code == 1 and "not held" in err
+
+
+async def test_the_sandbox_gates_an_environment_and_starts_a_foreign_run() -> None:
+    sandbox = await Sandbox.start(gate="on")
+    try:
+        async with aiohttp.ClientSession() as session:
+            scenario = {"after_seconds": 0.2,
+                        "environments": {"production": {"ghapp_rule": True}}}
+            api = sandbox.github_api_url
+            async with session.put(f"{api}/sandbox/scenarios/acme/locked", json=scenario) as r:
+                assert r.status == 200
+            async with Client(sandbox.url, sandbox.token) as client:
+                mine = await client.deploy("acme/locked")
+                mine = await client.wait(mine.id, interval=0.1, timeout=30)
+            assert mine.verdict is not None and mine.verdict.status == "success"
+            body = {"environment": "production", "actor": "mallory"}
+            async with session.post(f"{api}/sandbox/runs/acme/locked", json=body) as r:
+                assert r.status == 201
+                started = await r.json()
+            run = await sandbox.stack.sim.wait_for_run(started["run_id"], timeout=10)
+            assert run.conclusion == "failure"
+            async with session.post(f"{api}/sandbox/runs/acme/locked", json=[1]) as r:
+                assert r.status == 422
+        states = [answer[2] for answer in sandbox.stack.sim.answers]
+        assert states == ["approved", "rejected"]
+    finally:
+        await sandbox.close()
