@@ -282,7 +282,9 @@ async def test_a_gate_request_before_the_dispatch_answer_waits_for_it(gated: Sta
     status, body = await gated.deploy(REPO, inputs={"environment": "production"})
     assert status == 202 and body["run"] is not None
     callback = await gated.receiver.wait_for(body["id"])
-    assert callback.deployment["verdict"]["status"] == "success"
+    assert callback.deployment["verdict"]["status"] == "success", (
+        callback.deployment["verdict"], await decisions(gated)
+    )
     [decision] = await decisions(gated)
     assert (decision["origin"], decision["deployment_id"]) == ("ghapp", body["id"])
 
@@ -346,3 +348,60 @@ async def test_ghapp_down_when_github_asks_then_reconciliation_decides(
         assert (decision["origin"], decision["deployment_id"]) == ("ghapp", body["id"])
     finally:
         await stack.close()
+
+
+async def stream_until(stack: Stack, deployment_id: str, wanted: Any) -> list[dict[str, Any]]:
+    """The event stream's Deployments until one satisfies `wanted` (or the stream ends)."""
+    assert stack.session is not None
+    seen: list[dict[str, Any]] = []
+    url = f"{stack.base_url}/api/v1/deployments/{deployment_id}/events"
+    async with asyncio.timeout(15), stack.session.get(url, headers=stack.auth) as response:
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                seen.append(json.loads(line[5:]))
+                if wanted(seen[-1]):
+                    break
+    return seen
+
+
+async def test_a_reviewer_is_awaited_on_the_stream_and_a_rejection_is_the_verdict(
+    gated: Stack,
+) -> None:
+    gated.sim.set_environment(REPO, "production", ghapp_rule=True,
+                              reviewers=["octocat", "acme/ops"])
+    status, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    assert status == 202
+    seen = await stream_until(
+        gated, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
+    )
+    waiting = seen[-1]["progress"]["waiting"]
+    assert (waiting["kind"], waiting["environment"]) == ("review", "production")
+    assert waiting["reviewers"] == ["octocat", "acme/ops"] and waiting["since"]
+    [requested] = [d.payload for d in gated.sim.deliveries if d.event == "deployment_review"]
+    schema = json.loads((SCHEMAS / "deployment_review.requested.schema.json").read_text())
+    jsonschema.validate(requested, schema)
+    run_id = body["run"]["id"]
+    await wait_until(lambda: bool(gated.sim.answers))  # the gate approved; people still wait
+    await gated.sim.review(run_id, "rejected", "octocat", "not on a Friday")
+    callback = await gated.receiver.wait_for(body["id"])
+    verdict = callback.deployment["verdict"]
+    assert (verdict["status"], verdict["reason"]) == ("failure", "review_rejected")
+    assert "octocat" in verdict["summary"] and "not on a Friday" in verdict["summary"]
+    assert verdict["cause"]["category"] == "policy" and not verdict["cause"]["retryable"]
+    rejected = [d.payload for d in gated.sim.deliveries if d.action == "rejected"]
+    schema = json.loads((SCHEMAS / "deployment_review.rejected.schema.json").read_text())
+    jsonschema.validate(rejected[0], schema)
+
+
+async def test_an_approving_reviewer_lets_the_deploy_complete(gated: Stack) -> None:
+    gated.sim.set_environment(REPO, "staging", ghapp_rule=False, reviewers=["octocat"])
+    _, body = await gated.deploy(REPO, inputs={"environment": "staging"})
+    await stream_until(
+        gated, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
+    )
+    await wait_until(lambda: gated.sim.runs[body["run"]["id"]].reviews)
+    await gated.sim.review(body["run"]["id"], "approved", "octocat")
+    callback = await gated.receiver.wait_for(body["id"])
+    assert callback.deployment["verdict"]["status"] == "success"
+    assert callback.deployment["progress"]["waiting"] is None

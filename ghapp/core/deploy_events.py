@@ -72,6 +72,28 @@ class GateRejected:
 
 
 @dataclass(frozen=True)
+class ReviewRequested:
+    """GitHub holds the run for required reviewers (a `deployment_review.requested`)."""
+
+    run_id: int
+    environment: str
+    reviewers: tuple[str, ...]
+    since: datetime
+
+
+@dataclass(frozen=True)
+class ReviewDecided:
+    """A reviewer approved or rejected the run's deployment (`deployment_review`)."""
+
+    run_id: int
+    environment: str
+    state: str
+    reviewer: str
+    comment: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class DeadlinesChecked:
     """A clock tick: give up on a run never found, on a run going on too long, or on a
     verdict's gathering (its report) taking longer than `report_timeout`."""
@@ -150,6 +172,8 @@ class RollbackDecided:
 Event = (
     RunObserved
     | GateRejected
+    | ReviewRequested
+    | ReviewDecided
     | Superseded
     | RollbackDecided
     | JobObserved

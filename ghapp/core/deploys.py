@@ -31,6 +31,8 @@ from ghapp.core.deploy_events import (
     FindDeployedUrl,
     GateRejected,
     GatherFailure,
+    ReviewDecided,
+    ReviewRequested,
     RollbackDecided,
     RunObserved,
     RunSearched,
@@ -41,6 +43,7 @@ from ghapp.core.deploy_events import (
     Transition,
 )
 from ghapp.core.deploy_record import DeploymentRecord
+from ghapp.core.deploy_review import on_review_decided, on_review_requested
 from ghapp.core.deploy_rollback import on_rollback_decided, on_superseded
 from ghapp.core.deploy_runs import on_jobs, on_run
 from ghapp.core.deploy_verdict import (
@@ -74,6 +77,8 @@ __all__ = [
     "GateRejected",
     "GatherFailure",
     "JobObserved",
+    "ReviewDecided",
+    "ReviewRequested",
     "RollbackDecided",
     "RunObserved",
     "RunSearched",
@@ -107,6 +112,10 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return on_superseded(record, event)
     if isinstance(event, GateRejected):
         return on_gate_rejected(record, event)
+    if isinstance(event, ReviewRequested):
+        return on_review_requested(record, event)
+    if isinstance(event, ReviewDecided):
+        return on_review_decided(record, event)
     if isinstance(event, RunObserved):
         return on_run(record, event)
     if isinstance(event, JobObserved):

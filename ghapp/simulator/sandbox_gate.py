@@ -1,4 +1,5 @@
-"""The sandbox's gate routes: someone presses "Run workflow" (a foreign run)."""
+"""The sandbox's gate routes: someone presses "Run workflow" (a foreign run), a reviewer
+approves or rejects."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _error(status: int, error: str, message: str) -> web.Response:
 
 def routes(sim: Simulator, check_repository: Callable[[str], str]) -> list[web.RouteDef]:
     """`POST /sandbox/runs/{owner}/{repo}` `{"workflow", "environment", "actor"}`: a run of the
-    workflow triggered by a person, as the "Run workflow" button starts it."""
+    workflow triggered by a person, as the "Run workflow" button starts it; `POST
+    /sandbox/reviews/{run_id}` `{"state", "reviewer", "comment"}`: a reviewer acts."""
 
     async def start_run(request: web.Request) -> web.Response:
         try:
@@ -61,4 +63,30 @@ def routes(sim: Simulator, check_repository: Callable[[str], str]) -> list[web.R
             {"run_id": run.id, "status": run.status, "actor": actor}, status=201
         )
 
-    return [web.post("/sandbox/runs/{owner}/{repo}", start_run)]
+    async def review(request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        body = await request.content.read(MAX_BODY + 1)
+        try:
+            data: Any = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "invalid_json", "the body is not JSON")
+        if not isinstance(data, dict) or not run_id.isdigit():
+            return _error(422, "invalid_body", "a JSON object, and a numeric run id")
+        state, reviewer = data.get("state"), data.get("reviewer", "octocat")
+        comment = data.get("comment", "")
+        if state not in ("approved", "rejected") or not isinstance(reviewer, str):
+            return _error(422, "invalid_body", "state: approved or rejected; reviewer: a login")
+        if not isinstance(comment, str):
+            return _error(422, "invalid_body", "comment must be a string")
+        if int(run_id) not in sim.runs:
+            return _error(404, "not_found", f"no run {run_id}")
+        try:
+            run = await sim.review(int(run_id), state, reviewer, comment)
+        except ValueError as exc:
+            return _error(409, "not_waiting", str(exc))
+        return web.json_response({"run_id": run.id, "status": run.status})
+
+    return [
+        web.post("/sandbox/runs/{owner}/{repo}", start_run),
+        web.post("/sandbox/reviews/{run_id}", review),
+    ]

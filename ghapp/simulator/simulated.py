@@ -274,6 +274,20 @@ class SimulatedGitHub:
             "ghapp_rule": ghapp_rule, "reviewers": list(reviewers or []), "wait_timer": wait_timer,
         }
 
+    async def review(self, run_id: int, state: str, reviewer: str, comment: str = "",
+                     environment: str | None = None) -> RunState:
+        """A required reviewer approves or rejects a waiting run's deployment."""
+        run = self._run(run_id)
+        pending = [name for name, value in run.reviews.items() if value == "pending"]
+        name = environment or (pending[0] if pending else None)
+        if state not in ("approved", "rejected"):
+            raise ValueError("state must be approved or rejected")
+        if name is None or run.reviews.get(name) != "pending" or run.status != "waiting":
+            raise ValueError(f"run {run_id} waits for no review")
+        moves = gate.review(self.world, self.player, run, name, state, reviewer, comment)
+        await asyncio.gather(*self.emit(moves))
+        return run
+
     async def start_foreign_run(self, repo: str, actor: str, workflow: str = "deploy.yml",
                                 ref: str | None = None,
                                 inputs: dict[str, Any] | None = None) -> RunState:

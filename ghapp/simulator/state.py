@@ -211,6 +211,9 @@ class RunState:
     actors: dict[int, str] = field(default_factory=dict)
     gates: dict[str, str] = field(default_factory=dict)
     gate_deployments: dict[str, int] = field(default_factory=dict)
+    # Environments whose required reviewers this attempt waits for: "pending", "approved"...
+    reviews: dict[str, str] = field(default_factory=dict)
+    waiting_since: int = 0
 
     @property
     def jobs(self) -> list[JobState]:

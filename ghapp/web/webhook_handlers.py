@@ -222,12 +222,67 @@ async def _deployment_protection_rule(
     )
 
 
+def _reviewer_name(entry: Any) -> str | None:
+    """A reviewer of `deployment_review.requested`: a login, or a team as `org/slug`."""
+    who = entry.get("reviewer") if isinstance(entry, dict) else None
+    if not isinstance(who, dict):
+        return None
+    if entry.get("type") == "Team":
+        org = str(who.get("html_url") or "").split("/orgs/")[-1].split("/")[0]
+        return f"{org}/{who.get('slug')}" if org else str(who.get("slug"))
+    login = who.get("login")
+    return login if isinstance(login, str) else None
+
+
+async def _deployment_review(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    from ghapp.core.deploy_events import ReviewDecided, ReviewRequested
+
+    run = payload.get("workflow_run") or {}
+    if not is_run_id(run.get("id")):
+        return Answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        return Answer(200, "not_ours")
+    if delivery_id in services.recent_deliveries:
+        return Answer(200, "duplicate")
+    action = payload.get("action")
+    environment = payload.get("environment")
+    if not isinstance(environment, str):
+        job_runs = payload.get("workflow_job_runs") or [payload.get("workflow_job_run") or {}]
+        first = job_runs[0] if job_runs and isinstance(job_runs[0], dict) else {}
+        environment = str(first.get("environment") or record.environment)
+    event: ReviewRequested | ReviewDecided
+    if action == "requested":
+        reviewers = tuple(
+            name for name in map(_reviewer_name, payload.get("reviewers") or []) if name
+        )
+        since = github_time(payload.get("since")) or utcnow()
+        event = ReviewRequested(run["id"], environment, reviewers, since)
+    elif action in ("approved", "rejected"):
+        approver = (payload.get("approver") or payload.get("sender") or {}).get("login")
+        comment = payload.get("comment")
+        event = ReviewDecided(
+            run["id"], environment, str(action), str(approver or "a reviewer"),
+            comment if isinstance(comment, str) else "", utcnow(),
+        )
+    else:
+        return Answer(200, "ignored")
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return Answer(200, "duplicate")
+    return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
 HANDLERS = {
     "ping": _ping,
     "workflow_run": _workflow_run,
     "deployment_status": _deployment_status,
     "workflow_job": _workflow_job,
     "deployment_protection_rule": _deployment_protection_rule,
+    "deployment_review": _deployment_review,
     "installation": _noted,
     "installation_repositories": _noted,
 }

@@ -43,9 +43,6 @@ class Services(Protocol):
     engine: Engine
     gate_state: dict[str, Any]
 
-    def notify_verdict(self, record: DeploymentRecord) -> None:
-        """A verdict was stored: count it and wake the callback sender."""
-
 log = logging.getLogger("ghapp.gate")
 # How long a request about an unknown run waits for a dispatch still without its answer.
 DISPATCH_WAIT = 10.0
@@ -155,7 +152,8 @@ async def _find_record(
                 if candidate.correlation_id and candidate.correlation_id in facts.title:
                     return candidate
         if not any(r.phase in ("recorded", "dispatched") for r in waiting):
-            return None
+            # Its answer may have bound the run between the two reads: one look more.
+            return await services.store.by_run(request.run_id)
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(_LOOK_EVERY)
@@ -260,10 +258,15 @@ async def answer(
         try:
             await send(services, doc, verdict.state, verdict.comment)
         except gidgethub.BadRequest as exc:
-            if not poll or int(exc.status_code) != 422:
+            if int(exc.status_code) != 422:
                 raise
-            await services.store.forget_gate_decision(doc["id"])  # nothing of ours pending
-            return None
+            if poll:
+                await services.store.forget_gate_decision(doc["id"])  # nothing of ours pending
+                return None
+            # The run ended meanwhile (a reviewer rejected it, someone cancelled it): the
+            # decision stays recorded, unanswered.
+            log.warning("gate: GitHub had no pending rule to answer",
+                        extra={"repository": request.repository, "run_id": request.run_id})
     services.metrics.gate_decisions.labels(verdict.origin, verdict.decision).inc()
     if callback is not None:
         services.sender.wake()
@@ -272,9 +275,7 @@ async def answer(
             at=utcnow(), policy=verdict.policy, reason=verdict.reason,
             retry_after=verdict.retry_after,
         )
-        transition = await services.engine.apply(record, event)
-        if transition is not None and transition.record.phase == "completed":
-            services.notify_verdict(transition.record)
+        await services.engine.apply(record, event)  # its verdict's callback is queued there
     log.info(
         "gate decided",
         extra={"repository": request.repository, "run_id": request.run_id,
