@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -12,7 +13,9 @@ import pytest
 from conftest import Cli
 from test_gate import REPO, decisions, gated_stack
 
+from ghapp.cli.deploy import summary
 from ghapp.client import Client
+from ghapp.core.models import Deployment
 from ghapp.simulator.sandbox import Sandbox
 from ghapp.simulator.stack import Stack
 
@@ -100,3 +103,16 @@ async def test_the_sandbox_gates_an_environment_and_starts_a_foreign_run() -> No
         assert states == ["approved", "rejected"]
     finally:
         await sandbox.close()
+
+
+def test_watch_shows_who_is_awaited() -> None:
+    now = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+    deployment = Deployment.model_validate({
+        "id": "dep_1", "repository": REPO, "workflow": "deploy.yml", "ref": "main",
+        "state": "dispatched", "callback": {"url": None}, "created_at": now, "updated_at": now,
+        "progress": {"waiting": {"kind": "review", "environment": "production",
+                                 "reviewers": ["octocat", "acme/ops"],
+                                 "since": now - timedelta(seconds=75)}},
+    })
+    line = summary(deployment, now)
+    assert "waiting for octocat, acme/ops (production) for 1:15" in line
