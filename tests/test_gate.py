@@ -107,6 +107,12 @@ async def test_a_foreign_run_is_rejected_and_announced(gated: Stack) -> None:
     assert callback.headers["X-Ghapp-Event"] == "gate.foreign"
     assert callback.signature_ok
     assert callback.deployment == decision
+    # The operator page shows it.
+    assert gated.session is not None
+    async with gated.session.get(gated.base_url + "/", headers=gated.auth) as response:
+        page = await response.text()
+    assert f'data-gate-decision="{decision["id"]}"' in page
+    assert "mallory" in page and ">foreign<" in page
 
 
 async def test_a_rerun_and_a_foreign_run_carrying_the_deployment_id_are_foreign(
