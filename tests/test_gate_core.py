@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ghapp.core.deploy_dispatch import new_deployment
+from ghapp.core.deploy_events import (
+    CancelRun,
+    DeadlinesChecked,
+    ReviewDecided,
+    ReviewRequested,
+    SendCallback,
+)
+from ghapp.core.deploy_record import DeploymentRecord
+from ghapp.core.deploys import apply
 from ghapp.core.gate import RunFacts, callback_body, decide, request_of, run_id_of, whose_run
 from ghapp.core.gate_policies import PolicyVerdict
 from ghapp.core.request_models import DeploymentRequest
@@ -110,3 +119,38 @@ def test_the_callback_body_is_githubs_and_the_comment_is_cut() -> None:
     body = callback_body("production", "approved", "x" * 2000)
     assert set(body) == {"environment_name", "state", "comment"}
     assert len(body["comment"]) == 1024
+
+
+def test_time_waiting_for_reviewers_does_not_count_toward_the_run_timeout() -> None:
+    record = deployment()
+    record.dispatched_at = NOW - timedelta(seconds=100)
+
+    def tick(rec: DeploymentRecord, seconds_later: float = 0) -> list[object]:
+        at = NOW + timedelta(seconds=seconds_later)
+        return apply(rec, DeadlinesChecked(at=at, run_lookup_timeout=600, run_timeout=60)).actions
+
+    # Waiting for reviewers for 90 of the 100 s: 10 s of running, under the 60 s allowed.
+    waiting = apply(record, ReviewRequested(4242, "production", ("octocat",),
+                                            NOW - timedelta(seconds=90))).record
+    assert waiting.progress is not None and waiting.progress.waiting is not None
+    assert tick(waiting) == []
+    approved = apply(waiting, ReviewDecided(4242, "production", "approved", "octocat", "", NOW))
+    assert approved.record.progress is not None and approved.record.progress.waiting is None
+    assert approved.record.waited_seconds == 90
+    assert tick(approved.record, 49) == []
+    # Past it: the verdict is timed_out, and the run is cancelled with it.
+    actions = tick(approved.record, 51)
+    assert actions[0] == CancelRun(4242) and SendCallback() in actions
+    # Without the wait, the same record times out at once.
+    assert CancelRun(4242) in tick(record)
+
+
+def test_a_reviewers_rejection_is_the_verdict() -> None:
+    rejected = apply(deployment(), ReviewDecided(4242, "production", "rejected", "octocat",
+                                                 "not on a Friday", NOW)).record
+    assert rejected.verdict is not None
+    assert (rejected.verdict.reason, rejected.state) == ("review_rejected", "completed")
+    assert "octocat" in rejected.verdict.summary and "not on a Friday" in rejected.verdict.summary
+    # A review of another run changes nothing.
+    other = apply(deployment(), ReviewDecided(1, "production", "rejected", "x", "", NOW))
+    assert not other.changed

@@ -50,6 +50,9 @@ class DeploymentRecord(Deployment):
     run_completed_at: datetime | None = None
     # The median run time of recent successes like this one, taken at the dispatch.
     typical_run_seconds: float | None = None
+    # Seconds the run spent waiting for people (reviewers) in waits that ended: not counted
+    # toward RUN_TIMEOUT (nor is a wait still open, `progress.waiting.since` on).
+    waited_seconds: float = 0.0
 
     def run_seconds(self) -> float | None:
         """How long a successful run took (GitHub's start to its completion), else None."""

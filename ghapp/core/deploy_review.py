@@ -61,6 +61,8 @@ def on_review_decided(record: DeploymentRecord, event: ReviewDecided) -> Transit
         return complete(updated, review_verdict(updated, event.reviewer, event.comment), event.at)
     if updated.progress is None or updated.progress.waiting is None:
         return Transition(record)
+    waited = (event.at - updated.progress.waiting.since).total_seconds()
+    updated.waited_seconds += max(waited, 0.0)
     updated.progress = updated.progress.model_copy(update={"waiting": None})
     updated.updated_at = max(updated.updated_at, event.at)
     return Transition(updated, changed=True)

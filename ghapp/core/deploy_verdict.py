@@ -10,6 +10,7 @@ from ghapp.core import report_markdown, reports, untrusted
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.deploy_events import (
     Action,
+    CancelRun,
     DeadlinesChecked,
     DeployedUrlFound,
     EnvironmentObserved,
@@ -141,6 +142,11 @@ def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transitio
             Failure(reason="run_not_found", log=verdict.summary)
         )
         return complete(record.model_copy(deep=True), verdict, event.at)
+    # Time spent waiting for people does not count toward RUN_TIMEOUT.
+    waited -= record.waited_seconds
+    open_wait = record.progress.waiting if record.progress is not None else None
+    if open_wait is not None:
+        waited -= max((event.at - open_wait.since).total_seconds(), 0.0)
     if waited < event.run_timeout:
         return Transition(record)
     verdict = Verdict(
@@ -150,7 +156,10 @@ def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transitio
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
     verdict.cause = rules_of(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
-    return complete(record.model_copy(deep=True), verdict, event.at)
+    run_id = record.run.id
+    done = complete(record.model_copy(deep=True), verdict, event.at)
+    # The run is cancelled with the verdict: a run ghapp gave up on must not deploy later.
+    return Transition(done.record, [CancelRun(run_id), *done.actions], changed=True)
 
 
 def _lost(record: DeploymentRecord, lookup: float) -> str:
