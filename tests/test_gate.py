@@ -411,3 +411,21 @@ async def test_an_approving_reviewer_lets_the_deploy_complete(gated: Stack) -> N
     callback = await gated.receiver.wait_for(body["id"])
     assert callback.deployment["verdict"]["status"] == "success"
     assert callback.deployment["progress"]["waiting"] is None
+
+
+async def test_notify_deployment_waiting_when_a_person_must_act(gated: Stack) -> None:
+    gated.sim.set_environment(REPO, "staging", ghapp_rule=True, reviewers=["octocat"])
+    _, body = await gated.deploy(
+        REPO, inputs={"environment": "staging"}, notify=["deployment.waiting"]
+    )
+    callback = await gated.receiver.wait_for(body["id"], event="deployment.waiting")
+    assert callback.signature_ok
+    assert callback.headers["X-Ghapp-Delivery"].startswith("cbw_")
+    waiting = callback.deployment["progress"]["waiting"]
+    assert (waiting["kind"], waiting["reviewers"]) == ("review", ["octocat"])
+    await wait_until(lambda: bool(gated.sim.answers))
+    await gated.sim.review(body["run"]["id"], "approved", "octocat")
+    done = await gated.receiver.wait_for(body["id"])
+    assert done.deployment["verdict"]["status"] == "success"
+    events = [c.event for c in gated.receiver.delivered() if c.deployment["id"] == body["id"]]
+    assert events.count("deployment.waiting") == 1

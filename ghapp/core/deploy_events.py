@@ -228,6 +228,11 @@ class SendStarted:
 
 
 @dataclass(frozen=True)
+class SendWaiting:
+    """Queue the `deployment.waiting` callback: a person must act (once per deployment)."""
+
+
+@dataclass(frozen=True)
 class CancelRun:
     """Cancel the run on GitHub (a superseded deployment's, once its run is known)."""
 
@@ -246,6 +251,7 @@ Action = (
     | SendStarted
     | StartRollback
     | CancelRun
+    | SendWaiting
     | DropRecord
 )
 

@@ -4,7 +4,13 @@
 from __future__ import annotations
 
 from ghapp.core import untrusted
-from ghapp.core.deploy_events import ReviewDecided, ReviewRequested, Transition
+from ghapp.core.deploy_events import (
+    Action,
+    ReviewDecided,
+    ReviewRequested,
+    SendWaiting,
+    Transition,
+)
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_verdict import complete
 from ghapp.core.models import Cause, Progress, Verdict, Waiting
@@ -30,7 +36,11 @@ def on_review_requested(record: DeploymentRecord, event: ReviewRequested) -> Tra
     progress = updated.progress or Progress()
     updated.progress = progress.model_copy(update={"waiting": waiting})
     updated.updated_at = max(updated.updated_at, event.since)
-    return Transition(updated, changed=True)
+    actions: list[Action] = []
+    if "deployment.waiting" in updated.notify and not updated.waiting_notified:
+        updated.waiting_notified = True
+        actions.append(SendWaiting())
+    return Transition(updated, actions, changed=True)
 
 
 def review_verdict(record: DeploymentRecord, reviewer: str, comment: str) -> Verdict:

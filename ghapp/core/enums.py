@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 # Callbacks besides the verdict's that a request may ask for (`notify`).
-NotifyEvent = Literal["deployment.started"]
+NotifyEvent = Literal["deployment.started", "deployment.waiting"]
 
 # Validation context a client passes (ghapp.client): a newer server may send enum values this
 # version does not know; they are kept as plain strings instead of failing the whole answer.

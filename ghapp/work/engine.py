@@ -27,6 +27,7 @@ from ghapp.core.deploys import (
     RollbackDecided,
     SendCallback,
     SendStarted,
+    SendWaiting,
     StartRollback,
     Transition,
 )
@@ -171,6 +172,7 @@ class Engine(Worker):
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
             starts = any(isinstance(a, SendStarted) for a in transition.actions)
+            waits = any(isinstance(a, SendWaiting) for a in transition.actions)
             # Slow work to start: its lease is taken in the same write (here, not elsewhere).
             gathers = any(isinstance(a, _GATHERED) for a in transition.actions)
             lease = gathers and transition.record.id not in self._in_flight
@@ -179,11 +181,12 @@ class Engine(Worker):
                 delivery_id=delivery_id,
                 enqueue_callback=sends,
                 enqueue_started=starts,
+                enqueue_waiting=waits,
                 gather_owner=self.owner if lease else None,
                 gather_seconds=GATHER_LEASE,
             )
             if saved:
-                if sends or starts:
+                if sends or starts or waits:
                     # Wakes the callback sender (and counts a verdict, when there is one).
                     self.on_verdict(transition.record)
                 self.schedule(transition.record, transition.actions, leased=lease)
