@@ -429,3 +429,20 @@ async def test_notify_deployment_waiting_when_a_person_must_act(gated: Stack) ->
     assert done.deployment["verdict"]["status"] == "success"
     events = [c.event for c in gated.receiver.delivered() if c.deployment["id"] == body["id"]]
     assert events.count("deployment.waiting") == 1
+
+
+async def test_a_lost_review_webhook_still_shows_who_is_awaited(database_url: str) -> None:
+    stack = await gated_stack(database_url, poll_after=0.5)
+    try:
+        stack.sim.set_environment(REPO, "staging", ghapp_rule=True, reviewers=["acme/ops"])
+        stack.sim.faults.drop_webhooks = {"deployment_review"}
+        _, body = await stack.deploy(REPO, inputs={"environment": "staging"})
+        seen = await stream_until(
+            stack, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
+        )
+        waiting = seen[-1]["progress"]["waiting"]
+        assert (waiting["environment"], waiting["reviewers"]) == ("staging", ["acme/ops"])
+        dropped = [d for d in stack.sim.deliveries if d.event == "deployment_review"]
+        assert dropped and all(d.dropped for d in dropped)
+    finally:
+        await stack.close()

@@ -61,3 +61,12 @@ async def custom_rules(
     data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
     rules = data.get("custom_deployment_protection_rules") if isinstance(data, dict) else None
     return list(rules or [])
+
+
+async def pending_deployments(
+    client: GitHubClient, repository: str, installation_id: int, run_id: int
+) -> list[dict[str, Any]]:
+    """The environments a run waits on, with their reviewers and wait timers."""
+    url = f"/repos/{repository}/actions/runs/{run_id}/pending_deployments"
+    data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ghapp.simulator import gate
 from ghapp.simulator.accounts import user
+from ghapp.simulator.clock import iso_z
 from ghapp.simulator.http import (
     ApiError,
     Call,
@@ -121,3 +122,27 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
         return json_response(
             {"total_count": len(rules), "custom_deployment_protection_rules": rules}
         )
+
+    @router.route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/pending_deployments")
+    async def pending_deployments(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        run_id = call.params["run_id"]
+        run = world.runs.get(int(run_id)) if run_id.isdigit() else None
+        if run is None or run.repo is not repo:
+            raise ApiError(404, "Not Found")
+        api = f"{world.api_url}/repos/{repo.full_name}"
+        pending = []
+        for number, (name, state) in enumerate(sorted(run.reviews.items()), 1):
+            if state != "pending" or run.status != "waiting":
+                continue
+            settings = repo.environments.get(name, {})
+            pending.append({
+                "environment": {"id": 161088000 + number, "node_id": f"EN_{number}",
+                                "name": name, "url": f"{api}/environments/{name}",
+                                "html_url": f"{world.web_url}/{repo.full_name}/deployments"},
+                "wait_timer": settings.get("wait_timer", 0),
+                "wait_timer_started_at": iso_z(run.waiting_since or run.created),
+                "current_user_can_approve": False,
+                "reviewers": [_reviewer(login) for login in settings.get("reviewers", [])],
+            })
+        return json_response(pending)

@@ -222,22 +222,11 @@ async def _deployment_protection_rule(
     )
 
 
-def _reviewer_name(entry: Any) -> str | None:
-    """A reviewer of `deployment_review.requested`: a login, or a team as `org/slug`."""
-    who = entry.get("reviewer") if isinstance(entry, dict) else None
-    if not isinstance(who, dict):
-        return None
-    if entry.get("type") == "Team":
-        org = str(who.get("html_url") or "").split("/orgs/")[-1].split("/")[0]
-        return f"{org}/{who.get('slug')}" if org else str(who.get("slug"))
-    login = who.get("login")
-    return login if isinstance(login, str) else None
-
-
 async def _deployment_review(
     services: Services, payload: dict[str, Any], delivery_id: str
 ) -> Answer:
     from ghapp.core.deploy_events import ReviewDecided, ReviewRequested
+    from ghapp.work.gate import reviewer_name
 
     run = payload.get("workflow_run") or {}
     if not is_run_id(run.get("id")):
@@ -256,7 +245,7 @@ async def _deployment_review(
     event: ReviewRequested | ReviewDecided
     if action == "requested":
         reviewers = tuple(
-            name for name in map(_reviewer_name, payload.get("reviewers") or []) if name
+            name for name in map(reviewer_name, payload.get("reviewers") or []) if name
         )
         since = github_time(payload.get("since")) or utcnow()
         event = ReviewRequested(run["id"], environment, reviewers, since)

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import gidgethub
 
 from ghapp.core import gate as core
-from ghapp.core.deploy_events import GateRejected
+from ghapp.core.deploy_events import GateRejected, ReviewRequested
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.gate_policies import PolicyVerdict, evaluate
-from ghapp.core.times import utcnow
+from ghapp.core.times import github_time, utcnow
 from ghapp.github import gate_calls
+from ghapp.github.client import GitHubUnavailable
 from ghapp.store.gate import public_decision
 
 if TYPE_CHECKING:
@@ -177,7 +178,10 @@ async def decide_waiting(
     protection-rule webhook had come (its URL is known from the run id). GitHub refuses an
     answer when no rule of ghapp's is pending (the run waits for reviewers): then nothing is
     kept."""
-    if services.settings.gate != "on" or record.run is None:
+    if record.run is None:
+        return
+    await _awaited_people(services, record, installation)
+    if services.settings.gate != "on":
         return
     api = services.settings.github_api_url.rstrip("/")
     request = core.GateRequest(
@@ -195,6 +199,46 @@ async def decide_waiting(
     except Exception as exc:
         log.warning("gate: could not decide a waiting run",
                     extra={"deployment_id": record.id, "error": str(exc)})
+
+
+def reviewer_name(entry: Any) -> str | None:
+    """A reviewer as GitHub lists it: a login, or a team as `org/slug`."""
+    who = entry.get("reviewer") if isinstance(entry, dict) else None
+    if not isinstance(who, dict):
+        return None
+    if entry.get("type") == "Team":
+        org = str(who.get("html_url") or "").split("/orgs/")[-1].split("/")[0]
+        return f"{org}/{who.get('slug')}" if org else str(who.get("slug"))
+    login = who.get("login")
+    return login if isinstance(login, str) else None
+
+
+async def _awaited_people(
+    services: Services, record: DeploymentRecord, installation: int
+) -> None:
+    """`progress.waiting` from the run's `pending_deployments` (a lost `deployment_review`
+    webhook never hides who is awaited)."""
+    assert record.run is not None
+    try:
+        pending = await gate_calls.pending_deployments(
+            services.github, record.repository, installation, record.run.id
+        )
+    except (gidgethub.GitHubException, GitHubUnavailable) as exc:
+        log.warning("gate: pending deployments unread",
+                    extra={"deployment_id": record.id, "error": str(exc)})
+        return
+    for item in pending:
+        reviewers = tuple(name for name in map(reviewer_name, item.get("reviewers") or []) if name)
+        if not reviewers:
+            continue
+        environment = str((item.get("environment") or {}).get("name") or record.environment)
+        since = github_time(item.get("wait_timer_started_at")) or utcnow()
+        if record.progress is not None and record.progress.waiting is not None:
+            since = record.progress.waiting.since  # the webhook's time, when it came
+        await services.engine.apply(
+            record, ReviewRequested(record.run.id, environment, reviewers, since)
+        )
+        return
 
 
 async def answer(
