@@ -446,3 +446,19 @@ async def test_a_lost_review_webhook_still_shows_who_is_awaited(database_url: st
         assert dropped and all(d.dropped for d in dropped)
     finally:
         await stack.close()
+
+
+async def test_a_lost_rejection_webhook_is_read_from_the_runs_approvals(gated: Stack) -> None:
+    gated.sim.set_environment(REPO, "production", ghapp_rule=True, reviewers=["octocat"])
+    gated.sim.faults.drop_webhooks = {"deployment_review.rejected"}
+    _, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    await stream_until(
+        gated, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
+    )
+    await wait_until(lambda: bool(gated.sim.answers))
+    await gated.sim.review(body["run"]["id"], "rejected", "octocat", "wrong sha")
+    callback = await gated.receiver.wait_for(body["id"])
+    verdict = callback.deployment["verdict"]
+    assert verdict["reason"] == "review_rejected", verdict
+    assert "octocat" in verdict["summary"] and "wrong sha" in verdict["summary"]
+    assert any(r.path.endswith("/approvals") for r in gated.sim.requests)

@@ -70,3 +70,12 @@ async def pending_deployments(
     url = f"/repos/{repository}/actions/runs/{run_id}/pending_deployments"
     data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+async def approvals(
+    client: GitHubClient, repository: str, installation_id: int, run_id: int
+) -> list[dict[str, Any]]:
+    """The reviews of a run's deployments (who approved or rejected, with their comment)."""
+    url = f"/repos/{repository}/actions/runs/{run_id}/approvals"
+    data = await client.as_installation(installation_id, lambda gh: gh.getitem(url))
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []

@@ -136,6 +136,7 @@ def review(world: World, player: RunPlayer, run: RunState, environment: str, sta
            reviewer: str, comment: str) -> list[Outgoing]:
     """A required reviewer approves or rejects: the webhook, then the run starts or ends."""
     run.reviews[environment] = state
+    run.approvals.append((environment, state, reviewer, comment))
     body = review_payload(world, run, environment, state, reviewer, comment)
     events = [Outgoing("deployment_review", state, body, run.id)]
     if state == "rejected":

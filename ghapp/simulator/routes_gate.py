@@ -146,3 +146,22 @@ def register(router: Router, sim: SimulatedGitHub) -> None:
                 "reviewers": [_reviewer(login) for login in settings.get("reviewers", [])],
             })
         return json_response(pending)
+
+    @router.route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/approvals")
+    async def approvals(call: Call) -> web.StreamResponse:
+        repo = repo_of(world, call)
+        run_id = call.params["run_id"]
+        run = world.runs.get(int(run_id)) if run_id.isdigit() else None
+        if run is None or run.repo is not repo:
+            raise ApiError(404, "Not Found")
+        api = f"{world.api_url}/repos/{repo.full_name}"
+        return json_response([
+            {
+                "environments": [{"id": 161088000 + number, "node_id": f"EN_{number}",
+                                  "name": name, "url": f"{api}/environments/{name}"}],
+                "state": state,
+                "user": user(world, reviewer),
+                "comment": comment,
+            }
+            for number, (name, state, reviewer, comment) in enumerate(run.approvals, 1)
+        ])

@@ -214,6 +214,8 @@ class RunState:
     # Environments whose required reviewers this attempt waits for: "pending", "approved"...
     reviews: dict[str, str] = field(default_factory=dict)
     waiting_since: int = 0
+    # The reviews given (GET .../approvals): environment, state, reviewer, comment.
+    approvals: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def jobs(self) -> list[JobState]:
