@@ -24,7 +24,6 @@ from ghapp.core.deploys import (
     Event,
     FindDeployedUrl,
     GatherFailure,
-    ReviewDecided,
     RollbackDecided,
     SendCallback,
     SendStarted,
@@ -34,11 +33,11 @@ from ghapp.core.deploys import (
 )
 from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubClient, GitHubUnavailable
-from ghapp.github.gate_calls import approvals
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
 from ghapp.work.deployed_urls import DeployedUrls
 from ghapp.work.failures import FailureReporter
+from ghapp.work.reviews import rejection
 from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
@@ -362,7 +361,7 @@ class Engine(Worker):
         assert isinstance(action, GatherFailure)
         if record.progress is not None and record.progress.waiting is not None:
             # It failed while waiting for reviewers: a rejection whose webhook was lost.
-            rejected = await _rejection(self.github, record, installation, action.run_id)
+            rejected = await rejection(self.github, record, installation, action.run_id)
             if rejected is not None:
                 return rejected
         return await self.reporter.gather(
@@ -387,25 +386,4 @@ class Engine(Worker):
                 self.schedule(record, actions)
                 count += 1
         return count
-
-
-async def _rejection(
-    github: GitHubClient, record: DeploymentRecord, installation: int, run_id: int
-) -> Event | None:
-    """A reviewer's rejection of the run, read from its approvals, as an event; else None."""
-    try:
-        reviews = await approvals(github, record.repository, installation, run_id)
-    except (gidgethub.GitHubException, GitHubUnavailable):
-        return None
-    for review in reviews:
-        if review.get("state") == "rejected":
-            environments = review.get("environments") or [{}]
-            name = environments[0].get("name") if isinstance(environments[0], dict) else None
-            comment = review.get("comment")
-            return ReviewDecided(
-                run_id, str(name or record.environment), "rejected",
-                str((review.get("user") or {}).get("login") or "a reviewer"),
-                comment if isinstance(comment, str) else "", utcnow(),
-            )
-    return None
 
