@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -462,3 +463,31 @@ async def test_a_lost_rejection_webhook_is_read_from_the_runs_approvals(gated: S
     assert verdict["reason"] == "review_rejected", verdict
     assert "octocat" in verdict["summary"] and "wrong sha" in verdict["summary"]
     assert any(r.path.endswith("/approvals") for r in gated.sim.requests)
+
+
+async def test_a_request_whose_run_github_cannot_show_is_deferred_not_rejected(
+    gated: Stack,
+) -> None:
+    gated.sim.faults.hold_webhooks = True
+    _, body = await gated.deploy(REPO, inputs={"environment": "production"})
+    run = gated.sim.runs[body["run"]["id"]]
+    dep = gated.sim.world.deployments[run.gate_deployments["production"]]
+    payload = json.dumps(request_payload(gated.sim.world, run, "production", dep)).encode()
+    assert gated.session is not None
+
+    async def deliver(guid: str) -> tuple[int, dict[str, Any]]:
+        headers = {"X-GitHub-Event": "deployment_protection_rule", "X-GitHub-Delivery": guid,
+                   "X-Hub-Signature-256": gated.sim.sign(payload)}
+        url = gated.base_url + gated.settings.webhook_path
+        assert gated.session is not None
+        async with gated.session.post(url, data=payload, headers=headers) as response:
+            return response.status, await response.json()
+
+    gated.sim.faults.server_errors_until = time.monotonic() + 600
+    status, answer = await deliver("first")
+    assert (status, answer["outcome"]) == (503, "gate_deferred")
+    assert gated.sim.answers == [] and await decisions(gated) == []
+    gated.sim.faults.server_errors_until = 0
+    status, answer = await deliver("first")  # GitHub's redelivery keeps the guid
+    assert (status, answer["outcome"]) == (200, "gate_approved")
+    assert [a[2] for a in gated.sim.answers] == ["approved"]

@@ -214,7 +214,11 @@ async def _deployment_protection_rule(
     if delivery_id in services.recent_deliveries:
         return Answer(200, "duplicate")
     services.recent_deliveries[delivery_id] = True
-    decided = await gate.answer(services, request)
+    try:
+        decided = await gate.answer(services, request)
+    except gate.GateDeferred as exc:
+        del services.recent_deliveries[delivery_id]  # a redelivery is to be handled again
+        return Answer(503, "gate_deferred", message=f"{exc}; deliver again later")
     if decided is None:
         return Answer(200, "duplicate")
     return Answer(

@@ -50,6 +50,10 @@ DISPATCH_WAIT = 10.0
 _LOOK_EVERY = 0.05
 
 
+class GateDeferred(Exception):
+    """A protection-rule request that cannot be decided now (GitHub did not answer)."""
+
+
 def _iso(when: datetime | None) -> str | None:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
 
@@ -165,7 +169,7 @@ async def _facts(
 ) -> tuple[core.RunFacts | None, dict[str, Any]]:
     try:
         run = await services.github.run(request.repository, installation_id, request.run_id)
-    except Exception as exc:  # the run unread: judged foreign, never approved blindly
+    except (gidgethub.GitHubException, GitHubUnavailable) as exc:
         log.warning("gate: the run could not be read", extra={"error": str(exc)})
         return None, {}
     return core.RunFacts.of(run), run
@@ -251,6 +255,10 @@ async def answer(
         request.repository
     )
     facts, run = await _facts(services, request, installation_id)
+    if facts is None and settings.gate == "on":
+        # Whose run it is cannot be told: nothing is decided (a ghapp deploy must not be
+        # rejected for GitHub's hiccup); the delivery fails, and a redelivery or a poll decides.
+        raise GateDeferred("the run could not be read from GitHub")
     attempt = facts.attempt if facts is not None else 1
     if await services.store.gate_decision_of(request.run_id, attempt, request.environment):
         return None
