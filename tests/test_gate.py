@@ -491,3 +491,17 @@ async def test_a_request_whose_run_github_cannot_show_is_deferred_not_rejected(
     status, answer = await deliver("first")  # GitHub's redelivery keeps the guid
     assert (status, answer["outcome"]) == (200, "gate_approved")
     assert [a[2] for a in gated.sim.answers] == ["approved"]
+
+
+async def test_a_lost_approval_webhook_clears_the_wait_once_the_run_starts(gated: Stack) -> None:
+    gated.sim.set_environment(REPO, "staging", ghapp_rule=True, reviewers=["octocat"])
+    gated.sim.faults.drop_webhooks = {"deployment_review.approved"}
+    _, body = await gated.deploy(REPO, inputs={"environment": "staging"})
+    await stream_until(
+        gated, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
+    )
+    await wait_until(lambda: bool(gated.sim.answers))
+    await gated.sim.review(body["run"]["id"], "approved", "octocat")
+    callback = await gated.receiver.wait_for(body["id"])
+    assert callback.deployment["verdict"]["status"] == "success"
+    assert callback.deployment["progress"]["waiting"] is None
