@@ -27,6 +27,7 @@ from benchmarks import (
     access,
     causes,
     economy,
+    gate,
     ingest,
     latency,
     log_excerpt,
@@ -86,6 +87,7 @@ BENCHMARKS: dict[str, Runner] = {
     memory.NAME: memory.run,
     sandbox.NAME: sandbox.run,
     untrusted.NAME: untrusted.run,
+    gate.NAME: gate.run,
     soak.NAME: soak.run,
     access.NAME: access.run,
 }

@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghapp.core.causes import CauseRules, RulesError, load_rules
+from ghapp.core.gate_policies import Policies, PolicyError, load_policies
 from ghapp.core.signatures import standard_key
 
 # Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
@@ -110,7 +111,14 @@ class Settings(BaseSettings):
     """open event streams per process; past it a new one is answered 503 (docs/limits.md)"""
     audit_days: float = Field(default=365, gt=0)
     """days audit rows are kept; pruning keeps the chain verifiable (docs/access.md)"""
+    gate: Literal["off", "on"] = "off"
+    """on: answer GitHub's deployment protection rule requests (the gate); off: approve them all"""
+    gate_foreign: Literal["reject", "approve", "hold"] = "reject"
+    """what the gate does with a run ghapp did not dispatch: reject, approve or hold"""
+    gate_policy_path: Path | None = None
+    """a YAML file of gate policies (freeze windows, promotion order); checked at start-up"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
+    _gate_policies: Policies | None = PrivateAttr(default=None)
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
     @classmethod
@@ -203,6 +211,33 @@ class Settings(BaseSettings):
     def weak_webhook_secrets(self) -> int:
         """How many WEBHOOK_SECRET entries are shorter than MIN_SECRET (a start-up warning)."""
         return sum(len(secret) < MIN_SECRET for secret in self.webhook_secret)
+
+    @field_validator("gate", "gate_foreign", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("gate_policy_path", mode="before")
+    @classmethod
+    def _no_policy_file(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("gate_policy_path")
+    @classmethod
+    def _gate_policy_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            load_policies(value)  # checked whole at start-up: a bad policy stops ghapp here
+        except PolicyError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def gate_policies(self) -> Policies:
+        """The gate's policies (GATE_POLICY_PATH), loaded once."""
+        if self._gate_policies is None:
+            self._gate_policies = load_policies(self.gate_policy_path)
+        return self._gate_policies
 
     @field_validator("cause_rules_path", mode="before")
     @classmethod

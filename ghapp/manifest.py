@@ -30,12 +30,18 @@ BUILTIN: dict[str, Any] = {
     "default_permissions": {
         "actions": "write",
         "contents": "read",
-        "deployments": "read",
+        "deployments": "write",
         "metadata": "read",
         "secrets": "write",
         "checks": "read",
     },
-    "default_events": ["workflow_run", "workflow_job", "deployment_status"],
+    "default_events": [
+        "workflow_run",
+        "workflow_job",
+        "deployment_status",
+        "deployment_protection_rule",
+        "deployment_review",
+    ],
 }
 
 

@@ -128,6 +128,8 @@ _KNOWN_EVENTS = frozenset(
         "workflow_dispatch",
         "deployment",
         "deployment_status",
+        "deployment_protection_rule",
+        "deployment_review",
         "installation",
         "installation_repositories",
         "installation_target",
@@ -157,6 +159,8 @@ _KNOWN_ACTIONS = frozenset(
         "revoked",
         "rerequested",
         "requested_action",
+        "approved",
+        "rejected",
     }
 )
 _STATUS = re.compile(r"^[1-5][0-9][0-9]$")
@@ -304,6 +308,14 @@ class Metrics:
         self.superseded = Counter(
             "ghapp_superseded_cancels",
             "Unfinished deployments cancelled by a newer one (concurrency: cancel_previous).",
+            registry=r,
+        )
+
+        self.gate_decisions = Counter(
+            "ghapp_gate_decisions",
+            "Deployment protection rule requests the gate decided, by origin (ghapp, foreign) "
+            "and decision (approved, rejected, held).",
+            ["origin", "decision"],
             registry=r,
         )
 

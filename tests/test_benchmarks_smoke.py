@@ -39,6 +39,7 @@ EXPECTED: dict[str, list[str]] = {
         "sandbox_ready_s", "pytest_cpu_with_plugin_s", "pytest_cpu_without_plugin_s", "rows",
     ],
     "untrusted": ["sizes_kib", "results", "rows"],
+    "gate": ["figures", "answered", "wrong_status", "rows"],
     "soak": ["results", "rows"],
     "access": ["admin_cpu_us", "scoped_cpu_us", "ratio", "rows"],
 }

@@ -70,6 +70,7 @@ async def test_a_stream_goes_from_snapshot_to_completed_with_steps_moving(stack:
         "steps_completed": 0,
         "steps_total": 0,
         "estimated_completion_at": None,
+        "waiting": None,
     }
     url = f"{stack.base_url}/api/v1/deployments/{body['id']}/events"
     seen = await read_events(url, stack.auth)

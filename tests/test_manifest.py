@@ -24,7 +24,7 @@ def test_permissions_are_exactly_the_designed_ones(manifest: dict[str, Any]) -> 
     assert manifest["default_permissions"] == {
         "actions": "write",
         "contents": "read",
-        "deployments": "read",
+        "deployments": "write",
         "metadata": "read",
         "secrets": "write",
         "checks": "read",
@@ -32,10 +32,16 @@ def test_permissions_are_exactly_the_designed_ones(manifest: dict[str, Any]) -> 
 
 
 def test_events_are_exactly_the_designed_ones(manifest: dict[str, Any]) -> None:
-    """Installation events come to every App, so only these three are subscribed."""
+    """Installation events come to every App, so only these are subscribed."""
     events = manifest["default_events"]
     assert len(events) == len(set(events))
-    assert set(events) == {"workflow_run", "workflow_job", "deployment_status"}
+    assert set(events) == {
+        "workflow_run",
+        "workflow_job",
+        "deployment_status",
+        "deployment_protection_rule",
+        "deployment_review",
+    }
 
 
 def test_app_is_private_and_named(manifest: dict[str, Any]) -> None:

@@ -37,6 +37,10 @@ DESIGN_OPERATIONS = {
     ("get", "/api/v1/repos/{owner}/{repo}/environments/{environment}/releases"),
     ("post", "/api/v1/repos/{owner}/{repo}/environments/{environment}/rollback"),
     ("get", "/api/v1/stats"),
+    ("get", "/api/v1/gate/decisions"),
+    ("post", "/api/v1/gate/decisions/{id}/approve"),
+    ("post", "/api/v1/gate/decisions/{id}/reject"),
+    ("get", "/api/v1/gate/preview"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -285,7 +289,7 @@ def test_the_verdict_describes_its_cause_and_report() -> None:
     cause = schemas["Cause"]
     assert set(cause["required"]) >= {"category", "retryable", "rule", "hint"}
     assert cause["properties"]["category"]["enum"] == [
-        "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+        "code", "configuration", "infrastructure", "transient", "cancelled", "unknown", "policy"
     ]
     report = spec["paths"]["/api/v1/deployments/{deployment_id}/report"]["get"]
     assert "text/markdown" in report["responses"]["200"]["content"]

@@ -214,6 +214,11 @@ def summary(deployment: Deployment, now: datetime) -> str:
         status = job.conclusion or job.status
         name = clean(job.name)
         parts.append(f"{name}: {running}" if running else f"{name}: {clean(status)}")
+    waiting = progress.waiting if progress is not None else None
+    if waiting is not None and deployment.state != "completed":
+        who = ", ".join(clean(name) for name in waiting.reviewers) or "a person"
+        since = _clock((now - waiting.since).total_seconds())
+        parts.append(f"waiting for {who} ({clean(waiting.environment)}) for {since}")
     parts.append(f"elapsed {_clock((now - deployment.created_at).total_seconds())}")
     estimate = progress.estimated_completion_at if progress is not None else None
     if estimate is not None and deployment.state != "completed":

@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ghapp.cli import access
 
     access.add_parsers(commands)
+    from ghapp.cli import gate
+
+    gate.add_parser(commands)
     return parser
 
 

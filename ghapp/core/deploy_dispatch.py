@@ -51,7 +51,7 @@ from ghapp.core.deploy_events import (
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.deploy_rollback import superseded_verdict
 from ghapp.core.deploy_runs import refresh_progress
-from ghapp.core.deploy_verdict import complete, rejected_verdict
+from ghapp.core.deploy_verdict import complete, policy_verdict, rejected_verdict
 from ghapp.core.enums import DeploymentKind
 from ghapp.core.models import CallbackInfo, DeploymentRequest, Progress, Run
 
@@ -145,6 +145,38 @@ def rejected_deployment(
         rollback_of=rollback_of,
     )
     return complete(record, rejected_verdict(record, message, rules), now)
+
+
+def policy_rejected_deployment(
+    deployment_id: str,
+    request: DeploymentRequest,
+    *,
+    ref: str,
+    callback_url: str | None,
+    policy: str | None,
+    reason: str,
+    retry_after: datetime | None,
+    now: datetime,
+    default_environment: str = "production",
+    kind: DeploymentKind = "deploy",
+    rollback_of: str | None = None,
+) -> Transition:
+    """A deploy a gate policy refused when it was requested: completed at once, nothing
+    dispatched, its callback queued."""
+    record = new_deployment(
+        deployment_id,
+        request,
+        ref=ref,
+        callback_url=callback_url,
+        installation_id=None,
+        run_id=None,
+        html_url=None,
+        now=now,
+        default_environment=default_environment,
+        kind=kind,
+        rollback_of=rollback_of,
+    )
+    return complete(record, policy_verdict(record, policy, reason, retry_after), now)
 
 
 def on_run_searched(record: DeploymentRecord, event: RunSearched) -> Transition:

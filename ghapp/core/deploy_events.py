@@ -67,6 +67,38 @@ class FailureGathered:
 
 
 @dataclass(frozen=True)
+class GateRejected:
+    """The gate refused the deployment's own run (a policy blocked it when GitHub asked)."""
+
+    at: datetime
+    policy: str | None
+    reason: str
+    retry_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReviewRequested:
+    """GitHub holds the run for required reviewers (a `deployment_review.requested`)."""
+
+    run_id: int
+    environment: str
+    reviewers: tuple[str, ...]
+    since: datetime
+
+
+@dataclass(frozen=True)
+class ReviewDecided:
+    """A reviewer approved or rejected the run's deployment (`deployment_review`)."""
+
+    run_id: int
+    environment: str
+    state: str
+    reviewer: str
+    comment: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class DeadlinesChecked:
     """A clock tick: give up on a run never found, on a run going on too long, or on a
     verdict's gathering (its report) taking longer than `report_timeout`."""
@@ -144,6 +176,9 @@ class RollbackDecided:
 
 Event = (
     RunObserved
+    | GateRejected
+    | ReviewRequested
+    | ReviewDecided
     | Superseded
     | RollbackDecided
     | JobObserved
@@ -198,6 +233,11 @@ class SendStarted:
 
 
 @dataclass(frozen=True)
+class SendWaiting:
+    """Queue the `deployment.waiting` callback: a person must act (once per deployment)."""
+
+
+@dataclass(frozen=True)
 class CancelRun:
     """Cancel the run on GitHub (a superseded deployment's, once its run is known)."""
 
@@ -216,6 +256,7 @@ Action = (
     | SendStarted
     | StartRollback
     | CancelRun
+    | SendWaiting
     | DropRecord
 )
 

@@ -58,6 +58,11 @@ class DeploymentRecord(Deployment):
     outputs_problem: str | None = None
     # The deployment's trace (when tracing was on at its request): see ghapp.work.tracing.
     trace: TraceContext | None = None
+    # Seconds the run spent waiting for people (reviewers) in waits that ended: not counted
+    # toward RUN_TIMEOUT (nor is a wait still open, `progress.waiting.since` on).
+    waited_seconds: float = 0.0
+    # Whether its `deployment.waiting` callback was queued (one per deployment).
+    waiting_notified: bool = False
 
     def run_seconds(self) -> float | None:
         """How long a successful run took (GitHub's start to its completion), else None."""

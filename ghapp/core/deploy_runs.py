@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ghapp.core import progress as jobs_progress
 from ghapp.core.deploy_events import Action, CancelRun, RunObserved, SendStarted, Transition
@@ -64,6 +64,7 @@ def on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
             bound.append(CancelRun(event.run_id))
     if event.status != "completed":
         if new_rank >= 1:
+            _end_wait(updated, event.at)
             started = _start(updated)
             started.actions[:0] = bound
             return started
@@ -76,6 +77,16 @@ def on_run(record: DeploymentRecord, event: RunObserved) -> Transition:
     if event.conclusion == "success" and updated.deployed_url_seen and not updated.outputs_wanted:
         return complete(updated, success_verdict(updated, updated.deployed_url_seen), event.at)
     return Transition(updated, [conclude_action(updated, updated.run)], changed=True)
+
+
+def _end_wait(updated: DeploymentRecord, at: datetime) -> None:
+    """The run started: whoever it waited for let it go (an approval's webhook may be lost).
+    A completed run keeps it: its failure may be a rejection, read from its approvals."""
+    waiting = updated.progress.waiting if updated.progress is not None else None
+    if waiting is None or updated.progress is None:
+        return
+    updated.waited_seconds += max((at - waiting.since).total_seconds(), 0.0)
+    updated.progress = updated.progress.model_copy(update={"waiting": None})
 
 
 def _start(updated: DeploymentRecord) -> Transition:

@@ -11,6 +11,7 @@ from ghapp.core import report_markdown, reports, untrusted
 from ghapp.core.causes import CauseRules, Failure, classify_jobs, default_rules
 from ghapp.core.deploy_events import (
     Action,
+    CancelRun,
     DeadlinesChecked,
     DeployedUrlFound,
     EnvironmentObserved,
@@ -23,11 +24,13 @@ from ghapp.core.deploy_events import (
 )
 from ghapp.core.deploy_record import DeploymentRecord
 from ghapp.core.enums import ReasonValue
-from ghapp.core.models import FailedJob, Run, Verdict
+from ghapp.core.models import Cause, FailedJob, Run, Verdict
 
 _REASONS = frozenset(get_args(ReasonValue))
 # Failures that start no automatic rollback: nothing was deployed, or someone chose to stop it.
-NO_ROLLBACK_REASONS = frozenset({"dispatch_rejected", "superseded", "cancelled"})
+NO_ROLLBACK_REASONS = frozenset(
+    {"dispatch_rejected", "superseded", "cancelled", "policy_rejected", "review_rejected"}
+)
 # GitHub's annotation on a waiting run its concurrency group cancelled for a newer one.
 GROUP_CANCEL_MARK = "higher priority waiting request"
 
@@ -154,6 +157,11 @@ def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transitio
             Failure(reason="run_not_found", log=verdict.summary)
         )
         return complete(record.model_copy(deep=True), verdict, event.at)
+    # Time spent waiting for people does not count toward RUN_TIMEOUT.
+    waited -= record.waited_seconds
+    open_wait = record.progress.waiting if record.progress is not None else None
+    if open_wait is not None:
+        waited -= max((event.at - open_wait.since).total_seconds(), 0.0)
     if waited < event.run_timeout:
         return Transition(record)
     verdict = Verdict(
@@ -163,7 +171,10 @@ def on_deadlines(record: DeploymentRecord, event: DeadlinesChecked) -> Transitio
         f"{event.run_timeout:g} s; ghapp stopped waiting for it.",
     )
     verdict.cause = rules_of(event.rules).classify(Failure(reason="timed_out", log=verdict.summary))
-    return complete(record.model_copy(deep=True), verdict, event.at)
+    run_id = record.run.id
+    done = complete(record.model_copy(deep=True), verdict, event.at)
+    # The run is cancelled with the verdict: a run ghapp gave up on must not deploy later.
+    return Transition(done.record, [CancelRun(run_id), *done.actions], changed=True)
 
 
 def _lost(record: DeploymentRecord, lookup: float) -> str:
@@ -214,6 +225,28 @@ def rejected_verdict(record: DeploymentRecord, message: str, rules: CauseRules |
         rules_of(rules).classify(Failure(reason="dispatch_rejected", log=message))
     )
     return verdict
+
+
+def policy_verdict(
+    record: DeploymentRecord, policy: str | None, reason: str, retry_after: datetime | None
+) -> Verdict:
+    """The failure verdict of a deploy a gate policy refused (at the request or at the gate)."""
+    text = untrusted.clean(reason)[:500]
+    return Verdict(
+        status="failure",
+        reason="policy_rejected",
+        summary=f"Gate policy `{policy}` refused the deploy of {record.repository}@{record.ref} "
+        f"to {record.environment}: {text}",
+        cause=Cause(
+            category="policy",
+            retryable=False,
+            rule=f"gate.{policy}",
+            hint="Wait until the policy allows it (retry_after), or meet it (promote the commit "
+            "first), or ask for an override.",
+            evidence=text or None,
+            retry_after=retry_after,
+        ),
+    )
 
 
 def rules_of(rules: CauseRules | None) -> CauseRules:

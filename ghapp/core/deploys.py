@@ -11,6 +11,7 @@ from ghapp.core.deploy_dispatch import (
     on_dispatch_not_sent,
     on_dispatch_refused,
     on_run_searched,
+    policy_rejected_deployment,
     recorded_deployment,
     rejected_deployment,
 )
@@ -28,25 +29,32 @@ from ghapp.core.deploy_events import (
     Event,
     FailureGathered,
     FindDeployedUrl,
+    GateRejected,
     GatherFailure,
+    ReviewDecided,
+    ReviewRequested,
     RollbackDecided,
     RunObserved,
     RunSearched,
     SendCallback,
     SendStarted,
+    SendWaiting,
     StartRollback,
     Superseded,
     Transition,
 )
 from ghapp.core.deploy_record import DeploymentRecord
+from ghapp.core.deploy_review import on_review_decided, on_review_requested
 from ghapp.core.deploy_rollback import on_rollback_decided, on_superseded
 from ghapp.core.deploy_runs import on_jobs, on_run
 from ghapp.core.deploy_verdict import (
+    complete,
     conclude_action,
     on_deadlines,
     on_deployed_url,
     on_environment,
     on_failure_gathered,
+    policy_verdict,
     report_deadline,
     verdict_reason,
 )
@@ -67,13 +75,17 @@ __all__ = [
     "Event",
     "FailureGathered",
     "FindDeployedUrl",
+    "GateRejected",
     "GatherFailure",
     "JobObserved",
+    "ReviewDecided",
+    "ReviewRequested",
     "RollbackDecided",
     "RunObserved",
     "RunSearched",
     "SendCallback",
     "SendStarted",
+    "SendWaiting",
     "StartRollback",
     "Superseded",
     "Transition",
@@ -81,6 +93,7 @@ __all__ = [
     "environment_of",
     "new_deployment",
     "pending_actions",
+    "policy_rejected_deployment",
     "recorded_deployment",
     "rejected_deployment",
     "report_deadline",
@@ -99,6 +112,12 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
         return Transition(record)  # the verdict is decided; only its rollback is awaited
     if isinstance(event, Superseded):
         return on_superseded(record, event)
+    if isinstance(event, GateRejected):
+        return on_gate_rejected(record, event)
+    if isinstance(event, ReviewRequested):
+        return on_review_requested(record, event)
+    if isinstance(event, ReviewDecided):
+        return on_review_decided(record, event)
     if isinstance(event, RunObserved):
         return on_run(record, event)
     if isinstance(event, JobObserved):
@@ -120,6 +139,16 @@ def apply(record: DeploymentRecord, event: Event) -> Transition:
     if isinstance(event, DispatchDoubted):
         return on_dispatch_doubted(record, event)
     return on_deadlines(record, event)
+
+
+def on_gate_rejected(record: DeploymentRecord, event: GateRejected) -> Transition:
+    """A policy refused the run at the gate: the deployment fails `policy_rejected` (GitHub
+    ends the run without starting it)."""
+    if record.phase == "completed":
+        return Transition(record)
+    updated = record.model_copy(deep=True)
+    verdict = policy_verdict(updated, event.policy, event.reason, event.retry_after)
+    return complete(updated, verdict, event.at)
 
 
 def pending_actions(record: DeploymentRecord) -> list[Action]:

@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 # Callbacks besides the verdict's that a request may ask for (`notify`).
-NotifyEvent = Literal["deployment.started"]
+NotifyEvent = Literal["deployment.started", "deployment.waiting"]
 
 # Validation context a client passes (ghapp.client): a newer server may send enum values this
 # version does not know; they are kept as plain strings instead of failing the whole answer.
@@ -51,6 +51,8 @@ ReasonValue = Literal[
     "dispatch_rejected",
     "run_not_found",
     "superseded",
+    "policy_rejected",
+    "review_rejected",
 ]
 Reason = Annotated[ReasonValue, TOLERANT]
 DeploymentKind = Annotated[Literal["deploy", "rollback"], TOLERANT]
@@ -58,5 +60,5 @@ OnFailure = Literal["report", "rollback"]
 Concurrency = Literal["queue", "cancel_previous", "reject"]
 CallbackState = Annotated[Literal["pending", "delivered", "failed"], TOLERANT]
 CauseCategory = Literal[
-    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown"
+    "code", "configuration", "infrastructure", "transient", "cancelled", "unknown", "policy"
 ]

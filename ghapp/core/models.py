@@ -4,7 +4,7 @@ errors; the requests (`ghapp.core.request_models`) are re-exported from here."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -101,6 +101,10 @@ class Cause(BaseModel):
     evidence: str | None = Field(
         default=None, description="the log line or message that decided"
     )
+    retry_after: datetime | None = Field(
+        default=None,
+        description="category policy: when the blocking policy (a freeze) ends; else null",
+    )
 
     _category = field_validator("category", mode="wrap")(lenient_enum)
 
@@ -161,6 +165,17 @@ class ProgressJob(BaseModel):
     steps: list[ProgressStep] = Field(default_factory=list)
 
 
+class Waiting(BaseModel):
+    """Who a waiting run is waiting for: reviewers, the gate, or a wait timer."""
+
+    kind: Literal["review", "gate", "timer"]
+    environment: str
+    reviewers: list[str] = Field(
+        default_factory=list, description="logins, and teams written org/slug"
+    )
+    since: datetime
+
+
 class Progress(BaseModel):
     """How far the run has got: its jobs and steps, and when it should be done."""
 
@@ -171,6 +186,9 @@ class Progress(BaseModel):
         default=None,
         description="the run's start plus the median run time of the last (at most 5) "
         "successful deployments of the same repository, workflow and environment",
+    )
+    waiting: Waiting | None = Field(
+        default=None, description="who the run waits for (a person must act); null otherwise"
     )
 
 

@@ -141,6 +141,7 @@ def merge(progress: Progress, jobs: Iterable[ProgressJob]) -> Progress:
         steps_completed=sum(1 for job in result for s in job.steps if s.status == "completed"),
         steps_total=sum(len(job.steps) for job in result),
         estimated_completion_at=progress.estimated_completion_at,
+        waiting=progress.waiting,
     )
 
 

@@ -34,6 +34,8 @@ _OUTCOMES = {
     "startup_failure": "failed to start",
     "action_required": "is waiting for an approval",
     "dispatch_rejected": "was refused by GitHub",
+    "policy_rejected": "was refused by a gate policy",
+    "review_rejected": "was rejected by a reviewer",
     "run_not_found": "lost its run",
     "stale": "went stale",
 }

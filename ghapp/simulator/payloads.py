@@ -66,7 +66,10 @@ def workflow_run(world: World, run: RunState) -> Json:
     run_api = f"{api}/actions/runs/{run.id}"
     previous = f"{run_api}/attempts/{run.attempt - 1}" if run.attempt > 1 else None
     repo_json = repository(world, repo)
-    actor = app_bot(world)
+    actor = user(world, run.actors[1]) if 1 in run.actors else app_bot(world)
+    triggering = (
+        user(world, run.actors[run.attempt]) if run.attempt in run.actors else app_bot(world)
+    )
     return {
         "id": run.id,
         "name": run.workflow.name,
@@ -91,7 +94,7 @@ def workflow_run(world: World, run: RunState) -> Json:
         "run_attempt": run.attempt,
         "referenced_workflows": [],
         "run_started_at": iso_z(run.run_started or run.created),
-        "triggering_actor": actor,
+        "triggering_actor": triggering,
         "jobs_url": f"{run_api}/jobs",
         "logs_url": f"{run_api}/logs",
         "check_suite_url": f"{api}/check-suites/{run.check_suite_id}",

@@ -277,7 +277,7 @@ class RunPlayer:
     def cancel(self, run: RunState) -> list[Outgoing]:
         """Cancel a run that has not completed: its running steps end ``cancelled``."""
         run.cancel_requested = True
-        if run.status == "queued":
+        if run.status in ("queued", "waiting"):
             now = max(now_s(), run.created)
             events = []
             for job in run.jobs:
@@ -293,6 +293,22 @@ class RunPlayer:
             if job.status == "in_progress":
                 job.outcome = "cancelled"
         return self.complete(run)
+
+    def reject(self, run: RunState, message: str) -> list[Outgoing]:
+        """A waiting run a protection rule (or a reviewer) rejected: it ends `failure` without
+        starting, its jobs annotated with the reason, as GitHub ends it."""
+        now = max(now_s(), run.created)
+        events = []
+        for job in run.jobs:
+            self._end_unstarted(job, "failure", now)
+            job.annotations = [Annotation(message, "failure")]
+            events.append(self._job_event(run, job, "completed"))
+        run.status, run.conclusion, run.updated = "completed", "failure", now
+        if not run.waiting:
+            self._leave_group(run)
+        run.waiting = False
+        events.append(self._run_event(run, "completed", closes=True))
+        return events
 
     @staticmethod
     def _run_conclusion(run: RunState) -> str:
@@ -355,9 +371,12 @@ class RunPlayer:
         self._reveal(job, 0 if stepwise else job.pivot)
         events = [self._job_event(run, job, "in_progress")]
         if job.spec.environment:
-            dep = DeploymentState(
+            environment = render_for_run(run, job.spec.environment)
+            # A gated environment's deployment was made when the gate was asked: reused.
+            made = self.world.deployments.get(run.gate_deployments.get(environment, 0))
+            dep = made or DeploymentState(
                 id=next(self.world.ids.deployment), repo=run.repo, sha=run.head_sha,
-                ref=run.head_branch, environment=render_for_run(run, job.spec.environment),
+                ref=run.head_branch, environment=environment,
                 created=start,
                 run_id=run.id, job_id=job.id,
             )

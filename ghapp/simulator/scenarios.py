@@ -35,6 +35,7 @@ from pydantic import (
     field_validator,
 )
 
+from ghapp.simulator import sandbox_gate
 from ghapp.simulator.model import Job, Step, Workflow
 from ghapp.simulator.simulator import Simulator
 
@@ -61,6 +62,16 @@ class TooManyScenarios(ScenarioError):
     """MAX_SCENARIOS repositories have their own scenario already."""
 
 
+class EnvironmentProtection(BaseModel):
+    """An environment's protection: ghapp's deployment protection rule, reviewers, a timer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ghapp_rule: bool = False
+    reviewers: list[str] = Field(default_factory=list, max_length=6)
+    wait_timer: int = Field(default=0, ge=0, le=43200)
+
+
 class Scenario(BaseModel):
     """What the next deploys of a repository do."""
 
@@ -78,6 +89,8 @@ class Scenario(BaseModel):
         Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^=\s]+$")],
         Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\r\n]*$")],
     ] | None = Field(default=None, max_length=20)
+    # The gate: environments with ghapp's rule hold their runs until the App answers.
+    environments: dict[str, EnvironmentProtection] = Field(default_factory=dict, max_length=20)
 
     @field_validator("url")
     @classmethod
@@ -299,6 +312,15 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
         full_name = f"{owner}/{name}"
         repo = sim.add_repository(full_name, default_branch="main")
         repo.add_workflow(workflow_for(full_name, book.get(full_name)))
+        protect(repo.full_name)
+
+    def protect(full_name: str) -> None:
+        repo = sim.world.repo_of(*full_name.split("/", 1))
+        if repo is not None:
+            repo.environments = {
+                name: protection.model_dump()
+                for name, protection in book.get(full_name).environments.items()
+            }
 
     def refresh(full_name: str) -> None:
         # A repository already installed follows its new scenario from its next dispatch on;
@@ -306,6 +328,7 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
         repo = sim.world.repo_of(*full_name.split("/", 1))
         if repo is not None:
             repo.add_workflow(workflow_for(repo.full_name, book.get(full_name)))
+            protect(repo.full_name)
 
     def apply(full_name: str, scenario: Scenario | None) -> None:
         if scenario is None:
@@ -360,5 +383,8 @@ def attach(sim: Simulator, book: ScenarioBook) -> ApplyScenario:
 
     path = "/sandbox/scenarios/{owner}/{repo}"
     sim.on_unknown_repository = install
-    sim.extra_routes = [web.put(path, put), web.get(path, get), web.delete(path, delete)]
+    sim.extra_routes = [
+        web.put(path, put), web.get(path, get), web.delete(path, delete),
+        *sandbox_gate.routes(sim, check_repository),
+    ]
     return apply

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ghapp.simulator import artifacts, graphql_api, logs, routes_actions, routes_app, routes_repo
+from ghapp.simulator import (
+    artifacts,
+    graphql_api,
+    logs,
+    routes_actions,
+    routes_app,
+    routes_gate,
+    routes_repo,
+)
 from ghapp.simulator.auth import Bucket, verify_jwt
 from ghapp.simulator.http import ApiError, Call, RequestRecord, Route, Router, reset_connection
 from ghapp.simulator.loopback import loopback_only
@@ -63,6 +71,7 @@ class ApiServer:
         routes_app.register(self.router, sim)
         routes_actions.register(self.router, sim)
         routes_repo.register(self.router, sim)
+        routes_gate.register(self.router, sim)
         graphql_api.register(self.router, sim)
 
     def app(self) -> web.Application:

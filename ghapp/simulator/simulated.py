@@ -16,7 +16,7 @@ from aiohttp import web
 from nacl.public import PrivateKey
 
 from ghapp.core.signatures import hub_signature
-from ghapp.simulator import logs
+from ghapp.simulator import gate, logs
 from ghapp.simulator.auth import (
     RateLimits,
     TokenStore,
@@ -70,6 +70,8 @@ class SimulatedGitHub:
         self.secrets_key = PrivateKey.generate()
         self.secrets_key_id = str(3_380_204_578_043_523_000 + secrets.randbelow(10**6))
         self.manifest_codes: dict[str, dict[str, Any]] = {}
+        # The App's answers to protection-rule requests: (run id, environment, state, comment).
+        self.answers: list[tuple[int, str, str, str]] = []
         self.webhooks = WebhookSender(
             secret=lambda: self.webhook_secret, url=lambda: self.webhook_url,
             app_id=app_id, faults=self.faults, next_id=lambda: next(self.world.ids.delivery),
@@ -192,8 +194,9 @@ class SimulatedGitHub:
         return [self.webhooks.enqueue(event) for event in events]
 
     def launch(self, run: RunState, events: Iterable[Outgoing]) -> None:
-        """Send a new (or re-run) attempt's first webhooks; in auto mode let it play out."""
-        self.emit(events)
+        """Send a new (or re-run) attempt's first webhooks; in auto mode let it play out.
+        A run that targets an environment with ghapp's rule waits for the App's answer."""
+        self.emit([*events, *gate.hold(self.world, run)])
         if self.auto:
             self._spawn(self._autoplay(run.id, run.attempt))
 
@@ -210,7 +213,7 @@ class SimulatedGitHub:
         delay = self.step_delay if run.workflow.phase_delay is None else run.workflow.phase_delay
         stepwise = delay > 0
         while self.auto and run.attempt == attempt and run.status != "completed":
-            if run.waiting:
+            if run.waiting or run.status == "waiting":
                 # Its concurrency group is held by another run: wait for it to complete.
                 await asyncio.sleep(max(delay, 0.01))
                 continue
@@ -265,12 +268,57 @@ class SimulatedGitHub:
             return self.player.cancel(run)
         return await self._apply(run_id, move)
 
-    async def rerun(self, run_id: int) -> RunState:
-        """Start a new attempt of a completed run (``run_attempt`` + 1)."""
+    async def rerun(self, run_id: int, actor: str | None = None) -> RunState:
+        """Start a new attempt of a completed run (``run_attempt`` + 1); `actor`: a person
+        pressed "Re-run" (the attempt's triggering actor), else the App's bot."""
         run = self._run(run_id)
         if run.status != "completed":
             raise ValueError(f"run {run_id} is still running")
-        self.launch(run, self.player.rerun(run))
+        events = self.player.rerun(run)
+        if actor is not None:
+            run.actors[run.attempt] = actor
+        self.launch(run, events)
+        return run
+
+    def set_environment(self, repo: str, name: str, *, ghapp_rule: bool = True,
+                        reviewers: list[str] | None = None, wait_timer: int = 0) -> None:
+        """Protect an environment of a repository (ghapp's rule, reviewers, a wait timer)."""
+        self.world.repos[repo].environments[name] = {
+            "ghapp_rule": ghapp_rule, "reviewers": list(reviewers or []), "wait_timer": wait_timer,
+        }
+
+    async def review(self, run_id: int, state: str, reviewer: str, comment: str = "",
+                     environment: str | None = None) -> RunState:
+        """A required reviewer approves or rejects a waiting run's deployment."""
+        run = self._run(run_id)
+        pending = [name for name, value in run.reviews.items() if value == "pending"]
+        name = environment or (pending[0] if pending else None)
+        if state not in ("approved", "rejected"):
+            raise ValueError("state must be approved or rejected")
+        if name is None or run.reviews.get(name) != "pending" or run.status != "waiting":
+            raise ValueError(f"run {run_id} waits for no review")
+        moves = gate.review(self.world, self.player, run, name, state, reviewer, comment)
+        await asyncio.gather(*self.emit(moves))
+        return run
+
+    async def start_foreign_run(self, repo: str, actor: str, workflow: str = "deploy.yml",
+                                ref: str | None = None,
+                                inputs: dict[str, Any] | None = None) -> RunState:
+        """Someone pressed "Run workflow": a dispatched run triggered by a person."""
+        repository = self.world.repos[repo]
+        wf = repository.workflow(workflow)
+        if wf is None:
+            raise KeyError(f"{repo} has no workflow {workflow}")
+        branch = repository.resolve_ref(ref or repository.default_branch)
+        if branch is None:
+            raise KeyError(f"{repo} has no ref {ref}")
+        specs = wf.input_specs()
+        effective = {n: s["default"] for n, s in specs.items() if "default" in s}
+        effective.update(inputs or {})
+        run, events = self.player.create_run(repository, wf, branch, effective)
+        run.actors[1] = actor
+        events = [gate.resend_as(self.world, run, event) for event in events]
+        self.launch(run, events)
         return run
 
     async def dispatch(self, repo: str, workflow: str = "deploy.yml", ref: str | None = None,

@@ -15,11 +15,17 @@ APP_PERMISSIONS: dict[str, str] = {
     "actions": "write",
     "checks": "read",
     "contents": "read",
-    "deployments": "read",
+    "deployments": "write",
     "metadata": "read",
     "secrets": "write",
 }
-APP_EVENTS: list[str] = ["deployment_status", "workflow_job", "workflow_run"]
+APP_EVENTS: list[str] = [
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "workflow_job",
+    "workflow_run",
+]
 
 
 class Ids:
@@ -76,6 +82,9 @@ class Repository:
     secret_times: dict[str, int] = field(default_factory=dict)
     # Environment name -> its secrets' names (upper case) -> when each was set.
     environment_secrets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Environment name -> its protection: {"ghapp_rule": bool, "reviewers": [...],
+    # "wait_timer": minutes} (the gate: ghapp as a custom deployment protection rule).
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.branches.add(self.default_branch)
@@ -199,6 +208,16 @@ class RunState:
     # the group holds it, and this one may not start yet.
     group: str | None = None
     waiting: bool = False
+    # The gate: who triggered each attempt (absent: the App's bot), each gated environment's
+    # state this attempt ("pending", "approved", "rejected") and the deployment made for it.
+    actors: dict[int, str] = field(default_factory=dict)
+    gates: dict[str, str] = field(default_factory=dict)
+    gate_deployments: dict[str, int] = field(default_factory=dict)
+    # Environments whose required reviewers this attempt waits for: "pending", "approved"...
+    reviews: dict[str, str] = field(default_factory=dict)
+    waiting_since: int = 0
+    # The reviews given (GET .../approvals): environment, state, reviewer, comment.
+    approvals: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def jobs(self) -> list[JobState]:

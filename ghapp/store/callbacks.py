@@ -207,7 +207,7 @@ class Callbacks(StoreBase):
 
 def _callback_delivery_id(deployment_id: str, event: str = COMPLETED) -> str:
     # One callback per deployment and event, so its id names it on every retry.
-    prefix = "cb_" if event == COMPLETED else "cbs_"
+    prefix = {COMPLETED: "cb_", "deployment.waiting": "cbw_"}.get(event, "cbs_")
     return prefix + deployment_id.removeprefix("dep_")
 
 

@@ -24,6 +24,7 @@ from ghapp.store.rows import (
     _SAVE_LEASED,
     COMPLETED,
     STARTED,
+    WAITING,
     _columns,
     _record,
     _save_params,
@@ -218,6 +219,7 @@ class Deployments(StoreBase):
         delivery_id: str | None = None,
         enqueue_callback: bool = False,
         enqueue_started: bool = False,
+        enqueue_waiting: bool = False,
         gather_owner: str | None = None,
         gather_seconds: float = 0.0,
     ) -> bool:
@@ -235,6 +237,8 @@ class Deployments(StoreBase):
         if enqueue_started:
             # Its own row and X-Ghapp-Delivery; the version check makes it one.
             after.append((_ENQUEUE, _outbox_row(record, STARTED, body=_started_body(record))))
+        if enqueue_waiting:
+            after.append((_ENQUEUE, _outbox_row(record, WAITING, body=_started_body(record))))
         if enqueue_callback:
             after.append((_ENQUEUE, _outbox_row(record, COMPLETED)))
             if record.verdict is not None and record.verdict.status == "success":

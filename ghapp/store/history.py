@@ -90,7 +90,8 @@ _RESTORED_FROM = """
 (SELECT MIN(f.completed_at) FROM deployments f
  WHERE f.repository = {t}.repository AND f.environment = {t}.environment
    AND f.verdict_status = 'failure'
-   AND COALESCE(f.verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')
+   AND COALESCE(f.verdict_reason, '') NOT IN
+     ('superseded', 'dispatch_rejected', 'policy_rejected', 'review_rejected')
    AND f.completed_at < {t}.completed_at
    AND f.completed_at > COALESCE(
      (SELECT MAX(s.completed_at) FROM deployments s

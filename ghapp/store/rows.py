@@ -13,6 +13,7 @@ from ghapp.store.schema import deployments, outbox
 
 COMPLETED = "deployment.completed"
 STARTED = "deployment.started"
+WAITING = "deployment.waiting"
 
 
 def storable(value: str) -> bool:

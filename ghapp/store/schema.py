@@ -236,3 +236,25 @@ audit_head = Table(
     Column("last_hash", String(64), nullable=False),
     Column("base_hash", String(64), nullable=False),
 )
+
+# The gate's answers to GitHub's `deployment_protection_rule` requests: one row per run attempt
+# and environment (the constraint makes two replicas answer one request once).
+gate_decisions = Table(
+    "gate_decisions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("repository", String(200), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("run_id", BigInteger, nullable=False),
+    Column("run_attempt", Integer, nullable=False),
+    Column("origin", String(10), nullable=False),
+    Column("decision", String(10), nullable=False),
+    Column("decided_at", Float, nullable=False),
+    # When the answer reached GitHub (null: held, or not sent yet).
+    Column("answered_at", Float, nullable=True),
+    Column("deployment_id", String(64), nullable=True),
+    Column("doc", Text, nullable=False),
+    UniqueConstraint("run_id", "run_attempt", "environment", name="uq_gate_run_environment"),
+    Index("ix_gate_decisions_decided", "decided_at"),
+    Index("ix_gate_decisions_repository", "repository", "decided_at"),
+)

@@ -12,10 +12,13 @@ from ghapp.store.access import Access
 from ghapp.store.callbacks import Callbacks
 from ghapp.store.deliveries import Deliveries
 from ghapp.store.dispatches import Dispatches
+from ghapp.store.gate import GateDecisions
 from ghapp.store.history import History
 from ghapp.store.leases import Leases
 from ghapp.store.stats import Stats
 
 
-class SqlStore(Dispatches, Leases, Callbacks, Deliveries, History, Stats, Access):
+class SqlStore(
+    Dispatches, Leases, Callbacks, Deliveries, History, Stats, Access, GateDecisions
+):
     """Deployments, seen deliveries and the callback outbox in one SQL database."""

@@ -27,7 +27,8 @@ COMPOUND_LIMIT = 400
 # Failure verdicts that count as failures (a superseded or never-dispatched deploy does not).
 _COUNTED_FAILURE = (
     "verdict_status = 'failure' "
-    "AND COALESCE(verdict_reason, '') NOT IN ('superseded', 'dispatch_rejected')"
+    "AND COALESCE(verdict_reason, '') NOT IN "
+    "('superseded', 'dispatch_rejected', 'policy_rejected', 'review_rejected')"
 )
 _COUNTS = """
 SELECT repository, environment, COUNT(*) AS deployments,

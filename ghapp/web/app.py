@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -31,13 +32,14 @@ from ghapp.web import (
     deliveries_api,
     deploykey_api,
     events,
+    gate_api,
     openapi,
     releases_api,
     webhooks,
 )
 from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
-from ghapp.work import launch, tracing
+from ghapp.work import gate, launch, tracing
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
@@ -212,6 +214,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     # Traces only when the OTEL_* variables ask (otherwise nothing of OpenTelemetry loads).
     services.tracing = sender.tracing = tracing.from_environment()
+    # A run of a ghapp deployment seen `waiting` by a poll is decided by the gate (a missed
+    # protection-rule webhook never leaves it waiting).
+    poller.on_waiting = functools.partial(gate.decide_waiting, services)
     app.state.services = services
     engine.start_rollback = lambda record: _automatic_rollback(services, record)
     workers = [
@@ -284,7 +289,7 @@ def create_app(
         *releases_api.routes,
         *events.routes,
         *deploykey_api.routes, *deliveries_api.routes, *check_api.routes,
-        *openapi.routes, *operator_page.routes,
+        *openapi.routes, *operator_page.routes, *gate_api.routes,
         *access_api.routes,
     ]
     # Not `Exception`: Starlette hands that to its outermost middleware, which answers and

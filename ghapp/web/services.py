@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache
 
@@ -44,6 +45,8 @@ class Services:
     delivery_log: DeliveryLog | None = None
     # OpenTelemetry traces, when the OTEL_* variables ask for them (ghapp.work.tracing).
     tracing: Tracing | None = None
+    # The gate's per-process cache (the App's bot login).
+    gate_state: dict[str, Any] = field(default_factory=dict)
     hub: ChangeHub = field(init=False)
     tokens: TokenRegistry = field(init=False)
     auditor: Auditor = field(init=False)

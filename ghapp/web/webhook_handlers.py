@@ -199,11 +199,83 @@ async def _noted(services: Services, payload: dict[str, Any], delivery_id: str) 
     return Answer(200, "noted")
 
 
+async def _deployment_protection_rule(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    from ghapp.core.gate import request_of
+    from ghapp.work import gate
+
+    if payload.get("action") != "requested":
+        return Answer(200, "ignored")
+    request = request_of(payload)
+    if request is None:
+        return Answer(400, "bad_request", message="no environment, repository or callback URL")
+    _remember_installation(services, payload)
+    if delivery_id in services.recent_deliveries:
+        return Answer(200, "duplicate")
+    services.recent_deliveries[delivery_id] = True
+    try:
+        decided = await gate.answer(services, request)
+    except gate.GateDeferred as exc:
+        del services.recent_deliveries[delivery_id]  # a redelivery is to be handled again
+        return Answer(503, "gate_deferred", message=f"{exc}; deliver again later")
+    if decided is None:
+        return Answer(200, "duplicate")
+    return Answer(
+        200, "gate_" + decided["decision"], decision_id=decided["id"], origin=decided["origin"]
+    )
+
+
+async def _deployment_review(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    from ghapp.core.deploy_events import ReviewDecided, ReviewRequested
+    from ghapp.work.gate import reviewer_name
+
+    run = payload.get("workflow_run") or {}
+    if not is_run_id(run.get("id")):
+        return Answer(200, "not_ours")
+    record = await services.store.by_run(run["id"])
+    if record is None:
+        return Answer(200, "not_ours")
+    if delivery_id in services.recent_deliveries:
+        return Answer(200, "duplicate")
+    action = payload.get("action")
+    environment = payload.get("environment")
+    if not isinstance(environment, str):
+        job_runs = payload.get("workflow_job_runs") or [payload.get("workflow_job_run") or {}]
+        first = job_runs[0] if job_runs and isinstance(job_runs[0], dict) else {}
+        environment = str(first.get("environment") or record.environment)
+    event: ReviewRequested | ReviewDecided
+    if action == "requested":
+        reviewers = tuple(
+            name for name in map(reviewer_name, payload.get("reviewers") or []) if name
+        )
+        since = github_time(payload.get("since")) or utcnow()
+        event = ReviewRequested(run["id"], environment, reviewers, since)
+    elif action in ("approved", "rejected"):
+        approver = (payload.get("approver") or payload.get("sender") or {}).get("login")
+        comment = payload.get("comment")
+        event = ReviewDecided(
+            run["id"], environment, str(action), str(approver or "a reviewer"),
+            comment if isinstance(comment, str) else "", utcnow(),
+        )
+    else:
+        return Answer(200, "ignored")
+    transition = await services.engine.apply(record, event, delivery_id=delivery_id)
+    services.recent_deliveries[delivery_id] = True
+    if transition is None:
+        return Answer(200, "duplicate")
+    return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
+
+
 HANDLERS = {
     "ping": _ping,
     "workflow_run": _workflow_run,
     "deployment_status": _deployment_status,
     "workflow_job": _workflow_job,
+    "deployment_protection_rule": _deployment_protection_rule,
+    "deployment_review": _deployment_review,
     "installation": _noted,
     "installation_repositories": _noted,
 }

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ghapp.callbacks")
 CALLBACK_TIMEOUT = 10.0
 EVENT = "deployment.completed"
+GATE_FOREIGN = "gate.foreign"
 # A claimed callback's lease: renewed every third of it while the POST is out, so a replica
 # that dies frees its callbacks within this; short of it, the POST is abandoned first, so
 # two replicas never send the same callback at once.
@@ -149,8 +150,10 @@ class CallbackSender(Worker):
                 item, owner=self.owner, state="delivered", status=sent_status
             )
             return True
-        record = await self.store.get(item.deployment_id)
-        if record is None or item.url is None:
+        # A `gate.foreign` callback is about a run no deployment has: its body is all it needs.
+        standalone = item.event == GATE_FOREIGN and item.body is not None
+        record = None if standalone else await self.store.get(item.deployment_id)
+        if (record is None and not standalone) or item.url is None:
             await self.store.finish_callback(
                 item, owner=self.owner, state="failed", error="no deployment or no callback URL"
             )
@@ -160,12 +163,13 @@ class CallbackSender(Worker):
             # verdict has come since.
             body = item.body.encode()
         else:
+            assert record is not None
             public = record.public()
             public.callback.attempts = item.attempts + 1
             public.callback.state = "pending"
             body = public.model_dump_json().encode()
         headers = request_headers(self.secrets, item.event, item.delivery_id, body)
-        if record.trace is not None:
+        if record is not None and record.trace is not None:
             # The deployment's root span: the orchestrator's handling joins its trace.
             headers["traceparent"] = record.trace.traceparent()
             if record.trace.tracestate:
@@ -188,7 +192,7 @@ class CallbackSender(Worker):
                 extra={"deployment_id": item.deployment_id, "delivery_id": item.delivery_id},
             )
             return False
-        if self.tracing is not None:
+        if self.tracing is not None and record is not None:
             self.tracing.callback_attempt(
                 record, item.event, attempt_since, time.time_ns(), status, error
             )
@@ -199,7 +203,7 @@ class CallbackSender(Worker):
         }
         if status is not None and 200 <= status < 300:
             self.metrics.callback_attempts.labels("delivered").inc()
-            seen = record.run_completed_seen_at
+            seen = record.run_completed_seen_at if record is not None else None
             if seen is not None and item.attempts == 0 and item.event == EVENT:
                 self.metrics.verdict_latency.observe(
                     max((datetime.now(UTC) - seen).total_seconds(), 0.0)

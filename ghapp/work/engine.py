@@ -28,6 +28,7 @@ from ghapp.core.deploys import (
     RollbackDecided,
     SendCallback,
     SendStarted,
+    SendWaiting,
     StartRollback,
     Transition,
 )
@@ -38,6 +39,7 @@ from ghapp.logsetup import bind
 from ghapp.store import SqlStore
 from ghapp.work.deployed_urls import DeployedUrls
 from ghapp.work.failures import FailureReporter
+from ghapp.work.reviews import rejection
 from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
@@ -173,6 +175,7 @@ class Engine(Worker):
                 return transition
             sends = any(isinstance(a, SendCallback) for a in transition.actions)
             starts = any(isinstance(a, SendStarted) for a in transition.actions)
+            waits = any(isinstance(a, SendWaiting) for a in transition.actions)
             # Slow work to start: its lease is taken in the same write (here, not elsewhere).
             gathers = any(isinstance(a, _GATHERED) for a in transition.actions)
             lease = gathers and transition.record.id not in self._in_flight
@@ -181,11 +184,12 @@ class Engine(Worker):
                 delivery_id=delivery_id,
                 enqueue_callback=sends,
                 enqueue_started=starts,
+                enqueue_waiting=waits,
                 gather_owner=self.owner if lease else None,
                 gather_seconds=GATHER_LEASE,
             )
             if saved:
-                if sends or starts:
+                if sends or starts or waits:
                     # Wakes the callback sender (and counts a verdict, when there is one).
                     self.on_verdict(transition.record)
                 self.schedule(transition.record, transition.actions, leased=lease)
@@ -362,6 +366,11 @@ class Engine(Worker):
                 )
             return DeployedUrlFound(url=url, at=utcnow(), outputs=found, outputs_problem=problem)
         assert isinstance(action, GatherFailure)
+        if record.progress is not None and record.progress.waiting is not None:
+            # It failed while waiting for reviewers: a rejection whose webhook was lost.
+            rejected = await rejection(self.github, record, installation, action.run_id)
+            if rejected is not None:
+                return rejected
         gathered = await self.reporter.gather(
             record.repository,
             installation,
@@ -396,3 +405,4 @@ class Engine(Worker):
                 self.schedule(record, actions)
                 count += 1
         return count
+

@@ -38,6 +38,7 @@ from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import EnvironmentBusy, IdempotencyConflict
 from ghapp.store.base import StoreUnavailable
+from ghapp.work import gate
 from ghapp.work.dispatching import (
     GITHUB_BUDGET,
     DispatchServices,
@@ -239,6 +240,26 @@ async def _start(
         return record
     target = prepared.target
     environment = deploys.environment_of(body, settings.default_environment)
+    blocked = await gate.blocked_at_request(
+        settings, services.store, services.github, body.repository, environment, target,
+        plan.kind,
+    )
+    if blocked is not None:
+        transition = deploys.policy_rejected_deployment(
+            deployment_id, body, ref=target.ref, callback_url=plan.callback_url,
+            policy=blocked.policy, reason=blocked.reason, retry_after=blocked.retry_after,
+            now=now, default_environment=settings.default_environment, kind=plan.kind,
+            rollback_of=plan.rollback_of,
+        )
+        async with _writing(write_by):
+            record = await services.store.create(
+                transition.record, idempotency_key=key, request_hash=body_hash,
+                enqueue_callback=True,
+            )
+        log.info("deploy refused by a gate policy",
+                 extra={"deployment_id": record.id, "policy": blocked.policy})
+        services.notify_verdict(record)
+        return record
     async with _writing(write_by):
         history = await services.store.recent_run_seconds(
             body.repository, body.workflow, environment

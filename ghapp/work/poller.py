@@ -83,6 +83,10 @@ class Poller(Worker):
         self.follow_progress: Callable[
             [DeploymentRecord, Mapping[str, Any], int], Awaitable[None]
         ] = self.poll_jobs
+        # Called for a deployment's run seen `waiting` (the gate decides it; see app.py).
+        self.on_waiting: Callable[
+            [DeploymentRecord, Mapping[str, Any], int], Awaitable[None]
+        ] | None = None
 
     async def run(self) -> None:
         """Reconcile (alongside), and poll silent deployments until cancelled; while the
@@ -295,6 +299,8 @@ class Poller(Worker):
         progress: bool,
     ) -> None:
         transition = await self.engine.apply(record, run_event(run, utcnow()))
+        if run.get("status") == "waiting" and self.on_waiting is not None:
+            await self.on_waiting(record, run, installation)
         if progress and run.get("status") != "completed":
             latest = transition.record if transition is not None else record
             await self.follow_progress(latest, run, installation)
@@ -326,6 +332,8 @@ class Poller(Worker):
         self.not_modified += unchanged
         self.metrics.polls.labels("not_modified" if unchanged else "changed").inc()
         await self.engine.apply(record, run_event(run, utcnow()))
+        if run.get("status") == "waiting" and self.on_waiting is not None:
+            await self.on_waiting(record, run, installation)
 
     async def poll_jobs(
         self, record: DeploymentRecord, run: Mapping[str, Any], installation: int

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ghapp import __version__
-from ghapp.web.openapi import access_paths, check_paths, release_paths
+from ghapp.web.openapi import access_paths, check_paths, gate_paths, release_paths
 from ghapp.web.openapi.deployment_paths import orchestrator_paths
 from ghapp.web.openapi.operation_paths import DELIVERIES_PATH, deliveries_paths, operations_paths
 from ghapp.web.openapi.schemas import components
@@ -36,6 +36,7 @@ def _cached_spec(
     paths.update(release_paths.paths())
     paths.update(check_paths.paths())
     paths.update(access_paths.paths())
+    paths.update(gate_paths.paths())
     paths.update(operations_paths(webhook_path))
     schemas = components(allowed, default_url)
     if not deliveries:
@@ -60,6 +61,7 @@ def _cached_spec(
             {"name": "repositories", "description": "repository set-up"},
             {"name": "releases", "description": "what is live where, rollback, statistics"},
             {"name": "access", "description": "scoped tokens and the audit trail (admin)"},
+            {"name": "gate", "description": "the deployment protection rule's decisions"},
             {"name": "operations", "description": "health, readiness, metrics"},
             {"name": "github", "description": "what GitHub calls"},
         ],

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ghapp.core import models, validation
-from ghapp.web.openapi import access_paths, check_paths, release_paths
+from ghapp.web.openapi import access_paths, check_paths, gate_paths, release_paths
 from ghapp.web.openapi.parts import REF_TEMPLATE
 
 
@@ -111,6 +111,7 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     *release_paths.MODELS,
     *check_paths.MODELS,
     *access_paths.MODELS,
+    *gate_paths.MODELS,
 ]
 
 

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
+from ghapp.store.gate import public_decision
 from ghapp.web.authz import audit
 from ghapp.web.http import stored
 from ghapp.web.operator import deployment_page, releases_section
@@ -134,11 +135,16 @@ async def index(request: Request) -> Response:
     notice = NOTICES.get(params.get("notice", ""))
     here = request.url.path + (("?" + request.url.query) if request.url.query else "")
     releases = await releases_section.context(services, repository)
+    gate_decisions = [
+        public_decision(doc)
+        for doc in await services.store.gate_decisions(repository=repository, limit=20)
+    ]
     return render(
         request,
         "index.html",
         {
             **releases,
+            "gate_decisions": gate_decisions,
             "deployments": deployments,
             "deliveries": deliveries,
             "repository": repository or "",

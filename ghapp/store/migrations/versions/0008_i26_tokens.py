@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_i26"
-down_revision = "0006_i15"
+down_revision = "0007_i25gate"
 
 
 def upgrade() -> None:
