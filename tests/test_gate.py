@@ -216,7 +216,9 @@ async def test_a_freeze_rejects_at_request_time_and_nothing_is_dispatched(
 async def test_a_freeze_that_starts_while_a_deploy_queues_rejects_it_at_the_gate(
     database_url: str, tmp_path: Path
 ) -> None:
-    starts = datetime.now(UTC) + timedelta(seconds=1.5)
+    # Far enough ahead that the stack starts and the request is answered before it, on a
+    # loaded machine too.
+    starts = datetime.now(UTC) + timedelta(seconds=4)
     path = policy_file(tmp_path, f"""
 - id: late-freeze
   environments: ["production"]
