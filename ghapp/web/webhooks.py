@@ -55,8 +55,10 @@ async def receive(request: Request) -> Response:
     """POST $WEBHOOK_PATH: verify, parse, handle; every delivery is counted."""
     services: Services = request.app.state.services
     started = time.perf_counter()
+    # The body as read, for the delivery log (kept here: an exception may end `_receive`).
+    received: list[bytes] = []
     try:
-        answer = await _receive(request, services)
+        answer = await _receive(request, services, received)
     except Exception as exc:
         # GitHub then lists the delivery as failed (and redeliver-failed sends it again); the
         # poller recovers the verdict meanwhile.
@@ -74,7 +76,7 @@ async def receive(request: Request) -> Response:
         record_webhook(
             services.delivery_log,
             request.headers,
-            getattr(request.state, "webhook_body", None),
+            received[0] if received else None,
             outcome=answer.outcome,
             action=answer.action,
             status=answer.status_code,
@@ -83,7 +85,7 @@ async def receive(request: Request) -> Response:
     return answer
 
 
-async def _receive(request: Request, services: Services) -> Answer:
+async def _receive(request: Request, services: Services, received: list[bytes]) -> Answer:
     """The checks of docs/reference/http-api.md ("GitHub's webhooks"), in its order."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_WEBHOOK_BODY:
@@ -101,7 +103,7 @@ async def _receive(request: Request, services: Services) -> Answer:
         return Answer(408, "timeout", message="the body did not arrive in time")
     # A body usually comes in one piece: no copy then.
     raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    request.state.webhook_body = raw  # for the delivery log
+    received.append(raw)  # for the delivery log
     if not verify_signature(
         raw, request.headers.get("x-hub-signature-256"), services.settings.webhook_secret
     ):
