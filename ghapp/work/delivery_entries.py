@@ -95,7 +95,8 @@ def pack_headers(headers: Mapping[str, str]) -> bytes:
     if raw is None:
         raw = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
                for k, v in headers.items()]
-    return marshal.dumps(raw)
+    # Version 2: no back-references, so the packed size is never below the size received.
+    return marshal.dumps(raw, 2)
 
 
 def unpack_headers(packed: bytes) -> list[tuple[str, str]]:
