@@ -50,7 +50,9 @@ Method:
   delivery is followed by three job deliveries (bodies of 9,700 bytes from
   `workflow_job.completed.0.json`, 1 in 20 about ghapp's own runs). Beside it, a jobs-only run
   (all of runs ghapp does not watch: the `not_ours` fast path alone) is measured against the
-  bare endpoint in turn, 3 rounds, the median ratio judged (target >= 1.0).
+  bare endpoint in turn, 3 rounds, the median ratio judged (target >= 0.95, issue 23); then a
+  runs-only run (the realistic mix's `workflow_run` bodies without their jobs), 3 rounds the
+  same way (target >= 1.0). The mix's ratio (5 rounds) is judged against >= 0.95.
 * Checks: non-2xx answers are counted (any makes the row suspect); for one ghapp worker the
   `ghapp_webhooks_received_total` counters of `/metrics` give the outcomes (handled / not_ours /
   duplicate), which must be about 5% / 95% / 0.
@@ -110,6 +112,7 @@ REFERENCE_BARE = {1: 4_730.0, 2: 8_114.0}
 # other processes on the machine move single runs by 10-30%, the median of the ratios less.
 ROUNDS = 5
 JOB_ROUNDS = 3
+RUN_ROUNDS = 3
 LUA = r"""
 local data_path, host, path, prefix = %(data)s, %(host)s, %(path)s, %(prefix)s
 local heads, bodies, n, counter = {}, {}, 0, 0
@@ -540,6 +543,9 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
         jobs_only = tmp / "jobs.req"
         foreign = make_job_bodies(job_base, Own([], own.repository, own.installation_id))
         write_requests(jobs_only, [("workflow_job", body) for body in foreign], secret)
+        # Runs only: the realistic mix without its jobs.
+        runs_only = tmp / "runs.req"
+        write_requests(runs_only, bodies, secret)
         database = tmp / "ingest.db"
         results["ghapp-1w"] = await measure(
             "ghapp", 1, env, realistic, tmp, duration=duration, warmup=warmup, path=path,
@@ -567,21 +573,25 @@ async def run(quick: bool, tmp: Path) -> dict[str, Any]:
                 database=database,
             )
         # Jobs alone (a job of a run ghapp does not watch must cost no more than the bare
-        # endpoint's verify-and-parse), side by side in turn as above.
-        job_rounds = [
-            [
-                await measure(kind, 1, env, jobs_only, tmp, duration=duration, warmup=warmup,
-                              path=path, database=database)
-                for kind in ("ghapp", "bare")
+        # endpoint's verify-and-parse), then runs alone, side by side in turn as above.
+        for suffix, data, count in (
+            ("jobs", jobs_only, JOB_ROUNDS), ("runs", runs_only, RUN_ROUNDS)
+        ):
+            pairs = [
+                (
+                    await measure("ghapp", 1, env, data, tmp, duration=duration, warmup=warmup,
+                                  path=path, database=database),
+                    await measure("bare", 1, env, data, tmp, duration=duration, warmup=warmup,
+                                  path=path),
+                )
+                for _ in range(1 if quick else count)
             ]
-            for _ in range(1 if quick else JOB_ROUNDS)
-        ]
-        results["ghapp-1w-jobs"], results["bare-1w-jobs"] = job_rounds[0]
-        results["job_rounds"] = [
-            {"ghapp_rate": g["rate"], "bare_rate": b["rate"],
-             "ghapp_cpu_us": g["cpu_us_per_delivery"], "bare_cpu_us": b["cpu_us_per_delivery"]}
-            for g, b in job_rounds
-        ]
+            results[f"ghapp-1w-{suffix}"], results[f"bare-1w-{suffix}"] = pairs[0]
+            results[f"{suffix[:-1]}_rounds"] = [
+                {"ghapp_rate": g["rate"], "bare_rate": b["rate"],
+                 "ghapp_cpu_us": g["cpu_us_per_delivery"], "bare_cpu_us": b["cpu_us_per_delivery"]}
+                for g, b in pairs
+            ]
         results["ghapp-1w-dispatch-heavy"] = None
         if not quick:
             heavy = tmp / "dispatch-heavy.req"
@@ -609,7 +619,7 @@ def summarize(
     g2, b2 = results["ghapp-2w"]["rate"], results["bare-2w"]["rate"]
     rows = [row("load generator", generator)]
     for name, result in results.items():
-        if result is None or name in ("rounds", "job_rounds"):
+        if result is None or name in ("rounds", "job_rounds", "run_rounds"):
             continue
         suspect = "".join(
             f" ({result[key]} {label})"
@@ -630,33 +640,41 @@ def summarize(
         return value if comparable else None
 
     rows.append(row(
-        f"1 worker, {len(rounds)} rounds: ghapp / bare deliveries/s",
+        f"1 worker, mix 1 run : 3 jobs, {len(rounds)} rounds: ghapp / bare deliveries/s",
         " ".join(f"{r['ghapp_rate']:.0f}/{r['bare_rate']:.0f}" for r in rounds), "",
     ))
     rows.append(row(
-        "1 worker, same rounds: ghapp / bare CPU per delivery",
+        "1 worker, mix, same rounds: ghapp / bare CPU per delivery",
         " ".join(f"{r['ghapp_cpu_us']}/{r['bare_cpu_us']}" for r in rounds), "us",
     ))
     rows += [
         row("ghapp 1 worker (median of rounds) vs Probot 4,540/s", g1, "/s", ">= 4540",
             met(g1 >= PROBOT)),
-        row("ghapp 1 worker / bare Starlette 1 worker (median of rounds)", ratio, "", ">= 0.90",
-            met(ratio is not None and ratio >= 0.9)),
+        row("mix 1 run : 3 jobs: ghapp 1 worker / bare 1 worker (median of rounds)", ratio, "",
+            ">= 0.95",
+            met(ratio is not None and ratio >= 0.95)),
         row("ghapp 2 workers vs @octokit/webhooks 8,391/s", g2, "/s", ">= 8391",
             met(g2 >= OCTOKIT)),
         row("bare 2 workers / bare 1 worker", round(b2 / b1, 3) if b1 else None, ""),
     ]
-    job_rounds = results["job_rounds"]
-    job_ratios = [r["ghapp_rate"] / r["bare_rate"] for r in job_rounds if r["bare_rate"]]
-    job_ratio = round(statistics.median(job_ratios), 3) if job_ratios else None
-    rows += [
-        row(
-            f"1 worker, jobs only, {len(job_rounds)} rounds: ghapp / bare deliveries/s",
-            " ".join(f"{r['ghapp_rate']:.0f}/{r['bare_rate']:.0f}" for r in job_rounds), "",
-        ),
-        row("jobs only: ghapp 1 worker / bare 1 worker (median of rounds)", job_ratio, "",
-            ">= 1.0", met(job_ratio is not None and job_ratio >= 1.0)),
-    ]
+    judged: dict[str, float | None] = {}
+    for kind, label, target in (("job", "jobs only", 0.95), ("run", "runs only", 1.0)):
+        pairs = results[f"{kind}_rounds"]
+        kind_ratios = [r["ghapp_rate"] / r["bare_rate"] for r in pairs if r["bare_rate"]]
+        value = round(statistics.median(kind_ratios), 3) if kind_ratios else None
+        judged[kind] = value
+        rows += [
+            row(
+                f"1 worker, {label}, {len(pairs)} rounds: ghapp / bare deliveries/s",
+                " ".join(f"{r['ghapp_rate']:.0f}/{r['bare_rate']:.0f}" for r in pairs), "",
+            ),
+            row(
+                f"1 worker, {label}, same rounds: ghapp / bare CPU per delivery",
+                " ".join(f"{r['ghapp_cpu_us']}/{r['bare_cpu_us']}" for r in pairs), "us",
+            ),
+            row(f"{label}: ghapp 1 worker / bare 1 worker (median of rounds)", value, "",
+                f">= {target}", met(value is not None and value >= target)),
+        ]
     return {
         "generator": generator,
         "comparable": comparable,
@@ -667,7 +685,8 @@ def summarize(
         "own_deployments": len(own.run_ids),
         "results": results,
         "ghapp_over_bare_1w": ratio,
-        "ghapp_over_bare_1w_jobs": job_ratio,
+        "ghapp_over_bare_1w_jobs": judged["job"],
+        "ghapp_over_bare_1w_runs": judged["run"],
         "reference": {"probot": PROBOT, "octokit": OCTOKIT, "bare_starlette": REFERENCE_BARE},
         "rows": rows,
     }

@@ -4,13 +4,15 @@ batch, written as a row (headers redacted), and read back."""
 from __future__ import annotations
 
 import base64
-import json
+import marshal
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, NamedTuple
+
+from pydantic_core import to_json
 
 # Headers kept of one delivery (GitHub's are about 1 KiB); more is cut and marked.
 MAX_HEADERS = 8 * 1024
@@ -73,12 +75,33 @@ def clip(value: str | None, size: int) -> str | None:
     return value.replace("\x00", "")[:size] if value else None
 
 
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers with signatures and credentials replaced by `<redacted>`."""
+def redact_headers(headers: Mapping[str, str] | bytes) -> dict[str, str]:
+    """The headers (or headers packed by `pack_headers`) with signatures and credentials
+    replaced by `<redacted>`."""
+    pairs = unpack_headers(headers) if isinstance(headers, bytes) else headers.items()
     return {
-        key: "<redacted>" if key.lower() in REDACTED_HEADERS else value
-        for key, value in headers.items()
+        key: "<redacted>" if key.lower() in REDACTED_HEADERS else value for key, value in pairs
     }
+
+
+def pack_headers(headers: Mapping[str, str]) -> bytes:
+    """The headers as one bytes object, to be kept in the buffer until written (or dropped).
+
+    Why not keep the request's own Headers: thousands of them waiting a moment for the writer
+    (each a list of tuples) are objects the garbage collector tracks; retained, they made it
+    collect every few dozen deliveries. One bytes object is not tracked. marshal is used only
+    in memory, on pairs of bytes: Starlette's raw (ASGI) headers as received, no decoding."""
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        raw = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+               for k, v in headers.items()]
+    # Version 2: no back-references, so the packed size is never below the size received.
+    return marshal.dumps(raw, 2)
+
+
+def unpack_headers(packed: bytes) -> list[tuple[str, str]]:
+    """The (name, value) pairs of `pack_headers`, decoded as Starlette decodes them."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in marshal.loads(packed)]
 
 
 class Pending(NamedTuple):
@@ -92,10 +115,11 @@ class Pending(NamedTuple):
     outcome: str
     status: int
     duration_ms: float
-    headers: Mapping[str, str]
+    # Packed by `pack_headers` (clipped first when over MAX_HEADERS).
+    headers: bytes
     body: bytes
     body_size: int
-    # Bytes of headers kept, and whether some were cut.
+    # Bytes of headers kept (packed), and whether some were cut.
     header_size: int = 0
     headers_cut: bool = False
 
@@ -155,13 +179,22 @@ def sample(pending: list[Pending], rows: int, size: int) -> list[Pending]:
     return [pending[i] for i in sorted(chosen)]
 
 
+def _header(headers: dict[str, str], name: str) -> str | None:
+    """A header by its lower-case name (ASGI's), or in any case (headers given as a dict)."""
+    found = headers.get(name)
+    if found is None:
+        found = next((v for k, v in headers.items() if k.lower() == name), None)
+    return found
+
+
 def row_of(p: Pending) -> dict[str, Any]:
     """The `delivery_log` row of a buffered delivery, with a new log id."""
+    headers = redact_headers(p.headers)
     return {
         "id": "dl_" + secrets.token_hex(8),
-        "delivery_id": clip(p.delivery_id or p.headers.get("x-github-delivery"), 100),
+        "delivery_id": clip(p.delivery_id or _header(headers, "x-github-delivery"), 100),
         "received_at": p.received_at,
-        "event": clip(p.event or p.headers.get("x-github-event"), 100),
+        "event": clip(p.event or _header(headers, "x-github-event"), 100),
         "action": clip(p.action, 100),
         "signature": p.signature,
         "outcome": clip(p.outcome, 64) or "",
@@ -169,6 +202,6 @@ def row_of(p: Pending) -> dict[str, Any]:
         "duration_ms": round(p.duration_ms, 3),
         "body_size": p.body_size,
         "truncated": len(p.body) < p.body_size or p.headers_cut,
-        "headers": json.dumps(redact_headers(p.headers)),
+        "headers": to_json(headers).decode(),
         "body": p.body,
     }

@@ -1,12 +1,18 @@
 """The local delivery log: the last webhook deliveries this server received, for debugging.
 
-The webhook path must stay fast, so `record` only appends a tuple to a bounded in-memory buffer;
-a background task writes the buffer to the database in batches and purges rows past the
-retention (`DELIVERY_LOG_DAYS` days, at most `keep` rows). A batch is at most `FLUSH_BATCH` rows
-and `FLUSH_BYTES` of bodies, one batch per `FLUSH_INTERVAL`: writing a 20 KiB row and purging it
-later costs about as much CPU as handling the webhook, so under a heavier load the log keeps a
-sample (signed deliveries ghapp answered with an error first, then the newest signed ones, then
-unsigned ones) instead of slowing the server down.
+The webhook path must stay fast, so `record` only appends a tuple to a bounded in-memory buffer
+(the headers packed into one bytes object; decoded, redacted and encoded only for the rows
+written); a background task writes the buffer to the database in batches and purges rows past
+the retention (`DELIVERY_LOG_DAYS` days, at most `keep` rows). The first delivery after a quiet
+spell wakes it; it waits `FLUSH_INTERVAL` for the batch to gather, then writes at most
+`FLUSH_BATCH` rows and `FLUSH_BYTES` of bodies in one transaction (fewer under a steady load:
+`ROWS_PER_SECOND`, `BYTES_PER_SECOND`, and one batch per `BUSY_INTERVAL` while it cannot keep
+everything). So a row is written within about `FLUSH_INTERVAL` (`BUSY_INTERVAL` under a load
+heavier than the log keeps), and a crash loses at most the deliveries of that last interval,
+never a deployment's state (written before the webhook is answered). Writing a 20 KiB row and
+purging it later costs about as much CPU as handling the webhook, so under a heavier load the
+log keeps a sample (signed deliveries ghapp answered with an error first, then the newest signed
+ones, then unsigned ones) instead of slowing the server down.
 
 Anyone can post to the webhook path: deliveries whose signature was not good are kept within
 their own small quota (`keep_refused`), so a flood of them never evicts GitHub's. Headers are
@@ -35,6 +41,7 @@ from ghapp.work.delivery_entries import (
     Pending,
     clip_headers,
     headers_size,
+    pack_headers,
     row_of,
     sample,
 )
@@ -42,6 +49,8 @@ from ghapp.work.delivery_entries import (
 __all__ = [
     "BODYLESS_OUTCOMES",
     "BUFFER_BYTES",
+    "BUSY_INTERVAL",
+    "BYTES_PER_SECOND",
     "FLUSH_BATCH",
     "FLUSH_BYTES",
     "FLUSH_INTERVAL",
@@ -49,6 +58,7 @@ __all__ = [
     "MAX_BODY",
     "MAX_UNSIGNED_BODY",
     "PURGE_INTERVAL",
+    "ROWS_PER_SECOND",
     "DeliveryLog",
     "record_webhook",
 ]
@@ -60,11 +70,21 @@ MAX_BODY = 1024 * 1024
 MAX_UNSIGNED_BODY = 64 * 1024
 # Rows kept of deliveries whose signature was missing, bad or not checked.
 KEEP_REFUSED = 100
-# A delivery waits at most FLUSH_INTERVAL in memory; a batch goes sooner once FLUSH_BATCH wait,
-# but never more than one batch per interval.
-FLUSH_INTERVAL = 0.5
+# A delivery waits about FLUSH_INTERVAL in memory; one batch per interval at most. A batch holds
+# up to FLUSH_BATCH rows and FLUSH_BYTES of bodies (a burst after a quiet spell is written
+# whole), and under a steady load the writer keeps to ROWS_PER_SECOND and BYTES_PER_SECOND
+# (a token bucket), whatever the load. Once a batch could not take every waiting delivery
+# (the load is heavier than the log writes), the next waits BUSY_INTERVAL: a batch has a fixed
+# cost (a transaction, its statements' round trips) that ten batches a second would pay ten
+# times for the same sample.
+FLUSH_INTERVAL = 0.1
+BUSY_INTERVAL = 0.5
 FLUSH_BATCH = 200
 FLUSH_BYTES = 512 * 1024
+# A written row costs about a fifth of what handling its delivery does (its row built, SQL, the
+# indexes, its purge later): under a load heavier than this the log keeps a sample of it.
+ROWS_PER_SECOND = 200
+BYTES_PER_SECOND = 512 * 1024
 PURGE_INTERVAL = 60.0
 # Bounds the buffer's memory should the database stall.
 BUFFER_BYTES = 64 * 1024 * 1024
@@ -102,6 +122,10 @@ class DeliveryLog:
         self._last_purge = 0.0
         self._written_since_purge = 0
         self._refused_since_purge = 0
+        # The writer's budget (a token bucket, full at start): rows and bytes it may write.
+        self._rows_left = float(FLUSH_BATCH)
+        self._bytes_left = float(FLUSH_BYTES)
+        self._refilled = time.monotonic()
 
     # --- the hot path: no await, no I/O ------------------------------------------------
 
@@ -120,41 +144,49 @@ class DeliveryLog:
         received_at: float | None = None,
     ) -> None:
         """Buffer one delivery (body and headers clipped); nothing when the log is off."""
-        if not self.enabled:
-            return
+        if self.enabled:
+            when = time.time() if received_at is None else received_at
+            self.add(when, delivery_id, event, action, signature, outcome, status, duration_ms,
+                     headers, body)
+
+    def add(
+        self,
+        received_at: float,
+        delivery_id: str | None,
+        event: str | None,
+        action: str | None,
+        signature: str,
+        outcome: str,
+        status: int,
+        duration_ms: float,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> None:
+        """`record` without its checks and keywords: every delivery passes here."""
         signed = signature == "ok"
-        limit = MAX_BODY if signed else MAX_UNSIGNED_BODY
-        kept = body if len(body) <= limit else body[:limit]
-        header_size = headers_size(headers)
-        cut = header_size > MAX_HEADERS
+        size = len(body)
+        kept = body
+        if size > MAX_UNSIGNED_BODY and (size > MAX_BODY or not signed):
+            kept = body[: MAX_BODY if signed else MAX_UNSIGNED_BODY]
+        packed = pack_headers(headers)
+        # The packed size bounds the size as received from above: exact only when it may be cut.
+        cut = len(packed) > MAX_HEADERS and headers_size(headers) > MAX_HEADERS
         if cut:
-            headers = clip_headers(headers)
-            header_size = headers_size(headers)
+            packed = pack_headers(clip_headers(headers))
+        header_size = len(packed)
         queue = self._buffer if signed else self._refused
         if len(queue) >= (self.keep if signed else self.keep_refused):
             self._evict(queue)
-        when = time.time() if received_at is None else received_at
-        entry = Pending(
-            when,
-            delivery_id,
-            event,
-            action,
-            signature,
-            outcome,
-            status,
-            duration_ms,
-            headers,
-            kept,
-            len(body),
-            header_size,
-            cut,
+        queue.append(
+            Pending(received_at, delivery_id, event, action, signature, outcome, status,
+                    duration_ms, packed, kept, size, header_size, cut)
         )
-        queue.append(entry)
         self._buffered_bytes += len(kept) + header_size
-        while self._buffered_bytes > BUFFER_BYTES:
-            self._evict(self._refused if self._refused else self._buffer)
-        if len(self._buffer) + len(self._refused) >= FLUSH_BATCH:
-            self._wake.set()
+        if self._buffered_bytes > BUFFER_BYTES:
+            while self._buffered_bytes > BUFFER_BYTES:
+                self._evict(self._refused if self._refused else self._buffer)
+        # The writer sleeps until a delivery comes, then gathers a batch for FLUSH_INTERVAL.
+        self._wake.set()
 
     def _evict(self, queue: deque[Pending]) -> None:
         oldest = queue.popleft()
@@ -178,14 +210,22 @@ class DeliveryLog:
             await self.flush()
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        busy = False
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+            await self._wake.wait()
+            # Deliveries coming meanwhile join this batch: one write per interval at most.
+            await asyncio.sleep(BUSY_INTERVAL if busy else FLUSH_INTERVAL)
             self._wake.clear()
-            started = loop.time()
+            dropped = self.dropped
+            now = time.monotonic()
+            elapsed, self._refilled = now - self._refilled, now
+            self._rows_left = min(FLUSH_BATCH, self._rows_left + elapsed * ROWS_PER_SECOND)
+            self._bytes_left = min(FLUSH_BYTES, self._bytes_left + elapsed * BYTES_PER_SECOND)
             try:
-                await self.flush()
+                rows, size = await self._flush(max(1, int(self._rows_left)), int(self._bytes_left))
+                self._rows_left -= rows
+                self._bytes_left -= size
+                busy = self.dropped > dropped
                 if (
                     self._written_since_purge >= self.keep
                     # A flood of forged deliveries is trimmed to its quota batch by batch.
@@ -198,18 +238,22 @@ class DeliveryLog:
                     log.warning("delivery log not written: the database is unavailable")
                 else:
                     log.exception("delivery log flush failed")
-            # One batch per interval at most, whatever the load.
-            await asyncio.sleep(max(0.0, FLUSH_INTERVAL - (loop.time() - started)))
+                # Not a retry storm while the database is away.
+                await asyncio.sleep(FLUSH_INTERVAL)
 
     async def flush(self) -> int:
         """Write one batch of the buffered deliveries (a sample when more wait); how many."""
+        return (await self._flush(FLUSH_BATCH, FLUSH_BYTES))[0]
+
+    async def _flush(self, most: int, size: int) -> tuple[int, int]:
+        """Write at most `most` rows and about `size` bytes of the buffer; (rows, bytes)."""
         async with self._lock:
             taken = sorted([*self._buffer, *self._refused], key=lambda entry: entry.received_at)
             self._buffer, self._refused = deque(), deque()
             self._buffered_bytes = 0
             if not taken:
-                return 0
-            chosen = sample(taken, FLUSH_BATCH, FLUSH_BYTES)
+                return 0, 0
+            chosen = sample(taken, most, size)
             self.dropped += len(taken) - len(chosen)
             rows = [row_of(entry) for entry in chosen]
             try:
@@ -221,7 +265,7 @@ class DeliveryLog:
                 raise
             self._written_since_purge += len(rows)
             self._refused_since_purge += sum(not entry.signed for entry in chosen)
-            return len(rows)
+            return len(rows), sum(entry.size for entry in chosen)
 
     async def purge(self, now: float | None = None) -> int:
         """Delete rows older than the retention, then all but the newest `keep` signed ones
@@ -324,15 +368,7 @@ def record_webhook(
         # 20 KiB bodies (GitHub keeps those: `ghapp deliveries show`).
         body = b""
     # The delivery id and event are read from the headers when (if) the entry is written.
-    delivery_log.record(
-        delivery_id=None,
-        event=None,
-        action=action,
-        signature=signature,
-        outcome=outcome,
-        status=status,
-        duration_ms=duration * 1000,
-        headers=headers,
-        body=body or b"",
-        received_at=time.time() - duration,
+    delivery_log.add(
+        time.time() - duration, None, None, action, signature, outcome, status,
+        duration * 1000, headers, body or b"",
     )
