@@ -255,6 +255,7 @@ def test_public_view_hides_internal_fields() -> None:
         "completed_at",
         "reruns",
         "progress",
+        "requested_by",
     }
 
 

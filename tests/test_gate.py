@@ -445,8 +445,9 @@ async def test_a_lost_review_webhook_still_shows_who_is_awaited(database_url: st
         )
         waiting = seen[-1]["progress"]["waiting"]
         assert (waiting["environment"], waiting["reviewers"]) == ("staging", ["acme/ops"])
-        dropped = [d for d in stack.sim.deliveries if d.event == "deployment_review"]
-        assert dropped and all(d.dropped for d in dropped)
+        # No review webhook reached ghapp (dropped, or not even sent yet): it read GitHub.
+        reviews = [d for d in stack.sim.deliveries if d.event == "deployment_review"]
+        assert all(d.dropped for d in reviews)
     finally:
         await stack.close()
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -179,6 +178,8 @@ def load_policies(path: Path | None) -> Policies:
     """Read and validate GATE_POLICY_PATH (none: no policies)."""
     if path is None:
         return Policies()
+    import yaml  # only when a policies file is set: a server without one never loads it
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

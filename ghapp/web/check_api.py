@@ -13,7 +13,9 @@ from ghapp.web.authz import authorize
 from ghapp.web.http import error, services_of
 
 WORKFLOW_PATTERN = r"^[A-Za-z0-9._-]{1,100}\.ya?ml$"
-ENVIRONMENT_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}$"
+# Printable, not blank (its length, 1 to 255, is checked beside it: ENVIRONMENT_MAX).
+ENVIRONMENT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+ENVIRONMENT_MAX = 255
 
 
 async def check_setup(request: Request) -> Response:
@@ -33,7 +35,7 @@ async def check_setup(request: Request) -> Response:
     if not re.fullmatch(WORKFLOW_PATTERN, workflow):
         problems.append({"field": "workflow", "message": "not a workflow file name"})
     if environment is not None and (
-        not environment.strip() or not re.fullmatch(ENVIRONMENT_PATTERN, environment)
+        len(environment) > ENVIRONMENT_MAX or not re.fullmatch(ENVIRONMENT_PATTERN, environment)
     ):
         problems.append({"field": "environment", "message": "not an environment name"})
     if problems:

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from ghapp.core import validation
 from ghapp.core.setup_checks import SetupReport
-from ghapp.web.check_api import ENVIRONMENT_PATTERN, WORKFLOW_PATTERN
+from ghapp.web.check_api import ENVIRONMENT_MAX, ENVIRONMENT_PATTERN, WORKFLOW_PATTERN
 from ghapp.web.openapi.parts import UNAUTHORIZED, describe, json_answer
 
 MODELS: list[tuple[type[BaseModel], Any]] = [(SetupReport, "serialization")]
@@ -37,7 +37,9 @@ def paths() -> dict[str, Any]:
             "name": "environment",
             "in": "query",
             "description": "the environment to deploy to (its secrets count for deploy_key)",
-            "schema": {"type": "string", "pattern": ENVIRONMENT_PATTERN},
+            "schema": {
+                "type": "string", "pattern": ENVIRONMENT_PATTERN, "maxLength": ENVIRONMENT_MAX
+            },
         },
     ]
     check = describe(
