@@ -508,3 +508,51 @@ async def test_a_lost_approval_webhook_clears_the_wait_once_the_run_starts(gated
     callback = await gated.receiver.wait_for(body["id"])
     assert callback.deployment["verdict"]["status"] == "success"
     assert callback.deployment["progress"]["waiting"] is None
+
+
+async def test_an_override_passes_a_freeze_with_its_scope_and_its_reason_is_audited(
+    database_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    path = policy_file(tmp_path, f"""
+- id: incident
+  environments: ["production"]
+  freeze: {{from: "{iso(now - timedelta(hours=1))}", to: "{iso(now + timedelta(hours=2))}"}}
+  reason: incident 42 in progress
+""")
+    stack = await gated_stack(database_url, gate_policy_path=str(path))
+    try:
+        assert stack.session is not None
+        admin = stack.settings.orchestrator_token
+        scoped = {"repositories": [REPO], "environments": ["production"]}
+        tokens = {}
+        for name, scopes in (("ci", ["deploy"]), ("oncall", ["deploy", "override"])):
+            async with stack.session.post(
+                f"{stack.base_url}/api/v1/tokens", headers={"Authorization": f"Bearer {admin}"},
+                json={"name": name, "scopes": scopes, **scoped},
+            ) as response:
+                assert response.status == 201
+                tokens[name] = (await response.json())["token"]
+        request = {"inputs": {"environment": "production"},
+                   "override": {"reason": "hotfix for INC-42"}}
+        status, body = await stack.deploy(
+            REPO, headers={"Authorization": f"Bearer {tokens['ci']}"}, **request
+        )
+        assert (status, body.get("missing_scope")) == (403, "override")
+        status, body = await stack.deploy(
+            REPO, headers={"Authorization": f"Bearer {tokens['oncall']}"}, **request
+        )
+        assert status == 202 and body["state"] == "dispatched", body
+        # GitHub asks the gate too: the override passes the freeze there as well.
+        callback = await stack.receiver.wait_for(body["id"])
+        assert callback.deployment["verdict"]["status"] == "success"
+        [(_, _, state, _)] = stack.sim.answers
+        assert state == "approved"
+        # Without the override, the same request is refused by the freeze.
+        status, refused = await stack.deploy(REPO, inputs={"environment": "production"})
+        assert refused["verdict"]["reason"] == "policy_rejected"
+        status, audit = await stack.get("/api/v1/audit?action=deployment.create")
+        rows = {row["actor"]: row for row in audit["entries"] if row["target"] == body["id"]}
+        assert rows["token:oncall"]["reason"] == "hotfix for INC-42"
+    finally:
+        await stack.close()

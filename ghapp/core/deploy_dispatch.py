@@ -106,6 +106,7 @@ def new_deployment(
         correlation_id=correlation_id,
         notify=list(request.notify),
         outputs_wanted=list(request.outputs),
+        override_reason=request.override.reason if request.override is not None else None,
         typical_run_seconds=typical_run_seconds,
         progress=Progress() if run else None,
     )

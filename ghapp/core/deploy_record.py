@@ -54,6 +54,8 @@ class DeploymentRecord(Deployment):
     # The run's outputs the request named; what was read of them (None: not yet), and why
     # they could not be read when they could not (see ghapp.core.outputs).
     outputs_wanted: list[str] = Field(default_factory=list)
+    # The request's `override` reason: it passes gate freezes, at the request and at the gate.
+    override_reason: str | None = None
     outputs_read: dict[str, str] | None = None
     outputs_problem: str | None = None
     # The deployment's trace (when tracing was on at its request): see ghapp.work.tracing.

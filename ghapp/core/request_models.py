@@ -33,6 +33,13 @@ from ghapp.core.validation import (
 )
 
 
+class Override(BaseModel):
+    """`override`: the request passes gate freezes (its token needs the `override` scope)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
 class DeploymentRequest(BaseModel):
     """Body of `POST /api/v1/deployments`."""
 
@@ -89,6 +96,13 @@ class DeploymentRequest(BaseModel):
         description="names of the run's outputs wanted in `verdict.outputs` (at most 20), read "
         "from the run's `ghapp-outputs` artifact",
         examples=[["image_digest", "version"]],
+    )
+
+    override: Override | None = Field(
+        default=None,
+        description="passes gate freezes, at request time and at the gate; the token needs the "
+        "`override` scope, and the reason is kept with the deployment and in the audit trail",
+        examples=[{"reason": "hotfix for INC-42"}],
     )
 
     @field_validator("outputs")

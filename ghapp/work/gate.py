@@ -128,9 +128,11 @@ async def blocked_at_request(
     environment: str,
     target: Target,
     kind: str,
+    *,
+    override: bool = False,
 ) -> PolicyVerdict | None:
     """The policy that refuses a deploy request now, or None (the request's ref resolved to
-    its commit only when a promotion policy needs it)."""
+    its commit only when a promotion policy needs it; an override passes freezes)."""
     policies = settings.gate_policies()
     if not policies.items:
         return None
@@ -138,7 +140,8 @@ async def blocked_at_request(
     if policies.promotions(environment, kind):
         sha = await gate_calls.commit_sha(github, repository, target.installation_id, target.ref)
     verdict = await policy_verdict(
-        settings, store, repository=repository, environment=environment, sha=sha, kind=kind
+        settings, store, repository=repository, environment=environment, sha=sha, kind=kind,
+        override=override,
     )
     return None if verdict.allowed else verdict
 
@@ -272,7 +275,7 @@ async def answer(
     )
     policy = PolicyVerdict(True)
     if settings.gate == "on" and whose.origin == "ghapp" and record is not None:
-        override = False  # an override's reason comes with the scopes' `override` (to do)
+        override = record.override_reason is not None
         policy = await policy_verdict(
             settings, services.store, repository=request.repository,
             environment=request.environment, sha=request.sha or record.head_sha,

@@ -242,7 +242,7 @@ async def _start(
     environment = deploys.environment_of(body, settings.default_environment)
     blocked = await gate.blocked_at_request(
         settings, services.store, services.github, body.repository, environment, target,
-        plan.kind,
+        plan.kind, override=getattr(body, "override", None) is not None,
     )
     if blocked is not None:
         transition = deploys.policy_rejected_deployment(
