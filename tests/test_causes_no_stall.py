@@ -167,7 +167,8 @@ async def test_a_crafted_log_gets_its_verdict_while_healthz_answers(served: Stac
     assert all(line in excerpt for line in crafted_output())
     assert elapsed < VERDICT_WITHIN, elapsed
     assert not poller.failures, poller.failures[:3]
-    assert len(poller.latencies) >= 20, len(poller.latencies)
+    # Enough answers to have watched the whole classification (it may take well under 1 s).
+    assert len(poller.latencies) >= 5, len(poller.latencies)
     print(
         f"\n/healthz during the crafted run: {len(poller.latencies)} answers, slowest "
         f"{poller.slowest_ms():.1f} ms (idle: {idle.slowest_ms():.1f} ms); verdict after "
