@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import re
 import sys
@@ -66,6 +65,8 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cli_actor() -> str:
     """Who a command run from a shell acts as: `cli:$USER`."""
+    import getpass  # the parser is built by `ghapp serve` too, which never needs it
+
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 from pydantic import BaseModel
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+def tracing_wanted(environ: Mapping[str, str]) -> bool:
+    """Whether the OTEL_* variables ask for traces."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return bool(exporter) or any(environ.get(name, "").strip() for name in _ENDPOINTS)
 TRACESTATE_MAX = 512
 
 

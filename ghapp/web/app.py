@@ -7,6 +7,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ghapp.config import MIN_SECRET, Settings
+from ghapp.core.tracecontext import tracing_wanted
 from ghapp.github.budget import RateBudget
 from ghapp.github.client import GitHubClient
 from ghapp.github.deliveries import AutoRedeliverer
@@ -39,7 +41,7 @@ from ghapp.web import (
 )
 from ghapp.web.operator import page as operator_page
 from ghapp.web.services import Services
-from ghapp.work import gate, launch, tracing
+from ghapp.work import launch
 from ghapp.work.callbacks import CallbackSender, RetryPolicy
 from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
@@ -213,10 +215,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     poller.metrics = metrics
     services = Services(settings, store, session, github, engine, sender, poller, metrics)
     # Traces only when the OTEL_* variables ask (otherwise nothing of OpenTelemetry loads).
-    services.tracing = sender.tracing = tracing.from_environment()
+    if tracing_wanted(os.environ):  # else nothing of tracing (or OpenTelemetry) loads
+        from ghapp.work import tracing
+
+        services.tracing = sender.tracing = tracing.from_environment()
     # A run of a ghapp deployment seen `waiting` by a poll is decided by the gate (a missed
     # protection-rule webhook never leaves it waiting).
-    poller.on_waiting = functools.partial(gate.decide_waiting, services)
+    poller.on_waiting = functools.partial(_decide_waiting, services)
     app.state.services = services
     engine.start_rollback = lambda record: _automatic_rollback(services, record)
     workers = [
@@ -262,6 +267,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await delivery_log.close()
         await session.close()
         await store.close()
+
+
+async def _decide_waiting(services: Services, *args: Any, **kwargs: Any) -> Any:
+    """The gate's decision on a run seen waiting (its code loads at the first such run)."""
+    from ghapp.work import gate
+
+    return await gate.decide_waiting(services, *args, **kwargs)
 
 
 def create_app(

@@ -8,12 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ghapp.github import gate_calls
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store.gate import public_decision
 from ghapp.web.authz import audit, authorize
 from ghapp.web.http import error, query_int, services_of
-from ghapp.work import gate
 
 ORIGINS = ("ghapp", "foreign")
 DECISIONS = ("approved", "rejected", "held")
@@ -61,6 +59,8 @@ async def _settled(request: Request, decision: str) -> Response:
     if existing is None:
         return error(404, "not_found", f"no gate decision {decision_id}")
     try:
+        from ghapp.work import gate  # loaded at first use (idle memory)
+
         settled = await gate.settle(services, decision_id, decision)
     except (gidgethub.GitHubException, GitHubUnavailable) as exc:
         return error(502, "github_refused", f"GitHub did not take the answer: {exc}")
@@ -97,11 +97,15 @@ async def preview(request: Request) -> Response:
     ref = query.get("ref") or None
     sha = None
     if ref is not None and services.settings.gate_policies().promotions(environment):
+        from ghapp.github import gate_calls
+
         try:
             installation = await services.github.installation_for(repository)
             sha = await gate_calls.commit_sha(services.github, repository, installation, ref)
         except (gidgethub.GitHubException, GitHubUnavailable) as exc:
             return error(502, "github_refused", f"GitHub could not resolve {ref!r}: {exc}")
+    from ghapp.work import gate
+
     verdict = await gate.policy_verdict(
         services.settings, services.store, repository=repository, environment=environment, sha=sha
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
@@ -20,7 +20,9 @@ from ghapp.work.delivery_log import DeliveryLog
 from ghapp.work.engine import Engine
 from ghapp.work.hub import ChangeHub
 from ghapp.work.poller import Poller
-from ghapp.work.tracing import Tracing
+
+if TYPE_CHECKING:
+    from ghapp.work.tracing import Tracing
 
 
 @dataclass

@@ -33,13 +33,11 @@ from ghapp.core.deploys import (
     Transition,
 )
 from ghapp.core.times import utcnow
-from ghapp.github.artifacts import read_outputs
 from ghapp.github.client import GitHubClient, GitHubUnavailable
 from ghapp.logsetup import bind
 from ghapp.store import SqlStore
 from ghapp.work.deployed_urls import DeployedUrls
 from ghapp.work.failures import FailureReporter
-from ghapp.work.reviews import rejection
 from ghapp.work.workers import Worker
 
 log = logging.getLogger("ghapp.engine")
@@ -368,6 +366,8 @@ class Engine(Worker):
         assert isinstance(action, GatherFailure)
         if record.progress is not None and record.progress.waiting is not None:
             # It failed while waiting for reviewers: a rejection whose webhook was lost.
+            from ghapp.work.reviews import rejection  # only runs that waited for people
+
             rejected = await rejection(self.github, record, installation, action.run_id)
             if rejected is not None:
                 return rejected
@@ -388,6 +388,8 @@ class Engine(Worker):
         again with the rest of the verdict)."""
         run_id = getattr(action, "run_id", None) or (record.run.id if record.run else 0)
         try:
+            from ghapp.github.artifacts import read_outputs  # only deployments that asked
+
             return await read_outputs(self.github, record.repository, installation, run_id)
         except gidgethub.BadRequest as exc:
             return {}, f"GitHub answered {exc.status_code} listing the run's artifacts"

@@ -38,7 +38,6 @@ from ghapp.core.times import utcnow
 from ghapp.github.client import GitHubUnavailable
 from ghapp.store import EnvironmentBusy, IdempotencyConflict
 from ghapp.store.base import StoreUnavailable
-from ghapp.work import gate
 from ghapp.work.dispatching import (
     GITHUB_BUDGET,
     DispatchServices,
@@ -240,10 +239,14 @@ async def _start(
         return record
     target = prepared.target
     environment = deploys.environment_of(body, settings.default_environment)
-    blocked = await gate.blocked_at_request(
-        settings, services.store, services.github, body.repository, environment, target,
-        plan.kind, override=getattr(body, "override", None) is not None,
-    )
+    blocked = None
+    if settings.gate_policies().items:  # the gate's code loads only where policies are set
+        from ghapp.work import gate
+
+        blocked = await gate.blocked_at_request(
+            settings, services.store, services.github, body.repository, environment, target,
+            plan.kind, override=getattr(body, "override", None) is not None,
+        )
     if blocked is not None:
         transition = deploys.policy_rejected_deployment(
             deployment_id, body, ref=target.ref, callback_url=plan.callback_url,

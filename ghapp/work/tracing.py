@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from ghapp.core.tracecontext import TraceContext, new_span_id, pipeline_result
+from ghapp.core.tracecontext import tracing_wanted as wanted
 
 if TYPE_CHECKING:
     from ghapp.core.deploy_record import DeploymentRecord
@@ -28,23 +29,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ghapp.tracing")
 SERVICE_NAME = "ghapp"
 SCOPE = "ghapp"
-_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-
-
-def wanted(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the OTEL_* variables ask for traces."""
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter == "none":
-        return False
-    return bool(exporter) or any(env.get(name, "").strip() for name in _ENDPOINTS)
 
 
 def from_environment() -> Tracing | None:
     """The process's tracing when the variables ask for it, else None (nothing imported)."""
-    if not wanted():
+    if not wanted(os.environ):
         return None
     try:
         return Tracing()
