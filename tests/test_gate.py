@@ -409,6 +409,14 @@ async def test_an_approving_reviewer_lets_the_deploy_complete(gated: Stack) -> N
     await stream_until(
         gated, body["id"], lambda d: (d.get("progress") or {}).get("waiting") is not None
     )
+    # The deployment's page says who is awaited, where and since when.
+    assert gated.session is not None
+    async with gated.session.get(
+        f"{gated.base_url}/deployments/{body['id']}/live", headers=gated.auth
+    ) as response:
+        assert response.status == 200
+        html = await response.text()
+    assert '<strong class="awaited">octocat</strong>' in html and "in staging since" in html
     await wait_until(lambda: gated.sim.runs[body["run"]["id"]].reviews)
     await gated.sim.review(body["run"]["id"], "approved", "octocat")
     callback = await gated.receiver.wait_for(body["id"])
