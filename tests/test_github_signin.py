@@ -1,0 +1,150 @@
+"""Sign in with GitHub on the operator page, over real HTTP against the simulator: a reader team
+member reads, a non-member is refused with the teams named, a forged state and a replayed code are
+refused, a member removed from the team or whose token GitHub refuses loses access at the recheck.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+
+from ghapp.core import signin
+from ghapp.simulator import Simulator
+from ghapp.simulator.stack import Stack, free_port
+
+CLIENT_ID = "Iv23liabcdef0123456789"
+CLIENT_SECRET = "s3cr3t-client-secret-for-tests"
+
+
+def _configure(sim: Simulator) -> None:
+    sim.client_id, sim.client_secret = CLIENT_ID, CLIENT_SECRET
+    sim.oauth.login = "mona"
+    sim.oauth.add_member("acme/dev", "mona")
+    sim.oauth.add_member("acme/ops", "hubot")
+
+
+@pytest.fixture
+async def stack(database_url: str) -> AsyncIterator[Stack]:
+    port = free_port()
+    started = await Stack.start(
+        database_url, port=port, configure_simulator=_configure, page_auth="github",
+        page_teams="acme/dev", page_admin_teams="acme/ops",
+        public_url=f"http://127.0.0.1:{port}", github_client_id=CLIENT_ID,
+        github_client_secret=CLIENT_SECRET,
+    )
+    yield started
+    await started.close()
+
+
+def _browser() -> aiohttp.ClientSession:
+    # unsafe: keep cookies of an IP-address host (127.0.0.1), as a browser does.
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def _sign_in(http: aiohttp.ClientSession, stack: Stack) -> tuple[int, str]:
+    """Start at ghapp, press Authorize on GitHub's page, follow the redirects back."""
+    async with http.get(f"{stack.base_url}/auth/github") as page:
+        assert page.status == 200
+        authorize = str(page.url)
+    assert authorize.startswith(f"{stack.sim.api_url}/login/oauth/authorize?")
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [f"{stack.base_url}/auth/github/callback"]
+    async with http.post(authorize) as back:
+        return back.status, await back.text()
+
+
+async def test_a_reader_team_member_signs_in_and_reads(stack: Stack) -> None:
+    async with _browser() as http:
+        status, text = await _sign_in(http, stack)
+        assert status == 200
+        assert "Sign in with GitHub" not in text
+        async with http.get(f"{stack.base_url}/") as page:
+            assert page.status == 200
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        # The person's token stays server-side: the cookies hold none of it.
+        cookies = " ".join(cookie.value for cookie in http.cookie_jar)
+        assert stack.sim.oauth.tokens
+        assert not any(token in cookies for token in stack.sim.oauth.tokens)
+        # A reader may not act.
+        assert csrf is not None
+        url = f"{stack.base_url}/ui/deployments/nope/resend"
+        async with http.post(url, data={"csrf": csrf.group(1)}) as action:
+            assert action.status == 403
+            assert "acme/ops" in await action.text()
+
+
+async def test_an_admin_team_member_may_act(stack: Stack) -> None:
+    stack.sim.oauth.login = "hubot"
+    async with _browser() as http:
+        assert (await _sign_in(http, stack))[0] == 200
+        async with http.get(f"{stack.base_url}/") as page:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert csrf is not None
+        url = f"{stack.base_url}/ui/deployments/nope/resend"
+        async with http.post(url, data={"csrf": csrf.group(1)}) as action:
+            assert action.status != 403
+
+
+async def test_a_non_member_is_refused_with_the_teams_named(stack: Stack) -> None:
+    stack.sim.oauth.login = "stranger"
+    async with _browser() as http:
+        status, text = await _sign_in(http, stack)
+        assert status == 403
+        assert "stranger" in text and "acme/dev" in text and "acme/ops" in text
+        async with http.get(f"{stack.base_url}/") as page:
+            assert "Sign in with GitHub" in await page.text()
+
+
+async def test_a_forged_state_and_a_replayed_code_are_refused(stack: Stack) -> None:
+    async with _browser() as http:
+        async with http.get(f"{stack.base_url}/auth/github", allow_redirects=False) as start:
+            authorize = start.headers["Location"]
+        async with http.post(authorize, allow_redirects=False) as approved:
+            callback = urlsplit(approved.headers["Location"])
+        code = parse_qs(callback.query)["code"][0]
+        forged = f"{stack.base_url}/auth/github/callback?code={code}&state=forged"
+        async with http.get(forged, allow_redirects=False) as refused:
+            assert refused.status == 400
+            assert "state" in await refused.text()
+        # Without the flow cookie (another browser), the right state is refused too.
+        async with _browser() as other:
+            real = f"{stack.base_url}/auth/github/callback?{callback.query}"
+            async with other.get(real, allow_redirects=False) as refused:
+                assert refused.status == 400
+        # The code was presented once (and refused for the state, never exchanged): now the
+        # real callback works, and replaying it is refused by GitHub.
+        real = f"{stack.base_url}/auth/github/callback?{callback.query}"
+        async with http.get(real, allow_redirects=False) as signed:
+            assert signed.status == 303
+    async with _browser() as replay:
+        # Same state and code in a fresh sign-in flow of a second browser: the code is used up.
+        async with replay.get(f"{stack.base_url}/auth/github", allow_redirects=False) as start:
+            state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+        again = f"{stack.base_url}/auth/github/callback?code={code}&state={state}"
+        async with replay.get(again, allow_redirects=False) as refused:
+            assert refused.status == 400
+            assert "bad_verification_code" in await refused.text()
+
+
+async def test_removed_from_the_team_or_token_refused_ends_the_session(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with _browser() as http:
+        assert (await _sign_in(http, stack))[0] == 200
+        monkeypatch.setattr(signin, "RECHECK_SECONDS", 0)
+        async with http.get(f"{stack.base_url}/") as page:
+            assert "Sign in with GitHub" not in await page.text()
+        stack.sim.oauth.remove_member("acme/dev", "mona")
+        async with http.get(f"{stack.base_url}/") as page:
+            assert "Sign in with GitHub" in await page.text()
+    stack.sim.oauth.add_member("acme/dev", "mona")
+    async with _browser() as http:
+        assert (await _sign_in(http, stack))[0] == 200
+        stack.sim.oauth.revoke("mona")
+        async with http.get(f"{stack.base_url}/") as page:
+            assert "Sign in with GitHub" in await page.text()
