@@ -5,23 +5,30 @@ refused, a member removed from the team or whose token GitHub refuses loses acce
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from test_operator_page import _browser_missing, _chrome
 
 from ghapp.core import signin
 from ghapp.simulator import Simulator
 from ghapp.simulator.stack import Stack, free_port
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 CLIENT_ID = "Iv23liabcdef0123456789"
 CLIENT_SECRET = "s3cr3t-client-secret-for-tests"
 
 
 def _configure(sim: Simulator) -> None:
     sim.client_id, sim.client_secret = CLIENT_ID, CLIENT_SECRET
+    sim.world.client_id = CLIENT_ID
     sim.oauth.login = "mona"
     sim.oauth.add_member("acme/dev", "mona")
     sim.oauth.add_member("acme/ops", "hubot")
@@ -148,3 +155,62 @@ async def test_removed_from_the_team_or_token_refused_ends_the_session(
         stack.sim.oauth.revoke("mona")
         async with http.get(f"{stack.base_url}/") as page:
             assert "Sign in with GitHub" in await page.text()
+
+
+async def test_the_sandbox_signs_in_the_user_it_was_given(tmp_path: Path) -> None:
+    from ghapp.simulator.sandbox import Sandbox
+
+    sandbox = await Sandbox.start(database_url=f"sqlite:///{tmp_path}/sandbox.db",
+                                  github_user="octocat", github_teams=("acme/ops",))
+    try:
+        assert sandbox.stack.settings.page_auth == "github"
+        async with _browser() as http:
+            status, text = await _sign_in(http, sandbox.stack)
+            assert status == 200 and "Sign in with GitHub" not in text
+    finally:
+        await sandbox.close()
+
+
+def _browse(base_url: str, profile: Path, shot: Path | None) -> dict[str, str]:
+    """In headless Chromium: the sign-in page, GitHub's authorize page, then the page itself."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(profile)
+    seen: dict[str, str] = {}
+    try:
+        driver.get(base_url + "/")
+        button = WebDriverWait(driver, 20).until(
+            expected_conditions.element_to_be_clickable((By.ID, "github-signin")))
+        if shot is not None:
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(shot))
+        button.click()
+        WebDriverWait(driver, 20).until(
+            expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
+        WebDriverWait(driver, 20).until(
+            lambda d: (d.current_url.startswith(base_url)
+            and "/auth/github" not in d.current_url) or d.find_elements(By.ID, "refused"))
+        seen["url"] = driver.current_url
+        seen["text"] = driver.find_element(By.TAG_NAME, "body").text
+    finally:
+        driver.quit()
+    return seen
+
+
+async def test_sign_in_and_refusal_in_headless_chromium(stack: Stack, tmp_path: Path) -> None:
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    artifacts = Path(os.environ.get("GHAPP_ARTIFACTS") or tmp_path)
+    seen = await asyncio.to_thread(_browse, stack.base_url, tmp_path / "profile-1",
+                                   artifacts / "signin.png")
+    if os.environ.get("GHAPP_UPDATE_DOCS") == "1" or os.environ.get("GHAPP_WRITE_DOCS_ASSETS"):
+        shutil.copyfile(artifacts / "signin.png", DOCS / "signin.png")
+    assert "Sign in with GitHub" not in seen["text"]
+    assert "Deployments" in seen["text"] or "deployments" in seen["text"]
+    stack.sim.oauth.login = "stranger"
+    refused = await asyncio.to_thread(_browse, stack.base_url, tmp_path / "profile-2", None)
+    assert "stranger" in refused["text"] and "acme/dev" in refused["text"]
+    assert "not a member" in refused["text"]

@@ -12,7 +12,6 @@ import base64
 import html
 import secrets
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,55 +20,13 @@ from aiohttp import web
 from ghapp.core.signin import verifier_matches
 from ghapp.simulator.accounts import user
 from ghapp.simulator.http import ApiError, Call, Router, empty_response, json_response
+from ghapp.simulator.oauth_state import Grant
 
 if TYPE_CHECKING:
     from ghapp.simulator.simulated import SimulatedGitHub
 
 AUTH_DOCS = "https://docs.github.com/rest"
 CODE_SECONDS = 600
-
-
-@dataclass
-class Grant:
-    """A code issued by the authorize page, waiting for its exchange."""
-
-    login: str
-    redirect_uri: str
-    challenge: str
-    method: str
-    expires: float
-
-
-@dataclass
-class OAuth:
-    """Who the authorize page signs in, the teams (`org/team` -> logins), codes and tokens."""
-
-    login: str | None = None
-    teams: dict[str, set[str]] = field(default_factory=dict)
-    codes: dict[str, Grant] = field(default_factory=dict)
-    tokens: dict[str, str] = field(default_factory=dict)
-    # How many codes were exchanged and refused (tests read them).
-    exchanges: int = 0
-    refusals: int = 0
-
-    def add_member(self, team: str, login: str) -> None:
-        """Make `login` an active member of `org/team`."""
-        self.teams.setdefault(team.lower(), set()).add(login.lower())
-
-    def remove_member(self, team: str, login: str) -> None:
-        """Remove `login` from `org/team`."""
-        self.teams.get(team.lower(), set()).discard(login.lower())
-
-    def is_member(self, team: str, login: str) -> bool:
-        """Whether `login` belongs to `org/team`."""
-        return login.lower() in self.teams.get(team.lower(), set())
-
-    def revoke(self, login: str) -> int:
-        """Revoke every token of `login` (GitHub answers 401 afterwards); how many."""
-        gone = [t for t, who in self.tokens.items() if who.lower() == login.lower()]
-        for token in gone:
-            del self.tokens[token]
-        return len(gone)
 
 
 def _page(title: str, body: str, status: int = 200) -> web.Response:

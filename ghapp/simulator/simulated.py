@@ -26,7 +26,7 @@ from ghapp.simulator.auth import (
 )
 from ghapp.simulator.http import RequestRecord
 from ghapp.simulator.model import Faults
-from ghapp.simulator.oauth import OAuth
+from ghapp.simulator.oauth_state import OAuth
 from ghapp.simulator.runs import Outgoing, RunPlayer
 from ghapp.simulator.state import JobState, Repository, RunState, World
 from ghapp.simulator.webhooks import Delivery, WebhookSender
