@@ -214,3 +214,54 @@ async def test_sign_in_and_refusal_in_headless_chromium(stack: Stack, tmp_path: 
     refused = await asyncio.to_thread(_browse, stack.base_url, tmp_path / "profile-2", None)
     assert "stranger" in refused["text"] and "acme/dev" in refused["text"]
     assert "not a member" in refused["text"]
+
+
+def _roll_back(base_url: str, profile: Path) -> dict[str, str]:
+    """Sign in with GitHub in Chromium and press the rollback button of acme/shop production."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(profile)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(base_url + "/")
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, "github-signin"))).click()
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "environments")))
+        row = driver.find_element(By.CSS_SELECTOR, 'tr[data-environment="acme/shop/production"]')
+        row.find_element(By.CSS_SELECTOR, "button.rollback").click()
+        notice = wait.until(expected_conditions.presence_of_element_located((By.ID, "notice")))
+        return {"notice": notice.text}
+    finally:
+        driver.quit()
+
+
+async def test_an_admin_team_member_rolls_back_in_headless_chromium(
+    stack: Stack, tmp_path: Path
+) -> None:
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    from ghapp.cli.demo import demo_workflows
+
+    for repository, workflow in demo_workflows().items():
+        stack.sim.add_repository(repository, default_branch="main").add_workflow(workflow)
+    first = None
+    for version in ("v1", "v2"):
+        status, body = await stack.deploy("acme/shop", inputs={"version": version})
+        assert status == 202, body
+        done = (await stack.receiver.wait_for(body["id"])).deployment
+        first = first or done
+    assert first is not None
+    stack.sim.oauth.login = "hubot"
+    seen = await asyncio.to_thread(_roll_back, stack.base_url, tmp_path / "profile")
+    assert "Rollback dispatched" in seen["notice"]
+    _, listing = await stack.get("/api/v1/deployments?repository=acme/shop&limit=5")
+    newest = listing["deployments"][0]
+    assert newest["kind"] == "rollback" and newest["rollback_of"] == first["id"]
+    assert newest["requested_by"] == "github:hubot"
+    _, audit = await stack.get("/api/v1/audit?action=rollback.create")
+    assert [e["actor"] for e in audit["entries"]][:1] == ["github:hubot"]
+    _, signins = await stack.get("/api/v1/audit?action=signin&actor=github:hubot")
+    assert signins["entries"]

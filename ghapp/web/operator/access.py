@@ -214,8 +214,8 @@ async def authorized_action(request: Request) -> Response | dict[str, str]:
     if session is not None and session.actor.startswith("github:"):
         person = await checked(request, session)
         if person is None or person.role != "admin":
-            await audit(request, "page.refused", target=request.url.path, outcome=403,
-                        who=session.actor, reason="not a member of PAGE_ADMIN_TEAMS")
+            log.warning("operator page action refused: not an admin team member",
+                        extra={"path": request.url.path})
             teams = ", ".join(services_of(request).settings.page_admin_teams) or "(none)"
             return render(request, "signin_refused.html",
                           {"reason": f"Only members of {teams} may do this."}, 403)
