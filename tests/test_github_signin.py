@@ -11,6 +11,7 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -265,3 +266,55 @@ async def test_an_admin_team_member_rolls_back_in_headless_chromium(
     assert [e["actor"] for e in audit["entries"]][:1] == ["github:hubot"]
     _, signins = await stack.get("/api/v1/audit?action=signin&actor=github:hubot")
     assert signins["entries"]
+
+
+def _removed_mid_session(base_url: str, profile: Path, remove: Any) -> dict[str, str]:
+    """Sign in with GitHub in Chromium, have `remove` take the person off the team, reload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(profile)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(base_url + "/")
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, "github-signin"))).click()
+        wait.until(expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "environments")))
+        remove()
+        driver.get(base_url + "/")
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "github-signin")))
+        return {"text": driver.find_element(By.TAG_NAME, "body").text}
+    finally:
+        driver.quit()
+
+
+async def test_a_member_removed_from_the_team_loses_access_in_headless_chromium(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(missing)
+    # The recheck (10 minutes in production) is due at every request here.
+    monkeypatch.setattr(signin, "RECHECK_SECONDS", 0)
+    seen = await asyncio.to_thread(
+        _removed_mid_session, stack.base_url, tmp_path / "profile",
+        lambda: stack.sim.oauth.remove_member("acme/dev", "mona"),
+    )
+    assert "Sign in with GitHub" in seen["text"]
+    _, signouts = await stack.get("/api/v1/audit?action=signout&actor=github:mona")
+    assert signouts["entries"][0]["reason"] == "no longer a team member"
+
+
+def test_page_auth_github_without_teams_stops_start_up() -> None:
+    from ghapp.config import Settings
+
+    settings = Settings(_env_file=None, page_auth="github")
+    problems = "\n".join(settings.serve_problems())
+    assert "PAGE_TEAMS: required when PAGE_AUTH=github" in problems
+    assert "PUBLIC_URL" in problems and "GITHUB_CLIENT_ID" in problems
+    assert "PAGE_TEAMS" not in "\n".join(Settings(_env_file=None).serve_problems())
+    with pytest.raises(ValueError, match="org/team"):
+        Settings(_env_file=None, page_teams="acme")
+    assert Settings(_env_file=None, github_api_url="https://ghe.acme.test/api/v3").web_url() == (
+        "https://ghe.acme.test")
