@@ -98,6 +98,19 @@ async def test_an_admin_team_member_may_act(stack: Stack) -> None:
             assert action.status != 403
 
 
+async def test_signing_out_ends_the_session_and_revokes_the_github_token(stack: Stack) -> None:
+    async with _browser() as http:
+        assert (await _sign_in(http, stack))[0] == 200
+        async with http.get(f"{stack.base_url}/") as page:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert csrf is not None and len(stack.sim.oauth.tokens) == 1
+        async with http.post(f"{stack.base_url}/logout", data={"csrf": csrf.group(1)}) as out:
+            assert "Sign in with GitHub" in await out.text()
+        assert stack.sim.oauth.tokens == {}
+        _, signouts = await stack.get("/api/v1/audit?action=signout&actor=github:mona")
+        assert signouts["entries"]
+
+
 async def test_a_non_member_is_refused_with_the_teams_named(stack: Stack) -> None:
     stack.sim.oauth.login = "stranger"
     async with _browser() as http:

@@ -180,7 +180,7 @@ async def logout(request: Request) -> Response:
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         return RedirectResponse(back("/", "csrf"), status_code=303)
     await revoke_session(services_of(request).store, session)
-    forget(request, session)
+    await forget(request, session)
     log.info("operator signed out")
     await audit(request, "signout", target="operator page", outcome=303,
                 who=session.actor or "page session")

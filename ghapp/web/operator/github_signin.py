@@ -245,9 +245,26 @@ async def checked(request: Request, session: Session) -> Person | None:
     return person
 
 
-def forget(request: Request, session: Session) -> None:
-    """Drop a signed-out session's token from this replica."""
-    _people(request).pop(session.id, None)
+async def forget(request: Request, session: Session) -> None:
+    """Drop a signed-out session's token from this replica and revoke it at GitHub."""
+    person = _people(request).pop(session.id, None)
+    if person is None:
+        return
+    settings = _services(request).settings
+    url = f"{settings.github_api_url.rstrip('/')}/applications/{settings.github_client_id}/token"
+    pair = f"{settings.github_client_id}:{settings.github_client_secret}".encode()
+    auth = base64.b64encode(pair).decode()
+    try:
+        headers = {**ACCEPT, "Authorization": f"Basic {auth}"}
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+            http.delete(url, json={"access_token": person.token}, headers=headers) as answer,
+        ):
+            if answer.status not in (204, 404):
+                log.warning("github token not revoked", extra={"status": answer.status})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # The session is ended anyway; the token expires on its own (8 hours).
+        log.warning("github token not revoked", extra={"error": type(exc).__name__})
 
 
 routes = [
