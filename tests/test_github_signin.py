@@ -111,6 +111,16 @@ async def test_signing_out_ends_the_session_and_revokes_the_github_token(stack: 
         assert signouts["entries"]
 
 
+async def test_the_token_form_is_gone_with_page_auth_github(stack: Stack) -> None:
+    async with _browser() as http:
+        token = stack.settings.orchestrator_token or ""
+        async with http.post(f"{stack.base_url}/login", data={"token": token}) as answer:
+            assert answer.status == 404
+            assert "Sign in with GitHub" in await answer.text()
+        async with http.get(f"{stack.base_url}/") as page:
+            assert 'id="token"' not in await page.text()
+
+
 async def test_a_non_member_is_refused_with_the_teams_named(stack: Stack) -> None:
     stack.sim.oauth.login = "stranger"
     async with _browser() as http:

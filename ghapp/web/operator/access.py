@@ -123,6 +123,9 @@ async def login(request: Request) -> Response:
 
     At most 10 failed attempts per client address a minute: the next gets 429, right or wrong.
     """
+    if services_of(request).settings.page_auth == "github":
+        # People sign in with GitHub (GET /auth/github); a token session would not count.
+        return login_page(request, status=404)
     address = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
     wait = throttle.retry_after(address)
