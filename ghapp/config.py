@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ghapp.core.causes import CauseRules, RulesError, load_rules
 from ghapp.core.gate_policies import Policies, PolicyError, load_policies
 from ghapp.core.signatures import standard_key
+from ghapp.core.signin import github_url_from_api, parse_teams
 
 # Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
 MIN_SECRET = 16
@@ -117,6 +118,20 @@ class Settings(BaseSettings):
     """what the gate does with a run ghapp did not dispatch: reject, approve or hold"""
     gate_policy_path: Path | None = None
     """a YAML file of gate policies (freeze windows, promotion order); checked at start-up"""
+    github_client_id: str | None = None
+    """the App's OAuth client id (written by `ghapp setup`); sign-in with GitHub uses it"""
+    github_client_secret: str | None = Field(default=None, repr=False)
+    """the App's OAuth client secret (written by `ghapp setup`)"""
+    page_auth: Literal["token", "github"] = "token"
+    """operator page sign-in: token (an admin token) or github (docs/signin.md)"""
+    page_teams: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """org/team,...: who may read the operator page when PAGE_AUTH=github"""
+    page_admin_teams: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """org/team,...: who may act on the operator page (rollback, cancel, gate decisions)"""
+    public_url: str | None = None
+    """ghapp's address as browsers reach it (sign-in with GitHub's callback)"""
+    github_url: str | None = None
+    """GitHub's web host, where browsers sign in; default: derived from GITHUB_API_URL"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
     _gate_policies: Policies | None = PrivateAttr(default=None)
 
@@ -124,6 +139,27 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("page_teams", "page_admin_teams", mode="before")
+    @classmethod
+    def _teams(cls, value: object) -> object:
+        if isinstance(value, str):
+            return list(parse_teams(value))
+        return value
+
+    @field_validator("public_url", "github_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    def web_url(self) -> str:
+        """GITHUB_URL, or its default derived from GITHUB_API_URL."""
+        return self.github_url or github_url_from_api(self.github_api_url)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -323,6 +359,14 @@ class Settings(BaseSettings):
                     check_key_loads(key)
             except SettingsError as exc:
                 problems.extend(exc.problems)
+        if self.page_auth == "github":
+            if not self.page_teams:
+                problems.append("PAGE_TEAMS: required when PAGE_AUTH=github (org/team,...)")
+            if not self.public_url:
+                problems.append("PUBLIC_URL: required when PAGE_AUTH=github")
+            if not self.github_client_id or not self.github_client_secret:
+                problems.append("GITHUB_CLIENT_ID: PAGE_AUTH=github needs GITHUB_CLIENT_ID "
+                                "and GITHUB_CLIENT_SECRET")
         return [line for line in problems if line.split(":", 1)[0] not in skipped]
 
     def effective_log_format(self) -> str:

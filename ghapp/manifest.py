@@ -26,6 +26,7 @@ BUILTIN: dict[str, Any] = {
     ),
     "hook_attributes": {"url": "https://ghapp.example.com/api/github/webhooks", "active": True},
     "redirect_url": "http://127.0.0.1:3001/callback",
+    "callback_urls": ["https://ghapp.example.com/auth/github/callback"],
     "public": False,
     "default_permissions": {
         "actions": "write",
@@ -34,6 +35,7 @@ BUILTIN: dict[str, Any] = {
         "metadata": "read",
         "secrets": "write",
         "checks": "read",
+        "members": "read",
     },
     "default_events": [
         "workflow_run",

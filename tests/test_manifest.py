@@ -28,7 +28,20 @@ def test_permissions_are_exactly_the_designed_ones(manifest: dict[str, Any]) -> 
         "metadata": "read",
         "secrets": "write",
         "checks": "read",
+        # organization: team memberships of people signing in with GitHub (PAGE_AUTH=github)
+        "members": "read",
     }
+
+
+def test_setup_fills_the_sign_in_callback_url(manifest: dict[str, Any]) -> None:
+    from ghapp.cli.manifest import for_setup
+
+    hook = "https://deploy.acme.test/api/github/webhooks"
+    filled = for_setup(manifest, webhook_url=hook, redirect_url="http://127.0.0.1:3001/callback")
+    assert filled["callback_urls"] == ["https://deploy.acme.test/auth/github/callback"]
+    other = for_setup(manifest, webhook_url=hook, redirect_url="http://127.0.0.1:3001/callback",
+                      public_url="https://ops.acme.test/")
+    assert other["callback_urls"] == ["https://ops.acme.test/auth/github/callback"]
 
 
 def test_events_are_exactly_the_designed_ones(manifest: dict[str, Any]) -> None:

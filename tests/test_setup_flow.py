@@ -98,6 +98,7 @@ async def test_manifest_flow_writes_the_env_file(
         assert manifest["hook_attributes"] == {"url": webhook, "active": True}
         assert manifest["url"] == "https://ghapp.example.org"
         assert manifest["redirect_url"] == f"{base}/callback"
+        assert manifest["callback_urls"] == ["https://ghapp.example.org/auth/github/callback"]
         assert manifest["default_permissions"] == load_manifest()["default_permissions"]
         assert manifest["default_events"] == load_manifest()["default_events"]
         assert location.startswith(f"{base}/callback?code=")
@@ -123,6 +124,8 @@ async def test_manifest_flow_writes_the_env_file(
     assert f"WEBHOOK_SECRET={sim.webhook_secret}\n" in text
     assert f"GITHUB_CLIENT_ID={sim.client_id}\n" in text
     assert f"GITHUB_CLIENT_SECRET={sim.client_secret}\n" in text
+    # Sign in with GitHub's callback host, from the webhook URL (no --public-url given).
+    assert "PUBLIC_URL=https://ghapp.example.org\n" in text
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key_file.read_text() == sim.private_key_pem
     # What `ghapp serve` will read from it.

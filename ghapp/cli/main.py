@@ -185,6 +185,10 @@ def _add_setup_and_debugging(commands: argparse._SubParsersAction[argparse.Argum
         "--callback-url",
         help="the orchestrator's callback URL, ORCHESTRATOR_CALLBACK_URL (asked on a terminal)",
     )
+    setup.add_argument(
+        "--public-url",
+        help="ghapp's address as browsers reach it, PUBLIC_URL (default: the webhook URL's origin)",
+    )
     setup.add_argument("--org", help="create the App for this organisation, not your account")
     setup.add_argument("--port", type=int, default=3001, help="local port (default 3001)")
     setup.add_argument("--env-file", default=".env", help="env file to update (default .env)")

@@ -43,6 +43,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sandbox.add_argument(
         "--database-url", help="DATABASE_URL (default: SQLite in a temporary directory)"
     )
+    sandbox.add_argument(
+        "--github-user", metavar="LOGIN",
+        help="PAGE_AUTH=github: the user the simulator's authorize page signs in",
+    )
+    sandbox.add_argument(
+        "--github-teams", metavar="ORG/TEAM,...", default="",
+        help="the teams --github-user belongs to (they may read and act on the operator page)",
+    )
     sandbox.add_argument("--verbose", action="store_true", help="show ghapp's own log lines")
     sandbox.set_defaults(func=run)
 
@@ -60,6 +68,17 @@ def _problem(args: argparse.Namespace) -> str | None:
         ("sqlite:///", "postgresql://", "postgres://")
     ):
         return "--database-url: must be sqlite:///PATH or postgresql://..."
+    if args.github_user is not None:
+        from ghapp.core.signin import parse_teams
+
+        try:
+            teams = parse_teams(args.github_teams)
+        except ValueError as exc:
+            return f"--github-teams: {exc}"
+        if not teams:
+            return "--github-user needs --github-teams org/team,..."
+    elif args.github_teams:
+        return "--github-teams needs --github-user"
     return None
 
 
@@ -85,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace, book: ScenarioBook, out: TextIO, err: TextIO) -> int:
     """Start the sandbox, print its settings, and run until a stop signal."""
+    from ghapp.core.signin import parse_teams
     from ghapp.simulator.sandbox import Sandbox
 
     stop = asyncio.Event()
@@ -98,6 +118,8 @@ async def serve(args: argparse.Namespace, book: ScenarioBook, out: TextIO, err: 
             callback_url=args.callback_url,
             scenarios=book,
             database_url=args.database_url,
+            github_user=args.github_user,
+            github_teams=parse_teams(args.github_teams),
         )
     except (OSError, SystemExit) as exc:
         # uvicorn exits (SystemExit) when its port is taken; aiohttp raises OSError.

@@ -53,6 +53,8 @@ class SetupOptions:
     name: str | None = None
     manifest: Path | None = None
     callback_url: str | None = None
+    # ghapp's address as browsers reach it (PUBLIC_URL); default: the webhook URL's origin.
+    public_url: str | None = None
 
 
 @dataclass
@@ -101,8 +103,11 @@ class SetupServer:
             self.manifest = load_manifest(options.manifest)
         except (OSError, ValueError) as exc:
             raise CommandError(f"--manifest: {exc}", 2) from None
+        if options.public_url:
+            _check_url(options.public_url, "--public-url")
         self.state = secrets.token_urlsafe(24)
         self.base_url = ""
+        self.public_url = (options.public_url or "").rstrip("/")
         self._done: asyncio.Future[SetupResult] | None = None
         self._runner: web.AppRunner | None = None
 
@@ -154,7 +159,11 @@ class SetupServer:
             webhook_url=webhook_url,
             redirect_url=f"{self.base_url}/callback",
             name=self.options.name,
+            public_url=self.options.public_url,
         )
+        if not self.public_url:
+            parts = urlsplit(webhook_url)
+            self.public_url = f"{parts.scheme}://{parts.netloc}"
         owner = f"the organisation {self.options.org}" if self.options.org else "your account"
         body = f"""<p>This creates a GitHub App for {html.escape(owner)} on
 <code>{html.escape(self.github_url)}</code>, with the permissions and events of
@@ -246,6 +255,9 @@ You can close this tab.</p>"""
         }
         if self.api_url != DEFAULT_API:
             values["GITHUB_API_URL"] = self.api_url
+        if self.public_url:
+            # Sign in with GitHub's callback host (PAGE_AUTH=github; docs/signin.md).
+            values["PUBLIC_URL"] = self.public_url
         existing = read_env_file(env_file)
         extra, generated, warnings = server_values(
             existing, os.environ, self.options.callback_url
@@ -352,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
         api_url=args.api_url,
         name=args.name,
         manifest=Path(args.manifest) if args.manifest else None,
+        public_url=getattr(args, "public_url", None),
     )
     try:
         result = asyncio.run(run_setup(options, open_browser=args.open))

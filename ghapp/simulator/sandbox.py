@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ghapp.simulator.loopback import LoopbackOnly
 from ghapp.simulator.scenarios import ApplyScenario, Scenario, ScenarioBook, attach
-from ghapp.simulator.stack import Stack
+from ghapp.simulator.simulator import Simulator
+from ghapp.simulator.stack import Stack, free_port
 
 # Silence about a deployment before ghapp polls GitHub: short, so that a scenario that loses its
 # webhooks still ends within seconds (a real server waits POLL_AFTER, 60 s by default).
@@ -39,6 +41,8 @@ class Sandbox:
         callback_url: str | None = None,
         scenarios: ScenarioBook | None = None,
         database_url: str | None = None,
+        github_user: str | None = None,
+        github_teams: tuple[str, ...] = (),
         **overrides: Any,
     ) -> Sandbox:
         """Start the simulator on `github_port` and ghapp on `port` (0: any free port)."""
@@ -51,13 +55,27 @@ class Sandbox:
         settings: dict[str, Any] = {"poll_after": SANDBOX_POLL_AFTER, **overrides}
         if callback_url is not None:
             settings["orchestrator_callback_url"] = callback_url
+        signin_user = _signin(github_user, github_teams)
+        if github_user is not None:
+            # Sign in with GitHub: the simulator's authorize page signs in `github_user`, a
+            # member (and admin) of `github_teams`.
+            port = port or free_port()
+            settings.update(
+                page_auth="github", page_teams=",".join(github_teams),
+                page_admin_teams=",".join(github_teams), public_url=f"http://127.0.0.1:{port}",
+                github_client_id=SANDBOX_CLIENT_ID, github_client_secret=SANDBOX_CLIENT_SECRET,
+            )
+
+        def configure(sim: Simulator) -> None:
+            applied.append(attach(sim, book))
+            signin_user(sim)
         try:
             stack = await Stack.start(
                 database_url,
                 retry_base=1.0,
                 port=port,
                 github_port=github_port,
-                configure_simulator=lambda sim: applied.append(attach(sim, book)),
+                configure_simulator=configure,
                 # ghapp, like the simulator, answers only Hosts on loopback (DNS rebinding).
                 wrap_app=LoopbackOnly,
                 **settings,
@@ -144,3 +162,23 @@ def _write_key(pem: str) -> tempfile.TemporaryDirectory[str]:
         folder.cleanup()
         raise
     return folder
+
+
+# The sandbox's OAuth client (sign in with GitHub): fixed, as nothing outside loopback reaches it.
+SANDBOX_CLIENT_ID = "Iv23lisandbox0000001"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret-0000000000000000"
+
+
+def _signin(login: str | None, teams: tuple[str, ...]) -> Callable[[Simulator], None]:
+    """What sets up the simulator's sign-in: the user its authorize page signs in, their teams."""
+
+    def configure(sim: Simulator) -> None:
+        if login is None:
+            return
+        sim.client_id, sim.client_secret = SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
+        sim.world.client_id = SANDBOX_CLIENT_ID
+        sim.oauth.login = login
+        for team in teams:
+            sim.oauth.add_member(team, login)
+
+    return configure

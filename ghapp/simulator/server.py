@@ -14,6 +14,7 @@ from ghapp.simulator import (
     artifacts,
     graphql_api,
     logs,
+    oauth,
     routes_actions,
     routes_app,
     routes_gate,
@@ -73,6 +74,7 @@ class ApiServer:
         routes_repo.register(self.router, sim)
         routes_gate.register(self.router, sim)
         graphql_api.register(self.router, sim)
+        oauth.register(self.router, sim)
 
     def app(self) -> web.Application:
         """The aiohttp application of the API origin."""

@@ -26,6 +26,7 @@ from ghapp.simulator.auth import (
 )
 from ghapp.simulator.http import RequestRecord
 from ghapp.simulator.model import Faults
+from ghapp.simulator.oauth_state import OAuth
 from ghapp.simulator.runs import Outgoing, RunPlayer
 from ghapp.simulator.state import JobState, Repository, RunState, World
 from ghapp.simulator.webhooks import Delivery, WebhookSender
@@ -70,6 +71,8 @@ class SimulatedGitHub:
         self.secrets_key = PrivateKey.generate()
         self.secrets_key_id = str(3_380_204_578_043_523_000 + secrets.randbelow(10**6))
         self.manifest_codes: dict[str, dict[str, Any]] = {}
+        # Sign in with GitHub: the user the authorize page signs in, teams, codes, user tokens.
+        self.oauth = OAuth()
         # The App's answers to protection-rule requests: (run id, environment, state, comment).
         self.answers: list[tuple[int, str, str, str]] = []
         self.webhooks = WebhookSender(

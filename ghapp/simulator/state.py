@@ -16,6 +16,7 @@ APP_PERMISSIONS: dict[str, str] = {
     "checks": "read",
     "contents": "read",
     "deployments": "write",
+    "members": "read",
     "metadata": "read",
     "secrets": "write",
 }

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ghapp.web.authz import audit
 from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
+from ghapp.web.operator.github_signin import checked, forget
 from ghapp.web.operator.render import render, security_headers
 from ghapp.web.operator.sessions import (
     SESSION_COOKIE,
@@ -69,6 +70,13 @@ async def signed_in(request: Request) -> Session | None:
     session = read_session_cookie(services.settings, request.cookies.get(SESSION_COOKIE))
     if session is None or await session_revoked(services.store, session):
         return None
+    if session.actor.startswith("github:"):
+        # A person signed in with GitHub: their teams are rechecked when due.
+        if services.settings.page_auth != "github" or await checked(request, session) is None:
+            return None
+    elif services.settings.page_auth == "github":
+        # PAGE_AUTH=github: token sessions from before the switch no longer count.
+        return None
     return session
 
 
@@ -98,7 +106,8 @@ def login_page(
     request: Request, *, failed: bool = False, status: int | None = None, after: str = "/"
 ) -> Response:
     """The sign-in form (401 after a failed attempt); `after`: where signing in leads."""
-    context = {"failed": failed, "after": back(after)}
+    github = services_of(request).settings.page_auth == "github"
+    context = {"failed": failed, "after": back(after), "github": github}
     return render(request, "login.html", context, status or (401 if failed else 200))
 
 
@@ -114,6 +123,9 @@ async def login(request: Request) -> Response:
 
     At most 10 failed attempts per client address a minute: the next gets 429, right or wrong.
     """
+    if services_of(request).settings.page_auth == "github":
+        # People sign in with GitHub (GET /auth/github); a token session would not count.
+        return login_page(request, status=404)
     address = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
     wait = throttle.retry_after(address)
@@ -171,6 +183,7 @@ async def logout(request: Request) -> Response:
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         return RedirectResponse(back("/", "csrf"), status_code=303)
     await revoke_session(services_of(request).store, session)
+    await forget(request, session)
     log.info("operator signed out")
     await audit(request, "signout", target="operator page", outcome=303,
                 who=session.actor or "page session")
@@ -201,6 +214,14 @@ async def authorized_action(request: Request) -> Response | dict[str, str]:
         form.get("csrf", "").encode(), session.csrf.encode()
     ):
         return RedirectResponse(back("/", "csrf"), status_code=303)
+    if session is not None and session.actor.startswith("github:"):
+        person = await checked(request, session)
+        if person is None or person.role != "admin":
+            log.warning("operator page action refused: not an admin team member",
+                        extra={"path": request.url.path})
+            teams = ", ".join(services_of(request).settings.page_admin_teams) or "(none)"
+            return render(request, "signin_refused.html",
+                          {"reason": f"Only members of {teams} may do this."}, 403)
     # Who acts, for the audit trail: the signed-in token, or the bearer (the admin token).
     request.state.page_actor = (
         (session.actor or "page session") if session is not None else "token:orchestrator"

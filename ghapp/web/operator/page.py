@@ -30,7 +30,7 @@ from ghapp.store import IdempotencyConflict
 from ghapp.store.gate import public_decision
 from ghapp.web.authz import audit
 from ghapp.web.http import stored
-from ghapp.web.operator import deployment_page, releases_section
+from ghapp.web.operator import deployment_page, github_signin, releases_section
 from ghapp.web.operator.access import (
     authorized_action,
     back,
@@ -277,4 +277,5 @@ routes = [
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
     *deployment_page.routes,
+    *github_signin.routes,
 ]
