@@ -268,14 +268,21 @@ class Rig:
 
     async def deploy(self, repository: str, **body: Any) -> dict[str, Any]:
         """POST /api/v1/deployments; the Deployment (raises unless 202)."""
-        async with self.session.post(
-            f"{self.base_url}/api/v1/deployments",
-            json={"repository": repository, **body},
-            headers=self.auth,
-        ) as response:
-            answer: dict[str, Any] = await response.json()
-            if response.status != 202:
-                raise RuntimeError(f"deploy answered {response.status}: {answer}")
+        # A 503 means nothing was dispatched (GitHub slow to answer on a loaded machine): ask
+        # again after Retry-After, as an orchestrator does.
+        for attempt in range(5):
+            async with self.session.post(
+                f"{self.base_url}/api/v1/deployments",
+                json={"repository": repository, **body},
+                headers=self.auth,
+            ) as response:
+                answer: dict[str, Any] = await response.json()
+                if response.status == 503 and attempt < 4:
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
+                if response.status != 202:
+                    raise RuntimeError(f"deploy answered {response.status}: {answer}")
+                break
         # A documented 202 may carry `run: null` (GitHub's answer to the dispatch not known yet,
         # or a 5xx): the run is found later, so read the deployment until it names one.
         deadline = time.monotonic() + 60

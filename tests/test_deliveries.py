@@ -153,7 +153,10 @@ async def test_auto_redeliver_runs_in_the_server(
         callback = await stack.receiver.wait_for(deployment)
         assert callback.deployment["verdict"]["status"] == "success"
         await stack.sim.drain()
-        assert redelivered_guids(stack) == [guid]
+        # The dropped delivery was asked for again, once (on a loaded machine a later pass may
+        # also redeliver another delivery GitHub saw fail, which is its job).
+        redelivered = redelivered_guids(stack)
+        assert guid in redelivered and len(redelivered) == len(set(redelivered))
     finally:
         await stack.close()
 
