@@ -132,7 +132,26 @@ def rejected_deployment(
     rules: CauseRules | None = None,
 ) -> Transition:
     """A deployment GitHub refused to dispatch: completed at once, its callback queued."""
-    record = new_deployment(
+    record = _without_run(
+        deployment_id, request, ref=ref, callback_url=callback_url, now=now,
+        default_environment=default_environment, kind=kind, rollback_of=rollback_of,
+    )
+    return complete(record, rejected_verdict(record, message, rules), now)
+
+
+def _without_run(
+    deployment_id: str,
+    request: DeploymentRequest,
+    *,
+    ref: str,
+    callback_url: str | None,
+    now: datetime,
+    default_environment: str,
+    kind: DeploymentKind,
+    rollback_of: str | None,
+) -> DeploymentRecord:
+    """A deployment that never had a run (refused before or by the dispatch)."""
+    return new_deployment(
         deployment_id,
         request,
         ref=ref,
@@ -145,7 +164,6 @@ def rejected_deployment(
         kind=kind,
         rollback_of=rollback_of,
     )
-    return complete(record, rejected_verdict(record, message, rules), now)
 
 
 def policy_rejected_deployment(
@@ -164,18 +182,9 @@ def policy_rejected_deployment(
 ) -> Transition:
     """A deploy a gate policy refused when it was requested: completed at once, nothing
     dispatched, its callback queued."""
-    record = new_deployment(
-        deployment_id,
-        request,
-        ref=ref,
-        callback_url=callback_url,
-        installation_id=None,
-        run_id=None,
-        html_url=None,
-        now=now,
-        default_environment=default_environment,
-        kind=kind,
-        rollback_of=rollback_of,
+    record = _without_run(
+        deployment_id, request, ref=ref, callback_url=callback_url, now=now,
+        default_environment=default_environment, kind=kind, rollback_of=rollback_of,
     )
     return complete(record, policy_verdict(record, policy, reason, retry_after), now)
 

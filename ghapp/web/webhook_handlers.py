@@ -138,11 +138,11 @@ async def workflow_run_of(
     return Answer(200, "handled", deployment_id=record.id, state=transition.record.state)
 
 
-async def _deployment_status(
-    services: Services, payload: dict[str, Any], delivery_id: str
-) -> Answer:
-    run = payload.get("workflow_run") or {}
-    status = payload.get("deployment_status") or {}
+async def _followed_run(
+    services: Services, run: dict[str, Any], delivery_id: str
+) -> DeploymentRecord | Answer:
+    """The deployment of a run ghapp follows, or the answer for a run it does not (or for a
+    delivery it already had)."""
     if not is_run_id(run.get("id")):
         return Answer(200, "not_ours")
     record = await services.store.by_run(run["id"])
@@ -150,6 +150,17 @@ async def _deployment_status(
         return Answer(200, "not_ours")
     if delivery_id in services.recent_deliveries:
         return Answer(200, "duplicate")
+    return record
+
+
+async def _deployment_status(
+    services: Services, payload: dict[str, Any], delivery_id: str
+) -> Answer:
+    run = payload.get("workflow_run") or {}
+    status = payload.get("deployment_status") or {}
+    record = await _followed_run(services, run, delivery_id)
+    if isinstance(record, Answer):
+        return record
     event = EnvironmentObserved(
         run_id=run["id"],
         state=str(status.get("state") or ""),
@@ -233,13 +244,9 @@ async def _deployment_review(
     from ghapp.work.gate import reviewer_name
 
     run = payload.get("workflow_run") or {}
-    if not is_run_id(run.get("id")):
-        return Answer(200, "not_ours")
-    record = await services.store.by_run(run["id"])
-    if record is None:
-        return Answer(200, "not_ours")
-    if delivery_id in services.recent_deliveries:
-        return Answer(200, "duplicate")
+    record = await _followed_run(services, run, delivery_id)
+    if isinstance(record, Answer):
+        return record
     action = payload.get("action")
     environment = payload.get("environment")
     if not isinstance(environment, str):

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -37,12 +36,15 @@ from ghapp.web.operator.sessions import (
 )
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from ghapp.config import Settings
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.operator")
 FLOW_COOKIE = "ghapp_signin"
-TIMEOUT = aiohttp.ClientTimeout(total=15)
+# Seconds for each call to GitHub (aiohttp is imported at the first sign-in: idle memory).
+TIMEOUT_SECONDS = 15
 ACCEPT = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
@@ -58,6 +60,13 @@ class Person:
     token: str
     role: signin.Role
     checked_at: float
+
+
+def _client() -> aiohttp.ClientSession:
+    """A session for GitHub's sign-in calls (aiohttp loads here, at the first sign-in)."""
+    import aiohttp
+
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS))
 
 
 def _services(request: Request) -> Services:
@@ -145,9 +154,10 @@ async def _get(http: aiohttp.ClientSession, url: str, token: str) -> tuple[int, 
 
 async def memberships(settings: Settings, token: str, login: str) -> dict[str, bool]:
     """Which of PAGE_TEAMS and PAGE_ADMIN_TEAMS the person is an active member of."""
+
     api = settings.github_api_url.rstrip("/")
     found: dict[str, bool] = {}
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+    async with _client() as http:
         for team in dict.fromkeys([*settings.page_admin_teams, *settings.page_teams]):
             org, _, slug = team.partition("/")
             status, data = await _get(http, f"{api}/orgs/{org}/teams/{slug}/memberships/{login}",
@@ -163,6 +173,8 @@ def _refused_page(request: Request, reason: str, status: int = 403) -> Response:
 
 async def callback(request: Request) -> Response:
     """GET /auth/github/callback: check state, exchange the code with the verifier, decide."""
+    import aiohttp
+
     services = _services(request)
     settings = services.settings
     if settings.page_auth != "github":
@@ -180,7 +192,7 @@ async def callback(request: Request) -> Response:
             "code_verifier": flow["verifier"],
             "redirect_uri": f"{settings.public_url}{signin.CALLBACK_PATH}"}
     try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with _client() as http:
             async with http.post(f"{settings.web_url()}/login/oauth/access_token", data=form,
                                  headers={"Accept": "application/json"}) as answer:
                 data = await answer.json(content_type=None)
@@ -218,6 +230,8 @@ async def callback(request: Request) -> Response:
 
 async def checked(request: Request, session: Session) -> Person | None:
     """The person behind a GitHub session, rechecked when due; None ends the session."""
+    import aiohttp
+
     people = _people(request)
     person = people.get(session.id)
     if person is None:
@@ -247,6 +261,8 @@ async def checked(request: Request, session: Session) -> Person | None:
 
 async def forget(request: Request, session: Session) -> None:
     """Drop a signed-out session's token from this replica and revoke it at GitHub."""
+    import aiohttp
+
     person = _people(request).pop(session.id, None)
     if person is None:
         return
@@ -257,7 +273,7 @@ async def forget(request: Request, session: Session) -> None:
     try:
         headers = {**ACCEPT, "Authorization": f"Basic {auth}"}
         async with (
-            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+            _client() as http,
             http.delete(url, json={"access_token": person.token}, headers=headers) as answer,
         ):
             if answer.status not in (204, 404):
