@@ -7,16 +7,18 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghapp.core.causes import CauseRules, RulesError, load_rules
-from ghapp.core.gate_policies import Policies, PolicyError, load_policies
 from ghapp.core.signatures import standard_key
 from ghapp.core.signin import github_url_from_api, parse_teams
+
+if TYPE_CHECKING:
+    from ghapp.core.gate_policies import Policies
 
 # Shortest ORCHESTRATOR_TOKEN and CALLBACK_SECRET accepted; shorter WEBHOOK_SECRETs get a warning.
 MIN_SECRET = 16
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
     github_url: str | None = None
     """GitHub's web host, where browsers sign in; default: derived from GITHUB_API_URL"""
     _cause_rules: CauseRules | None = PrivateAttr(default=None)
-    _gate_policies: Policies | None = PrivateAttr(default=None)
+    _gate_policies: Any = PrivateAttr(default=None)  # Policies, loaded at first use
 
     @field_validator("webhook_secret", "callback_allowed_hosts", mode="before")
     @classmethod
@@ -263,6 +265,9 @@ class Settings(BaseSettings):
     def _gate_policy_file(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
+        # The gate's policies load only where a file is set (idle memory).
+        from ghapp.core.gate_policies import PolicyError, load_policies
+
         try:
             load_policies(value)  # checked whole at start-up: a bad policy stops ghapp here
         except PolicyError as exc:
@@ -271,9 +276,12 @@ class Settings(BaseSettings):
 
     def gate_policies(self) -> Policies:
         """The gate's policies (GATE_POLICY_PATH), loaded once."""
+        from ghapp.core.gate_policies import load_policies
+
         if self._gate_policies is None:
             self._gate_policies = load_policies(self.gate_policy_path)
-        return self._gate_policies
+        policies: Policies = self._gate_policies
+        return policies
 
     @field_validator("cause_rules_path", mode="before")
     @classmethod

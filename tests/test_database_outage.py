@@ -26,7 +26,7 @@ from ghapp.simulator.stack import ProcessServer, Stack
 from ghapp.simulator.tcp_proxy import TcpProxy
 
 PROMISE = 5.0
-# The suite runs four tests at once on a machine that may have two cores: a loaded machine adds
+# The suite runs several tests at once on a machine that may have two cores: a loaded machine adds
 # seconds to any answer, so the wall-clock bound allows for them. What keeps the promise is the
 # server's write budget (3.3 s, ghapp.store.base), asserted by the answer being 503 at all.
 LOADED_SLACK = 3.0

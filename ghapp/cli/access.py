@@ -4,16 +4,7 @@ database (DATABASE_URL), acting as `cli:$USER` (docs/access.md)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import re
-import sys
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ghapp.store import SqlStore
 
 DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,7 +41,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rotate = actions.add_parser("rotate", help="a new value; the old stays valid --overlap")
     rotate.add_argument("name")
     rotate.add_argument("--overlap", type=seconds, default=3600.0, help="default 1h")
-    tokens.set_defaults(func=run_tokens)
+    tokens.set_defaults(func=_run_tokens)
     audit = commands.add_parser(
         "audit", help="the audit trail, newest first; --verify checks its hash chain"
     )
@@ -60,120 +51,19 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--verify", action="store_true",
                        help="exit 0 when the chain holds, 1 naming the first row that breaks it")
-    audit.set_defaults(func=run_audit)
+    audit.set_defaults(func=_run_audit)
 
 
-def cli_actor() -> str:
-    """Who a command run from a shell acts as: `cli:$USER`."""
-    import getpass  # the parser is built by `ghapp serve` too, which never needs it
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+# The parser is built for every command (`ghapp serve` too): what the commands need loads
+# only when one of them runs.
+def _run_tokens(args: argparse.Namespace) -> int:
+    from ghapp.cli.access_commands import run_tokens
 
-
-def _with_store(work: Callable[[SqlStore], Awaitable[int]]) -> int:
-    from ghapp.config import load_settings
-    from ghapp.store import SqlStore
-
-    settings = load_settings()
-
-    async def go() -> int:
-        store = SqlStore(settings.database_url)
-        await store.open()
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return run_tokens(args)
 
 
-def run_tokens(args: argparse.Namespace) -> int:
-    """`ghapp tokens ...`."""
-    return _with_store(lambda store: _tokens(store, args))
+def _run_audit(args: argparse.Namespace) -> int:
+    from ghapp.cli.access_commands import run_audit
 
-
-async def _tokens(store: SqlStore, args: argparse.Namespace) -> int:
-    from ghapp.core.scopes import ADMIN
-    from ghapp.store.access import TokenNameTaken
-    from ghapp.work.access import Auditor, issue_token, public_token, rotate_token
-
-    auditor = Auditor(store)
-    who = cli_actor()
-    if args.tokens_action == "list":
-        for row in await store.list_tokens():
-            shown = public_token(row)
-            print(
-                f"{shown['name']}\t{shown['prefix']}\t{','.join(shown['scopes'])}\t"
-                f"repos={','.join(shown['repositories'])}\t"
-                f"environments={','.join(shown['environments'])}\t"
-                f"created={shown['created_at']}\tlast_used={shown['last_used_at'] or '-'}\t"
-                f"expires={shown['expires_at'] or 'never'}"
-            )
-        return 0
-    if args.tokens_action == "create":
-        try:
-            issued = await issue_token(
-                store, ADMIN, name=args.name, repositories=args.repos,
-                environments=args.environments, scope_names=args.scopes,
-                expires_in_days=args.expires / 86400 if args.expires else None, created_by=who,
-            )
-        except TokenNameTaken:
-            print(f"ghapp: a token named {args.name!r} exists", file=sys.stderr)
-            await auditor.record(actor=who, action="token.create", target=args.name,
-                                 outcome="409")
-            return 1
-        except (ValueError, PermissionError) as exc:
-            print(f"ghapp: {exc}", file=sys.stderr)
-            await auditor.record(actor=who, action="token.create", target=args.name,
-                                 outcome="422", reason=str(exc))
-            return 2
-        await auditor.record(actor=who, action="token.create", target=args.name, outcome="201")
-        print(issued.token)
-        print("(shown this once: store it now)", file=sys.stderr)
-        return 0
-    if args.tokens_action == "rotate":
-        rotated = await rotate_token(store, args.name, args.overlap)
-        await auditor.record(actor=who, action="token.rotate", target=args.name,
-                             outcome="200" if rotated else "404")
-        if rotated is None:
-            print(f"ghapp: no token named {args.name!r}", file=sys.stderr)
-            return 1
-        print(rotated.token)
-        return 0
-    gone = await store.revoke_token(args.name)
-    await auditor.record(actor=who, action="token.revoke", target=args.name,
-                         outcome="204" if gone else "404")
-    if not gone:
-        print(f"ghapp: no token named {args.name!r}", file=sys.stderr)
-        return 1
-    print(f"revoked {args.name}")
-    return 0
-
-
-def run_audit(args: argparse.Namespace) -> int:
-    """`ghapp audit [--verify]`."""
-    return _with_store(lambda store: _audit(store, args))
-
-
-async def _audit(store: SqlStore, args: argparse.Namespace) -> int:
-    from ghapp.core.untrusted import clean
-    from ghapp.work.access import verify_audit
-
-    if args.verify:
-        broken = await verify_audit(store)
-        if broken is None:
-            print("audit chain holds")
-            return 0
-        print(f"audit chain broken at row {broken.row_id}: {broken.why}")
-        return 1
-    since = time.time() - args.since if args.since else None
-    rows: list[dict[str, Any]] = await store.audit_entries(
-        actor=args.actor, action=args.action, since=since, limit=args.limit
-    )
-    for row in rows:
-        # Fields a client chose (its request id, a reason) are printed as clean text.
-        print(clean(json.dumps(row, sort_keys=True)))
-    return 0
+    return run_audit(args)

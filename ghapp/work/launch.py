@@ -240,7 +240,8 @@ async def _start(
     target = prepared.target
     environment = deploys.environment_of(body, settings.default_environment)
     blocked = None
-    if settings.gate_policies().items:  # the gate's code loads only where policies are set
+    # The gate's code loads only where a policies file is set.
+    if settings.gate_policy_path is not None:
         from ghapp.work import gate
 
         blocked = await gate.blocked_at_request(

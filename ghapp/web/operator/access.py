@@ -14,7 +14,6 @@ from starlette.responses import RedirectResponse, Response
 
 from ghapp.web.authz import audit
 from ghapp.web.limits import FORM_CAP, BodyRefused, read_body
-from ghapp.web.operator.github_signin import checked, forget
 from ghapp.web.operator.render import render, security_headers
 from ghapp.web.operator.sessions import (
     SESSION_COOKIE,
@@ -29,9 +28,25 @@ from ghapp.web.operator.sessions import (
 
 if TYPE_CHECKING:
     from ghapp.config import Settings
+    from ghapp.web.operator.github_signin import Person
     from ghapp.web.services import Services
 
 log = logging.getLogger("ghapp.operator")
+
+
+async def checked(request: Request, session: Session) -> Person | None:
+    """The signed-in person, rechecked with GitHub when due (PAGE_AUTH=github)."""
+    # Sign-in with GitHub's code (and aiohttp) loads at its first use: idle memory.
+    from ghapp.web.operator import github_signin
+
+    return await github_signin.checked(request, session)
+
+
+async def forget(request: Request, session: Session) -> None:
+    """Drop what the server keeps for a session (a person's GitHub token)."""
+    from ghapp.web.operator import github_signin
+
+    await github_signin.forget(request, session)
 
 
 def services_of(request: Request) -> Services:

@@ -24,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ghapp.core import signin
 from ghapp.github.client import GitHubUnavailable
 from ghapp.github.deliveries import HookDeliveries
 from ghapp.store import IdempotencyConflict
 from ghapp.store.gate import public_decision
 from ghapp.web.authz import audit
 from ghapp.web.http import stored
-from ghapp.web.operator import deployment_page, github_signin, releases_section
+from ghapp.web.operator import deployment_page, releases_section
 from ghapp.web.operator.access import (
     authorized_action,
     back,
@@ -265,6 +266,20 @@ async def rollback(request: Request) -> Response:
     return RedirectResponse(back(form.get("back"), notice), status_code=303)
 
 
+async def _github_start(request: Request) -> Response:
+    """GET /auth/github: to GitHub's sign-in (its code loads at the first sign-in)."""
+    from ghapp.web.operator import github_signin
+
+    return await github_signin.start(request)
+
+
+async def _github_callback(request: Request) -> Response:
+    """GET /auth/github/callback: GitHub's answer to the sign-in."""
+    from ghapp.web.operator import github_signin
+
+    return await github_signin.callback(request)
+
+
 routes = [
     Route("/", index, methods=["GET"]),
     Route(
@@ -277,5 +292,6 @@ routes = [
     Route("/ui/deployments/{deployment_id}/resend", resend, methods=["POST"]),
     Route("/ui/deliveries/{guid}/redeliver", redeliver, methods=["POST"]),
     *deployment_page.routes,
-    *github_signin.routes,
+    Route(signin.START_PATH, _github_start, methods=["GET"]),
+    Route(signin.CALLBACK_PATH, _github_callback, methods=["GET"]),
 ]
