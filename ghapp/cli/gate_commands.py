@@ -16,6 +16,7 @@ from ghapp.cli.common import CommandError, app_settings, fail, github_client, pr
 from ghapp.cli.failures import check_url, reason
 from ghapp.config import load_settings
 from ghapp.core import validation
+from ghapp.core.untrusted import clean
 from ghapp.github import gate_calls
 from ghapp.github.client import GitHubUnavailable
 
@@ -73,7 +74,8 @@ async def _check(repository: str) -> int:
     else:
         sys.stdout.write(f"{repository} has no environments\n")
     for name in missing:
-        sys.stderr.write(f"ghapp: {repository}: environment {name} deploys without ghapp's rule\n")
+        # The name is GitHub's: cleaned like every other line that quotes it.
+        fail(f"{repository}: environment {name} deploys without ghapp's rule")
     return 1 if missing else 0
 
 
@@ -153,8 +155,8 @@ async def _decisions(args: argparse.Namespace) -> int:
 
 async def _settle(args: argparse.Namespace) -> int:
     decided = await _call("POST", args.url, f"/api/v1/gate/decisions/{args.id}/{args.action}")
-    sys.stdout.write(
+    sys.stdout.write(clean(
         f"{decided['id']}: {decided['decision']} ({decided['repository']} "
-        f"{decided['environment']}, run {decided['run']['id']})\n"
-    )
+        f"{decided['environment']}, run {decided['run']['id']})"
+    ) + "\n")
     return 0

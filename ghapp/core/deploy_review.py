@@ -45,7 +45,7 @@ def on_review_requested(record: DeploymentRecord, event: ReviewRequested) -> Tra
 
 def review_verdict(record: DeploymentRecord, reviewer: str, comment: str) -> Verdict:
     """The failure verdict of a deployment a reviewer rejected (the comment quoted)."""
-    who = untrusted.clean(reviewer)[:100]
+    who = untrusted.code_span(reviewer, 100)
     said = untrusted.code_span(comment, 500) if comment else "no comment"
     return Verdict(
         status="failure",
