@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from ghapp.core.deploys import DeploymentRecord
 from ghapp.store.aio import AsyncConnection, AsyncEngine, create_async_engine
 from ghapp.store.batch import GroupCommit
+from ghapp.store.followed import FollowedRuns
 from ghapp.store.inline import InlineReader, sqlite_file
 from ghapp.store.migrate import upgrade
 from ghapp.store.rows import _record, _RecordRow
@@ -148,6 +149,8 @@ class StoreBase:
         )
         # SQLite only: the webhook path's lookups, without aiosqlite's thread hops.
         self._inline: InlineReader | None = None
+        # SQLite file only: the run ids deployments may follow (`by_run`'s filter).
+        self._followed: FollowedRuns | None = None
         # SQLite has one writer at a time, and a connection waiting for the write lock polls
         # in sleeps of up to 100 ms: queue this process's writers here instead.
         self._writes = asyncio.Lock()
@@ -206,6 +209,7 @@ class StoreBase:
                 await conn.run_sync(upgrade)
         if path is not None and self._inline is None:
             self._inline = InlineReader(path)
+            self._followed = FollowedRuns(path, self._inline)
 
     async def _migrate_sqlite(self) -> None:
         # A connection of its own, whose transaction begins IMMEDIATE; the store's others
@@ -232,10 +236,18 @@ class StoreBase:
     async def close(self) -> None:
         """Release the connections."""
         await self._group.drain()
+        if self._followed is not None:
+            self._followed.close()
+            self._followed = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None
         await self.engine.dispose()
+
+    def _note_run(self, record: DeploymentRecord) -> None:
+        """Before a write of `record`: its run id is one a deployment may follow from now on."""
+        if self._followed is not None and record.run is not None:
+            self._followed.note(record.run.id)
 
     def _read_inline(
         self, sql: str, params: tuple[Any, ...]

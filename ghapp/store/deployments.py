@@ -84,6 +84,7 @@ class Deployments(StoreBase):
         enqueue_callback: bool = False,
     ) -> None:
         """Insert a new deployment in a transaction the caller holds (see `create`)."""
+        self._note_run(record)
         await conn.execute(
             insert(deployments).values(
                 **_columns(record),
@@ -128,7 +129,9 @@ class Deployments(StoreBase):
         return _record(row) if row else None
 
     async def by_run(self, run_id: int) -> DeploymentRecord | None:
-        """The deployment watching a run, if any (an indexed lookup)."""
+        """The deployment watching a run, if any (an indexed lookup, unless none may)."""
+        if self._followed is not None and not self._followed.may_follow(run_id):
+            return None
         answered, found = self._read_inline(_BY_RUN_SQL, (run_id,))
         if answered:
             return found
@@ -229,6 +232,7 @@ class Deployments(StoreBase):
         The delivery id, the record and the callback commit together or not at all; so does
         the lease on the deployment's slow work (`gather_owner`), which saves a write.
         """
+        self._note_run(record)
         params = _save_params(record)
         if gather_owner is not None:
             params.update(v_gather_owner=gather_owner, v_gather_until=time.time() + gather_seconds)

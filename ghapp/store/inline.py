@@ -52,6 +52,11 @@ class InlineReader:
         row: tuple[Any, ...] | None = self._conn.execute(sql, params).fetchone()
         return row
 
+    def all(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every row of a SELECT; raises sqlite3.Error for the caller to fall back."""
+        rows: list[tuple[Any, ...]] = self._conn.execute(sql, params).fetchall()
+        return rows
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
