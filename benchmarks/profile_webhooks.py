@@ -1,7 +1,7 @@
 """Profile the webhook path under the ingest load: where `ghapp serve` spends its CPU.
 
     python -m benchmarks.profile_webhooks [--seconds 10]
-        [--mix realistic|dispatch-heavy|push-only|jobs]
+        [--mix realistic|dispatch-heavy|push-only|jobs|runs-and-jobs[-foreign]]
         [--target ghapp|bare] [--top 25] [--out DIR] [--set NAME=VALUE ...] [--no-spy]
 
 Starts the same set-up as `benchmarks.ingest` (simulator, real deployments, one worker pinned
@@ -38,6 +38,7 @@ from benchmarks.ingest import (
     own_deployments,
     start_server,
     template,
+    with_jobs,
     write_requests,
 )
 from ghapp.simulator.stack import settings_env
@@ -127,6 +128,11 @@ async def profile(
         if mix == "jobs":  # workflow_job deliveries only, of runs ghapp does not watch
             foreign = Own([], own.repository, own.installation_id)
             bodies = [("workflow_job", b) for b in make_job_bodies(job_template()[0], foreign)]
+        if mix.startswith("runs-and-jobs"):  # the ingest benchmark's mix: a run delivery, 3 jobs
+            if mix.endswith("-foreign"):  # the same, none about ghapp's runs: their cost apart
+                own = Own([], own.repository, own.installation_id)
+                bodies = make_bodies(template()[0], own, mixed)
+            bodies = with_jobs(bodies, make_job_bodies(job_template()[0], own))
         write_requests(data, bodies, rig.settings.webhook_secret[0])
         server = await start_server(target, 1, env, out)
         try:
@@ -174,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument(
-        "--mix", choices=["realistic", "dispatch-heavy", "push-only", "jobs"],
+        "--mix",
+        choices=[
+            "realistic", "dispatch-heavy", "push-only", "jobs", "runs-and-jobs",
+            "runs-and-jobs-foreign",
+        ],
         default="realistic",
     )
     parser.add_argument("--target", choices=["ghapp", "bare"], default="ghapp")

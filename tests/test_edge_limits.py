@@ -539,9 +539,12 @@ async def test_a_short_webhook_secret_is_served_with_a_warning(tmp_path: Path) -
         wanted = "WEBHOOK_SECRET: 1 of its entries are shorter than 16"
         assert any(msg.startswith(wanted) for msg in warnings), warnings
         assert "old-short" not in log.read_text()
-        # The database ghapp created, and its WAL files, are the owner's only.
-        files = sorted(tmp_path.glob("ghapp.db*"))  # noqa: ASYNC240 - three files
-        assert len(files) == 3
+        # The database ghapp created, its WAL files and its followed-runs ring (`-runs`) are
+        # the owner's only.
+        files = sorted(tmp_path.glob("ghapp.db*"))  # noqa: ASYNC240 - four files
+        assert [path.name for path in files] == [
+            "ghapp.db", "ghapp.db-runs", "ghapp.db-shm", "ghapp.db-wal"
+        ]
         assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files), files
     finally:
         await server.stop()

@@ -97,3 +97,27 @@ async def test_in_memory_store_reads_without_an_inline_reader() -> None:
     finally:
         await store.close()
 
+
+
+async def test_a_record_read_again_is_a_copy_and_follows_each_save(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path}/c.db")
+    await store.open()
+    try:
+        await store.create(record(3, run_id=43))
+        first = await store.by_run(43)
+        assert first is not None
+        state = first.state
+        first.version = 99  # what `save` does to the record it wrote
+        first.state = "failure"
+        second = await store.by_run(43)
+        assert second is not None and second is not first
+        assert second.version == 1 and second.state == state != "failure"
+        event = RunObserved(
+            run_id=43, attempt=1, status="in_progress", conclusion=None,
+            html_url=None, head_sha=None, at=NOW,
+        )
+        assert await store.save(deploys.apply(second, event).record)
+        third = await store.by_run(43)
+        assert third is not None and third.version == 2 and third.phase == "in_progress"
+    finally:
+        await store.close()

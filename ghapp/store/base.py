@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import event, exc, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -116,6 +117,10 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Parsed records kept for the inline reads (a few active deployments' worth).
+PARSED_KEPT = 64
+
+
 class StoreBase:
     """The engine, the write queue and the group commit every part of the store writes through."""
 
@@ -149,6 +154,10 @@ class StoreBase:
         )
         # SQLite only: the webhook path's lookups, without aiosqlite's thread hops.
         self._inline: InlineReader | None = None
+        # Records parsed from rows the inline reader returned lately, by the row itself (its
+        # document and version): deliveries about one run come in bursts, and parsing the
+        # document was most of the cost of a delivery about ghapp's own run (issue 23).
+        self._parsed: LRUCache[tuple[Any, ...], DeploymentRecord] = LRUCache(PARSED_KEPT)
         # SQLite file only: the run ids deployments may follow (`by_run`'s filter).
         self._followed: FollowedRuns | None = None
         # SQLite has one writer at a time, and a connection waiting for the write lock polls
@@ -259,7 +268,14 @@ class StoreBase:
             row = self._inline.first(sql, params)
         except sqlite3.Error:
             return False, None
-        return True, _record(_RecordRow(*row)) if row is not None else None
+        if row is None:
+            return True, None
+        parsed = self._parsed.get(row)
+        if parsed is None:
+            parsed = self._parsed[row] = _record(_RecordRow(*row))
+        # A copy: callers set a record's own fields (its version on save). Nothing changes its
+        # nested parts in place; the core copies a record deeply before it does.
+        return True, parsed.model_copy()
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached, or (SQLite) written, within READY_WAIT."""

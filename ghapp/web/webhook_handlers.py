@@ -124,7 +124,11 @@ async def workflow_run_of(
     services.recent_deliveries[delivery_id] = True
     if transition is None:
         return Answer(200, "duplicate")
-    log.info(
+    # Info when the deployment moved; a delivery that changed nothing (GitHub repeats a run's
+    # state several times) is a debug line, and the delivery log has it anyway.
+    moved = transition.changed and not transition.liveness_only
+    log.log(
+        logging.INFO if moved else logging.DEBUG,
         "workflow_run %s handled",
         payload.get("action"),
         extra={
