@@ -17,6 +17,7 @@ from ghapp.simulator.http import RequestRecord
 from ghapp.simulator.stack import Stack
 from ghapp.simulator.state import RunState
 from ghapp.store import SqlStore
+from ghapp.store.base import StoreUnavailable
 
 REPO = "acme/fleet"
 
@@ -52,7 +53,15 @@ async def completed_while_down(stack: Stack, count: int, *, created: int) -> lis
 async def remember(stack: Stack, runs: list[RunState], dispatched_at: int) -> list[str]:
     """Store the deployments ghapp had dispatched for these runs before it went down."""
     store = SqlStore(stack.settings.database_url)
-    await store.open()
+    # Beside a busy suite a new PostgreSQL connection can take longer than ghapp's 3 s bound:
+    # that is the machine, not what is tested here.
+    for attempt in range(3):
+        try:
+            await store.open()
+            break
+        except Exception as exc:
+            if attempt == 2 or not StoreUnavailable.covers(exc):
+                raise
     installation = stack.sim.repos[REPO].installation_id
     ids = []
     try:
