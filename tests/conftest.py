@@ -52,13 +52,13 @@ SLOW_FIRST = (
 
 # Modules whose tests run on PostgreSQL as well as SQLite by default: those where the database
 # engine makes a difference (the store, locks, races and compare-and-set, durability, leases,
-# migrations, retention, the SQL of releases and statistics).
+# migrations, retention, the statistics' SQL).
 # The others go through the same store code over HTTP: their PostgreSQL half runs with
 # GHAPP_TEST_POSTGRES_ALL=1 (the suite must stay within CI's ten minutes on two slow cores).
 POSTGRES_MODULES = frozenset({
     "test_access.py", "test_database_outage.py", "test_delivery_log_batches.py",
     "test_engine.py", "test_gate.py", "test_migrate.py", "test_poller.py",
-    "test_racing_requests.py", "test_releases.py", "test_releases_migration.py",
+    "test_racing_requests.py", "test_releases_migration.py",
     "test_replicas.py", "test_retention.py", "test_startup.py", "test_started_callback.py",
     "test_stats.py", "test_store.py", "test_write_ahead.py",
 })  # fmt: skip
