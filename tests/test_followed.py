@@ -11,27 +11,16 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
+# The same deployment record as the inline reads' tests (pytest puts tests/ on the path).
+from test_inline import record
+
 from ghapp.core import deploys
 from ghapp.core.deploys import RunObserved
-from ghapp.core.models import DeploymentRequest
 from ghapp.store import SqlStore
 from ghapp.store.followed import RING, FollowedRuns, ring_path
 from ghapp.store.inline import InlineReader
 
 NOW = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
-
-
-def record(n: int, *, run_id: int | None) -> deploys.DeploymentRecord:
-    return deploys.new_deployment(
-        f"dep_{n}",
-        DeploymentRequest(repository="acme/shop"),
-        ref="main",
-        callback_url="http://orch.test/cb",
-        installation_id=1,
-        run_id=run_id,
-        html_url=None,
-        now=NOW,
-    )
 
 
 async def opened(path: Path) -> SqlStore:

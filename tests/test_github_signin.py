@@ -240,19 +240,28 @@ async def test_sign_in_and_refusal_in_headless_chromium(stack: Stack, tmp_path: 
     assert "not a member" in refused["text"]
 
 
-def _roll_back(base_url: str, profile: Path) -> dict[str, str]:
-    """Sign in with GitHub in Chromium and press the rollback button of acme/shop production."""
+def _signed_in(driver: Any, base_url: str) -> Any:
+    """Sign in with GitHub from the operator page; a wait for what follows."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    wait = WebDriverWait(driver, 20)
+    driver.get(base_url + "/")
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, "github-signin"))).click()
+    wait.until(expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "environments")))
+    return wait
+
+
+def _roll_back(base_url: str, profile: Path) -> dict[str, str]:
+    """Sign in with GitHub in Chromium and press the rollback button of acme/shop production."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
     driver = _chrome(profile)
     try:
-        wait = WebDriverWait(driver, 20)
-        driver.get(base_url + "/")
-        wait.until(expected_conditions.element_to_be_clickable((By.ID, "github-signin"))).click()
-        wait.until(expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
-        wait.until(expected_conditions.presence_of_element_located((By.ID, "environments")))
+        wait = _signed_in(driver, base_url)
         row = driver.find_element(By.CSS_SELECTOR, 'tr[data-environment="acme/shop/production"]')
         row.find_element(By.CSS_SELECTOR, "button.rollback").click()
         notice = wait.until(expected_conditions.presence_of_element_located((By.ID, "notice")))
@@ -295,15 +304,10 @@ def _removed_mid_session(base_url: str, profile: Path, remove: Any) -> dict[str,
     """Sign in with GitHub in Chromium, have `remove` take the person off the team, reload."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = _chrome(profile)
     try:
-        wait = WebDriverWait(driver, 20)
-        driver.get(base_url + "/")
-        wait.until(expected_conditions.element_to_be_clickable((By.ID, "github-signin"))).click()
-        wait.until(expected_conditions.element_to_be_clickable((By.ID, "authorize"))).click()
-        wait.until(expected_conditions.presence_of_element_located((By.ID, "environments")))
+        wait = _signed_in(driver, base_url)
         remove()
         driver.get(base_url + "/")
         wait.until(expected_conditions.presence_of_element_located((By.ID, "github-signin")))
